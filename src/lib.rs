@@ -1,0 +1,6 @@
+//! Lemonade: a push mail gateway for phones.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod mail;
+pub mod store;

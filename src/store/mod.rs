@@ -1,0 +1,3 @@
+//! Durable state (skeleton: records only).
+mod types;
+pub use types::*;

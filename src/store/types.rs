@@ -1,0 +1,136 @@
+//! The records the store keeps, shared by the API, the watcher and the notifier.
+
+use serde::{Deserialize, Serialize};
+
+use crate::mail::MessageSummary;
+
+/// How the gateway talks to an upstream IMAP or SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Tls,
+    /// Plain connection upgraded with STARTTLS before login.
+    Starttls,
+    /// No TLS at all: only allowed with `upstream.allow_plaintext`.
+    Plain,
+}
+
+/// Where an upstream server is and how to log in to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerRecord {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: String,
+    /// The password sealed with the master key (see `store::seal`); never logged.
+    #[serde(with = "b64")]
+    pub password_sealed: Vec<u8>,
+}
+
+/// A registered mail account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub id: String,
+    pub email: String,
+    pub imap: ServerRecord,
+    pub smtp: Option<ServerRecord>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// How much a device wants to be told in each push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadTier {
+    /// Sender, subject and a preview of the text.
+    #[default]
+    Preview,
+    /// Sender and subject.
+    Headers,
+    /// Mailbox and count only.
+    Count,
+    /// Only "something happened to this account".
+    Wake,
+}
+
+/// A browser's `PushSubscription`, decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushSubscription {
+    pub endpoint: String,
+    /// The device's P-256 public key, 65 bytes uncompressed.
+    #[serde(with = "b64")]
+    pub p256dh: Vec<u8>,
+    /// The 16-byte authentication secret.
+    #[serde(with = "b64")]
+    pub auth: Vec<u8>,
+}
+
+/// A phone (or browser) registered to receive pushes for one account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub account_id: String,
+    pub subscription: PushSubscription,
+    pub mailboxes: Vec<String>,
+    pub payload: PayloadTier,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// Where the watcher has got to in one mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub uidvalidity: u32,
+    /// Every UID below this has been seen (pushed or recorded as old).
+    pub uidnext: u32,
+    pub highestmodseq: Option<u64>,
+}
+
+/// Which queued push this is: one per device and mailbox, so bursts coalesce.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PushKey {
+    pub device_id: String,
+    pub mailbox: String,
+}
+
+/// A push waiting to be delivered (or retried). Survives restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingPush {
+    pub key: PushKey,
+    pub account_id: String,
+    /// New messages not yet delivered, oldest first; bounded by `MAX_QUEUED_MESSAGES`.
+    pub messages: Vec<MessageSummary>,
+    /// How many new messages this push stands for (may exceed `messages.len()`).
+    pub count: u32,
+    /// Bumped on every merge, so a delivery only removes what it actually sent.
+    pub version: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Unix milliseconds before which no attempt is made (Retry-After, backoff).
+    pub not_before_ms: i64,
+    /// Unix milliseconds after which the push is dropped (its TTL ran out).
+    pub expires_at_ms: i64,
+    /// When set, the push service answered 413: send a smaller payload.
+    #[serde(default)]
+    pub shrink: bool,
+}
+
+/// At most this many message summaries are kept per queued push; older ones
+/// are dropped (the count still covers them).
+pub const MAX_QUEUED_MESSAGES: usize = 20;
+
+mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
