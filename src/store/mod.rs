@@ -1,3 +1,113 @@
-//! Durable state (skeleton: records only).
+//! Durable state: accounts (with sealed secrets), hashed API tokens, devices,
+//! per-mailbox cursors and the push queue.
+//!
+//! Everything goes through the [`Store`] trait so that sled, the embedded
+//! default, stays replaceable. Writes that must survive a crash are followed
+//! by [`Store::flush`].
+
+mod seal;
+mod sled_store;
 mod types;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use seal::{SealError, Sealer};
+pub use sled_store::SledStore;
 pub use types::*;
+
+use crate::error::ErrorClass;
+use crate::mail::MessageSummary;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failure: {0}")]
+    Backend(String),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Permanent
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// New mail found in one mailbox, to be queued for every interested device
+/// together with the cursor that moves past it.
+#[derive(Debug, Clone)]
+pub struct NewMail<'a> {
+    pub account_id: &'a str,
+    pub mailbox: &'a str,
+    /// Summaries of the newest messages, oldest first (may be fewer than `count`).
+    pub messages: &'a [MessageSummary],
+    /// How many new messages arrived.
+    pub count: u32,
+    /// The cursor after these messages.
+    pub cursor: Cursor,
+    /// Unix milliseconds when an undelivered push expires.
+    pub expires_at_ms: i64,
+}
+
+/// The gateway's durable state.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new account together with the hash of its API token.
+    fn create_account(&self, account: &AccountRecord, token_hash: &[u8; 32]) -> StoreResult<()>;
+    fn account(&self, id: &str) -> StoreResult<Option<AccountRecord>>;
+    fn accounts(&self) -> StoreResult<Vec<AccountRecord>>;
+    /// The account a token hash belongs to.
+    fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
+    /// Removes the account, its tokens, devices, cursors and queued pushes.
+    fn delete_account(&self, id: &str) -> StoreResult<bool>;
+
+    fn put_device(&self, device: &DeviceRecord) -> StoreResult<()>;
+    fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>>;
+    fn devices_of(&self, account_id: &str) -> StoreResult<Vec<DeviceRecord>>;
+    /// Removes the device and its queued pushes. False if it did not exist.
+    fn delete_device(&self, id: &str) -> StoreResult<bool>;
+
+    fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>>;
+    /// Sets a cursor without queuing anything (first watch, UIDVALIDITY reset).
+    fn put_cursor(&self, account_id: &str, mailbox: &str, cursor: &Cursor) -> StoreResult<()>;
+    /// Forgets a cursor (no device watches the mailbox any more), so a later
+    /// watch starts afresh instead of pushing what arrived meanwhile.
+    fn delete_cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<()>;
+    /// Atomically merges new mail into the pending push of every device that
+    /// watches the mailbox and advances the cursor. Returns the keys touched.
+    fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>>;
+
+    fn pending_pushes(&self) -> StoreResult<Vec<PendingPush>>;
+    fn pending_push(&self, key: &PushKey) -> StoreResult<Option<PendingPush>>;
+    /// Removes the push if it is still at `version` (nothing merged since it
+    /// was read). Returns false when it was kept because new mail arrived.
+    fn finish_push(&self, key: &PushKey, version: u64) -> StoreResult<bool>;
+    /// Records a failed attempt: attempts, the earliest next try, and whether
+    /// to shrink the payload. Merged messages are kept.
+    fn reschedule_push(
+        &self,
+        key: &PushKey,
+        attempts: u32,
+        not_before_ms: i64,
+        shrink: bool,
+    ) -> StoreResult<()>;
+    /// Drops a push whatever its version (expired, device gone).
+    fn remove_push(&self, key: &PushKey) -> StoreResult<()>;
+
+    /// Makes every write so far durable.
+    fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>>;
+}

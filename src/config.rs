@@ -1,0 +1,482 @@
+//! The gateway's configuration: one typed struct, its defaults, overrides from
+//! a TOML file and from `LEMONADE_*` environment variables, and validation.
+//!
+//! Every key has exactly one default, written in the `Default` impls below.
+//! The environment variable for a key is `LEMONADE_` followed by its path in
+//! upper case with `.` replaced by `_`: `push.allow_private_endpoints` is
+//! `LEMONADE_PUSH_ALLOW_PRIVATE_ENDPOINTS`. The environment is passed in as a
+//! list of pairs, so tests never touch the process environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("unknown environment variable {0}: no such configuration key")]
+    UnknownEnv(String),
+    #[error("invalid value for {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store, the master key and the VAPID key.
+    pub data_dir: PathBuf,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `lemonade=debug`.
+    pub log: String,
+    pub api: ApiConfig,
+    pub push: PushConfig,
+    pub upstream: UpstreamConfig,
+    pub watch: WatchConfig,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Largest accepted JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Upper bound on handling one request (account registration logs in upstream).
+    pub request_timeout_secs: u64,
+}
+
+/// Web Push delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Allow push endpoints over http or on loopback/private addresses (tests, private push servers).
+    pub allow_private_endpoints: bool,
+    /// The VAPID `sub` claim: a `mailto:` or `https:` contact for push services.
+    pub vapid_subject: String,
+    /// How long a push service keeps an undelivered message, and how long we retry.
+    pub ttl_secs: u32,
+    /// The Urgency header of new-mail pushes: very-low, low, normal or high.
+    pub urgency: String,
+    /// Timeout of one POST to a push service.
+    pub request_timeout_secs: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+/// Connections to upstream IMAP and SMTP servers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Allow accounts whose servers use neither TLS nor STARTTLS.
+    pub allow_plaintext: bool,
+    /// A PEM file of extra CA certificates to trust (private servers).
+    pub extra_ca_file: Option<PathBuf>,
+    /// Timeout for connecting, TLS, greeting and login, and for each command.
+    pub connect_timeout_secs: u64,
+    /// Connection attempts in progress at once towards one upstream host.
+    pub max_connects_per_host: usize,
+}
+
+/// Watching mailboxes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Re-issue IDLE after this many seconds (RFC 2177: before 29 minutes).
+    pub idle_refresh_secs: u64,
+    /// Shorter IDLE refresh for hosts known to drop idle connections sooner (host → seconds).
+    pub idle_refresh_by_host: BTreeMap<String, u64>,
+    /// First reconnect delay, in milliseconds; doubles up to `backoff_max_secs`, with jitter.
+    pub backoff_min_ms: u64,
+    /// Longest reconnect delay, in seconds.
+    pub backoff_max_secs: u64,
+    /// IMAP connections one account may hold when the server lacks NOTIFY.
+    pub connections_per_account: usize,
+    /// How often mailboxes beyond the connection budget are polled with STATUS.
+    pub poll_secs: u64,
+    /// Most message summaries fetched for one push; older new mail is only counted.
+    pub fetch_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            log: "info".into(),
+            api: ApiConfig::default(),
+            push: PushConfig::default(),
+            upstream: UpstreamConfig::default(),
+            watch: WatchConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: 64 * 1024,
+            request_timeout_secs: 60,
+        }
+    }
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            allow_private_endpoints: false,
+            vapid_subject: "mailto:postmaster@localhost".into(),
+            ttl_secs: 24 * 3600,
+            urgency: "normal".into(),
+            request_timeout_secs: 15,
+            concurrency: 64,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            allow_plaintext: false,
+            extra_ca_file: None,
+            connect_timeout_secs: 30,
+            max_connects_per_host: 16,
+        }
+    }
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            idle_refresh_secs: 29 * 60 - 60,
+            // Both drop IDLE sessions well before RFC 2177's 30 minutes.
+            idle_refresh_by_host: BTreeMap::from([
+                ("imap.gmail.com".to_string(), 9 * 60),
+                ("outlook.office365.com".to_string(), 9 * 60),
+            ]),
+            backoff_min_ms: 1000,
+            backoff_max_secs: 300,
+            connections_per_account: 3,
+            poll_secs: 120,
+            fetch_limit: 20,
+        }
+    }
+}
+
+/// Keys that have no value by default, so do not appear in the serialized defaults.
+const OPTIONAL_KEYS: &[&str] = &["upstream.extra_ca_file"];
+
+/// Environment variables that are not configuration keys but are ours.
+const OTHER_ENV: &[&str] = &["LEMONADE_CONFIG"];
+
+impl Config {
+    /// Builds the configuration: defaults, then the file (if any), then the
+    /// `LEMONADE_*` variables among `env`; then validates it.
+    pub fn load<I>(file: Option<&Path>, env: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut value = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let from_file: toml::Value =
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+            merge(&mut value, from_file);
+        }
+        let mut keys = Vec::new();
+        leaf_keys(&value, "", &mut keys);
+        keys.extend(OPTIONAL_KEYS.iter().map(|k| k.to_string()));
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("LEMONADE_") else {
+                continue;
+            };
+            if OTHER_ENV.contains(&name.as_str()) {
+                continue;
+            }
+            let Some(key) = keys
+                .iter()
+                .find(|k| k.replace('.', "_").eq_ignore_ascii_case(rest))
+            else {
+                return Err(ConfigError::UnknownEnv(name));
+            };
+            let parsed = env_value(lookup(&value, key), &raw)
+                .map_err(|reason| ConfigError::Parse(format!("{name}: {reason}")))?;
+            set(&mut value, key, parsed);
+        }
+        let config: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        let subject = &self.push.vapid_subject;
+        if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
+            return invalid("push.vapid_subject", "must start with mailto: or https://");
+        }
+        if !matches!(
+            self.push.urgency.as_str(),
+            "very-low" | "low" | "normal" | "high"
+        ) {
+            return invalid("push.urgency", "must be very-low, low, normal or high");
+        }
+        if self.push.ttl_secs == 0 || self.push.ttl_secs > 28 * 24 * 3600 {
+            return invalid("push.ttl_secs", "must be between 1 and 2419200 (28 days)");
+        }
+        if self.push.concurrency == 0 {
+            return invalid("push.concurrency", "must be at least 1");
+        }
+        let refresh_ok = |secs: u64| (10..=29 * 60).contains(&secs);
+        if !refresh_ok(self.watch.idle_refresh_secs)
+            || !self
+                .watch
+                .idle_refresh_by_host
+                .values()
+                .all(|s| refresh_ok(*s))
+        {
+            return invalid(
+                "watch.idle_refresh_secs",
+                "must be between 10 and 1740 seconds (RFC 2177)",
+            );
+        }
+        if self.watch.backoff_min_ms == 0
+            || self.watch.backoff_min_ms > self.watch.backoff_max_secs * 1000
+        {
+            return invalid(
+                "watch.backoff_min_ms",
+                "must be positive and at most backoff_max_secs",
+            );
+        }
+        if self.watch.connections_per_account == 0 {
+            return invalid("watch.connections_per_account", "must be at least 1");
+        }
+        if self.watch.fetch_limit == 0 || self.watch.poll_secs == 0 {
+            return invalid(
+                "watch.fetch_limit",
+                "fetch_limit and poll_secs must be positive",
+            );
+        }
+        if self.upstream.max_connects_per_host == 0 {
+            return invalid("upstream.max_connects_per_host", "must be at least 1");
+        }
+        if self.upstream.connect_timeout_secs == 0 || self.api.request_timeout_secs == 0 {
+            return invalid("upstream.connect_timeout_secs", "timeouts must be positive");
+        }
+        if let Some(path) = &self.upstream.extra_ca_file {
+            if !path.is_file() {
+                return invalid("upstream.extra_ca_file", "is not a readable file");
+            }
+        }
+        Ok(())
+    }
+
+    /// The IDLE refresh interval for an upstream host.
+    pub fn idle_refresh_for(&self, host: &str) -> Duration {
+        let secs = self
+            .watch
+            .idle_refresh_by_host
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(host))
+            .map(|(_, s)| *s)
+            .unwrap_or(self.watch.idle_refresh_secs);
+        Duration::from_secs(secs)
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(base), toml::Value::Table(over)) => {
+            for (k, v) in over {
+                match base.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => merge(existing, v),
+                    _ => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
+fn leaf_keys(value: &toml::Value, path: &str, out: &mut Vec<String>) {
+    if let toml::Value::Table(table) = value {
+        // Tables whose entries are data (host → seconds) are one key as a whole.
+        if !path.is_empty() && path.ends_with("_by_host") {
+            out.push(path.to_string());
+            return;
+        }
+        for (k, v) in table {
+            let child = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            leaf_keys(v, &child, out);
+        }
+    } else {
+        out.push(path.to_string());
+    }
+}
+
+fn lookup<'a>(value: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    key.split('.').try_fold(value, |v, part| v.get(part))
+}
+
+fn set(value: &mut toml::Value, key: &str, new: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut cursor = value;
+    for part in parts {
+        let Some(table) = cursor.as_table_mut() else {
+            return;
+        };
+        cursor = table
+            .entry(part)
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    if let Some(table) = cursor.as_table_mut() {
+        table.insert(last.to_string(), new);
+    }
+}
+
+/// Parses an environment value as the type the key already has: strings are
+/// taken verbatim, everything else as a TOML value (`true`, `5`, `{a = 1}`).
+fn env_value(current: Option<&toml::Value>, raw: &str) -> Result<toml::Value, String> {
+    match current {
+        None | Some(toml::Value::String(_)) => Ok(toml::Value::String(raw.to_string())),
+        Some(_) => {
+            let table: toml::Table =
+                toml::from_str(&format!("v = {raw}")).map_err(|e| e.message().to_string())?;
+            table
+                .get("v")
+                .cloned()
+                .ok_or_else(|| "empty value".to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file_and_no_env() {
+        let config = Config::load(None, env(&[("PATH", "/bin")])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert!(!config.push.allow_private_endpoints);
+        assert!(!config.upstream.allow_plaintext);
+    }
+
+    #[test]
+    fn env_overrides_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lemonade.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\n[push]\nttl_secs = 60\n[watch.idle_refresh_by_host]\n\"imap.example\" = 300\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("LEMONADE_LISTEN", "127.0.0.1:9100"),
+                ("LEMONADE_PUSH_ALLOW_PRIVATE_ENDPOINTS", "true"),
+                ("LEMONADE_UPSTREAM_ALLOW_PLAINTEXT", "true"),
+                ("LEMONADE_DATA_DIR", "/var/lib/lemonade"),
+                ("LEMONADE_UPSTREAM_EXTRA_CA_FILE", file.to_str().unwrap()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.push.ttl_secs, 60);
+        assert!(config.push.allow_private_endpoints);
+        assert!(config.upstream.allow_plaintext);
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/lemonade"));
+        assert_eq!(
+            config.upstream.extra_ca_file.as_deref(),
+            Some(file.as_path())
+        );
+        assert_eq!(
+            config.idle_refresh_for("IMAP.example"),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            config.idle_refresh_for("imap.gmail.com"),
+            Duration::from_secs(540)
+        );
+        assert_eq!(config.idle_refresh_for("other"), Duration::from_secs(1680));
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let err = Config::load(None, env(&[("LEMONADE_LISTEN", "nonsense")])).unwrap_err();
+        assert!(err.to_string().contains("invalid"), "{err}");
+        let err = Config::load(None, env(&[("LEMONADE_PUSH_TTL_SECS", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("LEMONADE_PUSH_TTL_SECS"), "{err}");
+        let err = Config::load(None, env(&[("LEMONADE_NO_SUCH", "1")])).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownEnv(_)));
+        let err = Config::load(None, env(&[("LEMONADE_PUSH_URGENCY", "urgent")])).unwrap_err();
+        assert!(err.to_string().contains("push.urgency"), "{err}");
+        let err =
+            Config::load(None, env(&[("LEMONADE_WATCH_IDLE_REFRESH_SECS", "3600")])).unwrap_err();
+        assert!(err.to_string().contains("RFC 2177"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[push]\nno_such_key = 1\n").unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("no_such_key"), "{err}");
+        let missing = dir.path().join("missing.toml");
+        assert!(matches!(
+            Config::load(Some(&missing), env(&[])),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn every_key_has_an_environment_name() {
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut keys = Vec::new();
+        leaf_keys(&value, "", &mut keys);
+        assert!(keys.contains(&"push.allow_private_endpoints".to_string()));
+        assert!(keys.contains(&"watch.idle_refresh_by_host".to_string()));
+        let config = Config::load(
+            None,
+            env(&[(
+                "LEMONADE_WATCH_IDLE_REFRESH_BY_HOST",
+                "{ \"a.example\" = 60 }",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(config.watch.idle_refresh_by_host.len(), 1);
+    }
+}

@@ -1,0 +1,480 @@
+//! The embedded default store, on sled.
+//!
+//! Values are JSON (small, readable with a debugger, tolerant of new fields).
+//! Keys that belong to one owner share a prefix ending in a NUL byte, which
+//! neither generated ids nor IMAP mailbox names can contain.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{
+    AccountRecord, Cursor, DeviceRecord, NewMail, PendingPush, PushKey, Store, StoreError,
+    StoreResult, MAX_QUEUED_MESSAGES,
+};
+
+/// [`Store`] on an embedded sled database.
+pub struct SledStore {
+    db: sled::Db,
+    accounts: sled::Tree,
+    /// token hash → account id
+    tokens: sled::Tree,
+    devices: sled::Tree,
+    /// account id NUL device id → empty: the devices of an account
+    account_devices: sled::Tree,
+    /// account id NUL mailbox → cursor
+    cursors: sled::Tree,
+    /// device id NUL mailbox → pending push
+    pushes: sled::Tree,
+}
+
+fn pair_key(a: &str, b: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(a.len() + b.len() + 1);
+    key.extend_from_slice(a.as_bytes());
+    key.push(0);
+    key.extend_from_slice(b.as_bytes());
+    key
+}
+
+fn prefix(a: &str) -> Vec<u8> {
+    let mut key = a.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    Ok(serde_json::to_vec(value)?)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+fn push_key(key: &PushKey) -> Vec<u8> {
+    pair_key(&key.device_id, &key.mailbox)
+}
+
+/// Whether a device asked for this mailbox (INBOX is case-insensitive).
+pub(crate) fn device_watches(device: &DeviceRecord, mailbox: &str) -> bool {
+    device.mailboxes.iter().any(|m| {
+        m == mailbox || (m.eq_ignore_ascii_case("INBOX") && mailbox.eq_ignore_ascii_case("INBOX"))
+    })
+}
+
+fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> PendingPush {
+    let mut push = existing.unwrap_or(PendingPush {
+        key,
+        account_id: mail.account_id.to_string(),
+        messages: Vec::new(),
+        count: 0,
+        version: 0,
+        attempts: 0,
+        not_before_ms: 0,
+        expires_at_ms: 0,
+        shrink: false,
+    });
+    push.messages.extend_from_slice(mail.messages);
+    if push.messages.len() > MAX_QUEUED_MESSAGES {
+        let excess = push.messages.len() - MAX_QUEUED_MESSAGES;
+        push.messages.drain(..excess);
+    }
+    push.count = push.count.saturating_add(mail.count);
+    push.version += 1;
+    push.expires_at_ms = push.expires_at_ms.max(mail.expires_at_ms);
+    push
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()?;
+        Ok(SledStore {
+            accounts: db.open_tree("accounts")?,
+            tokens: db.open_tree("tokens")?,
+            devices: db.open_tree("devices")?,
+            account_devices: db.open_tree("account_devices")?,
+            cursors: db.open_tree("cursors")?,
+            pushes: db.open_tree("pushes")?,
+            db,
+        })
+    }
+
+    fn remove_pushes_of_device(&self, device_id: &str) -> StoreResult<()> {
+        for entry in self.pushes.scan_prefix(prefix(device_id)) {
+            let (key, _) = entry?;
+            self.pushes.remove(key)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn create_account(&self, account: &AccountRecord, token_hash: &[u8; 32]) -> StoreResult<()> {
+        let value = encode(account)?;
+        (&self.accounts, &self.tokens)
+            .transaction(|(accounts, tokens)| {
+                accounts.insert(account.id.as_bytes(), value.as_slice())?;
+                tokens.insert(&token_hash[..], account.id.as_bytes())?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_error)
+    }
+
+    fn account(&self, id: &str) -> StoreResult<Option<AccountRecord>> {
+        self.accounts.get(id)?.map(|v| decode(&v)).transpose()
+    }
+
+    fn accounts(&self) -> StoreResult<Vec<AccountRecord>> {
+        self.accounts.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
+        self.tokens
+            .get(token_hash)?
+            .map(|v| String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    fn delete_account(&self, id: &str) -> StoreResult<bool> {
+        let existed = self.accounts.remove(id)?.is_some();
+        for entry in self.tokens.iter() {
+            let (hash, owner) = entry?;
+            if owner.as_ref() == id.as_bytes() {
+                self.tokens.remove(hash)?;
+            }
+        }
+        for entry in self.account_devices.scan_prefix(prefix(id)) {
+            let (key, _) = entry?;
+            let device_id = String::from_utf8_lossy(&key[id.len() + 1..]).into_owned();
+            self.devices.remove(device_id.as_bytes())?;
+            self.remove_pushes_of_device(&device_id)?;
+            self.account_devices.remove(key)?;
+        }
+        for entry in self.cursors.scan_prefix(prefix(id)) {
+            let (key, _) = entry?;
+            self.cursors.remove(key)?;
+        }
+        Ok(existed)
+    }
+
+    fn put_device(&self, device: &DeviceRecord) -> StoreResult<()> {
+        let value = encode(device)?;
+        let index = pair_key(&device.account_id, &device.id);
+        (&self.devices, &self.account_devices)
+            .transaction(|(devices, account_devices)| {
+                devices.insert(device.id.as_bytes(), value.as_slice())?;
+                account_devices.insert(index.as_slice(), &[][..])?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_error)
+    }
+
+    fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>> {
+        self.devices.get(id)?.map(|v| decode(&v)).transpose()
+    }
+
+    fn devices_of(&self, account_id: &str) -> StoreResult<Vec<DeviceRecord>> {
+        let mut out = Vec::new();
+        for entry in self.account_devices.scan_prefix(prefix(account_id)) {
+            let (key, _) = entry?;
+            let device_id = &key[account_id.len() + 1..];
+            if let Some(value) = self.devices.get(device_id)? {
+                out.push(decode(&value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_device(&self, id: &str) -> StoreResult<bool> {
+        let Some(device) = self.device(id)? else {
+            return Ok(false);
+        };
+        self.account_devices
+            .remove(pair_key(&device.account_id, id))?;
+        self.devices.remove(id)?;
+        self.remove_pushes_of_device(id)?;
+        Ok(true)
+    }
+
+    fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>> {
+        self.cursors
+            .get(pair_key(account_id, mailbox))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    fn put_cursor(&self, account_id: &str, mailbox: &str, cursor: &Cursor) -> StoreResult<()> {
+        self.cursors
+            .insert(pair_key(account_id, mailbox), encode(cursor)?)?;
+        Ok(())
+    }
+
+    fn delete_cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<()> {
+        self.cursors.remove(pair_key(account_id, mailbox))?;
+        Ok(())
+    }
+
+    fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>> {
+        let keys: Vec<PushKey> = self
+            .devices_of(mail.account_id)?
+            .into_iter()
+            .filter(|d| device_watches(d, mail.mailbox))
+            .map(|d| PushKey {
+                device_id: d.id,
+                mailbox: mail.mailbox.to_string(),
+            })
+            .collect();
+        let cursor_key = pair_key(mail.account_id, mail.mailbox);
+        let cursor_value = encode(&mail.cursor)?;
+        (&self.pushes, &self.cursors)
+            .transaction(|(pushes, cursors)| {
+                for key in &keys {
+                    let raw_key = push_key(key);
+                    let existing = match pushes.get(&raw_key)? {
+                        Some(v) => Some(decode(&v).map_err(ConflictableTransactionError::Abort)?),
+                        None => None,
+                    };
+                    let merged = merge(existing, key.clone(), mail);
+                    let value = encode(&merged).map_err(ConflictableTransactionError::Abort)?;
+                    pushes.insert(raw_key, value)?;
+                }
+                cursors.insert(cursor_key.as_slice(), cursor_value.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        Ok(keys)
+    }
+
+    fn pending_pushes(&self) -> StoreResult<Vec<PendingPush>> {
+        self.pushes.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    fn pending_push(&self, key: &PushKey) -> StoreResult<Option<PendingPush>> {
+        self.pushes
+            .get(push_key(key))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    fn finish_push(&self, key: &PushKey, version: u64) -> StoreResult<bool> {
+        let raw_key = push_key(key);
+        let mut removed = false;
+        self.pushes.fetch_and_update(&raw_key, |old| {
+            let old = old?;
+            match serde_json::from_slice::<PendingPush>(old) {
+                Ok(push) if push.version == version => {
+                    removed = true;
+                    None
+                }
+                Ok(_) => Some(old.to_vec()),
+                // A corrupt entry can never be delivered: drop it.
+                Err(_) => {
+                    removed = true;
+                    None
+                }
+            }
+        })?;
+        Ok(removed)
+    }
+
+    fn reschedule_push(
+        &self,
+        key: &PushKey,
+        attempts: u32,
+        not_before_ms: i64,
+        shrink: bool,
+    ) -> StoreResult<()> {
+        self.pushes.fetch_and_update(push_key(key), |old| {
+            let old = old?;
+            match serde_json::from_slice::<PendingPush>(old) {
+                Ok(mut push) => {
+                    push.attempts = attempts;
+                    push.not_before_ms = not_before_ms;
+                    push.shrink = shrink;
+                    serde_json::to_vec(&push).ok()
+                }
+                Err(_) => None,
+            }
+        })?;
+        Ok(())
+    }
+
+    fn remove_push(&self, key: &PushKey) -> StoreResult<()> {
+        self.pushes.remove(push_key(key))?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
+        Box::pin(async move {
+            self.db.flush_async().await?;
+            Ok(())
+        })
+    }
+}
+
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::MessageSummary;
+    use crate::store::{PayloadTier, PushSubscription, Security, ServerRecord};
+
+    fn account(id: &str) -> AccountRecord {
+        AccountRecord {
+            id: id.into(),
+            email: format!("{id}@example.org"),
+            imap: ServerRecord {
+                host: "imap.example.org".into(),
+                port: 993,
+                security: Security::Tls,
+                username: id.into(),
+                password_sealed: vec![1, 2, 3],
+            },
+            smtp: None,
+            created_at: 0,
+        }
+    }
+
+    fn device(id: &str, account_id: &str, mailboxes: &[&str]) -> DeviceRecord {
+        DeviceRecord {
+            id: id.into(),
+            account_id: account_id.into(),
+            subscription: PushSubscription {
+                endpoint: "https://push.example/x".into(),
+                p256dh: vec![4; 65],
+                auth: vec![1; 16],
+            },
+            mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
+            payload: PayloadTier::Preview,
+            created_at: 0,
+        }
+    }
+
+    fn summary(uid: u32) -> MessageSummary {
+        MessageSummary {
+            uid,
+            subject: format!("message {uid}"),
+            ..Default::default()
+        }
+    }
+
+    fn new_mail<'a>(messages: &'a [MessageSummary], uidnext: u32) -> NewMail<'a> {
+        NewMail {
+            account_id: "a1",
+            mailbox: "INBOX",
+            messages,
+            count: messages.len() as u32,
+            cursor: Cursor {
+                uidvalidity: 7,
+                uidnext,
+                highestmodseq: None,
+            },
+            expires_at_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn new_mail_is_queued_for_watching_devices_and_moves_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.create_account(&account("a1"), &[9; 32]).unwrap();
+        store.put_device(&device("d1", "a1", &["inbox"])).unwrap();
+        store.put_device(&device("d2", "a1", &["Work"])).unwrap();
+        assert_eq!(
+            store.account_for_token(&[9; 32]).unwrap().as_deref(),
+            Some("a1")
+        );
+
+        let first = [summary(5), summary(6)];
+        let keys = store.record_new_mail(&new_mail(&first, 7)).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].device_id, "d1");
+        assert_eq!(store.cursor("a1", "INBOX").unwrap().unwrap().uidnext, 7);
+
+        // A burst coalesces into the same queued push.
+        let second = [summary(7)];
+        store.record_new_mail(&new_mail(&second, 8)).unwrap();
+        let push = store.pending_push(&keys[0]).unwrap().unwrap();
+        assert_eq!(push.count, 3);
+        assert_eq!(push.version, 2);
+        assert_eq!(push.messages.len(), 3);
+
+        // A delivery of version 1 does not remove what was merged after it.
+        assert!(!store.finish_push(&keys[0], 1).unwrap());
+        store.reschedule_push(&keys[0], 1, 50, true).unwrap();
+        let push = store.pending_push(&keys[0]).unwrap().unwrap();
+        assert_eq!(
+            (push.attempts, push.not_before_ms, push.shrink),
+            (1, 50, true)
+        );
+        assert!(store.finish_push(&keys[0], 2).unwrap());
+        assert!(store.pending_pushes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn queued_messages_are_bounded_but_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.create_account(&account("a1"), &[9; 32]).unwrap();
+        store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
+        let many: Vec<_> = (1..=50).map(summary).collect();
+        let keys = store.record_new_mail(&new_mail(&many, 51)).unwrap();
+        let push = store.pending_push(&keys[0]).unwrap().unwrap();
+        assert_eq!(push.count, 50);
+        assert_eq!(push.messages.len(), MAX_QUEUED_MESSAGES);
+        assert_eq!(push.messages.last().unwrap().uid, 50);
+    }
+
+    #[test]
+    fn deleting_an_account_removes_everything_it_owns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.create_account(&account("a1"), &[9; 32]).unwrap();
+        store.create_account(&account("a2"), &[8; 32]).unwrap();
+        store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
+        store.put_device(&device("d2", "a2", &["INBOX"])).unwrap();
+        store.record_new_mail(&new_mail(&[summary(1)], 2)).unwrap();
+
+        assert!(store.delete_account("a1").unwrap());
+        assert!(store.account("a1").unwrap().is_none());
+        assert!(store.account_for_token(&[9; 32]).unwrap().is_none());
+        assert!(store.device("d1").unwrap().is_none());
+        assert!(store.cursor("a1", "INBOX").unwrap().is_none());
+        assert!(store.pending_pushes().unwrap().is_empty());
+        assert_eq!(store.devices_of("a2").unwrap().len(), 1);
+        assert!(store.account_for_token(&[8; 32]).unwrap().is_some());
+        assert!(!store.delete_account("a1").unwrap());
+    }
+
+    #[test]
+    fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.create_account(&account("a1"), &[9; 32]).unwrap();
+            store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
+            store.record_new_mail(&new_mail(&[summary(1)], 2)).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.accounts().unwrap().len(), 1);
+        assert_eq!(store.pending_pushes().unwrap().len(), 1);
+        assert!(store.delete_device("d1").unwrap());
+        assert!(store.pending_pushes().unwrap().is_empty());
+        assert!(!store.delete_device("d1").unwrap());
+    }
+}
