@@ -3,4 +3,5 @@
 
 pub mod error;
 pub mod mail;
+pub mod notify;
 pub mod store;
