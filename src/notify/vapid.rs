@@ -174,7 +174,7 @@ fn write_new_file(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let temp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
     let result = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)

@@ -9,6 +9,10 @@
 //! decrypted with `ece`, the VAPID JWT verified with `p256`. Any violation
 //! fails the test with a message saying what was wrong.
 //!
+//! Waits use `tokio::time::timeout`, so do not combine them with a paused
+//! clock (`tokio::time::pause`): the runtime would advance past the timeout
+//! while the request is still on the loopback socket.
+//!
 //! ```ignore
 //! let receiver = PushReceiver::start().await;
 //! let device = TestDevice::new(&receiver);
