@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod mail;
 pub mod metrics;
+pub mod notify;
 pub mod store;
 
 /// Milliseconds since the Unix epoch, for records that outlive the process.

@@ -1,0 +1,506 @@
+//! The push plaintext: compact JSON shaped by the device's payload tier.
+//!
+//! ```text
+//! wake     {"v":1,"type":"wake","account_id":"a1"}
+//! count    {"v":1,"type":"mail","account_id":"a1","mailbox":"INBOX","count":3}
+//! headers  … ,"messages":[{"uid":9,"from":{"name":"Ann","email":"ann@x"},"subject":"Hi"}]}
+//! preview  … each message also carries "preview" (≤ 200 characters)
+//! ```
+//!
+//! [`build`] always returns something within its byte budget: it drops the
+//! oldest messages first, then shortens the one left (preview, then subject,
+//! then sender name, on character boundaries), and only then falls back to
+//! smaller shapes. `count` is always the real count, whatever was dropped.
+
+use serde::Serialize;
+
+use crate::mail::{MessageSummary, PREVIEW_CHARS};
+use crate::store::PayloadTier;
+
+/// The payload format version; bump when a field changes meaning.
+pub const PAYLOAD_VERSION: u8 = 1;
+
+#[derive(Serialize)]
+struct WakePayload<'a> {
+    v: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct MailPayload<'a> {
+    v: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    account_id: &'a str,
+    mailbox: &'a str,
+    count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<&'a [MessageEntry<'a>]>,
+}
+
+#[derive(Serialize, Clone)]
+struct MessageEntry<'a> {
+    uid: u32,
+    from: SenderEntry<'a>,
+    subject: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preview: Option<&'a str>,
+}
+
+#[derive(Serialize, Clone)]
+struct SenderEntry<'a> {
+    name: &'a str,
+    email: &'a str,
+}
+
+/// Renders the plaintext of one push for `tier`, never longer than `max_bytes`.
+///
+/// `messages` may come in any order; the payload lists them newest (highest
+/// UID) first. `count` is how many new messages the push stands for and is
+/// passed through unchanged. When even the smallest shape does not fit
+/// (a budget of a few bytes), the result is empty: a push without payload.
+pub fn build(
+    tier: PayloadTier,
+    account_id: &str,
+    mailbox: &str,
+    count: u32,
+    messages: &[MessageSummary],
+    max_bytes: usize,
+) -> Vec<u8> {
+    let with_preview = match tier {
+        PayloadTier::Wake => return wake(account_id, max_bytes),
+        PayloadTier::Count => {
+            let payload = mail_payload(account_id, mailbox, count, None);
+            return fit_or_wake(to_json(&payload), account_id, max_bytes);
+        }
+        PayloadTier::Headers => false,
+        PayloadTier::Preview => true,
+    };
+
+    let mut newest_first: Vec<&MessageSummary> = messages.iter().collect();
+    newest_first.sort_by_key(|m| std::cmp::Reverse(m.uid));
+    let entries: Vec<MessageEntry> = newest_first
+        .iter()
+        .map(|m| MessageEntry {
+            uid: m.uid,
+            from: SenderEntry {
+                name: truncate_bytes(&m.from.name, max_bytes),
+                email: truncate_bytes(&m.from.email, max_bytes),
+            },
+            subject: truncate_bytes(&m.subject, max_bytes),
+            preview: with_preview.then(|| truncate_chars(&m.preview, PREVIEW_CHARS)),
+        })
+        .collect();
+
+    // The skeleton with an empty list; each entry adds its own length plus a comma.
+    let skeleton = to_json(&mail_payload(account_id, mailbox, count, Some(&[])));
+    if skeleton.len() > max_bytes {
+        let payload = mail_payload(account_id, mailbox, count, None);
+        return fit_or_wake(to_json(&payload), account_id, max_bytes);
+    }
+    let budget = max_bytes - skeleton.len();
+
+    let mut used = 0usize;
+    let mut kept = 0usize;
+    for entry in &entries {
+        let cost = to_json(entry).len() + usize::from(kept > 0);
+        if used + cost > budget {
+            break;
+        }
+        used += cost;
+        kept += 1;
+    }
+
+    let list: Vec<MessageEntry> = if kept > 0 {
+        entries[..kept].to_vec()
+    } else {
+        match entries.first() {
+            Some(newest) => shrink_to_fit(newest.clone(), budget).into_iter().collect(),
+            None => Vec::new(),
+        }
+    };
+    let out = to_json(&mail_payload(account_id, mailbox, count, Some(&list)));
+    debug_assert!(out.len() <= max_bytes);
+    out
+}
+
+/// Shortens one entry until it takes at most `budget` bytes: the preview
+/// first, then the subject, then the sender's name. `None` when even the bare
+/// entry (uid and address) is too long.
+fn shrink_to_fit(mut entry: MessageEntry<'_>, budget: usize) -> Option<MessageEntry<'_>> {
+    let fits = |e: &MessageEntry| to_json(e).len() <= budget;
+    if let Some(preview) = entry.preview {
+        entry.preview = Some(longest_prefix(preview, |p| {
+            fits(&MessageEntry {
+                preview: Some(p),
+                ..entry.clone()
+            })
+        }));
+        if fits(&entry) {
+            return Some(entry);
+        }
+    }
+    entry.subject = longest_prefix(entry.subject, |s| {
+        fits(&MessageEntry {
+            subject: s,
+            ..entry.clone()
+        })
+    });
+    if fits(&entry) {
+        return Some(entry);
+    }
+    entry.from.name = longest_prefix(entry.from.name, |n| {
+        let mut probe = entry.clone();
+        probe.from.name = n;
+        fits(&probe)
+    });
+    fits(&entry).then_some(entry)
+}
+
+/// The longest prefix of `text` (on a character boundary) that `fits`,
+/// assuming a shorter prefix never fits worse. Binary search over characters.
+fn longest_prefix<'a>(text: &'a str, fits: impl Fn(&'a str) -> bool) -> &'a str {
+    let bounds: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    // bounds[0] = 0 (empty prefix); find the largest index whose prefix fits.
+    let (mut low, mut high) = (0usize, bounds.len() - 1);
+    if fits(text) {
+        return text;
+    }
+    while low < high {
+        let mid = (low + high).div_ceil(2);
+        if fits(&text[..bounds[mid]]) {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    &text[..bounds[low]]
+}
+
+fn mail_payload<'a>(
+    account_id: &'a str,
+    mailbox: &'a str,
+    count: u32,
+    messages: Option<&'a [MessageEntry<'a>]>,
+) -> MailPayload<'a> {
+    MailPayload {
+        v: PAYLOAD_VERSION,
+        kind: "mail",
+        account_id,
+        mailbox,
+        count,
+        messages,
+    }
+}
+
+fn fit_or_wake(rendered: Vec<u8>, account_id: &str, max_bytes: usize) -> Vec<u8> {
+    if rendered.len() <= max_bytes {
+        rendered
+    } else {
+        wake(account_id, max_bytes)
+    }
+}
+
+/// The wake shape; without the account id if that is what it takes, and
+/// empty when not even `{"v":1,"type":"wake"}` fits.
+fn wake(account_id: &str, max_bytes: usize) -> Vec<u8> {
+    [Some(account_id), None]
+        .into_iter()
+        .map(|account_id| {
+            to_json(&WakePayload {
+                v: PAYLOAD_VERSION,
+                kind: "wake",
+                account_id,
+            })
+        })
+        .find(|rendered| rendered.len() <= max_bytes)
+        .unwrap_or_default()
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing plain structs of strings and integers into memory cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// At most `max` characters of `text`.
+fn truncate_chars(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// At most `max` bytes of `text`, cut on a character boundary.
+fn truncate_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::Address;
+    use crate::notify::ece::MAX_PLAINTEXT;
+    use serde_json::{json, Value};
+
+    fn message(uid: u32, subject: &str, preview: &str) -> MessageSummary {
+        MessageSummary {
+            uid,
+            from: Address {
+                name: "Ann Example".into(),
+                email: "ann@example.org".into(),
+            },
+            subject: subject.into(),
+            preview: preview.into(),
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    fn two_messages() -> Vec<MessageSummary> {
+        vec![
+            message(7, "Older", "first text"),
+            message(9, "Newer", "second text"),
+        ]
+    }
+
+    #[test]
+    fn wake_tier_names_only_the_account() {
+        let out = build(PayloadTier::Wake, "acc1", "INBOX", 2, &two_messages(), 4096);
+        assert_eq!(out, br#"{"v":1,"type":"wake","account_id":"acc1"}"#);
+    }
+
+    #[test]
+    fn count_tier_adds_mailbox_and_count() {
+        let out = build(
+            PayloadTier::Count,
+            "acc1",
+            "INBOX",
+            2,
+            &two_messages(),
+            4096,
+        );
+        assert_eq!(
+            out,
+            br#"{"v":1,"type":"mail","account_id":"acc1","mailbox":"INBOX","count":2}"#
+        );
+    }
+
+    #[test]
+    fn headers_tier_lists_sender_and_subject_newest_first() {
+        let out = build(
+            PayloadTier::Headers,
+            "acc1",
+            "INBOX",
+            2,
+            &two_messages(),
+            4096,
+        );
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"v":1,"type":"mail","account_id":"acc1","mailbox":"INBOX","count":2,"messages":[{"uid":9,"from":{"name":"Ann Example","email":"ann@example.org"},"subject":"Newer"},{"uid":7,"from":{"name":"Ann Example","email":"ann@example.org"},"subject":"Older"}]}"#
+        );
+    }
+
+    #[test]
+    fn preview_tier_adds_the_preview() {
+        let out = build(
+            PayloadTier::Preview,
+            "acc1",
+            "INBOX",
+            2,
+            &two_messages(),
+            4096,
+        );
+        assert_eq!(
+            parse(&out),
+            json!({"v":1,"type":"mail","account_id":"acc1","mailbox":"INBOX","count":2,
+                "messages":[
+                  {"uid":9,"from":{"name":"Ann Example","email":"ann@example.org"},"subject":"Newer","preview":"second text"},
+                  {"uid":7,"from":{"name":"Ann Example","email":"ann@example.org"},"subject":"Older","preview":"first text"}]})
+        );
+    }
+
+    #[test]
+    fn previews_are_capped_at_200_characters() {
+        let long = "é".repeat(500);
+        let out = build(
+            PayloadTier::Preview,
+            "a",
+            "INBOX",
+            1,
+            &[message(1, "s", &long)],
+            4096,
+        );
+        let preview = parse(&out)["messages"][0]["preview"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(preview.chars().count(), PREVIEW_CHARS);
+    }
+
+    #[test]
+    fn json_special_characters_are_escaped() {
+        let msg = message(1, "quote \" backslash \\ newline \n tab \t", "\u{1} ctl");
+        let out = build(
+            PayloadTier::Preview,
+            "a",
+            "INBOX",
+            1,
+            std::slice::from_ref(&msg),
+            4096,
+        );
+        let value = parse(&out);
+        assert_eq!(value["messages"][0]["subject"], msg.subject.as_str());
+        assert_eq!(value["messages"][0]["preview"], msg.preview.as_str());
+    }
+
+    #[test]
+    fn many_messages_drop_the_oldest_first_and_keep_the_real_count() {
+        let messages: Vec<MessageSummary> = (1..=100)
+            .map(|uid| message(uid, &format!("Subject number {uid}"), &"p".repeat(200)))
+            .collect();
+        let out = build(
+            PayloadTier::Preview,
+            "acc",
+            "INBOX",
+            250,
+            &messages,
+            MAX_PLAINTEXT,
+        );
+        assert!(out.len() <= MAX_PLAINTEXT);
+        let value = parse(&out);
+        assert_eq!(value["count"], 250);
+        let listed = value["messages"].as_array().unwrap();
+        assert!(!listed.is_empty() && listed.len() < 100);
+        let uids: Vec<u64> = listed.iter().map(|m| m["uid"].as_u64().unwrap()).collect();
+        let expected: Vec<u64> = (0..listed.len() as u64).map(|i| 100 - i).collect();
+        assert_eq!(uids, expected, "newest kept, in order");
+        // Whole messages were dropped, none was shortened.
+        assert!(listed
+            .iter()
+            .all(|m| m["preview"].as_str().unwrap().len() == 200));
+    }
+
+    #[test]
+    fn one_huge_message_is_shortened_preview_first_then_subject() {
+        let huge_subject = "S".repeat(10_000);
+        let messages = [
+            message(1, "old", "old"),
+            message(2, &huge_subject, &"x".repeat(200)),
+        ];
+        let out = build(PayloadTier::Preview, "acc", "INBOX", 2, &messages, 1000);
+        assert!(out.len() <= 1000);
+        let value = parse(&out);
+        let listed = value["messages"].as_array().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0]["uid"], 2);
+        assert_eq!(listed[0]["preview"], "");
+        let subject = listed[0]["subject"].as_str().unwrap();
+        assert!(subject.len() > 500 && subject.chars().all(|c| c == 'S'));
+        assert_eq!(value["count"], 2);
+        // The budget is used well: nothing more would have fitted.
+        assert!(out.len() > 995, "{}", out.len());
+    }
+
+    #[test]
+    fn a_long_preview_is_shortened_before_the_subject() {
+        let messages = [message(3, "Short subject", &"word ".repeat(40))];
+        let full = build(PayloadTier::Preview, "acc", "INBOX", 1, &messages, 4096);
+        let out = build(
+            PayloadTier::Preview,
+            "acc",
+            "INBOX",
+            1,
+            &messages,
+            full.len() - 50,
+        );
+        let value = parse(&out);
+        assert_eq!(value["messages"][0]["subject"], "Short subject");
+        let preview = value["messages"][0]["preview"].as_str().unwrap();
+        assert_eq!(preview.len(), 150);
+        assert_eq!(out.len(), full.len() - 50);
+    }
+
+    #[test]
+    fn multibyte_text_is_cut_on_character_boundaries() {
+        let subject = "日本語のメール🎉".repeat(300);
+        let preview = "Grüße 👋🏽 ".repeat(40);
+        let messages = [message(5, &subject, &preview)];
+        for max in (60..=1200).step_by(7) {
+            let out = build(PayloadTier::Preview, "acc", "INBOX", 1, &messages, max);
+            assert!(out.len() <= max, "{} > {max}", out.len());
+            let value = parse(&out); // valid UTF-8 and JSON
+            if max >= 90 {
+                assert_eq!(value["count"], 1, "{max}");
+            }
+            if max >= 200 {
+                assert_eq!(value["messages"][0]["uid"], 5, "{max}");
+            }
+            if let Some(entry) = value["messages"].get(0) {
+                let got = entry["subject"].as_str().unwrap();
+                assert!(subject.starts_with(got));
+            }
+        }
+    }
+
+    #[test]
+    fn never_exceeds_any_budget() {
+        let messages: Vec<MessageSummary> = (1..=20)
+            .map(|uid| message(uid, &"ü".repeat(uid as usize * 30), &"ö".repeat(300)))
+            .collect();
+        for tier in [
+            PayloadTier::Preview,
+            PayloadTier::Headers,
+            PayloadTier::Count,
+            PayloadTier::Wake,
+        ] {
+            for max in 0..700 {
+                let out = build(tier, "account-1", "INBOX", 20, &messages, max);
+                assert!(out.len() <= max, "{tier:?} {max}: {}", out.len());
+                if !out.is_empty() {
+                    parse(&out);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_budgets_fall_back_to_smaller_shapes() {
+        let messages = two_messages();
+        let mail = build(PayloadTier::Preview, "acc1", "INBOX", 2, &messages, 70);
+        assert_eq!(
+            mail,
+            br#"{"v":1,"type":"mail","account_id":"acc1","mailbox":"INBOX","count":2}"#
+        );
+        let wake = build(PayloadTier::Preview, "acc1", "INBOX", 2, &messages, 50);
+        assert_eq!(wake, br#"{"v":1,"type":"wake","account_id":"acc1"}"#);
+        let bare = build(PayloadTier::Count, "acc1", "INBOX", 2, &messages, 30);
+        assert_eq!(bare, br#"{"v":1,"type":"wake"}"#);
+        assert!(build(PayloadTier::Headers, "acc1", "INBOX", 2, &messages, 10).is_empty());
+    }
+
+    #[test]
+    fn an_empty_message_list_still_renders_the_list() {
+        let out = build(PayloadTier::Headers, "a", "INBOX", 3, &[], 4096);
+        assert_eq!(
+            out,
+            br#"{"v":1,"type":"mail","account_id":"a","mailbox":"INBOX","count":3,"messages":[]}"#
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! Sending pushes through `PushClient` to a real test push service: the body
+//! decrypts with an independent implementation, the VAPID JWT verifies, and
+//! each push-service answer becomes the right outcome.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use lemonade::notify::{
+    topic_for, PushClient, PushClientConfig, PushOutcome, Urgency, VapidKey, VapidSigner,
+    MAX_PLAINTEXT,
+};
+use lemonade::store::PushSubscription;
+use support::push::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Setup {
+    receiver: PushReceiver,
+    client: PushClient,
+    _key_dir: tempfile::TempDir,
+}
+
+async fn setup(allow_private_endpoints: bool) -> Setup {
+    let key_dir = tempfile::tempdir().unwrap();
+    let key = VapidKey::load_or_generate(&key_dir.path().join("vapid.pem")).unwrap();
+    let signer = Arc::new(VapidSigner::new(key, "mailto:ops@example.org").unwrap());
+    let config = PushClientConfig {
+        allow_private_endpoints,
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+    };
+    Setup {
+        receiver: PushReceiver::start().await,
+        client: PushClient::new(config, signer).unwrap(),
+        _key_dir: key_dir,
+    }
+}
+
+async fn send(
+    client: &PushClient,
+    subscription: &PushSubscription,
+    plaintext: &[u8],
+) -> PushOutcome {
+    client
+        .send(subscription, plaintext, 3600, Urgency::Normal, "")
+        .await
+}
+
+#[tokio::test]
+async fn a_push_arrives_decryptable_and_signed() {
+    let s = setup(true).await;
+    let device =
+        TestDevice::new(&s.receiver).expecting_vapid_key(s.client.signer().key().public_key());
+    let plaintext = br#"{"v":1,"type":"wake","account_id":"a1"}"#;
+    let topic = topic_for("a1", "INBOX");
+
+    let outcome = s
+        .client
+        .send(
+            &device.subscription(),
+            plaintext,
+            600,
+            Urgency::High,
+            &topic,
+        )
+        .await;
+    assert_eq!(outcome, PushOutcome::Delivered);
+
+    let push = device.next_push(WAIT).await;
+    assert_eq!(push.plaintext, plaintext);
+    assert_eq!(push.payload["account_id"], "a1");
+    assert_eq!(push.ttl, Some(600));
+    assert_eq!(push.urgency.as_deref(), Some("high"));
+    assert_eq!(push.topic.as_deref(), Some(topic.as_str()));
+    assert_eq!(push.vapid_claims["aud"], s.receiver.origin());
+    assert_eq!(push.vapid_claims["sub"], "mailto:ops@example.org");
+    assert_eq!(
+        push.request.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(device.push_count(), 1);
+}
+
+#[tokio::test]
+async fn the_vapid_token_is_reused_for_the_same_origin() {
+    let s = setup(true).await;
+    let first = TestDevice::new(&s.receiver);
+    let second = TestDevice::new(&s.receiver);
+    assert_eq!(
+        send(&s.client, &first.subscription(), b"1").await,
+        PushOutcome::Delivered
+    );
+    assert_eq!(
+        send(&s.client, &second.subscription(), b"2").await,
+        PushOutcome::Delivered
+    );
+    let a = first.next_push(WAIT).await;
+    let b = second.next_push(WAIT).await;
+    assert_eq!(
+        a.request.header("authorization"),
+        b.request.header("authorization")
+    );
+    assert!(
+        a.request.header("topic").is_none(),
+        "empty topic sends no header"
+    );
+}
+
+#[tokio::test]
+async fn the_largest_payload_fits_and_a_larger_one_is_too_large() {
+    let s = setup(true).await;
+    let device = TestDevice::new(&s.receiver);
+    let largest = vec![b'x'; MAX_PLAINTEXT];
+    assert_eq!(
+        send(&s.client, &device.subscription(), &largest).await,
+        PushOutcome::Delivered
+    );
+    let push = device.next_push(WAIT).await;
+    assert_eq!(push.request.body.len(), 4096);
+    assert_eq!(push.plaintext, largest);
+
+    let too_large = vec![b'x'; MAX_PLAINTEXT + 1];
+    assert_eq!(
+        send(&s.client, &device.subscription(), &too_large).await,
+        PushOutcome::TooLarge
+    );
+    assert_eq!(
+        s.receiver.requests_for(device.path()).len(),
+        1,
+        "nothing sent"
+    );
+}
+
+#[tokio::test]
+async fn answers_become_outcomes() {
+    let s = setup(true).await;
+    let device = TestDevice::new(&s.receiver);
+    let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(61));
+    s.receiver.respond_with(
+        device.path(),
+        [
+            Answer::status(410),
+            Answer::status(404),
+            Answer::status(500),
+            Answer::status(503).retry_after("30"),
+            Answer::status(429).retry_after("7"),
+            Answer::status(429).retry_after(in_a_minute),
+            Answer::status(413),
+            Answer::status(400),
+            Answer::status(403),
+            Answer::status(301),
+        ],
+    );
+    let sub = device.subscription();
+    assert_eq!(send(&s.client, &sub, b"x").await, PushOutcome::Gone);
+    assert_eq!(send(&s.client, &sub, b"x").await, PushOutcome::Gone);
+    assert_eq!(
+        send(&s.client, &sub, b"x").await,
+        PushOutcome::Retry { after: None }
+    );
+    assert_eq!(
+        send(&s.client, &sub, b"x").await,
+        PushOutcome::Retry {
+            after: Some(Duration::from_secs(30))
+        }
+    );
+    assert_eq!(
+        send(&s.client, &sub, b"x").await,
+        PushOutcome::Retry {
+            after: Some(Duration::from_secs(7))
+        }
+    );
+    match send(&s.client, &sub, b"x").await {
+        PushOutcome::Retry { after: Some(after) } => {
+            assert!(
+                after > Duration::from_secs(50) && after <= Duration::from_secs(61),
+                "{after:?}"
+            )
+        }
+        other => panic!("expected a dated retry, got {other:?}"),
+    }
+    assert_eq!(send(&s.client, &sub, b"x").await, PushOutcome::TooLarge);
+    assert_eq!(
+        send(&s.client, &sub, b"x").await,
+        PushOutcome::Rejected { status: 400 }
+    );
+    assert_eq!(
+        send(&s.client, &sub, b"x").await,
+        PushOutcome::Rejected { status: 403 }
+    );
+    assert_eq!(
+        send(&s.client, &sub, b"x").await,
+        PushOutcome::Rejected { status: 301 }
+    );
+    // The answers are used up: back to 201.
+    assert_eq!(send(&s.client, &sub, b"ok").await, PushOutcome::Delivered);
+
+    assert_eq!(
+        s.receiver.requests_for(device.path()).len(),
+        11,
+        "no redirect followed"
+    );
+    assert_eq!(device.push_count(), 1);
+    assert_eq!(device.next_push(WAIT).await.plaintext, b"ok");
+}
+
+#[tokio::test]
+async fn a_retry_then_success() {
+    let s = setup(true).await;
+    let device = TestDevice::new(&s.receiver);
+    s.receiver.respond_with(device.path(), [500, 201]);
+    assert_eq!(
+        send(&s.client, &device.subscription(), b"again").await,
+        PushOutcome::Retry { after: None }
+    );
+    device.expect_no_push(Duration::from_millis(50)).await;
+    assert_eq!(
+        send(&s.client, &device.subscription(), b"again").await,
+        PushOutcome::Delivered
+    );
+    assert_eq!(device.next_push(WAIT).await.plaintext, b"again");
+}
+
+#[tokio::test]
+async fn an_unreachable_or_silent_push_service_means_retry() {
+    let s = setup(true).await;
+    let device = TestDevice::new(&s.receiver);
+
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut sub = device.subscription();
+    sub.endpoint = format!("http://127.0.0.1:{closed_port}/push/x");
+    assert_eq!(
+        send(&s.client, &sub, b"x").await,
+        PushOutcome::Retry { after: None }
+    );
+
+    // Accepts connections and never answers: the request timeout applies.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    sub.endpoint = format!("http://{}/push/x", silent.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    assert_eq!(
+        send(&s.client, &sub, b"x").await,
+        PushOutcome::Retry { after: None }
+    );
+    hold.abort();
+}
+
+#[tokio::test]
+async fn unusable_subscription_keys_mean_gone() {
+    let s = setup(true).await;
+    let device = TestDevice::new(&s.receiver);
+    let mut sub = device.subscription();
+    sub.p256dh[64] ^= 1; // off the curve
+    assert_eq!(send(&s.client, &sub, b"x").await, PushOutcome::Gone);
+    assert!(s.receiver.requests_for(device.path()).is_empty());
+}
+
+#[tokio::test]
+async fn the_guard_refuses_http_and_private_literals_before_sending() {
+    let s = setup(false).await;
+    let device = TestDevice::new(&s.receiver);
+    let mut sub = device.subscription();
+    assert!(sub.endpoint.starts_with("http://127.0.0.1:"));
+    assert_eq!(send(&s.client, &sub, b"x").await, PushOutcome::Blocked);
+    sub.endpoint = format!("https://127.0.0.1:{}{}", s.receiver.port(), device.path());
+    assert_eq!(send(&s.client, &sub, b"x").await, PushOutcome::Blocked);
+    sub.endpoint = format!(
+        "https://[::ffff:127.0.0.1]:{}{}",
+        s.receiver.port(),
+        device.path()
+    );
+    assert_eq!(send(&s.client, &sub, b"x").await, PushOutcome::Blocked);
+    assert!(s.receiver.all_requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_guard_resolver_refuses_names_that_resolve_to_loopback() {
+    let s = setup(false).await;
+    let device = TestDevice::new(&s.receiver);
+    let mut sub = device.subscription();
+    // Passes the form check (https, a name), so only the resolver can stop it.
+    sub.endpoint = format!("https://localhost:{}{}", s.receiver.port(), device.path());
+    assert!(lemonade::notify::check_endpoint(&sub.endpoint, false).is_ok());
+    assert_eq!(send(&s.client, &sub, b"x").await, PushOutcome::Blocked);
+    assert!(s.receiver.all_requests().is_empty());
+    assert!(
+        lemonade::notify::check_endpoint_resolves(&sub.endpoint, false)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_subscription_json_looks_like_a_browsers() {
+    let receiver = PushReceiver::start().await;
+    let device = TestDevice::new(&receiver);
+    let json = device.subscription_json();
+    assert_eq!(json["endpoint"], device.endpoint());
+    let p256dh = json["keys"]["p256dh"].as_str().unwrap();
+    let auth = json["keys"]["auth"].as_str().unwrap();
+    assert_eq!(p256dh.len(), 87);
+    assert_eq!(auth.len(), 22);
+    assert!(!p256dh.contains('=') && !p256dh.contains('+') && !p256dh.contains('/'));
+    let sub = device.subscription();
+    assert!(lemonade::notify::ece::validate_keys(&sub.p256dh, &sub.auth).is_ok());
+}

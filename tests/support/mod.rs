@@ -1,0 +1,5 @@
+//! Shared harness for the integration tests: `mod support;` in a test file.
+// Each test file uses only part of the harness.
+#![allow(dead_code)]
+
+pub mod push;
