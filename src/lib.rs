@@ -2,5 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod imap;
 pub mod mail;
+pub mod net;
 pub mod store;
