@@ -579,3 +579,7 @@ impl ImapClient {
         let _ = self.stream.shutdown().await;
     }
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;
