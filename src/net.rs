@@ -3,7 +3,7 @@
 //!
 //! Shared by the IMAP client and SMTP submission. One [`TlsConnector`] is built
 //! at start and cloned into every connection (it is an `Arc` inside), so a
-//! connection's own TLS state is only the rustls session. [`MaybeTls`] lets the
+//! connection's own TLS state is only the rustls connection state. [`MaybeTls`] lets the
 //! protocol code stay the same whether the server speaks TLS from the first
 //! byte, after STARTTLS, or (when configured) not at all.
 //!
@@ -236,7 +236,7 @@ pub async fn connect(
 #[derive(Debug)]
 pub enum MaybeTls {
     Plain(TcpStream),
-    /// Boxed: the rustls session is much larger than a `TcpStream`.
+    /// Boxed: the rustls connection state is much larger than a `TcpStream`.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
@@ -263,8 +263,8 @@ impl MaybeTls {
         match self {
             MaybeTls::Plain(tcp) => tcp.readable().await,
             MaybeTls::Tls(tls) => {
-                let (tcp, session) = tls.get_ref();
-                if !session.wants_read() {
+                let (tcp, state) = tls.get_ref();
+                if !state.wants_read() {
                     // Plaintext is buffered (or the peer closed): read now.
                     return Ok(());
                 }

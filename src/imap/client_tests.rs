@@ -189,10 +189,8 @@ async fn idle_next_is_cancel_safe_and_releases_its_buffer() {
 
 #[test]
 fn idle_client_is_small() {
-    // The struct itself; the socket and (with TLS) the boxed session come on top.
-    assert!(
-        std::mem::size_of::<ImapClient>() <= 256,
-        "{}",
-        std::mem::size_of::<ImapClient>()
-    );
+    // The struct itself; the socket and (with TLS) the boxed TLS state come on top.
+    let size = std::mem::size_of::<ImapClient>();
+    println!("ImapClient: {size} bytes");
+    assert!(size <= 256, "{size}");
 }

@@ -81,7 +81,7 @@ impl ImapClient {
 
     /// The next thing the server reports during IDLE (queued events first).
     /// Cancel-safe: a partly received response stays buffered in the client.
-    /// An error (connection closed, BYE then close, garbage) ends the session.
+    /// An error (connection closed, BYE then close, garbage) ends the connection.
     pub async fn idle_next(&mut self) -> Result<IdleEvent, ImapError> {
         if let Some(ev) = self.pop_event() {
             return Ok(ev);

@@ -23,7 +23,7 @@
 //! then allocates a 4 KiB read buffer, which is released as soon as the
 //! complete response has been parsed. What stays is the struct itself
 //! (about 200 bytes), the capability list as one string (a few hundred
-//! bytes), the socket, and with TLS the boxed rustls session (its buffers;
+//! bytes), the socket, and with TLS the boxed rustls connection state (its buffers;
 //! about 7 KiB measured for rustls in general). The event queue allocates
 //! only while it holds events.
 

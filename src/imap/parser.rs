@@ -5,7 +5,7 @@
 //! ([`Value`]: atoms, numbers, strings, literals, NIL, lists; `BODY[…]<…>`
 //! section specifiers are one atom) on which the few responses the gateway
 //! needs are recognised; anything else is returned as [`Untagged::Other`]
-//! instead of failing, so an unknown response never breaks a session.
+//! instead of failing, so an unknown response never breaks a connection.
 //! Never panics: every index is checked and nesting depth is bounded.
 
 /// A token of a server response.
