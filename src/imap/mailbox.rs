@@ -191,7 +191,9 @@ impl ImapClient {
     }
 
     /// Sender, subject and (when `with_preview`) a short plain-text preview
-    /// of each UID, sorted by UID. UIDs that no longer exist are left out.
+    /// of each UID in the selected mailbox, sorted by UID. UIDs that no
+    /// longer exist are left out. Uses the server's PREVIEW when offered,
+    /// otherwise the first 16 KiB of the body text.
     pub async fn fetch_summaries(
         &mut self,
         uids: &[u32],

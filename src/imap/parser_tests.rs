@@ -332,6 +332,7 @@ fn random_and_truncated_input_never_panics() {
             v
         };
         let _ = parse_response(&input);
+        let _ = crate::imap::command::decode_utf7(&input);
         let mut framer = Framer::new(1 << 16);
         let mut buf = input;
         while let Ok(Some(n)) = framer.next_frame(&buf) {
