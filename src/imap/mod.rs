@@ -30,10 +30,12 @@
 mod client;
 mod command;
 mod error;
-mod framer;
+/// Public so fuzz targets can drive it; the client is the normal entry.
+pub mod framer;
 mod idle;
 mod mailbox;
-mod parser;
+/// Public so fuzz targets can drive it; the client is the normal entry.
+pub mod parser;
 mod summary;
 
 pub use client::{Capabilities, ImapClient, DEFAULT_TIMEOUT};
