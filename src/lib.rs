@@ -4,8 +4,10 @@
 pub mod backoff;
 pub mod config;
 pub mod error;
+pub mod imap;
 pub mod mail;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod store;
 

@@ -2,4 +2,5 @@
 // Each test file uses only part of the harness.
 #![allow(dead_code)]
 
+pub mod dovecot;
 pub mod push;

@@ -1,0 +1,585 @@
+//! The connection core: greeting, STARTTLS, login, sending commands and
+//! reading responses into typed results and queued events.
+//!
+//! Commands run one at a time (`run`): the command is written (waiting for
+//! `+` before synchronizing literals and SASL data), then responses are read
+//! until the tagged completion. Untagged responses the command wants are
+//! handed to it; everything else that matters (EXISTS, EXPUNGE, STATUS,
+//! VANISHED, FETCH, BYE) becomes an [`IdleEvent`] in a queue, so nothing a
+//! server says during a command is lost. Each command is bounded by the
+//! client's timeout; a timeout or I/O error marks the connection unusable.
+//!
+//! Reading: the buffer is allocated only when bytes arrive, and released as
+//! soon as it holds no unfinished response. Waiting for the next response
+//! first awaits socket readiness without any buffer.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::command::{Command, Part};
+use super::error::ImapError;
+use super::framer::Framer;
+use super::parser::{parse_response, Code, Response, Status, Untagged};
+use super::IdleEvent;
+use crate::net::{self, MaybeTls, Security, TlsConnector, Upstream};
+
+/// Default bound on each command (and on connecting).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much is read at a time when no literal size says otherwise.
+const READ_CHUNK: usize = 4096;
+/// Largest single read reservation while a big literal arrives.
+const MAX_READ_CHUNK: usize = 256 * 1024;
+/// Largest response accepted (a response is held whole before parsing).
+const MAX_RESPONSE: usize = 32 * 1024 * 1024;
+/// Events kept for the caller at most; beyond, the oldest are dropped.
+const MAX_EVENTS: usize = 1024;
+/// LOGOUT gets at most this long.
+pub(crate) const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The server's capabilities, kept as one string to stay small.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    list: Box<str>,
+}
+
+impl Capabilities {
+    pub(crate) fn new(names: &[String]) -> Self {
+        Capabilities {
+            list: names.join(" ").into_boxed_str(),
+        }
+    }
+
+    /// Whether the server advertised `name` (case-insensitive, exact match:
+    /// `has("AUTH=PLAIN")`, `has("IDLE")`).
+    pub fn has(&self, name: &str) -> bool {
+        self.iter().any(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    /// Every advertised capability, as the server spelled it.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.list.split(' ').filter(|c| !c.is_empty())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// What the server reported in a command's tagged completion.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub status: Status,
+    pub code: Option<Code>,
+    pub text: String,
+}
+
+/// Extensions turned on with ENABLE that change how the client talks.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Enabled {
+    pub utf8: bool,
+    pub condstore: bool,
+    pub qresync: bool,
+}
+
+/// A connection to one IMAP server. See the module docs of [`super`] for the idle cost.
+pub struct ImapClient {
+    stream: MaybeTls,
+    /// Unparsed bytes; capacity 0 whenever no response is half-read.
+    buf: Vec<u8>,
+    framer: Framer,
+    caps: Capabilities,
+    pub(crate) enabled: Enabled,
+    events: VecDeque<IdleEvent>,
+    tag: u32,
+    /// Bound on each command.
+    pub(crate) timeout: Duration,
+    /// The tag of the running IDLE command.
+    pub(crate) idle_tag: Option<String>,
+    /// Set after a timeout or I/O error: the stream is out of sync.
+    broken: bool,
+    /// Text of a BYE seen, reported when the connection then closes.
+    bye: Option<String>,
+    /// The server greeted with PREAUTH: no login needed.
+    preauth: bool,
+}
+
+impl std::fmt::Debug for ImapClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapClient")
+            .field("tls", &self.stream.is_tls())
+            .field("caps", &self.caps)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A command's interest in untagged responses: return `None` for those it
+/// consumed, `Some` for the rest (which become events).
+pub(crate) type Handler<'a> = &'a mut (dyn FnMut(Untagged) -> Option<Untagged> + Send);
+
+impl ImapClient {
+    /// Connects, reads the greeting, upgrades with STARTTLS when
+    /// `upstream.security` asks for it (refusing a server that does not offer
+    /// it) and learns the capabilities. `timeout` bounds each step and is kept
+    /// as the per-command timeout.
+    pub async fn connect(
+        upstream: &Upstream,
+        tls: &TlsConnector,
+        timeout: Duration,
+    ) -> Result<Self, ImapError> {
+        let stream = net::connect(upstream, tls, timeout).await?;
+        let mut client = ImapClient {
+            stream,
+            buf: Vec::new(),
+            framer: Framer::new(MAX_RESPONSE),
+            caps: Capabilities::default(),
+            enabled: Enabled::default(),
+            events: VecDeque::new(),
+            tag: 0,
+            timeout,
+            idle_tag: None,
+            broken: false,
+            bye: None,
+            preauth: false,
+        };
+        client.greeting().await?;
+        if upstream.security == Security::Starttls {
+            if client.preauth {
+                // RFC 3501: STARTTLS is impossible once authenticated.
+                return Err(ImapError::StarttlsUnavailable);
+            }
+            if client.caps.is_empty() {
+                client.refresh_capabilities().await?;
+            }
+            if !client.caps.has("STARTTLS") {
+                return Err(ImapError::StarttlsUnavailable);
+            }
+            client
+                .run_ok("STARTTLS", Command::new("STARTTLS"), &mut Some)
+                .await?;
+            if !client.buf.is_empty() {
+                // Bytes after the OK but before the handshake were not protected.
+                return Err(ImapError::Protocol("data injected before TLS".into()));
+            }
+            // Moving the field out of the owned client is fine: it is put
+            // back before the client is used again.
+            let plain = client.stream;
+            let secured = tokio::time::timeout(timeout, plain.upgrade(tls, &upstream.host))
+                .await
+                .map_err(|_| ImapError::Timeout)??;
+            client.stream = secured;
+            client.caps = Capabilities::default();
+        }
+        if client.caps.is_empty() {
+            client.refresh_capabilities().await?;
+        }
+        Ok(client)
+    }
+
+    /// What the server offers (as of the last greeting, login or CAPABILITY).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Logs in with `AUTHENTICATE PLAIN` (SASL-IR when offered) or `LOGIN`.
+    /// Refused credentials give [`ImapError::Auth`]. Capabilities are refreshed.
+    pub async fn login(&mut self, username: &str, password: &str) -> Result<(), ImapError> {
+        if self.preauth {
+            return Ok(());
+        }
+        if self.caps.has("LOGINDISABLED") {
+            return Err(ImapError::LoginDisabled);
+        }
+        let mut caps = None;
+        let mut collect = |u: Untagged| match u {
+            Untagged::Capability(list) => {
+                caps = Some(list);
+                None
+            }
+            other => Some(other),
+        };
+        let done = if self.caps.has("AUTH=PLAIN") {
+            let mut blob = Vec::with_capacity(username.len() + password.len() + 2);
+            blob.push(0);
+            blob.extend_from_slice(username.as_bytes());
+            blob.push(0);
+            blob.extend_from_slice(password.as_bytes());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&blob);
+            let mut cmd = Command::new("AUTHENTICATE PLAIN");
+            if self.caps.has("SASL-IR") {
+                // An empty response is sent as "=" (RFC 4959).
+                cmd.parts
+                    .push(Part::Text(format!(" {encoded}").into_bytes()));
+            } else {
+                cmd.parts.push(Part::Continuation(encoded.into_bytes()));
+            }
+            self.run(cmd, &mut collect).await?
+        } else {
+            let cmd = Command::new("LOGIN")
+                .string(username.as_bytes(), false)?
+                .string(password.as_bytes(), false)?;
+            self.run(cmd, &mut collect).await?
+        };
+        match done.status {
+            Status::Ok => {}
+            Status::No if done.code == Some(Code::Unavailable) => {
+                return Err(ImapError::Unavailable(done.text))
+            }
+            Status::No => return Err(ImapError::Auth(done.text)),
+            _ => {
+                return Err(ImapError::Bad {
+                    command: "LOGIN",
+                    text: done.text,
+                })
+            }
+        }
+        match (done.code, caps) {
+            (Some(Code::Capability(list)), _) | (_, Some(list)) => {
+                self.caps = Capabilities::new(&list)
+            }
+            _ => self.refresh_capabilities().await?,
+        }
+        Ok(())
+    }
+
+    /// Asks the server for its capabilities again.
+    pub async fn refresh_capabilities(&mut self) -> Result<(), ImapError> {
+        let mut caps = None;
+        let done = self
+            .run_ok("CAPABILITY", Command::new("CAPABILITY"), &mut |u| match u {
+                Untagged::Capability(list) => {
+                    caps = Some(list);
+                    None
+                }
+                other => Some(other),
+            })
+            .await?;
+        match (caps, done.code) {
+            (Some(list), _) | (None, Some(Code::Capability(list))) => {
+                self.caps = Capabilities::new(&list);
+                Ok(())
+            }
+            _ => Err(ImapError::Protocol("no CAPABILITY in response".into())),
+        }
+    }
+
+    async fn greeting(&mut self) -> Result<(), ImapError> {
+        let timeout = self.timeout;
+        let greeting = tokio::time::timeout(timeout, self.read_response())
+            .await
+            .map_err(|_| ImapError::Timeout)??;
+        match greeting {
+            Response::Untagged(Untagged::Condition { status, code, text }) => {
+                match status {
+                    Status::Ok => {}
+                    Status::Preauth => self.preauth = true,
+                    Status::Bye => return Err(ImapError::Bye(text)),
+                    _ => return Err(ImapError::Protocol(format!("bad greeting: {text}"))),
+                }
+                if let Some(Code::Capability(list)) = code {
+                    self.caps = Capabilities::new(&list);
+                }
+                Ok(())
+            }
+            other => Err(ImapError::Protocol(format!(
+                "unexpected greeting {other:?}"
+            ))),
+        }
+    }
+
+    /// Takes every event queued during commands (and not yet returned by `idle_next`).
+    pub fn take_events(&mut self) -> Vec<IdleEvent> {
+        std::mem::take(&mut self.events).into()
+    }
+
+    pub(crate) fn pop_event(&mut self) -> Option<IdleEvent> {
+        let ev = self.events.pop_front();
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+        ev
+    }
+
+    /// Queues what matters in an untagged response nobody consumed.
+    pub(crate) fn queue_event(&mut self, u: Untagged) {
+        let Some(ev) = self.event_from(u) else {
+            return;
+        };
+        if matches!(ev, IdleEvent::Other) {
+            return;
+        }
+        if matches!(ev, IdleEvent::Fetch) && matches!(self.events.back(), Some(IdleEvent::Fetch)) {
+            return;
+        }
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(ev);
+    }
+
+    /// The event an untagged response stands for (`Other` for the rest).
+    pub(crate) fn event_from(&mut self, u: Untagged) -> Option<IdleEvent> {
+        Some(match u {
+            Untagged::Exists(n) => IdleEvent::Exists(n),
+            Untagged::Expunge(n) => IdleEvent::Expunge(n),
+            Untagged::Vanished { earlier: false, .. } => IdleEvent::Vanished,
+            Untagged::Fetch { .. } => IdleEvent::Fetch,
+            Untagged::Status { mailbox, items } => {
+                let get = |name: &str| {
+                    items
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .and_then(|(_, v)| u32::try_from(*v).ok())
+                };
+                IdleEvent::Status {
+                    mailbox: self.decode_mailbox(&mailbox),
+                    uidnext: get("UIDNEXT"),
+                    uidvalidity: get("UIDVALIDITY"),
+                    messages: get("MESSAGES"),
+                }
+            }
+            Untagged::Condition {
+                status: Status::Bye,
+                text,
+                ..
+            } => {
+                self.bye = Some(text.clone());
+                IdleEvent::Bye(text)
+            }
+            _ => IdleEvent::Other,
+        })
+    }
+
+    /// A mailbox name as the server sent it, decoded for display and matching.
+    pub(crate) fn decode_mailbox(&self, raw: &[u8]) -> String {
+        if self.enabled.utf8 {
+            return String::from_utf8_lossy(raw).into_owned();
+        }
+        super::command::decode_utf7(raw)
+            .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
+    }
+
+    /// Runs a command and maps NO/BAD to errors named after `command`.
+    pub(crate) async fn run_ok(
+        &mut self,
+        command: &'static str,
+        cmd: Command,
+        handler: Handler<'_>,
+    ) -> Result<Completion, ImapError> {
+        let done = self.run(cmd, handler).await?;
+        match done.status {
+            Status::Ok => Ok(done),
+            Status::No if done.code == Some(Code::Unavailable) => {
+                Err(ImapError::Unavailable(done.text))
+            }
+            Status::No => Err(ImapError::No {
+                command,
+                text: done.text,
+            }),
+            _ => Err(ImapError::Bad {
+                command,
+                text: done.text,
+            }),
+        }
+    }
+
+    /// Sends `cmd` and reads until its tagged completion, within the timeout.
+    pub(crate) async fn run(
+        &mut self,
+        cmd: Command,
+        handler: Handler<'_>,
+    ) -> Result<Completion, ImapError> {
+        if self.broken {
+            return Err(ImapError::Unusable);
+        }
+        if self.idle_tag.is_some() {
+            return Err(ImapError::Idling);
+        }
+        let timeout = self.timeout;
+        let result = tokio::time::timeout(timeout, self.run_inner(cmd, handler))
+            .await
+            .unwrap_or(Err(ImapError::Timeout));
+        if let Err(e) = &result {
+            if e.breaks_connection() {
+                self.broken = true;
+            }
+        }
+        result
+    }
+
+    async fn run_inner(
+        &mut self,
+        cmd: Command,
+        handler: Handler<'_>,
+    ) -> Result<Completion, ImapError> {
+        self.tag = self.tag.wrapping_add(1);
+        let tag = format!("L{}", self.tag);
+        let literal_plus = self.caps.has("LITERAL+");
+        let literal_minus = self.caps.has("LITERAL-");
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(tag.as_bytes());
+        out.push(b' ');
+        for part in cmd.parts {
+            let wait_then = match part {
+                Part::Text(t) => {
+                    out.extend_from_slice(&t);
+                    continue;
+                }
+                Part::Literal(l) if literal_plus || (literal_minus && l.len() <= 4096) => {
+                    out.extend_from_slice(format!("{{{}+}}\r\n", l.len()).as_bytes());
+                    out.extend_from_slice(&l);
+                    continue;
+                }
+                Part::Literal(l) => {
+                    out.extend_from_slice(format!("{{{}}}\r\n", l.len()).as_bytes());
+                    l
+                }
+                Part::Continuation(data) => {
+                    out.extend_from_slice(b"\r\n");
+                    data
+                }
+            };
+            self.write(&out).await?;
+            out.clear();
+            if let Some(done) = self.wait_continuation(&tag, handler).await? {
+                return Ok(done);
+            }
+            out.extend_from_slice(&wait_then);
+        }
+        out.extend_from_slice(b"\r\n");
+        self.write(&out).await?;
+        drop(out);
+        self.read_until_tagged(&tag, handler).await
+    }
+
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), ImapError> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// Reads until `+`; a tagged completion instead means the command ended.
+    pub(crate) async fn wait_continuation(
+        &mut self,
+        tag: &str,
+        handler: Handler<'_>,
+    ) -> Result<Option<Completion>, ImapError> {
+        loop {
+            match self.read_response().await? {
+                Response::Continuation(_) => return Ok(None),
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                } if t == tag => return Ok(Some(Completion { status, code, text })),
+                Response::Tagged { tag: t, .. } => {
+                    return Err(ImapError::Protocol(format!("unexpected tag {t}")))
+                }
+                Response::Untagged(u) => {
+                    if let Some(rest) = handler(u) {
+                        self.queue_event(rest);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads responses until the tagged completion of `tag`.
+    pub(crate) async fn read_until_tagged(
+        &mut self,
+        tag: &str,
+        handler: Handler<'_>,
+    ) -> Result<Completion, ImapError> {
+        loop {
+            match self.read_response().await? {
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                } if t == tag => return Ok(Completion { status, code, text }),
+                Response::Tagged { tag: t, .. } => {
+                    return Err(ImapError::Protocol(format!("unexpected tag {t}")))
+                }
+                Response::Continuation(_) => {
+                    return Err(ImapError::Protocol("unexpected continuation".into()))
+                }
+                Response::Untagged(u) => {
+                    if let Some(rest) = handler(u) {
+                        self.queue_event(rest);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one complete response. Cancel-safe: bytes read so far stay in
+    /// `self.buf`, and parsing happens only once a response is complete.
+    pub(crate) async fn read_response(&mut self) -> Result<Response, ImapError> {
+        loop {
+            if !self.buf.is_empty() {
+                let frame = self
+                    .framer
+                    .next_frame(&self.buf)
+                    .map_err(|e| ImapError::Protocol(e.to_string()))?;
+                if let Some(n) = frame {
+                    let parsed = parse_response(&self.buf[..n]);
+                    self.buf.drain(..n);
+                    if self.buf.is_empty() {
+                        self.buf = Vec::new();
+                    }
+                    return parsed.map_err(|e| ImapError::Protocol(e.to_string()));
+                }
+            } else {
+                if self.buf.capacity() > 0 {
+                    self.buf = Vec::new();
+                }
+                // Wait without a buffer: an idle connection holds none.
+                self.stream.readable().await?;
+            }
+            let want = self
+                .framer
+                .pending(self.buf.len())
+                .clamp(READ_CHUNK, MAX_READ_CHUNK);
+            self.buf.reserve(want);
+            let n = self.stream.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Err(match self.bye.take() {
+                    Some(text) => ImapError::Bye(text),
+                    None => ImapError::Closed,
+                });
+            }
+        }
+    }
+
+    /// Marks the connection unusable after an error outside `run`.
+    pub(crate) fn fail(&mut self, e: ImapError) -> ImapError {
+        if e.breaks_connection() {
+            self.broken = true;
+        }
+        e
+    }
+
+    /// Next tag, for commands that are not run through `run` (IDLE).
+    pub(crate) fn next_tag(&mut self) -> String {
+        self.tag = self.tag.wrapping_add(1);
+        format!("L{}", self.tag)
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Closes the stream (after LOGOUT), ignoring errors.
+    pub(crate) async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -1,0 +1,196 @@
+//! Client tests against a scripted loopback server: the paths Dovecot does
+//! not take (synchronizing literals, SASL without SASL-IR, LOGINDISABLED,
+//! timeouts) and cancel-safety of `idle_next` with input arriving byte by byte.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::error::ErrorClass;
+
+enum Step {
+    /// Send these bytes.
+    Send(&'static [u8]),
+    /// Send these bytes one at a time, pausing between them.
+    Trickle(&'static [u8]),
+    /// Read one line and compare it (CRLF included).
+    Expect(&'static str),
+}
+use Step::*;
+
+/// Serves one connection following `script`, then waits for the client to close.
+async fn serve(script: Vec<Step>) -> (Upstream, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = Upstream {
+        host: "127.0.0.1".into(),
+        port: listener.local_addr().unwrap().port(),
+        security: Security::Plain,
+    };
+    let task = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let mut read = BufReader::new(read);
+        for step in script {
+            match step {
+                Send(bytes) => write.write_all(bytes).await.unwrap(),
+                Trickle(bytes) => {
+                    for byte in bytes {
+                        write.write_all(&[*byte]).await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                Expect(line) => {
+                    let mut got = Vec::new();
+                    read.read_until(b'\n', &mut got).await.unwrap();
+                    assert_eq!(String::from_utf8_lossy(&got), line);
+                }
+            }
+        }
+        let mut rest = Vec::new();
+        let _ = read.read_to_end(&mut rest).await;
+    });
+    (upstream, task)
+}
+
+async fn connect(upstream: &Upstream, timeout: Duration) -> ImapClient {
+    let tls = TlsConnector::new(None).unwrap();
+    ImapClient::connect(upstream, &tls, timeout).await.unwrap()
+}
+
+#[tokio::test]
+async fn login_with_synchronizing_literals() {
+    let (upstream, server) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n"),
+        Expect("L1 LOGIN {6}\r\n"),
+        Send(b"+ go on\r\n"),
+        Expect("\u{e5}lice \"p w\"\r\n"),
+        Send(b"L1 OK [CAPABILITY IMAP4rev1 IDLE LITERAL+] welcome\r\n"),
+        Expect("L2 LOGIN {6+}\r\n"),
+        Expect("\u{e5}lice x\r\n"),
+        Send(b"L2 NO [UNAVAILABLE] later\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    client.login("ålice", "p w").await.unwrap();
+    assert!(client.capabilities().has("literal+"));
+    // The second login (with LITERAL+ now) tests the non-synchronizing form
+    // and that UNAVAILABLE is temporary, not an auth failure.
+    let err = client.login("ålice", "x").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err:?}");
+    drop(client);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn refused_literal_ends_the_command_cleanly() {
+    let (upstream, server) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1] hi\r\n"),
+        Expect("L1 LOGIN {2}\r\n"),
+        Send(b"L1 NO [AUTHENTICATIONFAILED] nope\r\n"),
+        Expect("L2 NOOP\r\n"),
+        Send(b"* 4 EXISTS\r\nL2 OK\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    let err = client.login("\u{e9}", "pw").await.unwrap_err();
+    assert!(matches!(err, ImapError::Auth(_)), "{err:?}");
+    client.noop().await.unwrap();
+    assert_eq!(client.take_events(), [IdleEvent::Exists(4)]);
+    drop(client);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn authenticate_plain_without_sasl_ir() {
+    let (upstream, server) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n"),
+        Expect("L1 AUTHENTICATE PLAIN\r\n"),
+        Send(b"+ \r\n"),
+        // base64("\0bob\0pw")
+        Expect("AGJvYgBwdw==\r\n"),
+        Send(b"L1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    let err = client.login("bob", "pw").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Auth);
+    assert!(!format!("{err} {err:?}").contains("AGJvYgBwdw"));
+    drop(client);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn login_disabled_is_permanent() {
+    let (upstream, server) = serve(vec![Send(
+        b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED STARTTLS] hi\r\n",
+    )])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    let err = client.login("bob", "pw").await.unwrap_err();
+    assert!(matches!(err, ImapError::LoginDisabled));
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    drop(client);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn timeout_makes_the_connection_unusable() {
+    let (upstream, server) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1] hi\r\n"),
+        Expect("L1 NOOP\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, Duration::from_millis(300)).await;
+    let err = client.noop().await.unwrap_err();
+    assert!(matches!(err, ImapError::Timeout), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Transient);
+    assert!(matches!(client.noop().await, Err(ImapError::Unusable)));
+    drop(client);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_next_is_cancel_safe_and_releases_its_buffer() {
+    let (upstream, server) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n"),
+        Expect("L1 IDLE\r\n"),
+        Send(b"+ idling\r\n"),
+        Trickle(b"* 1 FETCH (UID 5 BODY[] {12}\r\nab\r\ncd)\r\n* 7)\r\n* OK Still here\r\n* 3 EXISTS\r\n"),
+        Expect("DONE\r\n"),
+        Send(b"* 2 EXPUNGE\r\nL1 OK done\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    client.idle_start().await.unwrap();
+    assert_eq!(client.buf.capacity(), 0);
+    let mut events = Vec::new();
+    let mut cancelled = 0;
+    while events.last() != Some(&IdleEvent::Exists(3)) {
+        tokio::select! {
+            event = client.idle_next() => events.push(event.unwrap()),
+            _ = tokio::time::sleep(Duration::from_millis(1)) => cancelled += 1,
+        }
+    }
+    assert!(cancelled > 0);
+    assert_eq!(
+        events,
+        [IdleEvent::Fetch, IdleEvent::Other, IdleEvent::Exists(3)]
+    );
+    // Nothing half-read: the idle connection holds no read buffer.
+    assert_eq!(client.buf.capacity(), 0);
+    client.idle_done().await.unwrap();
+    assert_eq!(client.take_events(), [IdleEvent::Expunge(2)]);
+    drop(client);
+    server.await.unwrap();
+}
+
+#[test]
+fn idle_client_is_small() {
+    // The struct itself; the socket and (with TLS) the boxed TLS state come on top.
+    let size = std::mem::size_of::<ImapClient>();
+    println!("ImapClient: {size} bytes");
+    assert!(size <= 256, "{size}");
+}

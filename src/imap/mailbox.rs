@@ -1,0 +1,256 @@
+//! Mailbox commands: ENABLE, EXAMINE, STATUS, UID SEARCH and the FETCH of
+//! message summaries.
+
+use super::client::ImapClient;
+use super::command::{uid_set, Command};
+use super::error::ImapError;
+use super::parser::{Code, Status, Untagged, Value};
+use super::summary::{self, PreviewSource};
+use super::MailboxStatus;
+use crate::mail::MessageSummary;
+
+/// UIDs per FETCH command, so command lines stay short for scattered UIDs.
+const FETCH_BATCH: usize = 256;
+
+impl ImapClient {
+    /// Turns on extensions (RFC 5161), e.g. `["QRESYNC", "UTF8=ACCEPT"]`.
+    /// Those the server confirms change how later commands are built.
+    pub async fn enable(&mut self, extensions: &[&str]) -> Result<(), ImapError> {
+        if !self.capabilities().has("ENABLE") {
+            return Err(ImapError::Unsupported("ENABLE"));
+        }
+        if extensions.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = Command::new("ENABLE");
+        for ext in extensions {
+            // Extension names are atoms; anything else is a caller error.
+            if ext.is_empty() || !ext.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+                return Err(super::command::InvalidArgument("extension name").into());
+            }
+            cmd = cmd.raw(ext);
+        }
+        let mut confirmed = Vec::new();
+        self.run_ok("ENABLE", cmd, &mut |u| match u {
+            Untagged::Enabled(list) => {
+                confirmed.extend(list);
+                None
+            }
+            other => Some(other),
+        })
+        .await?;
+        for ext in confirmed {
+            match ext.to_ascii_uppercase().as_str() {
+                "UTF8=ACCEPT" => self.enabled.utf8 = true,
+                "CONDSTORE" => self.enabled.condstore = true,
+                "QRESYNC" => {
+                    self.enabled.qresync = true;
+                    self.enabled.condstore = true;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `ENABLE UTF8=ACCEPT` succeeded (mailbox names then go as UTF-8).
+    pub fn utf8_enabled(&self) -> bool {
+        self.enabled.utf8
+    }
+
+    /// Selects `mailbox` read-only and reports its state. With CONDSTORE
+    /// advertised, HIGHESTMODSEQ is asked for too.
+    pub async fn examine(&mut self, mailbox: &str) -> Result<MailboxStatus, ImapError> {
+        let mut cmd = Command::new("EXAMINE").mailbox(mailbox, self.enabled.utf8)?;
+        if self.capabilities().has("CONDSTORE") && !self.enabled.condstore {
+            cmd = cmd.raw("(CONDSTORE)");
+        }
+        let (mut uidvalidity, mut uidnext, mut exists, mut modseq) = (None, None, 0, None);
+        let mut take = |u: Untagged| match u {
+            Untagged::Exists(n) => {
+                exists = n;
+                None
+            }
+            Untagged::Condition {
+                status: Status::Ok,
+                code: Some(code),
+                text,
+            } => match code {
+                Code::UidValidity(n) => {
+                    uidvalidity = Some(n);
+                    None
+                }
+                Code::UidNext(n) => {
+                    uidnext = Some(n);
+                    None
+                }
+                Code::HighestModSeq(n) => {
+                    modseq = Some(n);
+                    None
+                }
+                Code::NoModSeq => None,
+                code => Some(Untagged::Condition {
+                    status: Status::Ok,
+                    code: Some(code),
+                    text,
+                }),
+            },
+            other => Some(other),
+        };
+        self.run_ok("EXAMINE", cmd, &mut take).await?;
+        let uidvalidity =
+            uidvalidity.ok_or_else(|| ImapError::Protocol("EXAMINE without UIDVALIDITY".into()))?;
+        let uidnext = match uidnext {
+            Some(n) => n,
+            None => self.guess_uidnext(exists).await?,
+        };
+        Ok(MailboxStatus {
+            uidvalidity,
+            uidnext,
+            exists,
+            highestmodseq: modseq,
+        })
+    }
+
+    /// For servers that omit UIDNEXT: one past the last message's UID (a
+    /// lower bound of the real value, which is all a cursor needs).
+    async fn guess_uidnext(&mut self, exists: u32) -> Result<u32, ImapError> {
+        if exists == 0 {
+            return Ok(1);
+        }
+        let mut last = None;
+        self.run_ok("FETCH", Command::new("FETCH * (UID)"), &mut |u| match u {
+            Untagged::Fetch { seq, items } if seq == exists => {
+                last = items
+                    .iter()
+                    .find(|(k, _)| k == "UID")
+                    .and_then(|(_, v)| v.as_u32());
+                None
+            }
+            other => Some(other),
+        })
+        .await?;
+        Ok(last.map_or(1, |uid| uid.saturating_add(1)))
+    }
+
+    /// STATUS of a mailbox that need not be selected: MESSAGES (as `exists`),
+    /// UIDNEXT, UIDVALIDITY, and HIGHESTMODSEQ when CONDSTORE is offered.
+    pub async fn status(&mut self, mailbox: &str) -> Result<MailboxStatus, ImapError> {
+        let items = if self.capabilities().has("CONDSTORE") {
+            "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+        } else {
+            "(MESSAGES UIDNEXT UIDVALIDITY)"
+        };
+        let cmd = Command::new("STATUS")
+            .mailbox(mailbox, self.enabled.utf8)?
+            .raw(items);
+        let wanted = mailbox.to_owned();
+        let mut found: Option<Vec<(String, u64)>> = None;
+        let utf8 = self.enabled.utf8;
+        self.run_ok("STATUS", cmd, &mut |u| match u {
+            Untagged::Status { mailbox, items }
+                if found.is_none() && same_mailbox(&mailbox, &wanted, utf8) =>
+            {
+                found = Some(items);
+                None
+            }
+            other => Some(other),
+        })
+        .await?;
+        let items = found.ok_or_else(|| ImapError::Protocol("STATUS without data".into()))?;
+        let get = |name: &str| items.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+        let small = |name: &str| get(name).and_then(|v| u32::try_from(v).ok());
+        Ok(MailboxStatus {
+            uidvalidity: small("UIDVALIDITY")
+                .ok_or_else(|| ImapError::Protocol("STATUS without UIDVALIDITY".into()))?,
+            uidnext: small("UIDNEXT")
+                .ok_or_else(|| ImapError::Protocol("STATUS without UIDNEXT".into()))?,
+            exists: small("MESSAGES").unwrap_or(0),
+            highestmodseq: get("HIGHESTMODSEQ"),
+        })
+    }
+
+    /// UIDs of the selected mailbox that are `>= first_uid`, ascending.
+    pub async fn uid_search_from(&mut self, first_uid: u32) -> Result<Vec<u32>, ImapError> {
+        let first = first_uid.max(1);
+        let cmd = Command::new("UID SEARCH UID").raw(&format!("{first}:*"));
+        let mut uids = Vec::new();
+        self.run_ok("UID SEARCH", cmd, &mut |u| match u {
+            Untagged::Search(found) => {
+                uids.extend(found);
+                None
+            }
+            other => Some(other),
+        })
+        .await?;
+        // `n:*` also matches the last message when its UID is below n.
+        uids.retain(|&uid| uid >= first);
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// Sender, subject and (when `with_preview`) a short plain-text preview
+    /// of each UID in the selected mailbox, sorted by UID. UIDs that no
+    /// longer exist are left out. Uses the server's PREVIEW when offered,
+    /// otherwise the first 16 KiB of the body text.
+    pub async fn fetch_summaries(
+        &mut self,
+        uids: &[u32],
+        with_preview: bool,
+    ) -> Result<Vec<MessageSummary>, ImapError> {
+        let source = if !with_preview {
+            PreviewSource::None
+        } else if self.capabilities().has("PREVIEW") {
+            PreviewSource::Server
+        } else if self.capabilities().has("PREVIEW=FUZZY") {
+            PreviewSource::ServerFuzzy
+        } else {
+            PreviewSource::Body
+        };
+        let mut wanted = uids.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut out = Vec::with_capacity(wanted.len());
+        for batch in wanted.chunks(FETCH_BATCH) {
+            let cmd = Command::new("UID FETCH")
+                .raw(&uid_set(batch))
+                .raw(&source.fetch_items());
+            self.run_ok("UID FETCH", cmd, &mut |u| match u {
+                Untagged::Fetch { seq, items } => {
+                    match uid_of(&items).filter(|uid| batch.binary_search(uid).is_ok()) {
+                        Some(_) => {
+                            out.extend(summary::from_fetch(&items));
+                            None
+                        }
+                        None => Some(Untagged::Fetch { seq, items }),
+                    }
+                }
+                other => Some(other),
+            })
+            .await?;
+        }
+        out.sort_by_key(|s| s.uid);
+        out.dedup_by_key(|s| s.uid);
+        Ok(out)
+    }
+}
+
+fn uid_of(items: &[(String, Value)]) -> Option<u32> {
+    items
+        .iter()
+        .find(|(k, _)| k == "UID")
+        .and_then(|(_, v)| v.as_u32())
+}
+
+/// Whether a STATUS response's raw mailbox name is the one asked for.
+fn same_mailbox(raw: &[u8], wanted: &str, utf8: bool) -> bool {
+    let decoded = if utf8 {
+        String::from_utf8_lossy(raw).into_owned()
+    } else {
+        super::command::decode_utf7(raw)
+            .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
+    };
+    decoded == wanted
+        || (decoded.eq_ignore_ascii_case("INBOX") && wanted.eq_ignore_ascii_case("INBOX"))
+}

@@ -1,0 +1,78 @@
+//! A small, memory-lean async IMAP client for the watcher and the mail API.
+//!
+//! This module owns everything IMAP on the wire: the greeting and STARTTLS,
+//! login (`AUTHENTICATE PLAIN` or `LOGIN`), capabilities, ENABLE, EXAMINE,
+//! STATUS, UID SEARCH, the FETCH of push summaries, NOTIFY and IDLE.
+//! Connecting and TLS live in [`crate::net`].
+//!
+//! ```text
+//!  socket ──bytes──▶ framer ──one response──▶ parser ──▶ Response
+//!                  (framer.rs)              (parser.rs)     │
+//!   command.rs ◀── typed calls ── ImapClient ◀──────────────┘
+//!   (quoting, literals,           (client.rs: core, login;
+//!    modified UTF-7)               mailbox.rs; idle.rs)
+//! ```
+//!
+//! The protocol code (framer, parser, command builder, summary extraction)
+//! is pure and tested with transcripts split at every byte. Only `client.rs`,
+//! `mailbox.rs` and `idle.rs` touch the socket.
+//!
+//! # Idle cost
+//! An idle watcher holds thousands of [`ImapClient`]s, so an idle one holds
+//! no read buffer: `idle_next` waits for socket readiness first and only
+//! then allocates a 4 KiB read buffer, which is released as soon as the
+//! complete response has been parsed. What stays is the struct itself
+//! (about 200 bytes), the capability list as one string (a few hundred
+//! bytes), the socket, and with TLS the boxed rustls connection state (its buffers;
+//! about 7 KiB measured for rustls in general). The event queue allocates
+//! only while it holds events.
+
+mod client;
+mod command;
+mod error;
+/// Public so fuzz targets can drive it; the client is the normal entry.
+pub mod framer;
+mod idle;
+mod mailbox;
+/// Public so fuzz targets can drive it; the client is the normal entry.
+pub mod parser;
+mod summary;
+
+pub use client::{Capabilities, ImapClient, DEFAULT_TIMEOUT};
+pub use command::{decode_utf7, encode_utf7};
+pub use error::ImapError;
+
+/// The state of a mailbox, from EXAMINE or STATUS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxStatus {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    /// Messages in the mailbox (EXISTS, or STATUS MESSAGES).
+    pub exists: u32,
+    /// Present when the server supports CONDSTORE for this mailbox.
+    pub highestmodseq: Option<u64>,
+}
+
+/// Something the server reported without being asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdleEvent {
+    /// The selected mailbox now has this many messages.
+    Exists(u32),
+    /// The message with this sequence number was expunged.
+    Expunge(u32),
+    /// Messages were expunged (QRESYNC reports UIDs instead of numbers).
+    Vanished,
+    /// Flags or other data of a message changed.
+    Fetch,
+    /// Another mailbox changed (NOTIFY); the name is decoded.
+    Status {
+        mailbox: String,
+        uidnext: Option<u32>,
+        uidvalidity: Option<u32>,
+        messages: Option<u32>,
+    },
+    /// The server is closing the connection; its reason.
+    Bye(String),
+    /// Anything else (e.g. `* OK Still here`).
+    Other,
+}

@@ -1,0 +1,553 @@
+//! Parsing one complete server response into typed data.
+//!
+//! Input is a frame cut by [`super::framer::Framer`]: a line with any literals
+//! inside it, ending in CRLF. The grammar is handled through a small token tree
+//! ([`Value`]: atoms, numbers, strings, literals, NIL, lists; `BODY[…]<…>`
+//! section specifiers are one atom) on which the few responses the gateway
+//! needs are recognised; anything else is returned as [`Untagged::Other`]
+//! instead of failing, so an unknown response never breaks a connection.
+//! Never panics: every index is checked and nesting depth is bounded.
+
+/// A token of a server response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// An atom, including flags (`\Seen`) and section specifiers (`BODY[1]<0>`).
+    Atom(String),
+    /// An atom made only of digits that fits in 64 bits.
+    Number(u64),
+    /// A quoted string or a literal, unescaped.
+    Str(Vec<u8>),
+    Nil,
+    List(Vec<Value>),
+}
+
+impl Value {
+    /// The number, when this is one that fits in 32 bits.
+    pub fn as_u32(&self) -> Option<u32> {
+        match self {
+            Value::Number(n) => u32::try_from(*n).ok(),
+            _ => None,
+        }
+    }
+
+    /// The number, when this is one.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a string, literal, atom or number (an astring); `None` for NIL and lists.
+    pub fn as_bytes(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Value::Str(b) => Some(b.as_slice().into()),
+            Value::Atom(a) => Some(a.as_bytes().into()),
+            Value::Number(n) => Some(n.to_string().into_bytes().into()),
+            Value::Nil | Value::List(_) => None,
+        }
+    }
+}
+
+/// The status word of a tagged or untagged condition response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    No,
+    Bad,
+    Preauth,
+    Bye,
+}
+
+/// A response code: the bracketed part after a status word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    Alert,
+    AuthenticationFailed,
+    /// RFC 5530: temporary failure, try again later.
+    Unavailable,
+    Capability(Vec<String>),
+    UidValidity(u32),
+    UidNext(u32),
+    HighestModSeq(u64),
+    NoModSeq,
+    ReadOnly,
+    ReadWrite,
+    /// Any other code, by name (upper-cased).
+    Other(String),
+}
+
+/// A tagged completion, a condition or a continuation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Tagged {
+        tag: String,
+        status: Status,
+        code: Option<Code>,
+        text: String,
+    },
+    Untagged(Untagged),
+    /// `+ text`: the server waits for more of the command.
+    Continuation(String),
+}
+
+/// The untagged responses the client understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Untagged {
+    /// `* OK/NO/BAD/PREAUTH/BYE [code] text`.
+    Condition {
+        status: Status,
+        code: Option<Code>,
+        text: String,
+    },
+    Capability(Vec<String>),
+    Enabled(Vec<String>),
+    Exists(u32),
+    Recent(u32),
+    Expunge(u32),
+    /// RFC 7162: `* VANISHED [(EARLIER)] uid-set`.
+    Vanished {
+        earlier: bool,
+        uids: String,
+    },
+    /// `* n FETCH (...)`: item names upper-cased, with their values.
+    Fetch {
+        seq: u32,
+        items: Vec<(String, Value)>,
+    },
+    /// `* STATUS mailbox (...)`: the mailbox name as sent (maybe modified UTF-7).
+    Status {
+        mailbox: Vec<u8>,
+        items: Vec<(String, u64)>,
+    },
+    Search(Vec<u32>),
+    /// Anything else, by its keyword (upper-cased).
+    Other(String),
+}
+
+/// Why a frame could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot parse response at byte {at}: {what}")]
+pub struct ParseError {
+    pub at: usize,
+    pub what: &'static str,
+}
+
+/// Deepest list nesting accepted; real responses stay far below.
+const MAX_DEPTH: usize = 32;
+
+/// Parses one complete response (as cut by the framer, CRLF included).
+pub fn parse_response(frame: &[u8]) -> Result<Response, ParseError> {
+    let mut p = Cursor { buf: frame, pos: 0 };
+    if p.eat(b'+') {
+        p.eat(b' ');
+        return Ok(Response::Continuation(p.rest_text()));
+    }
+    if p.eat(b'*') {
+        p.expect_space()?;
+        return parse_untagged(&mut p).map(Response::Untagged);
+    }
+    let tag = p.word();
+    if tag.is_empty() {
+        return Err(p.error("missing tag"));
+    }
+    p.expect_space()?;
+    let status = parse_status(&p.word()).ok_or_else(|| p.error("unknown status"))?;
+    let (code, text) = parse_resp_text(&mut p);
+    Ok(Response::Tagged {
+        tag,
+        status,
+        code,
+        text,
+    })
+}
+
+fn parse_status(word: &str) -> Option<Status> {
+    Some(match word.to_ascii_uppercase().as_str() {
+        "OK" => Status::Ok,
+        "NO" => Status::No,
+        "BAD" => Status::Bad,
+        "PREAUTH" => Status::Preauth,
+        "BYE" => Status::Bye,
+        _ => return None,
+    })
+}
+
+fn parse_untagged(p: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
+    let first = p.word();
+    if let Ok(n) = first.parse::<u32>() {
+        p.expect_space()?;
+        let keyword = p.word().to_ascii_uppercase();
+        return Ok(match keyword.as_str() {
+            "EXISTS" => Untagged::Exists(n),
+            "RECENT" => Untagged::Recent(n),
+            "EXPUNGE" => Untagged::Expunge(n),
+            "FETCH" => {
+                p.skip_spaces();
+                let Value::List(list) = p.value(0)? else {
+                    return Err(p.error("FETCH without list"));
+                };
+                Untagged::Fetch {
+                    seq: n,
+                    items: pairs(list),
+                }
+            }
+            _ => Untagged::Other(keyword),
+        });
+    }
+    let keyword = first.to_ascii_uppercase();
+    if let Some(status) = parse_status(&keyword) {
+        let (code, text) = parse_resp_text(p);
+        return Ok(Untagged::Condition { status, code, text });
+    }
+    Ok(match keyword.as_str() {
+        "CAPABILITY" => Untagged::Capability(p.atoms_to_end()),
+        "ENABLED" => Untagged::Enabled(p.atoms_to_end()),
+        "SEARCH" => {
+            let mut uids = Vec::new();
+            for value in p.values_to_end()? {
+                // A trailing `(MODSEQ n)` (CONDSTORE) is not a UID.
+                if let Some(n) = value.as_u32() {
+                    uids.push(n);
+                }
+            }
+            Untagged::Search(uids)
+        }
+        "STATUS" => {
+            p.skip_spaces();
+            let mailbox = p.value(0)?.as_bytes().map(|b| b.into_owned());
+            let mailbox = mailbox.ok_or_else(|| p.error("STATUS without mailbox"))?;
+            p.skip_spaces();
+            let Value::List(list) = p.value(0)? else {
+                return Err(p.error("STATUS without list"));
+            };
+            let items = pairs(list)
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_u64()?)))
+                .collect();
+            Untagged::Status { mailbox, items }
+        }
+        "VANISHED" => {
+            let mut earlier = false;
+            let mut uids = String::new();
+            for value in p.values_to_end()? {
+                match value {
+                    Value::List(tags) => {
+                        earlier |= tags.iter().any(
+                            |t| matches!(t, Value::Atom(a) if a.eq_ignore_ascii_case("EARLIER")),
+                        )
+                    }
+                    Value::Atom(a) => uids = a,
+                    Value::Number(n) => uids = n.to_string(),
+                    _ => {}
+                }
+            }
+            Untagged::Vanished { earlier, uids }
+        }
+        _ => Untagged::Other(keyword),
+    })
+}
+
+/// Turns `(KEY value KEY value ...)` into pairs with upper-cased keys.
+fn pairs(list: Vec<Value>) -> Vec<(String, Value)> {
+    let mut out = Vec::with_capacity(list.len() / 2);
+    let mut it = list.into_iter();
+    while let Some(key) = it.next() {
+        let key = match key {
+            Value::Atom(a) => a.to_ascii_uppercase(),
+            Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        let value = it.next().unwrap_or(Value::Nil);
+        out.push((key, value));
+    }
+    out
+}
+
+/// `[code] text` after a status word. A malformed code is kept by name only.
+fn parse_resp_text(p: &mut Cursor<'_>) -> (Option<Code>, String) {
+    p.skip_spaces();
+    let mut code = None;
+    if p.eat(b'[') {
+        let name = p.word_until_bracket().to_ascii_uppercase();
+        let start = p.pos;
+        let mut args = Vec::new();
+        let mut ok = true;
+        loop {
+            p.skip_spaces();
+            if p.eat(b']') {
+                break;
+            }
+            match p.value(0) {
+                Ok(v) => args.push(v),
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            // Skip to the closing bracket of free-form codes.
+            p.pos = start;
+            while let Some(b) = p.peek() {
+                p.pos += 1;
+                if b == b']' {
+                    break;
+                }
+            }
+        }
+        code = Some(make_code(name, args, ok));
+        p.skip_spaces();
+    }
+    (code, p.rest_text())
+}
+
+fn make_code(name: String, args: Vec<Value>, ok: bool) -> Code {
+    let num = || args.first().and_then(Value::as_u64);
+    let code = match name.as_str() {
+        "ALERT" => Some(Code::Alert),
+        "AUTHENTICATIONFAILED" => Some(Code::AuthenticationFailed),
+        "UNAVAILABLE" => Some(Code::Unavailable),
+        "NOMODSEQ" => Some(Code::NoModSeq),
+        "READ-ONLY" => Some(Code::ReadOnly),
+        "READ-WRITE" => Some(Code::ReadWrite),
+        "CAPABILITY" if ok => Some(Code::Capability(
+            args.iter()
+                .filter_map(|v| match v {
+                    Value::Atom(a) => Some(a.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect(),
+        )),
+        "UIDVALIDITY" => num()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Code::UidValidity),
+        "UIDNEXT" => num().and_then(|n| u32::try_from(n).ok()).map(Code::UidNext),
+        "HIGHESTMODSEQ" => num().map(Code::HighestModSeq),
+        _ => None,
+    };
+    code.unwrap_or(Code::Other(name))
+}
+
+/// A position in a frame.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn error(&self, what: &'static str) -> ParseError {
+        ParseError { at: self.pos, what }
+    }
+
+    fn expect_space(&mut self) -> Result<(), ParseError> {
+        if self.eat(b' ') {
+            self.skip_spaces();
+            Ok(())
+        } else {
+            Err(self.error("expected space"))
+        }
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.pos += 1;
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        matches!(self.peek(), None | Some(b'\r') | Some(b'\n'))
+    }
+
+    /// Bytes up to the next space or line end, as text.
+    fn word(&mut self) -> String {
+        let start = self.pos;
+        while let Some(b) = self.peek() {
+            if matches!(b, b' ' | b'\r' | b'\n') {
+                break;
+            }
+            self.pos += 1;
+        }
+        String::from_utf8_lossy(&self.buf[start..self.pos]).into_owned()
+    }
+
+    /// A response code's name: up to a space or `]`.
+    fn word_until_bracket(&mut self) -> String {
+        let start = self.pos;
+        while let Some(b) = self.peek() {
+            if matches!(b, b' ' | b']' | b'\r' | b'\n') {
+                break;
+            }
+            self.pos += 1;
+        }
+        String::from_utf8_lossy(&self.buf[start..self.pos]).into_owned()
+    }
+
+    /// The rest of the line as text (human-readable part of a response).
+    fn rest_text(&mut self) -> String {
+        let start = self.pos;
+        while !self.at_end() {
+            self.pos += 1;
+        }
+        String::from_utf8_lossy(&self.buf[start..self.pos]).into_owned()
+    }
+
+    fn atoms_to_end(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            self.skip_spaces();
+            if self.at_end() {
+                return out;
+            }
+            let w = self.word();
+            if !w.is_empty() {
+                out.push(w);
+            }
+        }
+    }
+
+    fn values_to_end(&mut self) -> Result<Vec<Value>, ParseError> {
+        let mut out = Vec::new();
+        loop {
+            self.skip_spaces();
+            if self.at_end() {
+                return Ok(out);
+            }
+            out.push(self.value(0)?);
+        }
+    }
+
+    /// One token: list, quoted string, literal, NIL, number or atom.
+    fn value(&mut self, depth: usize) -> Result<Value, ParseError> {
+        match self.peek() {
+            None => Err(self.error("unexpected end")),
+            Some(b'(') => {
+                if depth >= MAX_DEPTH {
+                    return Err(self.error("lists nested too deep"));
+                }
+                self.pos += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.skip_spaces();
+                    if self.eat(b')') {
+                        return Ok(Value::List(items));
+                    }
+                    if self.at_end() {
+                        return Err(self.error("unclosed list"));
+                    }
+                    items.push(self.value(depth + 1)?);
+                }
+            }
+            Some(b'"') => self.quoted(),
+            Some(b'{') => self.literal(),
+            Some(_) => self.atom(),
+        }
+    }
+
+    fn quoted(&mut self) -> Result<Value, ParseError> {
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(b'\r') | Some(b'\n') => return Err(self.error("unclosed string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(Value::Str(out));
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        None | Some(b'\r') | Some(b'\n') => {
+                            return Err(self.error("unclosed string"))
+                        }
+                        Some(b) => out.push(b),
+                    }
+                    self.pos += 1;
+                }
+                Some(b) => {
+                    out.push(b);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    fn literal(&mut self) -> Result<Value, ParseError> {
+        self.pos += 1;
+        let start = self.pos;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        let len: usize = std::str::from_utf8(&self.buf[start..self.pos])
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| self.error("bad literal length"))?;
+        self.eat(b'+');
+        if !self.eat(b'}') {
+            return Err(self.error("bad literal"));
+        }
+        self.eat(b'\r');
+        if !self.eat(b'\n') {
+            return Err(self.error("literal without line end"));
+        }
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or_else(|| self.error("literal truncated"))?;
+        let bytes = self.buf[self.pos..end].to_vec();
+        self.pos = end;
+        Ok(Value::Str(bytes))
+    }
+
+    /// An atom; `[...]` inside it (a section) may hold spaces and parentheses.
+    fn atom(&mut self) -> Result<Value, ParseError> {
+        let start = self.pos;
+        let mut brackets = 0usize;
+        while let Some(b) = self.peek() {
+            match b {
+                b'\r' | b'\n' => break,
+                b'[' => brackets += 1,
+                b']' if brackets == 0 => break,
+                b']' => brackets -= 1,
+                b' ' | b'(' | b')' | b'"' | b'{' if brackets == 0 => break,
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        if brackets > 0 {
+            return Err(self.error("unclosed section"));
+        }
+        if self.pos == start {
+            return Err(self.error("expected a value"));
+        }
+        let raw = &self.buf[start..self.pos];
+        if raw.eq_ignore_ascii_case(b"NIL") {
+            return Ok(Value::Nil);
+        }
+        if raw.iter().all(u8::is_ascii_digit) {
+            if let Some(n) = std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok()) {
+                return Ok(Value::Number(n));
+            }
+        }
+        Ok(Value::Atom(String::from_utf8_lossy(raw).into_owned()))
+    }
+}
+
+#[cfg(test)]
+#[path = "parser_tests.rs"]
+mod tests;

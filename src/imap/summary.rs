@@ -1,0 +1,203 @@
+//! Turning FETCH responses into [`MessageSummary`] values for pushes.
+//!
+//! The sender and subject come from a few header fields; the preview from the
+//! server's `PREVIEW` (RFC 8970) when it has one, otherwise from a bounded
+//! prefix of the body parsed with mail-parser (which decodes charsets and
+//! transfer encodings, and turns HTML-only mail into text). Pure: fetch items
+//! in, summaries out.
+
+use mail_parser::MessageParser;
+
+use super::parser::Value;
+use crate::mail::{Address, MessageSummary, PREVIEW_CHARS};
+
+/// How many bytes of the body are fetched when the preview is computed here:
+/// enough for the first paragraphs even of HTML, small enough to stay cheap.
+pub const BODY_PREFIX: usize = 16 * 1024;
+
+/// The header fields needed: sender and subject, plus the MIME fields that
+/// say how to read the body prefix.
+const HEADER_FIELDS: &str =
+    "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)]";
+
+/// Where the preview text comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviewSource {
+    /// No preview wanted: headers only.
+    None,
+    /// The server computes it (`PREVIEW`, RFC 8970).
+    Server,
+    /// The server speaks the earlier draft (`PREVIEW=FUZZY`).
+    ServerFuzzy,
+    /// Fetch a body prefix and extract the text here.
+    Body,
+}
+
+impl PreviewSource {
+    /// The FETCH item list for this source.
+    pub fn fetch_items(self) -> String {
+        match self {
+            PreviewSource::None => format!("(UID {HEADER_FIELDS})"),
+            PreviewSource::Server => format!("(UID {HEADER_FIELDS} PREVIEW)"),
+            PreviewSource::ServerFuzzy => format!("(UID {HEADER_FIELDS} PREVIEW (FUZZY))"),
+            PreviewSource::Body => {
+                format!("(UID {HEADER_FIELDS} BODY.PEEK[TEXT]<0.{BODY_PREFIX}>)")
+            }
+        }
+    }
+}
+
+/// Builds a summary from one FETCH response's items; `None` without a UID.
+pub fn from_fetch(items: &[(String, Value)]) -> Option<MessageSummary> {
+    let mut uid = None;
+    let mut header: &[u8] = &[];
+    let mut text: Option<&[u8]> = None;
+    let mut server_preview: Option<&[u8]> = None;
+    for (key, value) in items {
+        match (key.as_str(), value) {
+            ("UID", v) => uid = v.as_u32(),
+            (k, Value::Str(b)) if k.starts_with("BODY[HEADER") => header = b,
+            (k, Value::Str(b)) if k.starts_with("BODY[TEXT]") => text = Some(b),
+            ("PREVIEW", Value::Str(b)) => server_preview = Some(b),
+            // The draft form: `PREVIEW (FUZZY "text")`.
+            ("PREVIEW", Value::List(list)) => {
+                server_preview = list.iter().rev().find_map(|v| match v {
+                    Value::Str(b) => Some(b.as_slice()),
+                    _ => None,
+                })
+            }
+            _ => {}
+        }
+    }
+    let uid = uid?;
+    let mut raw = header.to_vec();
+    if let Some(text) = text {
+        if !raw.ends_with(b"\r\n\r\n") && !raw.ends_with(b"\n\n") {
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(text);
+    }
+    let parser = MessageParser::default();
+    let message = if text.is_some() {
+        parser.parse(&raw)
+    } else {
+        parser.parse_headers(&raw)
+    };
+    let mut summary = MessageSummary {
+        uid,
+        ..Default::default()
+    };
+    if let Some(message) = &message {
+        if let Some(addr) = message.from().and_then(|a| a.first()) {
+            summary.from = Address {
+                name: addr.name.as_deref().unwrap_or("").trim().to_owned(),
+                email: addr.address.as_deref().unwrap_or("").trim().to_owned(),
+            };
+        }
+        summary.subject = message.subject().unwrap_or("").trim().to_owned();
+        if text.is_some() {
+            if let Some(body) = message.body_text(0) {
+                summary.preview = fold_preview(&body);
+            }
+        }
+    }
+    if let Some(preview) = server_preview {
+        summary.preview = fold_preview(&String::from_utf8_lossy(preview));
+    }
+    Some(summary)
+}
+
+/// Folds runs of whitespace to one space and keeps at most
+/// [`PREVIEW_CHARS`] characters.
+pub fn fold_preview(text: &str) -> String {
+    let mut out = String::new();
+    for (count, word) in text.split_whitespace().enumerate() {
+        if count > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.chars().nth(PREVIEW_CHARS).is_some() {
+            break;
+        }
+    }
+    out.chars().take(PREVIEW_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(header: &[u8], text: Option<&[u8]>) -> Vec<(String, Value)> {
+        let mut v = vec![
+            ("UID".to_string(), Value::Number(9)),
+            (
+                "BODY[HEADER.FIELDS (FROM SUBJECT)]".to_string(),
+                Value::Str(header.to_vec()),
+            ),
+        ];
+        if let Some(t) = text {
+            v.push(("BODY[TEXT]<0>".into(), Value::Str(t.to_vec())));
+        }
+        v
+    }
+
+    #[test]
+    fn decodes_encoded_headers() {
+        let s = from_fetch(&items(
+            b"From: =?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <jm@example.org>\r\n\
+Subject: =?ISO-8859-1?Q?Gr=FC=DFe?= aus Berlin\r\n\r\n",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(s.uid, 9);
+        assert_eq!(s.from.name, "Jürgen Müller");
+        assert_eq!(s.from.email, "jm@example.org");
+        assert_eq!(s.subject, "Grüße aus Berlin");
+        assert_eq!(s.preview, "");
+    }
+
+    #[test]
+    fn preview_from_body_prefix() {
+        let s = from_fetch(&items(
+            b"From: a@b.c\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+            Some(b"Caf=E9   au\r\n\r\n  lait"),
+        ))
+        .unwrap();
+        assert_eq!(s.from.email, "a@b.c");
+        assert_eq!(s.preview, "Café au lait");
+    }
+
+    #[test]
+    fn server_preview_wins_and_is_bounded() {
+        let long = "word ".repeat(100);
+        let mut it = items(b"Subject: x\r\n\r\n", None);
+        it.push(("PREVIEW".into(), Value::Str(long.into_bytes())));
+        let s = from_fetch(&it).unwrap();
+        assert_eq!(s.preview.chars().count(), PREVIEW_CHARS);
+        assert!(s.preview.starts_with("word word"));
+        let mut it = items(b"Subject: x\r\n\r\n", None);
+        it.push((
+            "PREVIEW".into(),
+            Value::List(vec![
+                Value::Atom("FUZZY".into()),
+                Value::Str(b" hi\n".to_vec()),
+            ]),
+        ));
+        assert_eq!(from_fetch(&it).unwrap().preview, "hi");
+    }
+
+    #[test]
+    fn no_uid_no_summary() {
+        assert!(from_fetch(&[("FLAGS".into(), Value::List(vec![]))]).is_none());
+    }
+
+    #[test]
+    fn folding() {
+        assert_eq!(fold_preview("  a\t\r\n b  "), "a b");
+        assert_eq!(
+            fold_preview(&"ü".repeat(500)).chars().count(),
+            PREVIEW_CHARS
+        );
+    }
+}
