@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::notify::Urgency;
+
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -64,7 +66,7 @@ pub struct PushConfig {
     /// How long a push service keeps an undelivered message, and how long we retry.
     pub ttl_secs: u32,
     /// The Urgency header of new-mail pushes: very-low, low, normal or high.
-    pub urgency: String,
+    pub urgency: Urgency,
     /// Timeout of one POST to a push service.
     pub request_timeout_secs: u64,
     /// Deliveries in flight at once.
@@ -134,7 +136,7 @@ impl Default for PushConfig {
             allow_private_endpoints: false,
             vapid_subject: "mailto:postmaster@localhost".into(),
             ttl_secs: 24 * 3600,
-            urgency: "normal".into(),
+            urgency: Urgency::Normal,
             request_timeout_secs: 15,
             concurrency: 64,
         }
@@ -232,12 +234,6 @@ impl Config {
         let subject = &self.push.vapid_subject;
         if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
             return invalid("push.vapid_subject", "must start with mailto: or https://");
-        }
-        if !matches!(
-            self.push.urgency.as_str(),
-            "very-low" | "low" | "normal" | "high"
-        ) {
-            return invalid("push.urgency", "must be very-low, low, normal or high");
         }
         if self.push.ttl_secs == 0 || self.push.ttl_secs > 28 * 24 * 3600 {
             return invalid("push.ttl_secs", "must be between 1 and 2419200 (28 days)");
@@ -445,7 +441,7 @@ mod tests {
         let err = Config::load(None, env(&[("LEMONADE_NO_SUCH", "1")])).unwrap_err();
         assert!(matches!(err, ConfigError::UnknownEnv(_)));
         let err = Config::load(None, env(&[("LEMONADE_PUSH_URGENCY", "urgent")])).unwrap_err();
-        assert!(err.to_string().contains("push.urgency"), "{err}");
+        assert!(err.to_string().contains("urgency"), "{err}");
         let err =
             Config::load(None, env(&[("LEMONADE_WATCH_IDLE_REFRESH_SECS", "3600")])).unwrap_err();
         assert!(err.to_string().contains("RFC 2177"), "{err}");
@@ -460,6 +456,22 @@ mod tests {
             Config::load(Some(&missing), env(&[])),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn the_example_config_lists_the_defaults() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/lemonade.example.toml");
+        let config = Config::load(Some(Path::new(example)), env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+        let text = std::fs::read_to_string(example).unwrap();
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut keys = Vec::new();
+        leaf_keys(&value, "", &mut keys);
+        keys.extend(OPTIONAL_KEYS.iter().map(|k| k.to_string()));
+        for key in keys {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(text.contains(leaf), "example config lacks {key}");
+        }
     }
 
     #[test]

@@ -5,15 +5,18 @@
 //! - [`ece`] encrypts that plaintext to the device (RFC 8291, `aes128gcm`);
 //! - [`vapid`] keeps the gateway's VAPID key and signs the per-origin JWT (RFC 8292);
 //! - [`endpoint`] keeps push endpoints out of private networks;
-//! - [`client`] sends one push (RFC 8030) and classifies the push service's answer.
+//! - [`client`] sends one push (RFC 8030) and classifies the push service's answer;
+//! - [`queue`] is the delivery actor: schedule, concurrency, retries and pruning.
 
 pub mod client;
 pub mod ece;
 pub mod endpoint;
 pub mod payload;
+pub mod queue;
 pub mod vapid;
 
 pub use client::{topic_for, PushClient, PushClientConfig, PushClientError, PushOutcome, Urgency};
 pub use ece::{EceError, MAX_PLAINTEXT};
 pub use endpoint::{check_endpoint, check_endpoint_resolves, EndpointError};
+pub use queue::{DeliveryQueue, Notifier};
 pub use vapid::{VapidError, VapidKey, VapidSigner};

@@ -1,0 +1,252 @@
+//! One account's actor: plans its connections, runs them, and reconnects
+//! with backoff until the account is deleted or its credentials are refused.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::session::{Group, Session};
+use super::status::WatchState;
+use super::supervisor::WatchContext;
+use super::{WatchError, INBOX};
+use crate::backoff::Backoff;
+use crate::error::ErrorClass;
+use crate::metrics::Metrics;
+use crate::store::StoreError;
+
+/// How long connections get to say DONE and LOGOUT when stopping.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Why an attempt ended without an error.
+enum AttemptEnd {
+    /// Shutdown or the account was deleted.
+    Stopped,
+    /// The devices changed: reconnect at once with the new mailbox set.
+    Reconfigured,
+}
+
+pub(super) struct AccountActor {
+    ctx: Arc<WatchContext>,
+    account_id: String,
+    changes: watch::Receiver<u64>,
+    cancel: CancellationToken,
+    /// Set once an attempt reaches IDLE, so the next failure starts the backoff afresh.
+    reached_watching: Arc<AtomicBool>,
+}
+
+impl AccountActor {
+    pub(super) fn new(
+        ctx: Arc<WatchContext>,
+        account_id: String,
+        changes: watch::Receiver<u64>,
+        cancel: CancellationToken,
+    ) -> Self {
+        AccountActor {
+            ctx,
+            account_id,
+            changes,
+            cancel,
+            reached_watching: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn set_state(&self, state: WatchState) {
+        if !self.cancel.is_cancelled() {
+            self.ctx.states.set(&self.account_id, state);
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        let config = &self.ctx.config.watch;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(config.backoff_min_ms),
+            Duration::from_secs(config.backoff_max_secs),
+        );
+        loop {
+            self.set_state(WatchState::Connecting);
+            self.reached_watching.store(false, Ordering::Relaxed);
+            let error = match self.attempt().await {
+                Ok(AttemptEnd::Stopped) => return,
+                Ok(AttemptEnd::Reconfigured) => continue,
+                Err(e) => e,
+            };
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            if error.class() == ErrorClass::Auth {
+                tracing::warn!(account = %self.account_id, error = %error, "credentials refused; not retrying");
+                self.set_state(WatchState::AuthFailed);
+                return;
+            }
+            if self.reached_watching.load(Ordering::Relaxed) {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay(&mut rand::thread_rng());
+            tracing::info!(account = %self.account_id, error = %error, retry_in_ms = delay.as_millis() as u64, "watch interrupted");
+            Metrics::inc(&self.ctx.metrics.reconnects);
+            self.set_state(WatchState::Backoff);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.changes.changed() => {}
+                _ = self.cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// The mailboxes the account's devices asked for, INBOX first and always.
+    fn mailboxes(&self) -> Result<Vec<String>, StoreError> {
+        let mut mailboxes = vec![INBOX.to_string()];
+        for device in self.ctx.store.devices_of(&self.account_id)? {
+            for mailbox in device.mailboxes {
+                let name = if mailbox.eq_ignore_ascii_case(INBOX) {
+                    INBOX.to_string()
+                } else {
+                    mailbox
+                };
+                if !mailboxes.contains(&name) {
+                    mailboxes.push(name);
+                }
+            }
+        }
+        Ok(mailboxes)
+    }
+
+    async fn attempt(&mut self) -> Result<AttemptEnd, WatchError> {
+        let Some(account) = self.ctx.store.account(&self.account_id)? else {
+            return Ok(AttemptEnd::Stopped);
+        };
+        self.changes.mark_unchanged();
+        let mailboxes = self.mailboxes()?;
+        if !self.cancel.is_cancelled() {
+            self.ctx
+                .states
+                .set_mailboxes(&self.account_id, mailboxes.clone());
+        }
+        let attempt = self.cancel.child_token();
+        let primary = tokio::select! {
+            session = Session::open(self.ctx.clone(), &account) => session?,
+            _ = self.cancel.cancelled() => return Ok(AttemptEnd::Stopped),
+        };
+        let (first, others) = plan_groups(
+            &mailboxes,
+            primary.has_notify(),
+            self.ctx.config.watch.connections_per_account,
+        );
+
+        let mut secondary = JoinSet::new();
+        for group in others {
+            let ctx = self.ctx.clone();
+            let account = account.clone();
+            let token = attempt.clone();
+            let watching = Arc::new(AtomicBool::new(false));
+            secondary.spawn(async move {
+                let session = Session::open(ctx, &account).await?;
+                session.watch(group, token, watching).await
+            });
+        }
+
+        // Credentials are read from the store at each connect, not kept while idle.
+        drop(account);
+        drop(mailboxes);
+        let primary_run = primary.watch(first, attempt.clone(), self.reached_watching.clone());
+        tokio::pin!(primary_run);
+        let result = tokio::select! {
+            result = &mut primary_run => result.map(|()| AttemptEnd::Stopped),
+            Some(joined) = secondary.join_next(), if !secondary.is_empty() => {
+                attempt.cancel();
+                let _ = tokio::time::timeout(GRACE, &mut primary_run).await;
+                match joined {
+                    Ok(Err(e)) => Err(e),
+                    _ => Ok(AttemptEnd::Reconfigured),
+                }
+            }
+            _ = self.changes.changed() => {
+                attempt.cancel();
+                let _ = tokio::time::timeout(GRACE, &mut primary_run).await;
+                Ok(AttemptEnd::Reconfigured)
+            }
+        };
+        attempt.cancel();
+        let _ = tokio::time::timeout(GRACE, async {
+            while secondary.join_next().await.is_some() {}
+        })
+        .await;
+        secondary.abort_all();
+        result
+    }
+}
+
+/// Splits the watched mailboxes over connections: one connection for all
+/// when the server has NOTIFY; otherwise one per mailbox up to the budget,
+/// the rest polled by the first connection.
+pub(super) fn plan_groups(
+    mailboxes: &[String],
+    notify: bool,
+    budget: usize,
+) -> (Group, Vec<Group>) {
+    let (idle, rest) = match mailboxes.split_first() {
+        Some((first, rest)) => (first.clone(), rest),
+        None => (INBOX.to_string(), &[][..]),
+    };
+    if notify {
+        let group = Group {
+            idle,
+            notify_others: rest.to_vec(),
+            polled: Vec::new(),
+        };
+        return (group, Vec::new());
+    }
+    let own = rest.len().min(budget.saturating_sub(1));
+    let others = rest[..own]
+        .iter()
+        .map(|m| Group {
+            idle: m.clone(),
+            notify_others: Vec::new(),
+            polled: Vec::new(),
+        })
+        .collect();
+    let first = Group {
+        idle,
+        notify_others: Vec::new(),
+        polled: rest[own..].to_vec(),
+    };
+    (first, others)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn notify_watches_everything_on_one_connection() {
+        let (first, others) = plan_groups(&names(&["INBOX", "Work", "Lists"]), true, 3);
+        assert_eq!(first.idle, "INBOX");
+        assert_eq!(first.notify_others, names(&["Work", "Lists"]));
+        assert!(others.is_empty());
+    }
+
+    #[test]
+    fn without_notify_the_budget_bounds_connections() {
+        let all = names(&["INBOX", "A", "B", "C", "D"]);
+        let (first, others) = plan_groups(&all, false, 3);
+        assert_eq!(first.idle, "INBOX");
+        assert_eq!(first.polled, names(&["C", "D"]));
+        assert_eq!(
+            others.iter().map(|g| g.idle.as_str()).collect::<Vec<_>>(),
+            ["A", "B"]
+        );
+        let (first, others) = plan_groups(&all, false, 1);
+        assert_eq!(first.polled.len(), 4);
+        assert!(others.is_empty());
+        let (first, others) = plan_groups(&names(&["INBOX"]), false, 3);
+        assert!(first.polled.is_empty() && others.is_empty());
+    }
+}

@@ -1,0 +1,306 @@
+//! One IMAP connection of a watched account: log in, catch up each of its
+//! mailboxes from the stored cursors, then wait in IDLE and turn new mail
+//! into queued pushes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::cursor::{catch_up, found, CatchUp, Found};
+use super::status::WatchState;
+use super::supervisor::WatchContext;
+use super::WatchError;
+use crate::imap::{IdleEvent, ImapClient};
+use crate::net::Upstream;
+use crate::store::{AccountRecord, NewMail, PayloadTier};
+
+/// How long DONE and LOGOUT may take when stopping.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// The mailboxes one connection is responsible for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Group {
+    /// Selected and watched with IDLE.
+    pub idle: String,
+    /// Watched through NOTIFY on the same connection.
+    pub notify_others: Vec<String>,
+    /// Checked with STATUS every `watch.poll_secs` (beyond the connection budget).
+    pub polled: Vec<String>,
+}
+
+/// What an IDLE wake-up (or queued responses) asks for.
+#[derive(Debug, Default)]
+struct Work {
+    /// New mail in the selected mailbox, and when its announcement arrived.
+    selected: Option<Instant>,
+    /// Other mailboxes NOTIFY said changed.
+    others: Vec<String>,
+    /// The IDLE refresh or poll timer fired.
+    timer: bool,
+}
+
+impl Work {
+    fn is_empty(&self) -> bool {
+        self.selected.is_none() && self.others.is_empty() && !self.timer
+    }
+
+    /// Adds one server event; a BYE ends the session.
+    fn add(&mut self, event: IdleEvent, group: &Group) -> Result<(), WatchError> {
+        match event {
+            IdleEvent::Exists(_) => {
+                self.selected.get_or_insert_with(Instant::now);
+            }
+            IdleEvent::Status { mailbox, .. }
+                if group.notify_others.contains(&mailbox) && !self.others.contains(&mailbox) =>
+            {
+                self.others.push(mailbox);
+            }
+            IdleEvent::Bye(text) => return Err(WatchError::Bye(text)),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A logged-in connection of one account.
+pub(crate) struct Session {
+    ctx: Arc<WatchContext>,
+    account_id: String,
+    host: String,
+    client: ImapClient,
+}
+
+impl Session {
+    /// Connects and logs in, holding a connect slot of the upstream host meanwhile.
+    pub(crate) async fn open(
+        ctx: Arc<WatchContext>,
+        account: &AccountRecord,
+    ) -> Result<Session, WatchError> {
+        let upstream = Upstream {
+            host: account.imap.host.clone(),
+            port: account.imap.port,
+            security: account.imap.security,
+        };
+        let timeout = Duration::from_secs(ctx.config.upstream.connect_timeout_secs);
+        let permit = ctx.limiter.acquire(&upstream.host).await;
+        let mut client = ImapClient::connect(&upstream, &ctx.tls, timeout).await?;
+        let password = ctx
+            .sealer
+            .open(&account.id, &account.imap.password_sealed)?;
+        client.login(&account.imap.username, &password).await?;
+        drop(password);
+        drop(permit);
+        if client.capabilities().has("CONDSTORE") {
+            client.enable(&["CONDSTORE"]).await?;
+        }
+        let capabilities = client.capabilities().iter().map(str::to_string).collect();
+        ctx.states.set_capabilities(&account.id, capabilities);
+        Ok(Session {
+            ctx,
+            account_id: account.id.clone(),
+            host: upstream.host,
+            client,
+        })
+    }
+
+    pub(crate) fn has_notify(&self) -> bool {
+        self.client.capabilities().has("NOTIFY")
+    }
+
+    /// Catches up, then watches until cancelled (Ok) or the connection fails.
+    pub(crate) async fn watch(
+        mut self,
+        group: Group,
+        cancel: CancellationToken,
+        watching: Arc<AtomicBool>,
+    ) -> Result<(), WatchError> {
+        for mailbox in group.notify_others.iter().chain(&group.polled) {
+            self.check_other(mailbox, None).await?;
+        }
+        self.select_and_catch_up(&group.idle).await?;
+        if !group.notify_others.is_empty() {
+            self.client.notify_set(true, &group.notify_others).await?;
+        }
+        if !cancel.is_cancelled() {
+            self.ctx.states.set(&self.account_id, WatchState::Watching);
+        }
+        watching.store(true, Ordering::Relaxed);
+
+        let has_idle = self.client.capabilities().has("IDLE");
+        let refresh = self.ctx.config.idle_refresh_for(&self.host);
+        let poll = Duration::from_secs(self.ctx.config.watch.poll_secs);
+        let mut next_poll = Instant::now() + poll;
+        loop {
+            let mut work = Work::default();
+            for event in self.client.take_events() {
+                work.add(event, &group)?;
+            }
+            if work.is_empty() {
+                let mut wake_at = Instant::now() + refresh;
+                if !group.polled.is_empty() || !has_idle {
+                    wake_at = wake_at.min(next_poll);
+                }
+                if has_idle {
+                    self.client.idle_start().await?;
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => {
+                                let _ = tokio::time::timeout(GRACE, self.client.idle_done()).await;
+                                self.client.logout().await;
+                                return Ok(());
+                            }
+                            event = self.client.idle_next() => {
+                                work.add(event?, &group)?;
+                                if !work.is_empty() {
+                                    break;
+                                }
+                            }
+                            _ = tokio::time::sleep_until(wake_at) => {
+                                work.timer = true;
+                                break;
+                            }
+                        }
+                    }
+                    self.client.idle_done().await?;
+                } else {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {
+                            self.client.logout().await;
+                            return Ok(());
+                        }
+                        _ = tokio::time::sleep_until(wake_at) => {}
+                    }
+                    self.client.noop().await?;
+                    work.timer = true;
+                    for event in self.client.take_events() {
+                        work.add(event, &group)?;
+                    }
+                }
+            }
+
+            if let Some(detected) = work.selected {
+                self.check_selected(&group.idle, Some(detected)).await?;
+            }
+            for mailbox in &work.others {
+                self.check_other(mailbox, Some(&group.idle)).await?;
+            }
+            if work.timer && Instant::now() >= next_poll {
+                for mailbox in &group.polled {
+                    self.check_other(mailbox, Some(&group.idle)).await?;
+                }
+                next_poll = Instant::now() + poll;
+            }
+        }
+    }
+
+    /// Selects (read-only) a mailbox and compares it with its stored cursor.
+    async fn select_and_catch_up(&mut self, mailbox: &str) -> Result<(), WatchError> {
+        let status = self.client.examine(mailbox).await?;
+        // The EXISTS that answers the select itself is not news.
+        drop(self.client.take_events());
+        let stored = self.ctx.store.cursor(&self.account_id, mailbox)?;
+        match catch_up(
+            stored,
+            status.uidvalidity,
+            status.uidnext,
+            status.highestmodseq,
+        ) {
+            CatchUp::Record(cursor) => {
+                if stored.is_some() {
+                    tracing::info!(account = %self.account_id, mailbox, "UIDVALIDITY changed; cursor reset");
+                }
+                self.ctx
+                    .store
+                    .put_cursor(&self.account_id, mailbox, &cursor)?;
+                self.ctx.store.flush().await?;
+            }
+            CatchUp::Fetch { .. } => self.check_selected(mailbox, None).await?,
+            CatchUp::UpToDate => {}
+        }
+        Ok(())
+    }
+
+    /// Checks a mailbox that is not selected with STATUS; if it has new mail,
+    /// selects it, queues the mail, and selects `then_select` again.
+    async fn check_other(
+        &mut self,
+        mailbox: &str,
+        then_select: Option<&str>,
+    ) -> Result<(), WatchError> {
+        let status = self.client.status(mailbox).await?;
+        let stored = self.ctx.store.cursor(&self.account_id, mailbox)?;
+        match catch_up(stored, status.uidvalidity, status.uidnext, None) {
+            CatchUp::Record(cursor) => {
+                self.ctx
+                    .store
+                    .put_cursor(&self.account_id, mailbox, &cursor)?;
+                self.ctx.store.flush().await?;
+            }
+            CatchUp::Fetch { .. } => {
+                self.select_and_catch_up(mailbox).await?;
+                if let Some(idle) = then_select {
+                    self.select_and_catch_up(idle).await?;
+                }
+            }
+            CatchUp::UpToDate => {}
+        }
+        Ok(())
+    }
+
+    /// Looks for mail above the cursor in the selected mailbox and queues it.
+    async fn check_selected(
+        &mut self,
+        mailbox: &str,
+        detected: Option<Instant>,
+    ) -> Result<(), WatchError> {
+        let Some(cursor) = self.ctx.store.cursor(&self.account_id, mailbox)? else {
+            return Ok(());
+        };
+        let uids = self.client.uid_search_from(cursor.uidnext).await?;
+        let Some(new) = found(cursor, uids, self.ctx.config.watch.fetch_limit) else {
+            return Ok(());
+        };
+        self.queue(mailbox, new, detected).await
+    }
+
+    /// Fetches summaries, then queues the pushes and advances the cursor in
+    /// one durable write, and only then wakes the notifier.
+    async fn queue(
+        &mut self,
+        mailbox: &str,
+        new: Found,
+        detected: Option<Instant>,
+    ) -> Result<(), WatchError> {
+        let devices = self.ctx.store.devices_of(&self.account_id)?;
+        let with_preview = devices.iter().any(|d| d.payload == PayloadTier::Preview);
+        let wants_messages = devices
+            .iter()
+            .any(|d| matches!(d.payload, PayloadTier::Preview | PayloadTier::Headers));
+        let messages = if wants_messages && !new.to_fetch.is_empty() {
+            self.client
+                .fetch_summaries(&new.to_fetch, with_preview)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let ttl_ms = i64::from(self.ctx.config.push.ttl_secs) * 1000;
+        let keys = self.ctx.store.record_new_mail(&NewMail {
+            account_id: &self.account_id,
+            mailbox,
+            messages: &messages,
+            count: new.count,
+            cursor: new.cursor,
+            expires_at_ms: crate::unix_millis() + ttl_ms,
+        })?;
+        self.ctx.store.flush().await?;
+        tracing::debug!(account = %self.account_id, mailbox, count = new.count, devices = keys.len(), "new mail queued");
+        if !keys.is_empty() {
+            self.ctx.notifier.wake(keys, detected).await;
+        }
+        Ok(())
+    }
+}

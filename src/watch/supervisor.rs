@@ -1,0 +1,137 @@
+//! The supervisor: starts, reconfigures and stops one actor per account, and
+//! limits concurrent connection attempts per upstream host.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::account::AccountActor;
+use super::status::WatchStates;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::net::TlsConnector;
+use crate::notify::Notifier;
+use crate::store::{Sealer, Store};
+
+/// What every account actor shares.
+pub struct WatchContext {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub sealer: Arc<Sealer>,
+    pub tls: TlsConnector,
+    pub notifier: Notifier,
+    pub states: WatchStates,
+    pub metrics: Arc<Metrics>,
+    pub limiter: HostLimiter,
+}
+
+/// At most N connection attempts (connect, TLS, login) at once per upstream
+/// host, so that a reconnect storm does not look like an attack.
+#[derive(Clone)]
+pub struct HostLimiter {
+    per_host: usize,
+    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl HostLimiter {
+    pub fn new(per_host: usize) -> Self {
+        HostLimiter {
+            per_host,
+            hosts: Arc::default(),
+        }
+    }
+
+    /// Waits for a connect slot towards `host` (None only if the limiter was closed).
+    pub async fn acquire(&self, host: &str) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            hosts
+                .entry(host.to_ascii_lowercase())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+                .clone()
+        };
+        semaphore.acquire_owned().await.ok()
+    }
+}
+
+struct Running {
+    cancel: CancellationToken,
+    reconfigure: watch::Sender<u64>,
+}
+
+/// Keeps one actor per account running.
+#[derive(Clone)]
+pub struct Supervisor {
+    ctx: Arc<WatchContext>,
+    running: Arc<Mutex<HashMap<String, Running>>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Supervisor {
+    pub fn new(ctx: Arc<WatchContext>, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+        Supervisor {
+            ctx,
+            running: Arc::default(),
+            shutdown,
+            tracker,
+        }
+    }
+
+    pub fn context(&self) -> &Arc<WatchContext> {
+        &self.ctx
+    }
+
+    /// Starts watching every stored account.
+    pub fn start_all(&self) -> Result<usize, crate::store::StoreError> {
+        let accounts = self.ctx.store.accounts()?;
+        for account in &accounts {
+            self.start(&account.id);
+        }
+        Ok(accounts.len())
+    }
+
+    /// Starts (or restarts) the actor of an account.
+    pub fn start(&self, account_id: &str) {
+        let cancel = self.shutdown.child_token();
+        let (reconfigure, changes) = watch::channel(0);
+        let previous = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            running.insert(
+                account_id.to_string(),
+                Running {
+                    cancel: cancel.clone(),
+                    reconfigure,
+                },
+            )
+        };
+        if let Some(previous) = previous {
+            previous.cancel.cancel();
+        }
+        let actor = AccountActor::new(self.ctx.clone(), account_id.to_string(), changes, cancel);
+        self.tracker.spawn(actor.run());
+    }
+
+    /// Tells an account's actor that its devices (and so its mailboxes) changed.
+    pub fn reconfigure(&self, account_id: &str) {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = running.get(account_id) {
+            r.reconfigure.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Stops watching an account (it was deleted).
+    pub fn stop(&self, account_id: &str) {
+        let removed = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            running.remove(account_id)
+        };
+        if let Some(r) = removed {
+            r.cancel.cancel();
+        }
+        self.ctx.states.remove(account_id);
+    }
+}
