@@ -1,6 +1,19 @@
 //! Lemonade: a push mail gateway for phones.
+//!
+//! It watches users' IMAP mailboxes (IDLE, NOTIFY) and sends an encrypted
+//! Web Push to their phones when new mail arrives, and offers phones a small
+//! HTTP API. [`run`] is the whole gateway: it opens the store, starts the
+//! push delivery actor and one watcher per account, and serves the API on
+//! the given listener until the shutdown token is cancelled.
+//!
+//! ```text
+//!  phones ──HTTP──▶ api ──▶ store (sled) ◀── watch (one actor per account) ◀──IMAP── mail servers
+//!                              │                      │ wake
+//!                              └────────▶ notify (delivery actor) ──Web Push──▶ push services
+//! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod backoff;
 pub mod config;
 pub mod error;
@@ -10,6 +23,43 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod store;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::net::TlsConnector;
+use crate::notify::{DeliveryQueue, PushClient, PushClientConfig, VapidKey, VapidSigner};
+use crate::store::{Sealer, SledStore, Store};
+use crate::watch::{HostLimiter, Supervisor, WatchContext, WatchStates};
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Seal(#[from] store::SealError),
+    #[error(transparent)]
+    Vapid(#[from] notify::vapid::VapidError),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    #[error(transparent)]
+    Push(#[from] notify::client::PushClientError),
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+}
 
 /// Milliseconds since the Unix epoch, for records that outlive the process.
 pub fn unix_millis() -> i64 {
@@ -17,4 +67,95 @@ pub fn unix_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Runs the gateway on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    // Only fails when a provider is installed already, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = Arc::new(config);
+    let data_dir = &config.data_dir;
+    create_private_dir(data_dir).map_err(|source| RunError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let sealer = Arc::new(Sealer::load_or_create(&data_dir.join("master.key"))?);
+    let vapid = VapidKey::load_or_generate(&data_dir.join("vapid.pk8"))?;
+    let vapid_public_key: Arc<str> = vapid.public_key_b64url().into();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join("db"))?);
+    let tls = TlsConnector::new(config.upstream.extra_ca_file.as_deref())?;
+    let metrics = Arc::new(Metrics::default());
+    let signer = Arc::new(VapidSigner::new(vapid, &config.push.vapid_subject)?);
+    let push_client = Arc::new(PushClient::new(
+        PushClientConfig {
+            allow_private_endpoints: config.push.allow_private_endpoints,
+            request_timeout: Duration::from_secs(config.push.request_timeout_secs),
+            connect_timeout: Duration::from_secs(config.upstream.connect_timeout_secs),
+        },
+        signer,
+    )?);
+
+    let tracker = TaskTracker::new();
+    let (notifier, delivery) = DeliveryQueue {
+        store: store.clone(),
+        client: push_client,
+        metrics: metrics.clone(),
+        urgency: config.push.urgency,
+        concurrency: config.push.concurrency,
+    }
+    .start(shutdown.child_token());
+    tracker.spawn(delivery);
+
+    let states = WatchStates::default();
+    let ctx = Arc::new(WatchContext {
+        config: config.clone(),
+        store: store.clone(),
+        sealer: sealer.clone(),
+        tls: tls.clone(),
+        notifier,
+        states: states.clone(),
+        metrics: metrics.clone(),
+        limiter: HostLimiter::new(config.upstream.max_connects_per_host),
+    });
+    let supervisor = Supervisor::new(ctx, shutdown.child_token(), tracker.clone());
+    let accounts = supervisor.start_all()?;
+    tracing::info!(accounts, listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway started");
+
+    let app = api::router(api::AppState {
+        config: config.clone(),
+        store: store.clone(),
+        sealer,
+        tls,
+        supervisor,
+        states,
+        metrics,
+        vapid_public_key,
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some watchers did not stop in time");
+    }
+    store.flush().await?;
+    tracing::info!("gateway stopped");
+    served.map_err(RunError::Serve)
+}
+
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }

@@ -1,1 +1,90 @@
-fn main() {}
+//! The `lemonade` command: parses arguments, loads the configuration,
+//! installs signal handlers and runs the gateway.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use lemonade::config::Config;
+
+#[derive(Parser)]
+#[command(name = "lemonade", version, about = "Push mail gateway for phones")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve {
+        /// TOML configuration file; every key can be overridden by LEMONADE_* variables.
+        #[arg(long, env = "LEMONADE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the effective configuration (defaults, file and environment) and exit.
+    Config {
+        #[arg(long, env = "LEMONADE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (print_only, file) = match cli.command {
+        None => (false, None),
+        Some(Command::Serve { config }) => (false, config),
+        Some(Command::Config { config }) => (true, config),
+    };
+    let config = Config::load(file.as_deref(), std::env::vars()).context("configuration")?;
+    if print_only {
+        print!(
+            "{}",
+            toml::to_string(&config).context("printing configuration")?
+        );
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log)
+                .context("log filter (the `log` key)")?,
+        )
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal_token.cancel();
+    });
+    lemonade::run(config, listener, shutdown).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

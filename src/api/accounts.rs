@@ -1,0 +1,274 @@
+//! `/v1/accounts`: registering a mail account (after a real IMAP login),
+//! reading its watch state, and deleting it.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::auth::{new_id, new_token, AccountId};
+use super::error::ApiError;
+use super::{ApiJson, AppState};
+use crate::error::ErrorClass;
+use crate::imap::ImapClient;
+use crate::net::Upstream;
+use crate::store::{AccountRecord, Security, ServerRecord};
+use crate::watch::WatchState;
+
+/// An upstream server as the client sends it.
+#[derive(Debug, Deserialize)]
+pub struct ServerInput {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateAccount {
+    pub email: String,
+    pub imap: ServerInput,
+    #[serde(default)]
+    pub smtp: Option<ServerInput>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerView<'a> {
+    host: &'a str,
+    port: u16,
+    security: Security,
+    username: &'a str,
+}
+
+fn text_ok(value: &str, max: usize) -> bool {
+    !value.is_empty() && value.len() <= max && !value.chars().any(|c| c.is_control())
+}
+
+fn validate_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    text_ok(host, 253)
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn validate_server(
+    which: &'static str,
+    server: &ServerInput,
+    allow_plaintext: bool,
+) -> Result<(), ApiError> {
+    if !validate_host(&server.host) {
+        return Err(ApiError::invalid(
+            "invalid_host",
+            format!("{which}.host is not a valid host name or address"),
+        ));
+    }
+    if server.port == 0 {
+        return Err(ApiError::invalid(
+            "invalid_port",
+            format!("{which}.port must be 1-65535"),
+        ));
+    }
+    if !text_ok(&server.username, 1024) || !text_ok(&server.password, 1024) {
+        return Err(ApiError::invalid(
+            "invalid_credentials",
+            format!("{which}.username and {which}.password must be 1-1024 characters without control characters"),
+        ));
+    }
+    if server.security == Security::Plain && !allow_plaintext {
+        return Err(ApiError::invalid(
+            "plaintext_not_allowed",
+            format!("{which}.security must be tls or starttls (plaintext upstreams are disabled)"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_email(email: &str) -> bool {
+    text_ok(email, 254)
+        && !email.contains(char::is_whitespace)
+        && matches!(email.rsplit_once('@'), Some((local, domain)) if !local.is_empty() && (domain.contains('.') || domain == "localhost"))
+}
+
+/// `POST /v1/accounts`
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<CreateAccount>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !validate_email(&input.email) {
+        return Err(ApiError::invalid(
+            "invalid_email",
+            "email is not a valid address",
+        ));
+    }
+    let allow_plaintext = state.config.upstream.allow_plaintext;
+    validate_server("imap", &input.imap, allow_plaintext)?;
+    if let Some(smtp) = &input.smtp {
+        validate_server("smtp", smtp, allow_plaintext)?;
+    }
+    check_imap_login(&state, &input.imap).await?;
+
+    // Registering the same mailbox again (a reinstalled app) gives a new
+    // token for the same account, keeping its devices and cursors.
+    let existing = state.store.accounts()?.into_iter().find(|a| {
+        a.imap.host.eq_ignore_ascii_case(&input.imap.host)
+            && a.imap.port == input.imap.port
+            && a.imap.username == input.imap.username
+    });
+    let id = existing
+        .as_ref()
+        .map(|a| a.id.clone())
+        .unwrap_or_else(new_id);
+    let seal = |server: &ServerInput| ServerRecord {
+        host: server.host.to_ascii_lowercase(),
+        port: server.port,
+        security: server.security,
+        username: server.username.clone(),
+        password_sealed: state.sealer.seal(&id, &server.password),
+    };
+    let record = AccountRecord {
+        id: id.clone(),
+        email: input.email.clone(),
+        imap: seal(&input.imap),
+        smtp: input.smtp.as_ref().map(seal),
+        created_at: existing
+            .map(|a| a.created_at)
+            .unwrap_or_else(|| crate::unix_millis() / 1000),
+    };
+    let (token, token_hash) = new_token();
+    state.store.create_account(&record, &token_hash)?;
+    state.store.flush().await?;
+    state.supervisor.start(&id);
+    tracing::info!(account = %id, "account registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"account_id": id, "token": token})),
+    ))
+}
+
+/// Logs in to the account's IMAP server, so nothing is stored for
+/// credentials that do not work.
+async fn check_imap_login(state: &AppState, server: &ServerInput) -> Result<(), ApiError> {
+    let upstream = Upstream {
+        host: server.host.clone(),
+        port: server.port,
+        security: server.security,
+    };
+    let timeout = Duration::from_secs(state.config.upstream.connect_timeout_secs);
+    let attempt = async {
+        let mut client = ImapClient::connect(&upstream, &state.tls, timeout).await?;
+        client.login(&server.username, &server.password).await?;
+        client.logout().await;
+        Ok::<_, crate::imap::ImapError>(())
+    };
+    match attempt.await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(match e.class() {
+            ErrorClass::Auth => ApiError::invalid(
+                "imap_auth_failed",
+                "the IMAP server refused the username or password",
+            ),
+            ErrorClass::Transient => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "imap_unreachable",
+                format!("cannot reach the IMAP server: {e}"),
+            ),
+            ErrorClass::Protocol | ErrorClass::Permanent => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "imap_error",
+                format!("the IMAP server cannot be used: {e}"),
+            ),
+        }),
+    }
+}
+
+/// `GET /v1/accounts/me`
+pub async fn me(
+    State(state): State<AppState>,
+    AccountId(id): AccountId,
+) -> Result<impl IntoResponse, ApiError> {
+    let account = state
+        .store
+        .account(&id)?
+        .ok_or_else(ApiError::unauthorized)?;
+    let devices = state.store.devices_of(&id)?.len();
+    let status = state.states.get(&id);
+    let (watch_state, since, capabilities, mailboxes) = match status {
+        Some(s) => (
+            s.state,
+            s.since,
+            s.capabilities.to_vec(),
+            s.mailboxes.to_vec(),
+        ),
+        None => (
+            WatchState::Connecting,
+            time::OffsetDateTime::now_utc(),
+            Vec::new(),
+            Vec::new(),
+        ),
+    };
+    let since = since
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "account_id": account.id,
+        "email": account.email,
+        "imap": ServerView {
+            host: &account.imap.host,
+            port: account.imap.port,
+            security: account.imap.security,
+            username: &account.imap.username,
+        },
+        "watch": {
+            "state": watch_state,
+            "since": since,
+            "capabilities": capabilities,
+            "mailboxes": mailboxes,
+        },
+        "devices": devices,
+    })))
+}
+
+/// `DELETE /v1/accounts/me`
+pub async fn delete(
+    State(state): State<AppState>,
+    AccountId(id): AccountId,
+) -> Result<StatusCode, ApiError> {
+    state.supervisor.stop(&id);
+    state.store.delete_account(&id)?;
+    state.store.flush().await?;
+    tracing::info!(account = %id, "account deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_addresses_are_checked() {
+        assert!(validate_host("imap.example.org"));
+        assert!(validate_host("127.0.0.1"));
+        assert!(validate_host("::1"));
+        assert!(!validate_host(""));
+        assert!(!validate_host("imap.example.org\r\nA1 LOGOUT"));
+        assert!(!validate_host("bad_host.example"));
+        assert!(!validate_host("-x.example"));
+        assert!(validate_email("alice@example.org"));
+        assert!(validate_email("alice@localhost"));
+        assert!(!validate_email("alice"));
+        assert!(!validate_email("@example.org"));
+        assert!(!validate_email("a b@example.org"));
+    }
+}

@@ -1,0 +1,60 @@
+//! Bearer tokens: issued once at registration, stored only as SHA-256 hashes.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::AppState;
+
+/// A new random token (256 bits, URL-safe) and the hash the store keeps.
+pub fn new_token() -> (String, [u8; 32]) {
+    use base64::Engine;
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let token = format!(
+        "lmn_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A random identifier for accounts and devices (128 bits, hex).
+pub fn new_id() -> String {
+    let mut raw = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The account a request's bearer token belongs to.
+///
+/// The lookup is by the token's SHA-256, so the comparison of secrets happens
+/// on hashes in the store's index, not byte by byte on the token itself.
+pub struct AccountId(pub String);
+
+impl FromRequestParts<AppState> for AccountId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthorized)?;
+        let (scheme, token) = header.split_once(' ').ok_or_else(ApiError::unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(ApiError::unauthorized());
+        }
+        let account = state
+            .store
+            .account_for_token(&hash_token(token.trim()))?
+            .ok_or_else(ApiError::unauthorized)?;
+        Ok(AccountId(account))
+    }
+}

@@ -1,0 +1,200 @@
+//! `/v1/devices`: registering a phone's Web Push subscription and removing it.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{new_id, AccountId};
+use super::error::ApiError;
+use super::{ApiJson, AppState};
+use crate::notify::check_endpoint_resolves;
+use crate::notify::ece::validate_keys;
+use crate::store::{DeviceRecord, PayloadTier, PushSubscription};
+use crate::watch::INBOX;
+
+/// Most mailboxes one device may ask for.
+const MAX_MAILBOXES: usize = 32;
+
+/// What a browser's `PushSubscription.toJSON()` gives.
+#[derive(Debug, Deserialize)]
+pub struct SubscriptionInput {
+    pub endpoint: String,
+    pub keys: KeysInput,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeysInput {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateDevice {
+    pub subscription: SubscriptionInput,
+    #[serde(default)]
+    pub mailboxes: Option<Vec<String>>,
+    #[serde(default)]
+    pub payload: PayloadTier,
+}
+
+/// Browsers send unpadded URL-safe base64; accept padding and the standard
+/// alphabet too.
+fn decode_key(value: &str) -> Option<Vec<u8>> {
+    let trimmed = value.trim_end_matches('=');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
+        .ok()
+}
+
+fn validate_mailboxes(input: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+    let mailboxes = input.unwrap_or_else(|| vec![INBOX.to_string()]);
+    if mailboxes.is_empty() || mailboxes.len() > MAX_MAILBOXES {
+        return Err(ApiError::invalid(
+            "invalid_mailboxes",
+            format!("mailboxes must list 1 to {MAX_MAILBOXES} mailbox names"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(mailboxes.len());
+    for name in mailboxes {
+        if name.is_empty() || name.len() > 512 || name.chars().any(|c| c.is_control()) {
+            return Err(ApiError::invalid(
+                "invalid_mailboxes",
+                "mailbox names must be 1-512 bytes without control characters",
+            ));
+        }
+        let name = if name.eq_ignore_ascii_case(INBOX) {
+            INBOX.to_string()
+        } else {
+            name
+        };
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /v1/devices`
+pub async fn create(
+    State(state): State<AppState>,
+    AccountId(account_id): AccountId,
+    ApiJson(input): ApiJson<CreateDevice>,
+) -> Result<impl IntoResponse, ApiError> {
+    let endpoint = input.subscription.endpoint.trim().to_string();
+    check_endpoint_resolves(&endpoint, state.config.push.allow_private_endpoints)
+        .await
+        .map_err(|e| ApiError::invalid("invalid_endpoint", e.to_string()))?;
+    let (Some(p256dh), Some(auth)) = (
+        decode_key(&input.subscription.keys.p256dh),
+        decode_key(&input.subscription.keys.auth),
+    ) else {
+        return Err(ApiError::invalid(
+            "invalid_keys",
+            "keys.p256dh and keys.auth must be base64url",
+        ));
+    };
+    validate_keys(&p256dh, &auth).map_err(|e| ApiError::invalid("invalid_keys", e.to_string()))?;
+    let mailboxes = validate_mailboxes(input.mailboxes)?;
+
+    // The same subscription registered again replaces the old registration.
+    let previous = state
+        .store
+        .devices_of(&account_id)?
+        .into_iter()
+        .find(|d| d.subscription.endpoint == endpoint);
+    let device = DeviceRecord {
+        id: previous
+            .as_ref()
+            .map(|d| d.id.clone())
+            .unwrap_or_else(new_id),
+        account_id: account_id.clone(),
+        subscription: PushSubscription {
+            endpoint,
+            p256dh,
+            auth,
+        },
+        mailboxes,
+        payload: input.payload,
+        created_at: crate::unix_millis() / 1000,
+    };
+    state.store.put_device(&device)?;
+    if let Some(previous) = previous {
+        forget_unwatched(&state, &account_id, &previous.mailboxes)?;
+    }
+    state.store.flush().await?;
+    state.supervisor.reconfigure(&account_id);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "device_id": device.id,
+            "mailboxes": device.mailboxes,
+            "payload": device.payload,
+        })),
+    ))
+}
+
+/// `DELETE /v1/devices/{device_id}`
+pub async fn delete(
+    State(state): State<AppState>,
+    AccountId(account_id): AccountId,
+    Path(device_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let device = state
+        .store
+        .device(&device_id)?
+        .filter(|d| d.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    state.store.delete_device(&device_id)?;
+    forget_unwatched(&state, &account_id, &device.mailboxes)?;
+    state.store.flush().await?;
+    state.supervisor.reconfigure(&account_id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Drops the cursors of mailboxes (other than INBOX) that no device watches
+/// any more: if one is asked for again later, it starts from that moment
+/// instead of pushing everything that arrived in between.
+fn forget_unwatched(
+    state: &AppState,
+    account_id: &str,
+    mailboxes: &[String],
+) -> Result<(), ApiError> {
+    let devices = state.store.devices_of(account_id)?;
+    for mailbox in mailboxes {
+        let watched = mailbox == INBOX || devices.iter().any(|d| d.mailboxes.contains(mailbox));
+        if !watched {
+            state.store.delete_cursor(account_id, mailbox)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mailboxes_default_to_inbox_and_are_checked() {
+        assert_eq!(validate_mailboxes(None).unwrap(), vec!["INBOX"]);
+        assert_eq!(
+            validate_mailboxes(Some(vec!["inbox".into(), "Work".into(), "INBOX".into()])).unwrap(),
+            vec!["INBOX", "Work"]
+        );
+        assert!(validate_mailboxes(Some(vec![])).is_err());
+        assert!(validate_mailboxes(Some(vec!["a\r\nb".into()])).is_err());
+        assert!(validate_mailboxes(Some((0..40).map(|i| i.to_string()).collect())).is_err());
+    }
+
+    #[test]
+    fn keys_decode_in_every_base64_flavour() {
+        assert_eq!(decode_key("AQID").unwrap(), vec![1, 2, 3]);
+        assert_eq!(decode_key("-_8").unwrap(), vec![251, 255]);
+        assert_eq!(decode_key("+/8=").unwrap(), vec![251, 255]);
+        assert!(decode_key("***").is_none());
+    }
+}

@@ -1,0 +1,96 @@
+//! The HTTP API for phones: accounts, devices, the VAPID key, health and
+//! metrics. Routes are thin: they validate, call the store and the
+//! supervisor, and map errors to `{"error": {"code", "message"}}` answers.
+
+mod accounts;
+mod auth;
+mod devices;
+mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::net::TlsConnector;
+use crate::store::{Sealer, Store};
+use crate::watch::{Supervisor, WatchStates};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub sealer: Arc<Sealer>,
+    pub tls: TlsConnector,
+    pub supervisor: Supervisor,
+    pub states: WatchStates,
+    pub metrics: Arc<Metrics>,
+    /// The VAPID public key, base64url, as browsers want it.
+    pub vapid_public_key: Arc<str>,
+}
+
+/// A JSON body whose rejections become our error format (400 malformed,
+/// 413 too large, 415 wrong content type, 422 wrong shape).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.api.max_body_bytes;
+    let timeout = Duration::from_secs(state.config.api.request_timeout_secs);
+    Router::new()
+        .route("/v1/accounts", post(accounts::create))
+        .route(
+            "/v1/accounts/me",
+            get(accounts::me).delete(accounts::delete),
+        )
+        .route("/v1/devices", post(devices::create))
+        .route("/v1/devices/{device_id}", delete(devices::delete))
+        .route("/v1/push/vapid", get(vapid))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+async fn vapid(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({"public_key": &*state.vapid_public_key}))
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.metrics.render(&state.states.counts());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
