@@ -3,4 +3,6 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod gateway;
 pub mod push;
+pub mod raw_imap;

@@ -1,0 +1,283 @@
+//! Bad requests get a clear error and change nothing: against a real Dovecot
+//! for the login checks, with the SSRF guard on for the endpoint checks.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::dovecot::Dovecot;
+use support::gateway::{account_body, data_dir, test_config, Gateway};
+use support::push::{PushReceiver, TestDevice};
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+async fn raw_post(
+    gateway: &Gateway,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut request = gateway
+        .http
+        .post(gateway.at(path))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn stored_accounts(dir: &std::path::Path) -> usize {
+    use lemonade::store::{SledStore, Store};
+    SledStore::open(&dir.join("db"))
+        .unwrap()
+        .accounts()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (host, port) = (dovecot.host(), dovecot.imap_port());
+
+    let (status, body) = gateway
+        .post(
+            "/v1/accounts",
+            None,
+            &account_body(host, port, "alice", "wrong"),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "imap_auth_failed"),
+        "{body}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (status, body) = gateway
+        .post(
+            "/v1/accounts",
+            None,
+            &account_body(host, closed_port, "alice", "secret"),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (502, "imap_unreachable"),
+        "{body}"
+    );
+
+    let mut bad_host = account_body(host, port, "alice", "secret");
+    bad_host["imap"]["host"] = json!("imap.example.org\r\nA1 LOGOUT");
+    let (status, body) = gateway.post("/v1/accounts", None, &bad_host).await;
+    assert_eq!((status, error_code(&body)), (422, "invalid_host"), "{body}");
+
+    let mut bad_email = account_body(host, port, "alice", "secret");
+    bad_email["email"] = json!("not an address");
+    let (status, _) = gateway.post("/v1/accounts", None, &bad_email).await;
+    assert_eq!(status, 422);
+
+    let mut bad_security = account_body(host, port, "alice", "secret");
+    bad_security["imap"]["security"] = json!("carrier-pigeon");
+    let (status, body) = gateway.post("/v1/accounts", None, &bad_security).await;
+    assert_eq!((status, error_code(&body)), (422, "invalid_body"), "{body}");
+
+    let (status, body) = raw_post(
+        &gateway,
+        "/v1/accounts",
+        None,
+        "application/json",
+        b"{\"email\": ".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (400, "malformed_json"),
+        "{body}"
+    );
+    let (status, _) = raw_post(&gateway, "/v1/accounts", None, "text/plain", b"{}".to_vec()).await;
+    assert_eq!(status, 415);
+    let huge = vec![b' '; 200 * 1024];
+    let (status, body) = raw_post(&gateway, "/v1/accounts", None, "application/json", huge).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (413, "body_too_large"),
+        "{body}"
+    );
+
+    gateway.stop().await;
+    assert_eq!(stored_accounts(&dir), 0);
+
+    // With plaintext upstreams disallowed (the default), "plain" is refused before any login.
+    let mut config = test_config(&dir);
+    config.upstream.allow_plaintext = false;
+    let gateway = Gateway::start_with(config).await;
+    let (status, body) = gateway
+        .post(
+            "/v1/accounts",
+            None,
+            &account_body(host, port, "alice", "secret"),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "plaintext_not_allowed"),
+        "{body}"
+    );
+    gateway.stop().await;
+    assert_eq!(stored_accounts(&dir), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_devices_are_checked() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    dovecot.add_user("bob", "hunter2");
+    let receiver = PushReceiver::start().await;
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.push.allow_private_endpoints = false;
+    let gateway = Gateway::start_with(config).await;
+    let (_, alice) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    let (_, bob) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "bob", "hunter2")
+        .await;
+
+    // Missing, malformed and unknown tokens.
+    let (status, body) = gateway.get("/v1/accounts/me", None).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    let (status, _) = gateway
+        .get("/v1/accounts/me", Some("lmn_not-a-token"))
+        .await;
+    assert_eq!(status, 401);
+    let response = gateway
+        .http
+        .get(gateway.at("/v1/accounts/me"))
+        .header("authorization", format!("Basic {alice}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let (status, _) = gateway.delete("/v1/accounts/me", Some("wrong")).await;
+    assert_eq!(status, 401);
+    let (status, me) = gateway.get("/v1/accounts/me", Some(&alice)).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["email"], "alice@test.local");
+
+    let device = TestDevice::new(&receiver);
+    let good = device.subscription_json();
+    let register = |subscription: Value| json!({"subscription": subscription, "mailboxes": ["INBOX"], "payload": "preview"});
+    let refused = [
+        // http endpoint / loopback address with the guard on
+        (
+            "http endpoint",
+            json!({"endpoint": "http://push.example.org/x", "keys": good["keys"]}),
+        ),
+        (
+            "loopback",
+            json!({"endpoint": good["endpoint"].as_str().unwrap().replace("http://", "https://"), "keys": good["keys"]}),
+        ),
+        (
+            "private",
+            json!({"endpoint": "https://10.1.2.3/push/x", "keys": good["keys"]}),
+        ),
+        (
+            "link-local",
+            json!({"endpoint": "https://[fe80::1]/push/x", "keys": good["keys"]}),
+        ),
+        (
+            "resolves to loopback",
+            json!({"endpoint": "https://localhost/push/x", "keys": good["keys"]}),
+        ),
+        (
+            "not a url",
+            json!({"endpoint": "push me", "keys": good["keys"]}),
+        ),
+        (
+            "point off the curve",
+            json!({"endpoint": "https://push.example.org/x", "keys": {"p256dh": format!("BA{}", "A".repeat(85)), "auth": good["keys"]["auth"]}}),
+        ),
+        (
+            "short auth",
+            json!({"endpoint": "https://push.example.org/x", "keys": {"p256dh": good["keys"]["p256dh"], "auth": "AAAA"}}),
+        ),
+        (
+            "not base64",
+            json!({"endpoint": "https://push.example.org/x", "keys": {"p256dh": "!!", "auth": "??"}}),
+        ),
+    ];
+    for (what, subscription) in refused {
+        let (status, body) = gateway
+            .post("/v1/devices", Some(&alice), &register(subscription))
+            .await;
+        assert_eq!(status, 422, "{what}: {body}");
+        assert!(!error_code(&body).is_empty(), "{what}: {body}");
+    }
+    let (status, body) = gateway
+        .post(
+            "/v1/devices",
+            Some(&alice),
+            &json!({"subscription": good, "payload": "everything"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = gateway
+        .post(
+            "/v1/devices",
+            Some(&alice),
+            &json!({"subscription": good, "mailboxes": []}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = gateway
+        .post("/v1/devices", None, &register(good.clone()))
+        .await;
+    assert_eq!(status, 401);
+    let (_, me) = gateway.get("/v1/accounts/me", Some(&alice)).await;
+    assert_eq!(me["devices"], 0, "a refused device was stored: {me}");
+
+    // A device of one account cannot be deleted with another account's token.
+    gateway.stop().await;
+    let gateway = Gateway::start(&dir).await;
+    let device_id = gateway
+        .add_device(&alice, good, &["INBOX"], "preview")
+        .await;
+    let (status, body) = gateway
+        .delete(&format!("/v1/devices/{device_id}"), Some(&bob))
+        .await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    let (status, _) = gateway
+        .delete("/v1/devices/no-such-device", Some(&alice))
+        .await;
+    assert_eq!(status, 404);
+    let (_, me) = gateway.get("/v1/accounts/me", Some(&alice)).await;
+    assert_eq!(me["devices"], 1);
+    let (status, _) = gateway
+        .delete(&format!("/v1/devices/{device_id}"), Some(&alice))
+        .await;
+    assert_eq!(status, 204);
+
+    // Deleting the account revokes its token.
+    let (status, _) = gateway.delete("/v1/accounts/me", Some(&alice)).await;
+    assert_eq!(status, 204);
+    let (status, _) = gateway.get("/v1/accounts/me", Some(&alice)).await;
+    assert_eq!(status, 401);
+    let (status, _) = gateway.get("/v1/accounts/me", Some(&bob)).await;
+    assert_eq!(status, 200);
+    let (status, body) = gateway.get("/v1/no/such/route", None).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    gateway.stop().await;
+}

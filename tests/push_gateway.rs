@@ -1,0 +1,407 @@
+//! The gateway end to end: a real Dovecot, the gateway in-process, and a real
+//! Web Push receiver whose devices decrypt each push with an independent
+//! implementation and verify its VAPID signature.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::dovecot::Dovecot;
+use support::gateway::{data_dir, Gateway};
+use support::push::{PushReceiver, TestDevice};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn message(from: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: alice@test.local\r\nSubject: {subject}\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{}@test.local>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n",
+        rand_id(),
+    )
+    .into_bytes()
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed) ^ (std::process::id() as u64) << 32
+}
+
+fn uids(push: &Value) -> Vec<u64> {
+    push["messages"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["uid"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+async fn vapid_key(gateway: &Gateway) -> Vec<u8> {
+    use base64::Engine;
+    let (status, body) = gateway.get("/v1/push/vapid", None).await;
+    assert_eq!(status, 200);
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body["public_key"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(key.len(), 65);
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_mail_is_pushed_to_every_payload_tier() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let receiver = PushReceiver::start().await;
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let key = vapid_key(&gateway).await;
+    let (account_id, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+
+    let tiers = ["preview", "headers", "count", "wake"];
+    let mut devices = Vec::new();
+    for tier in tiers {
+        let device = TestDevice::new(&receiver).expecting_vapid_key(&key);
+        gateway
+            .add_device(&token, device.subscription_json(), &["INBOX"], tier)
+            .await;
+        devices.push(device);
+    }
+    let me = gateway.wait_watching(&token, &["INBOX"]).await;
+    assert_eq!(me["devices"], 4);
+    assert!(me["watch"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "IDLE"));
+
+    let body = format!(
+        "Hello Alice,\r\n\r\n{}",
+        "the quick brown fox jumps over the lazy dog. ".repeat(12)
+    );
+    let uid = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message(
+            "=?UTF-8?Q?Zo=C3=AB_Sender?= <zoe@example.org>",
+            "=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_Z=C3=BCrich?=",
+            &body,
+        ),
+    );
+
+    let preview = devices[0].next_push(WAIT).await;
+    let p = &preview.payload;
+    assert_eq!(p["v"], 1);
+    assert_eq!(p["type"], "mail");
+    assert_eq!(p["account_id"], account_id.as_str());
+    assert_eq!(p["mailbox"], "INBOX");
+    assert_eq!(p["count"], 1);
+    let m = &p["messages"][0];
+    assert_eq!(m["uid"], uid);
+    assert_eq!(m["subject"], "Grüße aus Zürich");
+    assert_eq!(m["from"]["name"], "Zoë Sender");
+    assert_eq!(m["from"]["email"], "zoe@example.org");
+    let text = m["preview"].as_str().unwrap();
+    assert!(
+        text.starts_with("Hello Alice, the quick brown fox"),
+        "{text}"
+    );
+    assert!(text.chars().count() <= 200, "{}", text.chars().count());
+    assert!(preview.ttl.unwrap_or(0) > 0);
+    assert_eq!(preview.urgency.as_deref(), Some("normal"));
+    assert!(preview
+        .topic
+        .as_deref()
+        .is_some_and(|t| !t.is_empty() && t.len() <= 32));
+
+    let headers = devices[1].next_push(WAIT).await.payload;
+    assert_eq!(headers["messages"][0]["subject"], "Grüße aus Zürich");
+    assert_eq!(headers["messages"][0]["from"]["email"], "zoe@example.org");
+    assert!(headers["messages"][0].get("preview").is_none(), "{headers}");
+
+    let count = devices[2].next_push(WAIT).await.payload;
+    assert_eq!(count["count"], 1);
+    assert_eq!(count["mailbox"], "INBOX");
+    assert!(count.get("messages").is_none(), "{count}");
+
+    let wake = devices[3].next_push(WAIT).await.payload;
+    assert_eq!(
+        wake,
+        json!({"v": 1, "type": "wake", "account_id": account_id})
+    );
+
+    for device in &devices {
+        assert_eq!(device.push_count(), 1);
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_that_arrives_while_the_gateway_is_down_is_pushed_once() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let old = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("a@example.org", "old mail", "old"),
+    );
+    let receiver = PushReceiver::start().await;
+    let device = TestDevice::new(&receiver);
+    let (_tmp, dir) = data_dir();
+
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    gateway
+        .add_device(&token, device.subscription_json(), &["INBOX"], "headers")
+        .await;
+    gateway.wait_watching(&token, &["INBOX"]).await;
+    let first = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("a@example.org", "first", "1"),
+    );
+    let push = device.next_push(WAIT).await.payload;
+    assert_eq!(uids(&push), vec![u64::from(first)]);
+    gateway.stop().await;
+
+    let second = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("b@example.org", "second", "2"),
+    );
+    let third = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("c@example.org", "third", "3"),
+    );
+
+    let gateway = Gateway::start(&dir).await;
+    let push = device.next_push(WAIT).await.payload;
+    assert_eq!(push["count"], 2, "{push}");
+    assert_eq!(uids(&push), vec![u64::from(third), u64::from(second)]);
+    assert_eq!(push["messages"][0]["subject"], "third");
+    assert_eq!(push["messages"][1]["subject"], "second");
+
+    // The next push carries only the next message: nothing was re-pushed in between.
+    gateway.wait_watching(&token, &["INBOX"]).await;
+    let fourth = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("d@example.org", "fourth", "4"),
+    );
+    let push = device.next_push(WAIT).await.payload;
+    assert_eq!(uids(&push), vec![u64::from(fourth)], "{push}");
+    assert_eq!(device.push_count(), 3);
+    assert!(![first, second, third, fourth].contains(&old));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_delivered_while_the_server_restarts_is_pushed_once() {
+    let mut dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let receiver = PushReceiver::start().await;
+    let device = TestDevice::new(&receiver);
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    gateway
+        .add_device(&token, device.subscription_json(), &["INBOX"], "headers")
+        .await;
+    gateway.wait_watching(&token, &["INBOX"]).await;
+
+    dovecot.stop();
+    // Delivered by the MTA while IMAP is down.
+    dovecot.deliver_to_maildir(
+        "alice",
+        &message("mta@example.org", "during the outage", "x"),
+    );
+    gateway.wait_state(&token, "backoff").await;
+    dovecot.restart();
+
+    let push = device.next_push(WAIT).await.payload;
+    assert_eq!(push["count"], 1, "{push}");
+    assert_eq!(push["messages"][0]["subject"], "during the outage");
+
+    gateway.wait_watching(&token, &["INBOX"]).await;
+    let next = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("a@example.org", "after", "y"),
+    );
+    let push = device.next_push(WAIT).await.payload;
+    assert_eq!(uids(&push), vec![u64::from(next)], "{push}");
+    assert_eq!(device.push_count(), 2);
+
+    let (_, metrics) = (
+        200,
+        gateway
+            .http
+            .get(gateway.at("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let reconnects: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lemonade_reconnects_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(reconnects >= 1, "{metrics}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_service_answers_prune_and_retry() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let receiver = PushReceiver::start().await;
+    let gone = TestDevice::new(&receiver);
+    let flaky = TestDevice::new(&receiver);
+    receiver.respond_with(gone.path(), [410]);
+    receiver.respond_with(flaky.path(), [500, 201]);
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    gateway
+        .add_device(&token, gone.subscription_json(), &["INBOX"], "headers")
+        .await;
+    gateway
+        .add_device(&token, flaky.subscription_json(), &["INBOX"], "headers")
+        .await;
+    gateway.wait_watching(&token, &["INBOX"]).await;
+
+    let first = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("a@example.org", "first", "1"),
+    );
+    let push = flaky.next_push(WAIT).await;
+    assert_eq!(uids(&push.payload), vec![u64::from(first)]);
+    let attempts = receiver.requests_for(flaky.path());
+    assert_eq!(attempts.len(), 2);
+    assert!(!attempts[0].delivered() && attempts[1].delivered());
+
+    // The device whose push service said 410 is gone.
+    let mut devices = 2;
+    for _ in 0..200 {
+        devices = gateway.get("/v1/accounts/me", Some(&token)).await.1["devices"]
+            .as_u64()
+            .unwrap();
+        if devices == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(devices, 1);
+    assert_eq!(receiver.requests_for(gone.path()).len(), 1);
+
+    // Delivered exactly once: the next push carries only the next message.
+    let second = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("a@example.org", "second", "2"),
+    );
+    let push = flaky.next_push(WAIT).await;
+    assert_eq!(uids(&push.payload), vec![u64::from(second)]);
+    assert_eq!(flaky.push_count(), 2);
+    assert_eq!(receiver.requests_for(gone.path()).len(), 1);
+    gateway.stop().await;
+}
+
+async fn tiers_and_mailboxes(dovecot: Dovecot, expect_notify: bool) {
+    dovecot.add_user("alice", "secret");
+    dovecot.create_mailbox("alice", "secret", "Work");
+    let receiver = PushReceiver::start().await;
+    let inbox_preview = TestDevice::new(&receiver);
+    let work_count = TestDevice::new(&receiver);
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    gateway
+        .add_device(
+            &token,
+            inbox_preview.subscription_json(),
+            &["INBOX"],
+            "preview",
+        )
+        .await;
+    gateway
+        .add_device(&token, work_count.subscription_json(), &["Work"], "count")
+        .await;
+    let me = gateway.wait_watching(&token, &["INBOX", "Work"]).await;
+    let has_notify = me["watch"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "NOTIFY");
+    assert_eq!(has_notify, expect_notify);
+
+    dovecot.append(
+        "alice",
+        "secret",
+        "Work",
+        &message("boss@example.org", "quarterly numbers", "see attached"),
+    );
+    let push = work_count.next_push(WAIT).await.payload;
+    assert_eq!(push["mailbox"], "Work");
+    assert_eq!(push["count"], 1);
+    assert!(push.get("messages").is_none());
+
+    let uid = dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("friend@example.org", "dinner?", "at eight"),
+    );
+    let push = inbox_preview.next_push(WAIT).await.payload;
+    // The INBOX device's first push is about INBOX: it got nothing for Work.
+    assert_eq!(push["mailbox"], "INBOX");
+    assert_eq!(uids(&push), vec![u64::from(uid)]);
+    assert_eq!(push["messages"][0]["preview"], "at eight");
+
+    dovecot.append(
+        "alice",
+        "secret",
+        "Work",
+        &message("boss@example.org", "more numbers", "again"),
+    );
+    let push = work_count.next_push(WAIT).await.payload;
+    assert_eq!(push["mailbox"], "Work");
+    assert_eq!(push["count"], 1);
+    assert_eq!(work_count.push_count(), 2);
+    assert_eq!(inbox_preview.push_count(), 1);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_get_their_own_tier_and_mailboxes_with_notify() {
+    tiers_and_mailboxes(Dovecot::start(), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_get_their_own_tier_and_mailboxes_without_notify() {
+    let dovecot = Dovecot::builder()
+        .imap_capability("IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS ENABLE CONDSTORE")
+        .start();
+    tiers_and_mailboxes(dovecot, false).await;
+}

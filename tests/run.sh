@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on Debian/Ubuntu, first installing what the tests
+# need: Dovecot (IMAP + submission, started per test on loopback high ports
+# by the harness), a C compiler, and OpenSSL headers for the independent Web
+# Push decryptor the tests use. Needs root or sudo for the installs and for
+# Dovecot, which the harness runs with a mail user of its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd dovecot-submissiond)
+dpkg -s dovecot-submissiond >/dev/null 2>&1 || missing+=(dovecot-submissiond)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The distribution's Dovecot service is not needed (and may hold ports 143/993);
+# the tests start their own instances.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet dovecot 2>/dev/null; then
+  as_root systemctl stop dovecot || true
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install a current Rust toolchain (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+
+cargo test --locked
