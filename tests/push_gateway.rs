@@ -6,33 +6,13 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::dovecot::Dovecot;
 use support::gateway::{data_dir, Gateway};
 use support::push::{PushReceiver, TestDevice};
+use support::scenario::{message, uids, Watched};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn message(from: &str, subject: &str, body: &str) -> Vec<u8> {
-    format!(
-        "From: {from}\r\nTo: alice@test.local\r\nSubject: {subject}\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{}@test.local>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n",
-        rand_id(),
-    )
-    .into_bytes()
-}
-
-fn rand_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed) ^ (std::process::id() as u64) << 32
-}
-
-fn uids(push: &Value) -> Vec<u64> {
-    push["messages"]
-        .as_array()
-        .map(|m| m.iter().filter_map(|m| m["uid"].as_u64()).collect())
-        .unwrap_or_default()
-}
 
 async fn vapid_key(gateway: &Gateway) -> Vec<u8> {
     use base64::Engine;
@@ -138,75 +118,43 @@ async fn new_mail_is_pushed_to_every_payload_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_that_arrives_while_the_gateway_is_down_is_pushed_once() {
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    let old = dovecot.append(
-        "alice",
-        "secret",
-        "INBOX",
-        &message("a@example.org", "old mail", "old"),
-    );
-    let receiver = PushReceiver::start().await;
-    let device = TestDevice::new(&receiver);
-    let (_tmp, dir) = data_dir();
-
-    let gateway = Gateway::start(&dir).await;
-    let (_, token) = gateway
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
-    gateway
-        .add_device(&token, device.subscription_json(), &["INBOX"], "headers")
-        .await;
-    gateway.wait_watching(&token, &["INBOX"]).await;
-    let first = dovecot.append(
-        "alice",
-        "secret",
-        "INBOX",
-        &message("a@example.org", "first", "1"),
-    );
-    let push = device.next_push(WAIT).await.payload;
+    let mut w = Watched::start("headers").await;
+    let first = w.append("a@example.org", "first");
+    let push = w.device.next_push(WAIT).await.payload;
     assert_eq!(uids(&push), vec![u64::from(first)]);
-    gateway.stop().await;
+    w.stop_gateway().await;
 
-    let second = dovecot.append(
-        "alice",
-        "secret",
-        "INBOX",
-        &message("b@example.org", "second", "2"),
-    );
-    let third = dovecot.append(
-        "alice",
-        "secret",
-        "INBOX",
-        &message("c@example.org", "third", "3"),
-    );
+    let second = w.append("b@example.org", "second");
+    let third = w.append("c@example.org", "third");
 
-    let gateway = Gateway::start(&dir).await;
-    let push = device.next_push(WAIT).await.payload;
+    w.start_gateway().await;
+    let push = w.device.next_push(WAIT).await.payload;
     assert_eq!(push["count"], 2, "{push}");
     assert_eq!(uids(&push), vec![u64::from(third), u64::from(second)]);
     assert_eq!(push["messages"][0]["subject"], "third");
     assert_eq!(push["messages"][1]["subject"], "second");
 
     // The next push carries only the next message: nothing was re-pushed in between.
-    gateway.wait_watching(&token, &["INBOX"]).await;
-    let fourth = dovecot.append(
-        "alice",
-        "secret",
-        "INBOX",
-        &message("d@example.org", "fourth", "4"),
-    );
-    let push = device.next_push(WAIT).await.payload;
+    w.wait_watching().await;
+    let fourth = w.append("d@example.org", "fourth");
+    let push = w.device.next_push(WAIT).await.payload;
     assert_eq!(uids(&push), vec![u64::from(fourth)], "{push}");
-    assert_eq!(device.push_count(), 3);
-    assert!(![first, second, third, fourth].contains(&old));
-    gateway.stop().await;
+    assert_eq!(w.device.push_count(), 3);
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mail_delivered_while_the_server_restarts_is_pushed_once() {
-    let mut dovecot = Dovecot::start();
+async fn old_mail_is_never_pushed_as_new() {
+    let dovecot = Dovecot::start();
     dovecot.add_user("alice", "secret");
+    for i in 0..3 {
+        dovecot.append(
+            "alice",
+            "secret",
+            "INBOX",
+            &message("a@example.org", &format!("old {i}"), "old"),
+        );
+    }
     let receiver = PushReceiver::start().await;
     let device = TestDevice::new(&receiver);
     let (_tmp, dir) = data_dir();
@@ -218,50 +166,58 @@ async fn mail_delivered_while_the_server_restarts_is_pushed_once() {
         .add_device(&token, device.subscription_json(), &["INBOX"], "headers")
         .await;
     gateway.wait_watching(&token, &["INBOX"]).await;
-
-    dovecot.stop();
-    // Delivered by the MTA while IMAP is down.
-    dovecot.deliver_to_maildir(
-        "alice",
-        &message("mta@example.org", "during the outage", "x"),
-    );
-    gateway.wait_state(&token, "backoff").await;
-    dovecot.restart();
-
-    let push = device.next_push(WAIT).await.payload;
-    assert_eq!(push["count"], 1, "{push}");
-    assert_eq!(push["messages"][0]["subject"], "during the outage");
-
-    gateway.wait_watching(&token, &["INBOX"]).await;
-    let next = dovecot.append(
+    let new = dovecot.append(
         "alice",
         "secret",
         "INBOX",
-        &message("a@example.org", "after", "y"),
+        &message("b@example.org", "new", "new"),
     );
+    // The first push is about the new message alone.
     let push = device.next_push(WAIT).await.payload;
-    assert_eq!(uids(&push), vec![u64::from(next)], "{push}");
-    assert_eq!(device.push_count(), 2);
+    assert_eq!(push["count"], 1, "{push}");
+    assert_eq!(uids(&push), vec![u64::from(new)]);
+    gateway.stop().await;
+}
 
-    let (_, metrics) = (
-        200,
-        gateway
-            .http
-            .get(gateway.at("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_delivered_while_the_server_restarts_is_pushed_once() {
+    let mut w = Watched::start("headers").await;
+    w.dovecot.stop();
+    // Delivered by the MTA while IMAP is down.
+    w.dovecot.deliver_to_maildir(
+        "alice",
+        &message("mta@example.org", "during the outage", "x"),
     );
+    w.gateway().wait_state(&w.token, "backoff").await;
+    w.dovecot.restart();
+
+    let push = w.device.next_push(WAIT).await.payload;
+    assert_eq!(push["count"], 1, "{push}");
+    assert_eq!(push["messages"][0]["subject"], "during the outage");
+
+    w.wait_watching().await;
+    let next = w.append("a@example.org", "after");
+    let push = w.device.next_push(WAIT).await.payload;
+    assert_eq!(uids(&push), vec![u64::from(next)], "{push}");
+    assert_eq!(w.device.push_count(), 2);
+
+    let gateway = w.gateway();
+    let metrics = gateway
+        .http
+        .get(gateway.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let reconnects: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("lemonade_reconnects_total "))
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(reconnects >= 1, "{metrics}");
-    gateway.stop().await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,4 +360,51 @@ async fn devices_get_their_own_tier_and_mailboxes_without_notify() {
         .imap_capability("IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS ENABLE CONDSTORE")
         .start();
     tiers_and_mailboxes(dovecot, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uidvalidity_change_resets_the_cursor_without_a_storm() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    dovecot.create_mailbox("alice", "secret", "Work");
+    let receiver = PushReceiver::start().await;
+    let device = TestDevice::new(&receiver);
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    gateway
+        .add_device(&token, device.subscription_json(), &["Work"], "headers")
+        .await;
+    gateway.wait_watching(&token, &["INBOX", "Work"]).await;
+    gateway.stop().await;
+
+    // The mailbox is recreated (new UIDVALIDITY) with mail in it while the gateway is down.
+    let mut imap = support::raw_imap::RawImap::login(dovecot.imap_port(), "alice", "secret");
+    imap.command("DELETE \"Work\"");
+    imap.command("CREATE \"Work\"");
+    imap.logout();
+    for i in 0..3 {
+        dovecot.append(
+            "alice",
+            "secret",
+            "Work",
+            &message("a@example.org", &format!("restored {i}"), "x"),
+        );
+    }
+
+    let gateway = Gateway::start(&dir).await;
+    gateway.wait_watching(&token, &["INBOX", "Work"]).await;
+    let new = dovecot.append(
+        "alice",
+        "secret",
+        "Work",
+        &message("b@example.org", "really new", "y"),
+    );
+    let push = device.next_push(WAIT).await.payload;
+    assert_eq!(push["count"], 1, "{push}");
+    assert_eq!(uids(&push), vec![u64::from(new)]);
+    assert_eq!(device.push_count(), 1);
+    gateway.stop().await;
 }
