@@ -408,3 +408,25 @@ async fn a_uidvalidity_change_resets_the_cursor_without_a_storm() {
     assert_eq!(device.push_count(), 1);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_stop_the_watcher_in_auth_failed() {
+    let mut w = Watched::start("headers").await;
+    // The password changes on the server; the gateway's next login is refused.
+    std::fs::write(w.dovecot.dir().join("users"), "alice:{PLAIN}changed:::::\n").unwrap();
+    w.dovecot.restart();
+    let me = w.gateway().wait_state(&w.token, "auth_failed").await;
+    assert_eq!(me["devices"], 1);
+    // Registering again with the new password brings the account back.
+    let (account_id, token) = w
+        .gateway()
+        .register(w.dovecot.host(), w.dovecot.imap_port(), "alice", "changed")
+        .await;
+    assert_eq!(account_id, w.account_id);
+    w.gateway().wait_watching(&token, &["INBOX"]).await;
+    let raw = message("a@example.org", "after the password change", "x");
+    let uid = w.dovecot.append("alice", "changed", "INBOX", &raw);
+    let push = w.device.next_push(WAIT).await.payload;
+    assert_eq!(uids(&push), vec![u64::from(uid)]);
+    w.finish().await;
+}

@@ -1,5 +1,7 @@
 //! `/v1/devices`: registering a phone's Web Push subscription and removing it.
 
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -11,6 +13,8 @@ use serde_json::json;
 use super::auth::{new_id, AccountId};
 use super::error::ApiError;
 use super::{ApiJson, AppState};
+use crate::imap::{ImapClient, ImapError};
+use crate::net::Upstream;
 use crate::notify::check_endpoint_resolves;
 use crate::notify::ece::validate_keys;
 use crate::store::{DeviceRecord, PayloadTier, PushSubscription};
@@ -100,6 +104,7 @@ pub async fn create(
     };
     validate_keys(&p256dh, &auth).map_err(|e| ApiError::invalid("invalid_keys", e.to_string()))?;
     let mailboxes = validate_mailboxes(input.mailboxes)?;
+    check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
 
     // The same subscription registered again replaces the old registration.
     let previous = state
@@ -136,6 +141,66 @@ pub async fn create(
             "payload": device.payload,
         })),
     ))
+}
+
+/// Asks the account's IMAP server whether the mailboxes other than INBOX
+/// exist, so a typo gets a clear answer instead of a silently idle watch.
+/// When the server cannot be reached now, the registration goes ahead (the
+/// watcher skips mailboxes the server does not have).
+async fn check_mailboxes_exist(
+    state: &AppState,
+    account_id: &str,
+    mailboxes: &[String],
+) -> Result<(), ApiError> {
+    let others: Vec<&String> = mailboxes.iter().filter(|m| *m != INBOX).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let account = state
+        .store
+        .account(account_id)?
+        .ok_or_else(ApiError::unauthorized)?;
+    let Ok(password) = state
+        .sealer
+        .open(&account.id, &account.imap.password_sealed)
+    else {
+        return Ok(());
+    };
+    let upstream = Upstream {
+        host: account.imap.host.clone(),
+        port: account.imap.port,
+        security: account.imap.security,
+    };
+    let timeout = Duration::from_secs(state.config.upstream.connect_timeout_secs);
+    let Ok(mut client) = ImapClient::connect(&upstream, &state.tls, timeout).await else {
+        return Ok(());
+    };
+    if client
+        .login(&account.imap.username, &password)
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let mut missing = None;
+    for mailbox in others {
+        match client.status(mailbox).await {
+            Err(ImapError::No { .. }) => {
+                missing = Some(mailbox.clone());
+                break;
+            }
+            Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    client.logout().await;
+    match missing {
+        Some(mailbox) => Err(ApiError::invalid(
+            "unknown_mailbox",
+            format!("the IMAP server has no mailbox named {mailbox:?}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `DELETE /v1/devices/{device_id}`

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::cursor::{catch_up, found, CatchUp, Found};
 use super::status::WatchState;
 use super::supervisor::WatchContext;
-use super::WatchError;
-use crate::imap::{IdleEvent, ImapClient};
+use super::{WatchError, INBOX};
+use crate::imap::{IdleEvent, ImapClient, ImapError};
 use crate::net::Upstream;
 use crate::store::{AccountRecord, NewMail, PayloadTier};
 
@@ -113,14 +113,25 @@ impl Session {
     /// Catches up, then watches until cancelled (Ok) or the connection fails.
     pub(crate) async fn watch(
         mut self,
-        group: Group,
+        mut group: Group,
         cancel: CancellationToken,
         watching: Arc<AtomicBool>,
     ) -> Result<(), WatchError> {
-        for mailbox in group.notify_others.iter().chain(&group.polled) {
-            self.check_other(mailbox, None).await?;
+        group.notify_others = self
+            .existing(std::mem::take(&mut group.notify_others))
+            .await?;
+        group.polled = self.existing(std::mem::take(&mut group.polled)).await?;
+        match self.select_and_catch_up(&group.idle).await {
+            Err(WatchError::Imap(ImapError::No { text, .. })) if group.idle != INBOX => {
+                // A mailbox a device asked for that the server does not have:
+                // nothing to watch on this connection until the devices change.
+                tracing::warn!(account = %self.account_id, mailbox = %group.idle, reason = %text, "cannot watch mailbox");
+                cancel.cancelled().await;
+                self.client.logout().await;
+                return Ok(());
+            }
+            result => result?,
         }
-        self.select_and_catch_up(&group.idle).await?;
         if !group.notify_others.is_empty() {
             self.client.notify_set(true, &group.notify_others).await?;
         }
@@ -195,6 +206,22 @@ impl Session {
                 next_poll = Instant::now() + poll;
             }
         }
+    }
+
+    /// Catches up each mailbox and keeps those the server has; a missing
+    /// one (NO) is logged and left out rather than stopping the account.
+    async fn existing(&mut self, mailboxes: Vec<String>) -> Result<Vec<String>, WatchError> {
+        let mut kept = Vec::with_capacity(mailboxes.len());
+        for mailbox in mailboxes {
+            match self.check_other(&mailbox, None).await {
+                Ok(()) => kept.push(mailbox),
+                Err(WatchError::Imap(ImapError::No { text, .. })) => {
+                    tracing::warn!(account = %self.account_id, %mailbox, reason = %text, "cannot watch mailbox");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(kept)
     }
 
     /// Selects (read-only) a mailbox and compares it with its stored cursor.
