@@ -430,3 +430,52 @@ async fn refused_credentials_stop_the_watcher_in_auth_failed() {
     assert_eq!(uids(&push), vec![u64::from(uid)]);
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_retry_survives_a_gateway_restart() {
+    let mut w = Watched::start("headers").await;
+    let path = w.device.path().to_string();
+    w.receiver
+        .respond_with(&path, [support::push::Answer::status(503).retry_after("2")]);
+    let uid = w.append("a@example.org", "retried after restart");
+    w.receiver.wait_for_requests(&path, 1, WAIT).await;
+    w.stop_gateway().await;
+    assert_eq!(w.device.push_count(), 0);
+
+    w.start_gateway().await;
+    let push = w.device.next_push(WAIT).await.payload;
+    assert_eq!(uids(&push), vec![u64::from(uid)]);
+    let requests = w.receiver.requests_for(&path);
+    assert_eq!(requests.len(), 2);
+    assert_eq!((requests[0].answered, requests[1].answered), (503, 201));
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_refused_as_too_large_is_resent_smaller() {
+    let mut w = Watched::start("preview").await;
+    let path = w.device.path().to_string();
+    w.stop_gateway().await;
+    // A burst of long messages while the gateway is down makes one big push.
+    for i in 0..15 {
+        let subject = format!("{i} {}", "a long subject line ".repeat(6));
+        let body = "word ".repeat(100);
+        w.dovecot.append(
+            "alice",
+            "secret",
+            "INBOX",
+            &message("a@example.org", &subject, &body),
+        );
+    }
+    w.receiver.respond_with(&path, [413]);
+    w.start_gateway().await;
+    let push = w.device.next_push(WAIT).await;
+    let requests = w.receiver.requests_for(&path);
+    assert_eq!(requests[0].answered, 413);
+    assert!(requests[0].body.len() > 2048, "{}", requests[0].body.len());
+    assert!(push.plaintext.len() <= 1024, "{}", push.plaintext.len());
+    assert!(requests[1].body.len() < requests[0].body.len());
+    assert_eq!(push.payload["count"], 15);
+    assert!(!uids(&push.payload).is_empty());
+    w.finish().await;
+}
