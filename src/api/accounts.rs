@@ -121,11 +121,14 @@ pub async fn create(
 
     // Registering the same mailbox again (a reinstalled app) gives a new
     // token for the same account, keeping its devices and cursors.
-    let existing = state.store.accounts()?.into_iter().find(|a| {
-        a.imap.host.eq_ignore_ascii_case(&input.imap.host)
-            && a.imap.port == input.imap.port
-            && a.imap.username == input.imap.username
-    });
+    let existing = match state.store.account_for_login(
+        &input.imap.host,
+        input.imap.port,
+        &input.imap.username,
+    )? {
+        Some(id) => state.store.account(&id)?,
+        None => None,
+    };
     let id = existing
         .as_ref()
         .map(|a| a.id.clone())

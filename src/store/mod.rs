@@ -66,10 +66,18 @@ pub struct NewMail<'a> {
 
 /// The gateway's durable state.
 pub trait Store: Send + Sync + 'static {
-    /// Stores a new account together with the hash of its API token.
+    /// Stores an account (new, or updated credentials) together with the
+    /// hash of a new API token; earlier tokens stay valid.
     fn create_account(&self, account: &AccountRecord, token_hash: &[u8; 32]) -> StoreResult<()>;
     fn account(&self, id: &str) -> StoreResult<Option<AccountRecord>>;
     fn accounts(&self) -> StoreResult<Vec<AccountRecord>>;
+    /// The account registered for this IMAP login, if any.
+    fn account_for_login(
+        &self,
+        host: &str,
+        port: u16,
+        username: &str,
+    ) -> StoreResult<Option<String>>;
     /// The account a token hash belongs to.
     fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
     /// Removes the account, its tokens, devices, cursors and queued pushes.

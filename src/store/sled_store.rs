@@ -24,6 +24,8 @@ pub struct SledStore {
     accounts: sled::Tree,
     /// token hash → account id
     tokens: sled::Tree,
+    /// IMAP host NUL port NUL username → account id
+    logins: sled::Tree,
     devices: sled::Tree,
     /// account id NUL device id → empty: the devices of an account
     account_devices: sled::Tree,
@@ -53,6 +55,10 @@ fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
     Ok(serde_json::from_slice(bytes)?)
+}
+
+fn login_key(host: &str, port: u16, username: &str) -> Vec<u8> {
+    pair_key(&format!("{}\0{port}", host.to_ascii_lowercase()), username)
 }
 
 fn push_key(key: &PushKey) -> Vec<u8> {
@@ -99,6 +105,7 @@ impl SledStore {
         Ok(SledStore {
             accounts: db.open_tree("accounts")?,
             tokens: db.open_tree("tokens")?,
+            logins: db.open_tree("logins")?,
             devices: db.open_tree("devices")?,
             account_devices: db.open_tree("account_devices")?,
             cursors: db.open_tree("cursors")?,
@@ -119,10 +126,16 @@ impl SledStore {
 impl Store for SledStore {
     fn create_account(&self, account: &AccountRecord, token_hash: &[u8; 32]) -> StoreResult<()> {
         let value = encode(account)?;
-        (&self.accounts, &self.tokens)
-            .transaction(|(accounts, tokens)| {
+        let login = login_key(
+            &account.imap.host,
+            account.imap.port,
+            &account.imap.username,
+        );
+        (&self.accounts, &self.tokens, &self.logins)
+            .transaction(|(accounts, tokens, logins)| {
                 accounts.insert(account.id.as_bytes(), value.as_slice())?;
                 tokens.insert(&token_hash[..], account.id.as_bytes())?;
+                logins.insert(login.as_slice(), account.id.as_bytes())?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(tx_error)
@@ -136,6 +149,18 @@ impl Store for SledStore {
         self.accounts.iter().values().map(|v| decode(&v?)).collect()
     }
 
+    fn account_for_login(
+        &self,
+        host: &str,
+        port: u16,
+        username: &str,
+    ) -> StoreResult<Option<String>> {
+        self.logins
+            .get(login_key(host, port, username))?
+            .map(|v| String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
     fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
         self.tokens
             .get(token_hash)?
@@ -144,7 +169,16 @@ impl Store for SledStore {
     }
 
     fn delete_account(&self, id: &str) -> StoreResult<bool> {
-        let existed = self.accounts.remove(id)?.is_some();
+        let Some(account) = self.account(id)? else {
+            return Ok(false);
+        };
+        let login = login_key(
+            &account.imap.host,
+            account.imap.port,
+            &account.imap.username,
+        );
+        self.logins.remove(login)?;
+        self.accounts.remove(id)?;
         for entry in self.tokens.iter() {
             let (hash, owner) = entry?;
             if owner.as_ref() == id.as_bytes() {
@@ -162,7 +196,7 @@ impl Store for SledStore {
             let (key, _) = entry?;
             self.cursors.remove(key)?;
         }
-        Ok(existed)
+        Ok(true)
     }
 
     fn put_device(&self, device: &DeviceRecord) -> StoreResult<()> {
@@ -452,6 +486,10 @@ mod tests {
         assert!(store.delete_account("a1").unwrap());
         assert!(store.account("a1").unwrap().is_none());
         assert!(store.account_for_token(&[9; 32]).unwrap().is_none());
+        assert!(store
+            .account_for_login("imap.example.org", 993, "a1")
+            .unwrap()
+            .is_none());
         assert!(store.device("d1").unwrap().is_none());
         assert!(store.cursor("a1", "INBOX").unwrap().is_none());
         assert!(store.pending_pushes().unwrap().is_empty());
