@@ -22,6 +22,7 @@ pub mod mail;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod proto;
 pub mod store;
 pub mod watch;
 
