@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod proto;
+pub mod read;
 pub mod store;
 pub mod watch;
 

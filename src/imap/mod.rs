@@ -41,6 +41,7 @@ mod modify;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod parser;
 mod summary;
+pub use summary::fold_preview;
 
 pub use client::{Capabilities, ImapClient, DEFAULT_TIMEOUT};
 pub use command::{decode_utf7, encode_utf7};
