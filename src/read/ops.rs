@@ -156,6 +156,8 @@ pub async fn list_mailboxes(c: &mut ImapClient) -> Result<pb::ListMailboxesRespo
             delimiter: e.delimiter.map(String::from).unwrap_or_default(),
         });
     }
+    // The server's order varies between calls: INBOX first, then by name.
+    mailboxes.sort_by(|a, b| (a.role != "inbox", &a.name).cmp(&(b.role != "inbox", &b.name)));
     Ok(pb::ListMailboxesResponse { mailboxes })
 }
 
@@ -413,6 +415,28 @@ pub async fn get_part(
         .ok_or_else(|| ReadError::PartNotFound(part_id.to_string()))?;
     let encoded = matches!(part.encoding.as_str(), "base64" | "quoted-printable");
     let binary = c.capabilities().has("BINARY") && encoded && !part.mime.starts_with("message/");
+    match part_bytes(c, uid, &part, range, binary).await {
+        // Dovecot refuses BINARY for content it cannot decode ([UNKNOWN-CTE]):
+        // serve what can be decoded here instead.
+        Err(ReadError::Imap(ImapError::No { .. })) if binary => {
+            part_bytes(c, uid, &part, range, false).await
+        }
+        other => other,
+    }
+}
+
+/// The bytes of `part`, decoded by the server (`binary`) or here.
+async fn part_bytes(
+    c: &mut ImapClient,
+    uid: u32,
+    part: &Part,
+    range: Option<RangeRequest>,
+    binary: bool,
+) -> Result<PartData, ReadError> {
+    let part_id = part.id.as_str();
+    let set = uid.to_string();
+    let encoded = matches!(part.encoding.as_str(), "base64" | "quoted-printable");
+    let part = part.clone();
     let (item, size_item) = if binary {
         ("BINARY", Some(format!("BINARY.SIZE[{part_id}]")))
     } else {

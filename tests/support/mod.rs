@@ -6,3 +6,4 @@ pub mod dovecot;
 pub mod gateway;
 pub mod push;
 pub mod raw_imap;
+pub mod samples;
