@@ -176,7 +176,7 @@ async fn read_api_against_dovecot() {
     assert!(msg.truncated);
     assert!(msg.text.len() <= 4000);
     assert!(
-        msg.text.contains("Story 0: the quick brown fox"),
+        msg.text.contains("Story 0: "),
         "{}",
         &msg.text[..200.min(msg.text.len())]
     );
@@ -286,7 +286,7 @@ async fn read_api_against_dovecot() {
         delta.added.iter().map(|m| m.uid).collect::<Vec<_>>(),
         vec![new2, new1]
     );
-    assert_eq!(delta.added[0].subject, "Message number 2");
+    assert!(delta.added[0].subject.starts_with("Message number 2: "));
     assert_eq!(delta.vanished, vec![broken]);
     let alt_flags = delta
         .flags
@@ -363,7 +363,7 @@ async fn read_api_against_dovecot() {
     let archived: pb::ListMessagesResponse =
         get_both(&g, "/v1/mailboxes/Archive/messages", &token).await;
     assert_eq!(archived.messages.len(), 1);
-    assert_eq!(archived.messages[0].subject, "Message number 1");
+    assert!(archived.messages[0].subject.starts_with("Message number 1: "));
     let (status, body) = g
         .post(
             "/v1/messages/delete",

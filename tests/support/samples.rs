@@ -130,7 +130,8 @@ pub fn newsletter(size: usize) -> Vec<u8> {
     let mut i = 0;
     while html.len() < size {
         html.push_str(&format!(
-            "<tr><td style=\"padding:12px 24px;border-bottom:1px solid #eeeeee\"><a href=\"https://news.example.com/track?id={i}&amp;u=alice\"><img src=\"https://news.example.com/img/{i}.png\" width=\"120\" height=\"80\" alt=\"\"></a><p style=\"margin:0 0 8px 0;font-size:14px;line-height:20px\">Story {i}: the quick brown fox jumps over the lazy dog, again and again.</p></td></tr>\r\n"
+            "<tr><td style=\"padding:12px 24px;border-bottom:1px solid #eeeeee\"><a href=\"https://news.example.com/track?id={i}&amp;u=alice\"><img src=\"https://news.example.com/img/{i}.png\" width=\"120\" height=\"80\" alt=\"\"></a><p style=\"margin:0 0 8px 0;font-size:14px;line-height:20px\">Story {i}: {}.</p></td></tr>\r\n",
+            words(14, i as u32 + 50)
         ));
         i += 1;
     }
@@ -162,16 +163,37 @@ Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-prin
     out.into_bytes()
 }
 
+const WORDS: &[&str] = &[
+    "meeting", "report", "budget", "project", "deadline", "review", "draft", "client", "invoice",
+    "schedule", "update", "question", "team", "office", "travel", "contract", "design", "release",
+    "customer", "support", "training", "numbers", "quarter", "plan", "feedback", "launch", "agenda",
+    "the", "a", "we", "should", "could", "will", "need", "to", "and", "for", "with", "about", "on",
+    "next", "last", "week", "Monday", "Friday", "morning", "please", "thanks", "check", "send",
+    "attached", "notes", "call", "tomorrow", "today", "soon", "issue", "fix", "test", "results",
+];
+
+/// `count` pseudo-random words.
+pub fn words(count: usize, seed: u32) -> String {
+    noise(count, seed)
+        .iter()
+        .map(|b| WORDS[*b as usize % WORDS.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A short everyday message.
 pub fn simple(n: usize) -> Vec<u8> {
+    let seed = n as u32 + 1000;
     format!(
         "From: \"Sender {n}\" <sender{n}@example.org>\r\nTo: alice@test.local\r\n\
-Subject: Message number {n}\r\nDate: Fri, 5 Jan 2024 10:{:02}:00 +0000\r\n\
-Message-ID: <m{n}@example.org>\r\nMIME-Version: 1.0\r\n\
+Subject: Message number {n}: {}\r\nDate: Fri, 5 Jan 2024 10:{:02}:00 +0000\r\n\
+Message-ID: <m{n}.{seed}@example.org>\r\nMIME-Version: 1.0\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\r\n\
-Hello Alice, this is message {n}. Let us meet on Friday to talk about the plan; \
-bring the numbers from last week and the draft of the report.\r\n\r\nBest,\r\nSender {n}\r\n",
-        n % 60
+Hello Alice, this is message {n}. {}\r\n\r\n{}\r\n\r\nBest,\r\nSender {n}\r\n",
+        words(4, seed),
+        n % 60,
+        words(60, seed + 1),
+        words(80, seed + 2)
     )
     .into_bytes()
 }
