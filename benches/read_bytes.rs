@@ -19,7 +19,7 @@
 //! tests; the byte counts do not depend on the build profile).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::io::{Read, Write};
@@ -43,7 +43,14 @@ struct CountingImap {
 impl CountingImap {
     fn connect(port: u16, user: &str, pass: &str, compress: bool) -> CountingImap {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let mut c = CountingImap { stream, received: 0, decoded: Vec::new(), inflate: None, deflate: None, tag: 0 };
+        let mut c = CountingImap {
+            stream,
+            received: 0,
+            decoded: Vec::new(),
+            inflate: None,
+            deflate: None,
+            tag: 0,
+        };
         c.read_line();
         c.command(&format!("LOGIN {user} {pass}"));
         if compress {
@@ -67,7 +74,8 @@ impl CountingImap {
                     let mut out = vec![0u8; 65536];
                     let before_in = z.total_in();
                     let before_out = z.total_out();
-                    z.decompress(input, &mut out, FlushDecompress::Sync).unwrap();
+                    z.decompress(input, &mut out, FlushDecompress::Sync)
+                        .unwrap();
                     let used = (z.total_in() - before_in) as usize;
                     let made = (z.total_out() - before_out) as usize;
                     self.decoded.extend_from_slice(&out[..made]);
@@ -133,7 +141,11 @@ impl CountingImap {
         loop {
             let line = self.read_line();
             if line.starts_with(tag.as_bytes()) {
-                assert!(line[tag.len()..].starts_with(b" OK"), "{cmd}: {}", String::from_utf8_lossy(&line));
+                assert!(
+                    line[tag.len()..].starts_with(b" OK"),
+                    "{cmd}: {}",
+                    String::from_utf8_lossy(&line)
+                );
                 return out;
             }
             out.push(line);
@@ -151,7 +163,11 @@ fn find_number(lines: &[Vec<u8>], key: &str) -> u64 {
         let text = String::from_utf8_lossy(line);
         if let Some(i) = text.find(key) {
             let rest = &text[i + key.len()..];
-            let digits: String = rest.trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
             if let Ok(n) = digits.parse() {
                 return n;
             }
@@ -171,7 +187,11 @@ fn http_get(base: &str, path: &str, token: &str, accept: &str, encoding: &str) -
     .unwrap();
     let mut all = Vec::new();
     s.read_to_end(&mut all).unwrap();
-    assert!(all.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&all[..all.len().min(300)]));
+    assert!(
+        all.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&all[..all.len().min(300)])
+    );
     let body_at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     (all.len(), all[body_at..].to_vec())
 }
@@ -186,12 +206,18 @@ fn imap_first_sync(port: u16, compress: bool) -> (usize, u64, u64) {
         .iter()
         .find_map(|l| {
             let t = String::from_utf8_lossy(l);
-            t.strip_prefix("* ").and_then(|r| r.strip_suffix(" EXISTS\r\n")).and_then(|n| n.parse::<u64>().ok())
+            t.strip_prefix("* ")
+                .and_then(|r| r.strip_suffix(" EXISTS\r\n"))
+                .and_then(|n| n.parse::<u64>().ok())
         })
         .unwrap();
     let uidvalidity = find_number(&sel, "UIDVALIDITY");
     let modseq = find_number(&sel, "HIGHESTMODSEQ");
-    c.command(&format!("FETCH {}:{} {SUMMARY_ITEMS}", exists.saturating_sub(49).max(1), exists));
+    c.command(&format!(
+        "FETCH {}:{} {SUMMARY_ITEMS}",
+        exists.saturating_sub(49).max(1),
+        exists
+    ));
     (c.logout(), uidvalidity, modseq)
 }
 
@@ -230,13 +256,18 @@ fn main() {
     }
     let (_dir, path) = data_dir();
     let g = rt.block_on(Gateway::start(&path));
-    let (_, token) = rt.block_on(g.register(dovecot.host(), dovecot.imap_port(), "alice", "secret"));
+    let (_, token) =
+        rt.block_on(g.register(dovecot.host(), dovecot.imap_port(), "alice", "secret"));
     let port = dovecot.imap_port();
 
     // 1. First sync.
     let list_path = "/v1/mailboxes/INBOX/messages?limit=50";
     let mut api1 = Vec::new();
-    for (accept, enc) in [("application/json", "gzip"), ("application/json", "br"), ("application/x-protobuf", "br")] {
+    for (accept, enc) in [
+        ("application/json", "gzip"),
+        ("application/json", "br"),
+        ("application/x-protobuf", "br"),
+    ] {
         api1.push(http_get(&g.url, list_path, &token, accept, enc).0);
     }
     let (_, json) = http_get(&g.url, list_path, &token, "application/json", "identity");
@@ -247,7 +278,12 @@ fn main() {
     let uidnext: u32 = state.split('.').nth(2).unwrap().parse().unwrap();
 
     // The changes: 5 new, 10 flag changes, 3 expunges among the listed.
-    let listed: Vec<u64> = list["messages"].as_array().unwrap().iter().map(|m| m["uid"].as_u64().unwrap()).collect();
+    let listed: Vec<u64> = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["uid"].as_u64().unwrap())
+        .collect();
     for i in 0..5 {
         dovecot.append("alice", "secret", "INBOX", &samples::simple(100 + i));
     }
@@ -266,7 +302,11 @@ fn main() {
     let enc_state: String = url::form_urlencoded::byte_serialize(state.as_bytes()).collect();
     let delta_path = format!("/v1/mailboxes/INBOX/changes?since={enc_state}");
     let mut api2 = Vec::new();
-    for (accept, enc) in [("application/json", "gzip"), ("application/json", "br"), ("application/x-protobuf", "br")] {
+    for (accept, enc) in [
+        ("application/json", "gzip"),
+        ("application/json", "br"),
+        ("application/x-protobuf", "br"),
+    ] {
         api2.push(http_get(&g.url, &delta_path, &token, accept, enc).0);
     }
     let imap2 = imap_delta(port, false, uidvalidity, modseq, uidnext);
@@ -275,7 +315,11 @@ fn main() {
     // 3. Reading the newsletter's text (all of it).
     let read_path = format!("/v1/messages/INBOX/{news}?max_bytes=1000000");
     let mut api3 = Vec::new();
-    for (accept, enc) in [("application/json", "gzip"), ("application/json", "br"), ("application/x-protobuf", "br")] {
+    for (accept, enc) in [
+        ("application/json", "gzip"),
+        ("application/json", "br"),
+        ("application/x-protobuf", "br"),
+    ] {
         api3.push(http_get(&g.url, &read_path, &token, accept, enc).0);
     }
     let imap3 = imap_read(port, false, news);
@@ -285,8 +329,18 @@ fn main() {
     println!("| operation | IMAP | IMAP + COMPRESS | API JSON gzip | API JSON br | API protobuf br | best API / IMAP | best API / IMAP+COMPRESS |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, imap, imapz, api) in [
-        ("1. first sync, newest 50 with previews", imap1, imap1z, &api1),
-        ("2. delta: 5 new, 10 flag changes, 3 expunges", imap2, imap2z, &api2),
+        (
+            "1. first sync, newest 50 with previews",
+            imap1,
+            imap1z,
+            &api1,
+        ),
+        (
+            "2. delta: 5 new, 10 flag changes, 3 expunges",
+            imap2,
+            imap2z,
+            &api2,
+        ),
         ("3. text of a 300 KiB HTML newsletter", imap3, imap3z, &api3),
     ] {
         let best = *api.iter().min().unwrap();

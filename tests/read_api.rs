@@ -363,7 +363,9 @@ async fn read_api_against_dovecot() {
     let archived: pb::ListMessagesResponse =
         get_both(&g, "/v1/mailboxes/Archive/messages", &token).await;
     assert_eq!(archived.messages.len(), 1);
-    assert!(archived.messages[0].subject.starts_with("Message number 1: "));
+    assert!(archived.messages[0]
+        .subject
+        .starts_with("Message number 1: "));
     let (status, body) = g
         .post(
             "/v1/messages/delete",

@@ -52,7 +52,10 @@ async fn sessions_are_reused_bounded_and_closed_when_idle() {
     let b = pool.session("acct1").await.unwrap();
     a.noop().await.unwrap();
     let third = tokio::time::timeout(Duration::from_millis(300), pool.session("acct1")).await;
-    assert!(third.is_err(), "a third session was opened beyond the limit");
+    assert!(
+        third.is_err(),
+        "a third session was opened beyond the limit"
+    );
     drop(b);
     let c = tokio::time::timeout(Duration::from_secs(30), pool.session("acct1"))
         .await

@@ -128,6 +128,9 @@ impl FetchedMessage {
     }
 }
 
+/// A STATUS answer: the mailbox name as sent, and its items.
+type RawStatus = (Vec<u8>, Vec<(String, u64)>);
+
 /// What a `UID FETCH … (CHANGEDSINCE …)` returned.
 #[derive(Debug, Default)]
 pub struct FetchResult {
@@ -161,7 +164,7 @@ impl ImapClient {
             cmd = cmd.raw(&format!("RETURN ({})", returns.join(" ")));
         }
         let mut entries: Vec<MailboxEntry> = Vec::new();
-        let mut statuses: Vec<(Vec<u8>, Vec<(String, u64)>)> = Vec::new();
+        let mut statuses: Vec<RawStatus> = Vec::new();
         self.run_ok("LIST", cmd, &mut |u| match u {
             Untagged::List {
                 attributes,

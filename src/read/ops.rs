@@ -100,7 +100,7 @@ async fn summaries(c: &mut ImapClient, uids: &[u32]) -> Result<Vec<pb::MessageSu
                 .map(convert::summary),
         );
     }
-    out.sort_by(|a, b| b.uid.cmp(&a.uid));
+    out.sort_by_key(|m| std::cmp::Reverse(m.uid));
     out.dedup_by_key(|m| m.uid);
     Ok(out)
 }

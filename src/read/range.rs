@@ -27,19 +27,24 @@ pub enum RangeRequest {
     Suffix(u64),
 }
 
+/// A Range header that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unreadable Range header")]
+pub struct BadRange;
+
 /// Parses a Range header. `Ok(None)`: not a single bytes range we serve
 /// (other units, several ranges): send the whole body. `Err`: malformed.
-pub fn parse(header: &str) -> Result<Option<RangeRequest>, ()> {
+pub fn parse(header: &str) -> Result<Option<RangeRequest>, BadRange> {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
     if spec.contains(',') {
         return Ok(None);
     }
-    let (a, b) = spec.trim().split_once('-').ok_or(())?;
-    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| ());
+    let (a, b) = spec.trim().split_once('-').ok_or(BadRange)?;
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| BadRange);
     match (a.trim().is_empty(), b.trim().is_empty()) {
-        (true, true) => Err(()),
+        (true, true) => Err(BadRange),
         (true, false) => Ok(Some(RangeRequest::Suffix(num(b)?))),
         (false, true) => Ok(Some(RangeRequest::From {
             start: num(a)?,
@@ -48,7 +53,7 @@ pub fn parse(header: &str) -> Result<Option<RangeRequest>, ()> {
         (false, false) => {
             let (start, end) = (num(a)?, num(b)?);
             if end < start {
-                return Err(());
+                return Err(BadRange);
             }
             Ok(Some(RangeRequest::From {
                 start,

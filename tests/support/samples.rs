@@ -166,10 +166,11 @@ Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-prin
 const WORDS: &[&str] = &[
     "meeting", "report", "budget", "project", "deadline", "review", "draft", "client", "invoice",
     "schedule", "update", "question", "team", "office", "travel", "contract", "design", "release",
-    "customer", "support", "training", "numbers", "quarter", "plan", "feedback", "launch", "agenda",
-    "the", "a", "we", "should", "could", "will", "need", "to", "and", "for", "with", "about", "on",
-    "next", "last", "week", "Monday", "Friday", "morning", "please", "thanks", "check", "send",
-    "attached", "notes", "call", "tomorrow", "today", "soon", "issue", "fix", "test", "results",
+    "customer", "support", "training", "numbers", "quarter", "plan", "feedback", "launch",
+    "agenda", "the", "a", "we", "should", "could", "will", "need", "to", "and", "for", "with",
+    "about", "on", "next", "last", "week", "Monday", "Friday", "morning", "please", "thanks",
+    "check", "send", "attached", "notes", "call", "tomorrow", "today", "soon", "issue", "fix",
+    "test", "results",
 ];
 
 /// `count` pseudo-random words.
