@@ -173,7 +173,7 @@ pub async fn part(
         return Err(ApiError::invalid("invalid_uid", "UIDs start at 1"));
     }
     let mut session = s.pool.session(&id).await?;
-    let data = ops::get_part(&mut session, &mailbox, uid, &part, requested).await?;
+    let data = crate::read::part::get_part(&mut session, &mailbox, uid, &part, requested).await?;
     drop(session);
     let mime = HeaderValue::from_str(&data.mime)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
