@@ -193,24 +193,38 @@ pub async fn part(
         }
     }
     if !data.filename.is_empty() {
-        let safe: String = data
-            .filename
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        if let Ok(v) = HeaderValue::from_str(&content_disposition(&data.filename)) {
             response
                 .headers_mut()
                 .insert(header::CONTENT_DISPOSITION, v);
         }
     }
     Ok(response)
+}
+
+/// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266).
+fn content_disposition(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b".-_".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 /// POST /v1/messages/flags
@@ -337,6 +351,14 @@ pub async fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dispositions() {
+        assert_eq!(
+            content_disposition("Résumé \"x\".pdf"),
+            "attachment; filename=\"R_sum_ _x_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22x%22.pdf"
+        );
+    }
 
     #[test]
     fn dates() {

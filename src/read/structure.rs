@@ -33,9 +33,12 @@ impl Part {
         if self.is_multipart() {
             return false;
         }
+        // Named inline parts (images of an HTML newsletter) are not.
         self.disposition == "attachment"
             || self.mime == "message/rfc822"
-            || (!self.filename.is_empty() && !self.mime.starts_with("text/"))
+            || (!self.filename.is_empty()
+                && self.disposition != "inline"
+                && !self.mime.starts_with("text/"))
     }
 }
 
@@ -206,6 +209,13 @@ mod tests {
         assert!(p[5].is_attachment());
         assert!(p[6].nested);
         assert!(!p[2].is_attachment());
+        let inline_image = Part {
+            mime: "image/png".into(),
+            filename: "logo.png".into(),
+            disposition: "inline".into(),
+            ..Default::default()
+        };
+        assert!(!inline_image.is_attachment());
     }
 
     #[test]
