@@ -127,13 +127,8 @@ pub async fn run(
     let accounts = supervisor.start_all()?;
     tracing::info!(accounts, listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway started");
 
-    let pool = read::SessionPool::new(
-        config.clone(),
-        store.clone(),
-        sealer.clone(),
-        tls.clone(),
-        shutdown.child_token(),
-    );
+    let pool = read::SessionPool::new(config.clone(), store.clone(), sealer.clone(), tls.clone());
+    tracker.spawn(pool.reaper(shutdown.child_token()));
     let app = api::router(api::AppState {
         config: config.clone(),
         store: store.clone(),

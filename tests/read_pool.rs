@@ -44,8 +44,8 @@ async fn sessions_are_reused_bounded_and_closed_when_idle() {
         store,
         sealer,
         TlsConnector::new(None).unwrap(),
-        shutdown.clone(),
     );
+    let reaper = tokio::spawn(pool.reaper(shutdown.clone()));
 
     // Two sessions at once; a third waits until one is handed back.
     let mut a = pool.session("acct1").await.unwrap();
@@ -79,4 +79,5 @@ async fn sessions_are_reused_bounded_and_closed_when_idle() {
     // An unknown account is an error, not a hang.
     assert!(pool.session("nobody").await.is_err());
     shutdown.cancel();
+    reaper.await.unwrap();
 }

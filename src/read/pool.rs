@@ -95,15 +95,14 @@ impl Drop for PooledSession {
 }
 
 impl SessionPool {
-    /// A pool; its reaper runs until `shutdown` is cancelled.
+    /// A pool. Run [`SessionPool::reaper`] beside it to close idle sessions.
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
         sealer: Arc<Sealer>,
         tls: TlsConnector,
-        shutdown: CancellationToken,
     ) -> Self {
-        let pool = SessionPool {
+        SessionPool {
             inner: Arc::new(Inner {
                 config,
                 store,
@@ -111,23 +110,28 @@ impl SessionPool {
                 tls,
                 slots: Mutex::new(HashMap::new()),
             }),
-        };
-        let reaper = pool.clone();
-        tokio::spawn(async move {
-            let idle = Duration::from_secs(reaper.inner.config.read.idle_secs);
+        }
+    }
+
+    /// Logs out sessions unused for `read.idle_secs`, until `shutdown`;
+    /// then logs out every idle session. Spawn it on the gateway's task
+    /// tracker, so shutdown waits for it (it holds the store).
+    pub fn reaper(&self, shutdown: CancellationToken) -> impl std::future::Future<Output = ()> {
+        let pool = self.clone();
+        async move {
+            let idle = Duration::from_secs(pool.inner.config.read.idle_secs);
             let mut tick = tokio::time::interval((idle / 4).max(Duration::from_secs(1)));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => reaper.reap(idle).await,
+                    _ = tick.tick() => pool.reap(idle).await,
                 }
             }
-            reaper.reap(Duration::ZERO).await;
-        });
-        pool
+            pool.reap(Duration::ZERO).await;
+        }
     }
 
-    /// Logs out sessions idle for at least `idle`.
+    /// Logs out sessions idle for at least `idle`, all at once.
     async fn reap(&self, idle: Duration) {
         let expired: Vec<ImapClient> = match self.inner.slots.lock() {
             Ok(mut slots) => {
@@ -147,9 +151,13 @@ impl SessionPool {
             }
             Err(_) => Vec::new(),
         };
+        let mut logouts = tokio::task::JoinSet::new();
         for client in expired {
-            let _ = tokio::time::timeout(Duration::from_secs(5), client.logout()).await;
+            logouts.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), client.logout()).await;
+            });
         }
+        while logouts.join_next().await.is_some() {}
     }
 
     /// How many sessions are open and unused (for tests and metrics).
