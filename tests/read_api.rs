@@ -1,69 +1,19 @@
 //! The read API against a real Dovecot with real messages: listings,
 //! previews, non-ASCII headers, MIME structure, body text, parts with
-//! ranges, delta sync (QRESYNC and the fallback without CONDSTORE/QRESYNC),
-//! an invalidated state token, flags/move/delete, search, JSON and protobuf
+//! ranges, delta sync with QRESYNC (the fallbacks: `read_delta.rs`), an
+//! invalidated state token, flags/move/delete, search, JSON and protobuf
 //! answers carrying the same data, compression, and bad input.
 
 mod support;
 
 use prost::Message;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::dovecot::{Dovecot, RawImap};
 use support::gateway::{data_dir, Gateway};
 use support::samples;
 
 use lemonade::proto::v1 as pb;
-
-const PROTOBUF: &str = "application/x-protobuf";
-
-/// GET with an Accept header; (status, content-type, body bytes).
-async fn get_raw(g: &Gateway, path: &str, token: &str, accept: &str) -> (u16, String, Vec<u8>) {
-    let r = g
-        .http
-        .get(g.at(path))
-        .bearer_auth(token)
-        .header("accept", accept)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (status, ct, r.bytes().await.unwrap().to_vec())
-}
-
-/// GETs `path` as JSON and as protobuf and checks both decode to the same message.
-async fn get_both<T>(g: &Gateway, path: &str, token: &str) -> T
-where
-    T: Message + Default + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
-{
-    let (status, ct, json_bytes) = get_raw(g, path, token, "application/json").await;
-    assert_eq!(
-        status,
-        200,
-        "{path}: {}",
-        String::from_utf8_lossy(&json_bytes)
-    );
-    assert_eq!(ct, "application/json");
-    let from_json: T = serde_json::from_slice(&json_bytes).unwrap();
-    let (status, ct, proto_bytes) = get_raw(g, path, token, PROTOBUF).await;
-    assert_eq!(status, 200);
-    assert_eq!(ct, PROTOBUF);
-    let from_proto = T::decode(proto_bytes.as_slice()).unwrap();
-    assert_eq!(from_json, from_proto, "{path}: JSON and protobuf differ");
-    from_json
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("")
-}
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
+use support::read_client::{code, enc, get_both, get_raw, PROTOBUF};
 
 #[tokio::test]
 async fn read_api_against_dovecot() {
@@ -548,90 +498,5 @@ async fn read_api_against_dovecot() {
         vec![news, mixed, alt, latin1]
     );
 
-    g.stop().await;
-}
-
-/// Delta sync on a server that offers neither CONDSTORE nor QRESYNC: the
-/// state token carries the UID set, flags are reported for every known
-/// message, and expunges are found by comparison.
-#[tokio::test]
-async fn delta_sync_without_condstore() {
-    delta_sync_with_capabilities(
-        "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT UIDPLUS MOVE SPECIAL-USE ESEARCH AUTH=PLAIN",
-        false,
-    )
-    .await;
-}
-
-/// CONDSTORE without QRESYNC: flag changes by CHANGEDSINCE, expunges by
-/// comparing the UID set in the token.
-#[tokio::test]
-async fn delta_sync_with_condstore_only() {
-    delta_sync_with_capabilities(
-        "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS MOVE CONDSTORE AUTH=PLAIN",
-        true,
-    )
-    .await;
-}
-
-async fn delta_sync_with_capabilities(capabilities: &str, condstore: bool) {
-    let dovecot = Dovecot::builder().imap_capability(capabilities).start();
-    dovecot.add_user("alice", "secret");
-    let mut uids = Vec::new();
-    for n in 0..4 {
-        uids.push(dovecot.append("alice", "secret", "INBOX", &samples::simple(n)));
-    }
-    let (_dir, path) = data_dir();
-    let g = Gateway::start(&path).await;
-    let (_, token) = g
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
-    let boxes: pb::ListMailboxesResponse = get_both(&g, "/v1/mailboxes", &token).await;
-    let inbox = boxes.mailboxes.iter().find(|m| m.name == "INBOX").unwrap();
-    assert_eq!(inbox.total, 4);
-    // Without QRESYNC the mailbox list cannot give a usable token.
-    assert_eq!(inbox.state, "");
-    let list: pb::ListMessagesResponse = get_both(&g, "/v1/mailboxes/INBOX/messages", &token).await;
-    assert_eq!(list.messages.len(), 4);
-    assert!(
-        list.messages[0]
-            .preview
-            .starts_with("Hello Alice, this is message 3."),
-        "{}",
-        list.messages[0].preview
-    );
-    let new = dovecot.append("alice", "secret", "INBOX", &samples::simple(9));
-    let mut other = RawImap::login(dovecot.imap_port(), "alice", "secret");
-    other.command("SELECT INBOX");
-    other.command(&format!("UID STORE {} +FLAGS (\\Seen)", uids[1]));
-    other.command(&format!("UID STORE {} +FLAGS (\\Deleted)", uids[2]));
-    other.command("EXPUNGE");
-    other.logout();
-    let delta: pb::ChangesResponse = get_both(
-        &g,
-        &format!("/v1/mailboxes/INBOX/changes?since={}", enc(&list.state)),
-        &token,
-    )
-    .await;
-    assert_eq!(
-        delta.added.iter().map(|m| m.uid).collect::<Vec<_>>(),
-        vec![new]
-    );
-    assert_eq!(delta.vanished, vec![uids[2]]);
-    let seen = delta.flags.iter().find(|f| f.uid == uids[1]).unwrap();
-    assert_eq!(seen.flags, vec!["\\Seen"]);
-    if condstore {
-        // Only the changed message, not every known one.
-        assert_eq!(delta.flags.len(), 1, "{:?}", delta.flags);
-    } else {
-        assert_eq!(delta.flags.len(), 3, "{:?}", delta.flags);
-    }
-    let again: pb::ChangesResponse = get_both(
-        &g,
-        &format!("/v1/mailboxes/INBOX/changes?since={}", enc(&delta.state)),
-        &token,
-    )
-    .await;
-    assert!(again.added.is_empty() && again.vanished.is_empty());
     g.stop().await;
 }
