@@ -43,6 +43,32 @@ pub struct Config {
     pub push: PushConfig,
     pub upstream: UpstreamConfig,
     pub watch: WatchConfig,
+    pub read: ReadConfig,
+}
+
+/// The mail API's IMAP sessions (separate from the watchers').
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadConfig {
+    /// IMAP sessions one account may have open for API requests at once.
+    pub sessions_per_account: usize,
+    /// An unused API session is logged out after this many seconds.
+    pub idle_secs: u64,
+    /// Largest `limit` of a message listing.
+    pub max_list: u32,
+    /// Body text returned by GET /v1/messages/… when `max_bytes` is not given.
+    pub default_text_bytes: u32,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig {
+            sessions_per_account: 2,
+            idle_secs: 120,
+            max_list: 500,
+            default_text_bytes: 32 * 1024,
+        }
+    }
 }
 
 /// The HTTP API.
@@ -117,6 +143,7 @@ impl Default for Config {
             push: PushConfig::default(),
             upstream: UpstreamConfig::default(),
             watch: WatchConfig::default(),
+            read: ReadConfig::default(),
         }
     }
 }
@@ -269,6 +296,15 @@ impl Config {
             return invalid(
                 "watch.fetch_limit",
                 "fetch_limit and poll_secs must be positive",
+            );
+        }
+        if self.read.sessions_per_account == 0
+            || self.read.idle_secs == 0
+            || self.read.max_list == 0
+        {
+            return invalid(
+                "read.sessions_per_account",
+                "sessions_per_account, idle_secs and max_list must be positive",
             );
         }
         if self.upstream.max_connects_per_host == 0 {

@@ -22,6 +22,8 @@ pub mod mail;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod proto;
+pub mod read;
 pub mod store;
 pub mod watch;
 
@@ -125,6 +127,8 @@ pub async fn run(
     let accounts = supervisor.start_all()?;
     tracing::info!(accounts, listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway started");
 
+    let pool = read::SessionPool::new(config.clone(), store.clone(), sealer.clone(), tls.clone());
+    tracker.spawn(pool.reaper(shutdown.child_token()));
     let app = api::router(api::AppState {
         config: config.clone(),
         store: store.clone(),
@@ -134,6 +138,7 @@ pub async fn run(
         states,
         metrics,
         vapid_public_key,
+        pool,
     });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -1,11 +1,15 @@
 //! The HTTP API for phones: accounts, devices, the VAPID key, health and
-//! metrics. Routes are thin: they validate, call the store and the
+//! metrics, and the read API (`mail.rs`, JSON or protobuf by `codec.rs`,
+//! described by `openapi.rs`); responses are compressed by Accept-Encoding. Routes are thin: they validate, call the store and the
 //! supervisor, and map errors to `{"error": {"code", "message"}}` answers.
 
 mod accounts;
 mod auth;
+pub mod codec;
 mod devices;
 mod error;
+mod mail;
+pub mod openapi;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The VAPID public key, base64url, as browsers want it.
     pub vapid_public_key: Arc<str>,
+    /// IMAP sessions of the read API.
+    pub pool: crate::read::SessionPool,
 }
 
 /// A JSON body whose rejections become our error format (400 malformed,
@@ -67,6 +73,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices", post(devices::create))
         .route("/v1/devices/{device_id}", delete(devices::delete))
         .route("/v1/push/vapid", get(vapid))
+        .route("/v1/mailboxes", get(mail::mailboxes))
+        .route("/v1/mailboxes/{mailbox}/messages", get(mail::messages))
+        .route("/v1/mailboxes/{mailbox}/changes", get(mail::changes))
+        .route("/v1/messages/{mailbox}/{uid}", get(mail::message))
+        .route("/v1/messages/{mailbox}/{uid}/parts/{part}", get(mail::part))
+        .route("/v1/messages/flags", post(mail::flags))
+        .route("/v1/messages/move", post(mail::move_messages))
+        .route("/v1/messages/delete", post(mail::delete))
+        .route("/v1/search", get(mail::search))
+        .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -75,6 +91,10 @@ pub fn router(state: AppState) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             timeout,
         ))
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Precise(7)),
+        )
         .with_state(state)
 }
 

@@ -100,6 +100,9 @@ pub struct ImapClient {
     pub(crate) idle_tag: Option<String>,
     /// Set after a timeout or I/O error: the stream is out of sync.
     broken: bool,
+    /// A command is under way; still set when its future was dropped
+    /// midway (a cancelled request), which leaves the stream out of sync.
+    in_command: bool,
     /// Text of a BYE seen, reported when the connection then closes.
     bye: Option<String>,
     /// The server greeted with PREAUTH: no login needed.
@@ -142,6 +145,7 @@ impl ImapClient {
             timeout,
             idle_tag: None,
             broken: false,
+            in_command: false,
             bye: None,
             preauth: false,
         };
@@ -392,16 +396,18 @@ impl ImapClient {
         cmd: Command,
         handler: Handler<'_>,
     ) -> Result<Completion, ImapError> {
-        if self.broken {
+        if self.is_broken() {
             return Err(ImapError::Unusable);
         }
         if self.idle_tag.is_some() {
             return Err(ImapError::Idling);
         }
         let timeout = self.timeout;
+        self.in_command = true;
         let result = tokio::time::timeout(timeout, self.run_inner(cmd, handler))
             .await
             .unwrap_or(Err(ImapError::Timeout));
+        self.in_command = false;
         if let Err(e) = &result {
             if e.breaks_connection() {
                 self.broken = true;
@@ -571,7 +577,7 @@ impl ImapClient {
     }
 
     pub(crate) fn is_broken(&self) -> bool {
-        self.broken
+        self.broken || self.in_command
     }
 
     /// Closes the stream (after LOGOUT), ignoring errors.

@@ -194,3 +194,24 @@ fn idle_client_is_small() {
     println!("ImapClient: {size} bytes");
     assert!(size <= 256, "{size}");
 }
+
+/// A command whose future is dropped before its completion (a cancelled
+/// request) leaves the connection marked unusable, so a pool drops it.
+#[tokio::test]
+async fn a_cancelled_command_marks_the_connection_unusable() {
+    let (upstream, _task) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n"),
+        Expect("L1 NOOP\r\n"),
+        Send(b"* 3 EXISTS\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, Duration::from_secs(30)).await;
+    assert!(!client.is_broken());
+    let cancelled = tokio::time::timeout(Duration::from_millis(200), client.noop()).await;
+    assert!(
+        cancelled.is_err(),
+        "NOOP completed without its tagged answer"
+    );
+    assert!(client.is_broken());
+    assert!(matches!(client.noop().await, Err(ImapError::Unusable)));
+}

@@ -2,7 +2,9 @@
 //!
 //! This module owns everything IMAP on the wire: the greeting and STARTTLS,
 //! login (`AUTHENTICATE PLAIN` or `LOGIN`), capabilities, ENABLE, EXAMINE,
-//! STATUS, UID SEARCH, the FETCH of push summaries, NOTIFY and IDLE.
+//! STATUS, UID SEARCH, the FETCH of push summaries, NOTIFY and IDLE; for the
+//! mail API also LIST, SELECT, UID FETCH with CHANGEDSINCE/VANISHED
+//! (`fetch.rs`), UID STORE/MOVE/EXPUNGE and SEARCH/ESEARCH (`modify.rs`).
 //! Connecting and TLS live in [`crate::net`].
 //!
 //! ```text
@@ -30,17 +32,24 @@
 mod client;
 mod command;
 mod error;
+mod fetch;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod framer;
 mod idle;
 mod mailbox;
+mod modify;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod parser;
 mod summary;
+pub use summary::fold_preview;
 
 pub use client::{Capabilities, ImapClient, DEFAULT_TIMEOUT};
 pub use command::{decode_utf7, encode_utf7};
+pub use command::{uid_set, Command};
 pub use error::ImapError;
+pub use fetch::{expand_set, FetchResult, FetchedMessage, MailboxEntry};
+pub use modify::{search_criteria, valid_flag, SearchQuery};
+pub use parser::Value;
 
 /// The state of a mailbox, from EXAMINE or STATUS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

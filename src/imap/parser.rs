@@ -121,6 +121,17 @@ pub enum Untagged {
         items: Vec<(String, u64)>,
     },
     Search(Vec<u32>),
+    /// `* LIST (attributes) delimiter mailbox`: the name as sent.
+    List {
+        attributes: Vec<String>,
+        delimiter: Option<u8>,
+        mailbox: Vec<u8>,
+    },
+    /// RFC 4731: `* ESEARCH [(TAG "t")] [UID] name value ...`, names upper-cased.
+    Esearch {
+        uid: bool,
+        items: Vec<(String, Value)>,
+    },
     /// Anything else, by its keyword (upper-cased).
     Other(String),
 }
@@ -226,6 +237,51 @@ fn parse_untagged(p: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
                 .filter_map(|(k, v)| Some((k, v.as_u64()?)))
                 .collect();
             Untagged::Status { mailbox, items }
+        }
+        "LIST" | "LSUB" => {
+            p.skip_spaces();
+            let Value::List(attrs) = p.value(0)? else {
+                return Err(p.error("LIST without attributes"));
+            };
+            let attributes = attrs
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Atom(a) => Some(a),
+                    _ => None,
+                })
+                .collect();
+            p.skip_spaces();
+            let delimiter = match p.value(0)? {
+                Value::Str(b) => b.first().copied(),
+                Value::Atom(a) => a.bytes().next(),
+                _ => None,
+            };
+            p.skip_spaces();
+            let mailbox = p
+                .value(0)?
+                .as_bytes()
+                .map(|b| b.into_owned())
+                .ok_or_else(|| p.error("LIST without mailbox"))?;
+            Untagged::List {
+                attributes,
+                delimiter,
+                mailbox,
+            }
+        }
+        "ESEARCH" => {
+            let mut values = p.values_to_end()?.into_iter().peekable();
+            if matches!(values.peek(), Some(Value::List(_))) {
+                values.next();
+            }
+            let uid =
+                matches!(values.peek(), Some(Value::Atom(a)) if a.eq_ignore_ascii_case("UID"));
+            if uid {
+                values.next();
+            }
+            Untagged::Esearch {
+                uid,
+                items: pairs(values.collect()),
+            }
         }
         "VANISHED" => {
             let mut earlier = false;
@@ -454,6 +510,11 @@ impl Cursor<'_> {
             }
             Some(b'"') => self.quoted(),
             Some(b'{') => self.literal(),
+            // RFC 3516 literal8 (`~{n}`), as sent for BINARY[...].
+            Some(b'~') if self.buf.get(self.pos + 1) == Some(&b'{') => {
+                self.pos += 1;
+                self.literal()
+            }
             Some(_) => self.atom(),
         }
     }

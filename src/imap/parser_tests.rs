@@ -272,7 +272,7 @@ fn status_search_enabled_vanished_bye_continuation() {
     );
     assert_eq!(r[10], Response::Continuation("idling".into()));
     assert_eq!(r[11], Response::Continuation("".into()));
-    assert_eq!(untagged(&r[12]), &Untagged::Other("LIST".into()));
+    assert!(matches!(untagged(&r[12]), Untagged::List { .. }));
 }
 
 #[test]
@@ -340,4 +340,59 @@ fn random_and_truncated_input_never_panics() {
             let _ = parse_response(&frame);
         }
     }
+}
+
+#[test]
+fn list_esearch_and_literal8() {
+    let input = b"* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n\
+* LIST (\\Noselect) NIL {5}\r\nA\"b c\r\n\
+* ESEARCH (TAG \"L4\") UID MIN 2 ALL 2:4,9 COUNT 4\r\n\
+* ESEARCH (TAG \"L5\") UID\r\n\
+* 3 FETCH (UID 9 BINARY[1]<0> ~{4}\r\nab\r\n BINARY.SIZE[1] 40)\r\n";
+    let out = parse_all(input);
+    assert_eq!(
+        untagged(&out[0]),
+        &Untagged::List {
+            attributes: vec!["\\HasNoChildren".into(), "\\Sent".into()],
+            delimiter: Some(b'/'),
+            mailbox: b"Sent".to_vec(),
+        }
+    );
+    assert_eq!(
+        untagged(&out[1]),
+        &Untagged::List {
+            attributes: vec!["\\Noselect".into()],
+            delimiter: None,
+            mailbox: b"A\"b c".to_vec(),
+        }
+    );
+    assert_eq!(
+        untagged(&out[2]),
+        &Untagged::Esearch {
+            uid: true,
+            items: vec![
+                ("MIN".into(), Value::Number(2)),
+                ("ALL".into(), Value::Atom("2:4,9".into())),
+                ("COUNT".into(), Value::Number(4)),
+            ],
+        }
+    );
+    assert_eq!(
+        untagged(&out[3]),
+        &Untagged::Esearch {
+            uid: true,
+            items: vec![]
+        }
+    );
+    assert_eq!(
+        untagged(&out[4]),
+        &Untagged::Fetch {
+            seq: 3,
+            items: vec![
+                ("UID".into(), Value::Number(9)),
+                ("BINARY[1]<0>".into(), Value::Str(b"ab\r\n".to_vec())),
+                ("BINARY.SIZE[1]".into(), Value::Number(40)),
+            ],
+        }
+    );
 }

@@ -6,4 +6,6 @@ pub mod dovecot;
 pub mod gateway;
 pub mod push;
 pub mod raw_imap;
+pub mod read_client;
+pub mod samples;
 pub mod scenario;

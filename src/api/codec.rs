@@ -1,0 +1,190 @@
+//! Content negotiation for the mail API: the same protobuf messages as
+//! protobuf (`application/x-protobuf`) or as their proto3 JSON mapping.
+//!
+//! Responses follow `Accept`; request bodies follow `Content-Type`. Errors
+//! stay JSON (`{"error": {"code", "message"}}`, the `ErrorResponse`
+//! message) whatever was asked, so a client can always read them.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::ApiError;
+
+/// The protobuf media type.
+pub const PROTOBUF: &str = "application/x-protobuf";
+
+/// The encoding a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Protobuf,
+}
+
+impl Format {
+    fn from_accept(accept: Option<&HeaderValue>) -> Format {
+        let wants_proto = accept
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',').any(|t| {
+                    let mut params = t.split(';');
+                    let media = params.next().unwrap_or("").trim();
+                    let refused = params.any(|p| {
+                        p.trim()
+                            .strip_prefix("q=")
+                            .and_then(|q| q.trim().parse::<f32>().ok())
+                            .is_some_and(|q| q <= 0.0)
+                    });
+                    (media.eq_ignore_ascii_case(PROTOBUF)
+                        || media.eq_ignore_ascii_case("application/protobuf"))
+                        && !refused
+                })
+            })
+            .unwrap_or(false);
+        if wants_proto {
+            Format::Protobuf
+        } else {
+            Format::Json
+        }
+    }
+
+    /// Encodes `message` in this format as a response.
+    pub fn respond<T: prost::Message + Serialize>(
+        self,
+        status: StatusCode,
+        message: &T,
+    ) -> Response {
+        match self {
+            Format::Protobuf => (
+                status,
+                [(header::CONTENT_TYPE, PROTOBUF)],
+                message.encode_to_vec(),
+            )
+                .into_response(),
+            Format::Json => match serde_json::to_vec(message) {
+                Ok(body) => {
+                    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                }
+                Err(e) => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "encoding_error",
+                    e.to_string(),
+                )
+                .into_response(),
+            },
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Format {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Format::from_accept(parts.headers.get(header::ACCEPT)))
+    }
+}
+
+/// A request body decoded from protobuf or JSON by its `Content-Type`.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: prost::Message + Default + DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let format = match content_type.as_deref() {
+            Some(PROTOBUF) | Some("application/protobuf") => Format::Protobuf,
+            Some("application/json") => Format::Json,
+            Some(t) if t.starts_with("application/") && t.ends_with("+json") => Format::Json,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send application/json or application/x-protobuf",
+                ))
+            }
+        };
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "body_too_large", e.body_text()))?;
+        let value = match format {
+            Format::Protobuf => T::decode(bytes).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_protobuf", e.to_string())
+            })?,
+            Format::Json => serde_json::from_slice(&bytes).map_err(|e| {
+                let status = if e.is_data() {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                let code = if e.is_data() {
+                    "invalid_body"
+                } else {
+                    "malformed_json"
+                };
+                ApiError::new(status, code, e.to_string())
+            })?,
+        };
+        Ok(Body(value))
+    }
+}
+
+/// Query parameters whose rejection is a 400 in our error format.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded_from_str(query).map(Query)
+    }
+}
+
+fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "unreadable query string",
+        )
+    })?)
+    .map(|q| q.0)
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        let f = |v: &'static str| Format::from_accept(Some(&HeaderValue::from_static(v)));
+        assert_eq!(Format::from_accept(None), Format::Json);
+        assert_eq!(f("application/x-protobuf"), Format::Protobuf);
+        assert_eq!(
+            f("application/json, application/x-protobuf;q=0.5"),
+            Format::Protobuf
+        );
+        assert_eq!(f("application/x-protobuf;q=0"), Format::Json);
+        assert_eq!(f("*/*"), Format::Json);
+    }
+}

@@ -1,0 +1,369 @@
+//! Routes of the read API: mailboxes, message lists, changes, messages,
+//! parts, flags, move, delete and search. Each takes a session from the
+//! account's pool, runs one operation of [`crate::read::ops`], and answers
+//! in the format negotiated by [`super::codec`].
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::auth::AccountId;
+use super::codec::{Body, Format, Query};
+use super::error::ApiError;
+use super::AppState;
+use crate::error::ErrorClass;
+use crate::imap::{ImapError, SearchQuery};
+use crate::proto::v1 as pb;
+use crate::read::{ops, range, ReadError};
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        let message = e.to_string();
+        let (status, code) = match &e {
+            ReadError::MailboxNotFound(_) => (StatusCode::NOT_FOUND, "mailbox_not_found"),
+            ReadError::MessageNotFound(_) => (StatusCode::NOT_FOUND, "message_not_found"),
+            ReadError::PartNotFound(_) => (StatusCode::NOT_FOUND, "part_not_found"),
+            ReadError::ResyncRequired(_) => (StatusCode::GONE, "resync_required"),
+            ReadError::BadState => (StatusCode::BAD_REQUEST, "invalid_state"),
+            ReadError::Invalid(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, *code),
+            ReadError::RangeNotSatisfiable(_) => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
+            ReadError::NoAccount => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ReadError::Imap(ImapError::Auth(_)) => (StatusCode::BAD_GATEWAY, "imap_auth_failed"),
+            ReadError::Imap(ImapError::InvalidArgument(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument")
+            }
+            ReadError::Imap(ImapError::Unsupported(_)) => {
+                (StatusCode::NOT_IMPLEMENTED, "unsupported_by_server")
+            }
+            ReadError::Imap(ImapError::No { .. } | ImapError::Bad { .. }) => {
+                (StatusCode::BAD_GATEWAY, "imap_refused")
+            }
+            ReadError::Imap(_) => (StatusCode::BAD_GATEWAY, "imap_unavailable"),
+            ReadError::Store(_) | ReadError::Seal(_) | ReadError::Poisoned => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+            }
+        };
+        if status.is_server_error() && e.class() != ErrorClass::Permanent {
+            tracing::warn!(error = %e, "read request failed upstream");
+        }
+        let mut err = ApiError::new(status, code, message);
+        if let ReadError::RangeNotSatisfiable(total) = e {
+            err.message = format!("range not satisfiable; the part has {total} bytes");
+        }
+        err
+    }
+}
+
+/// GET /v1/mailboxes
+pub async fn mailboxes(
+    State(s): State<AppState>,
+    AccountId(id): AccountId,
+    f: Format,
+) -> Result<Response, ApiError> {
+    let mut session = s.pool.session(&id).await?;
+    let r = ops::list_mailboxes(&mut session).await?;
+    Ok(f.respond(StatusCode::OK, &r))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<u32>,
+    before_uid: Option<u32>,
+}
+
+fn limit(s: &AppState, asked: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    let max = s.config.read.max_list;
+    match asked {
+        None => Ok(default.min(max)),
+        Some(n) if n >= 1 && n <= max => Ok(n),
+        Some(_) => Err(ApiError::invalid(
+            "invalid_limit",
+            format!("limit must be between 1 and {max}"),
+        )),
+    }
+}
+
+/// GET /v1/mailboxes/{mailbox}/messages
+pub async fn messages(
+    State(s): State<AppState>,
+    AccountId(id): AccountId,
+    f: Format,
+    Path(mailbox): Path<String>,
+    Query(q): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    let limit = limit(&s, q.limit, 50)?;
+    let mut session = s.pool.session(&id).await?;
+    let r = ops::list_messages(&mut session, &mailbox, limit, q.before_uid).await?;
+    Ok(f.respond(StatusCode::OK, &r))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesParams {
+    since: String,
+    limit: Option<u32>,
+}
+
+/// GET /v1/mailboxes/{mailbox}/changes?since=
+pub async fn changes(
+    State(s): State<AppState>,
+    AccountId(id): AccountId,
+    f: Format,
+    Path(mailbox): Path<String>,
+    Query(q): Query<ChangesParams>,
+) -> Result<Response, ApiError> {
+    let limit = limit(&s, q.limit, s.config.read.max_list)?;
+    let mut session = s.pool.session(&id).await?;
+    let r = ops::changes(&mut session, &mailbox, &q.since, limit).await?;
+    Ok(f.respond(StatusCode::OK, &r))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageParams {
+    max_bytes: Option<u32>,
+}
+
+/// GET /v1/messages/{mailbox}/{uid}
+pub async fn message(
+    State(s): State<AppState>,
+    AccountId(id): AccountId,
+    f: Format,
+    Path((mailbox, uid)): Path<(String, u32)>,
+    Query(q): Query<MessageParams>,
+) -> Result<Response, ApiError> {
+    let max_bytes = q.max_bytes.unwrap_or(s.config.read.default_text_bytes);
+    if uid == 0 {
+        return Err(ApiError::invalid("invalid_uid", "UIDs start at 1"));
+    }
+    let mut session = s.pool.session(&id).await?;
+    let r = ops::get_message(&mut session, &mailbox, uid, max_bytes).await?;
+    Ok(f.respond(StatusCode::OK, &r))
+}
+
+/// GET /v1/messages/{mailbox}/{uid}/parts/{part}
+pub async fn part(
+    State(s): State<AppState>,
+    AccountId(id): AccountId,
+    Path((mailbox, uid, part)): Path<(String, u32, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let requested = match headers.get(header::RANGE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => range::parse(v).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_range",
+                "unreadable Range header",
+            )
+        })?,
+        Some(Err(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_range",
+                "unreadable Range header",
+            ))
+        }
+    };
+    if uid == 0 {
+        return Err(ApiError::invalid("invalid_uid", "UIDs start at 1"));
+    }
+    let mut session = s.pool.session(&id).await?;
+    let data = crate::read::part::get_part(&mut session, &mailbox, uid, &part, requested).await?;
+    drop(session);
+    let mime = HeaderValue::from_str(&data.mime)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+        ],
+        data.bytes,
+    )
+        .into_response();
+    if let Some(r) = data.range {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, data.total))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    if !data.filename.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&content_disposition(&data.filename)) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    Ok(response)
+}
+
+/// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266).
+fn content_disposition(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b".-_".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// POST /v1/messages/flags
+pub async fn flags(
+    State(s): State<AppState>,
+    AccountId(id): AccountId,
+    f: Format,
+    Body(req): Body<pb::FlagsRequest>,
+) -> Result<Response, ApiError> {
+    ops::check_mailbox(&req.mailbox)?;
+    let mut session = s.pool.session(&id).await?;
+    let r = ops::set_flags(&mut session, &req).await?;
+    Ok(f.respond(StatusCode::OK, &r))
+}
+
+/// POST /v1/messages/move
+pub async fn move_messages(
+    State(s): State<AppState>,
+    AccountId(id): AccountId,
+    f: Format,
+    Body(req): Body<pb::MoveRequest>,
+) -> Result<Response, ApiError> {
+    ops::check_mailbox(&req.mailbox)?;
+    let mut session = s.pool.session(&id).await?;
+    let r = ops::move_messages(&mut session, &req).await?;
+    Ok(f.respond(StatusCode::OK, &r))
+}
+
+/// POST /v1/messages/delete
+pub async fn delete(
+    State(s): State<AppState>,
+    AccountId(id): AccountId,
+    f: Format,
+    Body(req): Body<pb::DeleteRequest>,
+) -> Result<Response, ApiError> {
+    ops::check_mailbox(&req.mailbox)?;
+    let mut session = s.pool.session(&id).await?;
+    let r = ops::delete_messages(&mut session, &req).await?;
+    Ok(f.respond(StatusCode::OK, &r))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    mailbox: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    subject: Option<String>,
+    text: Option<String>,
+    since: Option<String>,
+    before: Option<String>,
+    unseen: Option<bool>,
+    flagged: Option<bool>,
+    limit: Option<u32>,
+}
+
+/// `YYYY-MM-DD` as an IMAP date (`1-Feb-2024`).
+fn imap_date(field: &'static str, value: &str) -> Result<String, ApiError> {
+    let format =
+        time::format_description::parse_borrowed::<1>("[year]-[month]-[day]").map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+        })?;
+    let date = time::Date::parse(value, &format)
+        .map_err(|_| ApiError::invalid("invalid_date", format!("{field} must be YYYY-MM-DD")))?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    Ok(format!(
+        "{}-{}-{}",
+        date.day(),
+        MONTHS[usize::from(u8::from(date.month())) - 1],
+        date.year()
+    ))
+}
+
+/// GET /v1/search
+pub async fn search(
+    State(s): State<AppState>,
+    AccountId(id): AccountId,
+    f: Format,
+    Query(q): Query<SearchParams>,
+) -> Result<Response, ApiError> {
+    let mailbox = q.mailbox.unwrap_or_else(|| "INBOX".to_string());
+    ops::check_mailbox(&mailbox)?;
+    let text = |v: Option<String>, field: &'static str| -> Result<Option<String>, ApiError> {
+        match v {
+            Some(t) if t.is_empty() || t.len() > 1000 || t.chars().any(char::is_control) => {
+                Err(ApiError::invalid(
+                    "invalid_query",
+                    format!("{field} must be 1 to 1000 characters of text"),
+                ))
+            }
+            other => Ok(other),
+        }
+    };
+    let query = SearchQuery {
+        from: text(q.from, "from")?,
+        to: text(q.to, "to")?,
+        subject: text(q.subject, "subject")?,
+        text: text(q.text, "text")?,
+        since: q
+            .since
+            .as_deref()
+            .map(|d| imap_date("since", d))
+            .transpose()?,
+        before: q
+            .before
+            .as_deref()
+            .map(|d| imap_date("before", d))
+            .transpose()?,
+        unseen: q.unseen,
+        flagged: q.flagged,
+    };
+    let limit = limit(&s, q.limit, 20)?;
+    let mut session = s.pool.session(&id).await?;
+    let r = ops::search(&mut session, &mailbox, &query, limit).await?;
+    Ok(f.respond(StatusCode::OK, &r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispositions() {
+        assert_eq!(
+            content_disposition("Résumé \"x\".pdf"),
+            "attachment; filename=\"R_sum_ _x_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22x%22.pdf"
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(imap_date("since", "2024-02-01").unwrap(), "1-Feb-2024");
+        assert!(imap_date("since", "2024-13-01").is_err());
+        assert!(imap_date("since", "1 Feb").is_err());
+    }
+}

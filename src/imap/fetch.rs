@@ -1,0 +1,418 @@
+//! Commands of the mail API that read: LIST (with SPECIAL-USE and
+//! LIST-STATUS), SELECT/EXAMINE, and UID FETCH of arbitrary items with
+//! CONDSTORE/QRESYNC `CHANGEDSINCE … VANISHED`.
+//!
+//! Results are raw but typed ([`MailboxEntry`], [`FetchedMessage`]); turning
+//! them into API answers is [`crate::read`]'s job.
+
+use super::client::ImapClient;
+use super::command::Command;
+use super::error::ImapError;
+use super::parser::{Code, Status, Untagged, Value};
+use super::MailboxStatus;
+
+/// Most UIDs a reported set may expand to; a larger set is a protocol error
+/// (a server could otherwise make the gateway allocate gigabytes).
+pub const MAX_SET_EXPANSION: usize = 1_000_000;
+
+/// One mailbox from LIST, with its STATUS when the server gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxEntry {
+    /// The decoded name.
+    pub name: String,
+    pub delimiter: Option<char>,
+    /// Attributes as sent (`\HasNoChildren`, `\Sent`, `\Noselect`).
+    pub attributes: Vec<String>,
+    /// MESSAGES, UNSEEN, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ as reported.
+    pub status: Vec<(String, u64)>,
+}
+
+impl MailboxEntry {
+    /// Whether the mailbox can be selected.
+    pub fn selectable(&self) -> bool {
+        !self.attributes.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        })
+    }
+
+    /// A STATUS item by name.
+    pub fn status_item(&self, name: &str) -> Option<u64> {
+        self.status.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+}
+
+/// One message's FETCH data, by item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchedMessage {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    pub size: Option<u32>,
+    pub internal_date: Option<String>,
+    pub modseq: Option<u64>,
+    pub preview: Option<Vec<u8>>,
+    pub bodystructure: Option<Value>,
+    /// `BODY[...]` and `BINARY[...]` sections by their name as sent
+    /// (`BODY[HEADER.FIELDS (FROM)]`, `BINARY[2]<0>`).
+    pub sections: Vec<(String, Vec<u8>)>,
+    /// `BINARY.SIZE[...]` values.
+    pub binary_sizes: Vec<(String, u64)>,
+}
+
+impl FetchedMessage {
+    /// Builds from one FETCH response's items; `None` without a UID.
+    pub fn from_items(items: Vec<(String, Value)>) -> Option<Self> {
+        let mut m = FetchedMessage::default();
+        let mut uid = None;
+        for (key, value) in items {
+            match key.as_str() {
+                "UID" => uid = value.as_u32(),
+                "FLAGS" => {
+                    if let Value::List(list) = value {
+                        m.flags = list
+                            .into_iter()
+                            .filter_map(|v| match v {
+                                Value::Atom(a) => Some(a),
+                                _ => None,
+                            })
+                            .collect();
+                    }
+                }
+                "RFC822.SIZE" => m.size = value.as_u32(),
+                "INTERNALDATE" => {
+                    m.internal_date = value
+                        .as_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                }
+                "MODSEQ" => {
+                    if let Value::List(list) = value {
+                        m.modseq = list.first().and_then(Value::as_u64);
+                    }
+                }
+                "PREVIEW" => {
+                    m.preview = match value {
+                        Value::Str(b) => Some(b),
+                        // The draft form: `PREVIEW (FUZZY "text")`.
+                        Value::List(list) => list.into_iter().rev().find_map(|v| match v {
+                            Value::Str(b) => Some(b),
+                            _ => None,
+                        }),
+                        _ => None,
+                    }
+                }
+                "BODYSTRUCTURE" | "BODY" => m.bodystructure = Some(value),
+                k if k.starts_with("BINARY.SIZE[") => {
+                    if let Some(n) = value.as_u64() {
+                        m.binary_sizes.push((key, n));
+                    }
+                }
+                k if k.starts_with("BODY[") || k.starts_with("BINARY[") => {
+                    let bytes = match value {
+                        Value::Str(b) => b,
+                        _ => Vec::new(),
+                    };
+                    m.sections.push((key, bytes));
+                }
+                _ => {}
+            }
+        }
+        m.uid = uid?;
+        Some(m)
+    }
+
+    /// The first section whose name starts with `prefix` (e.g. `BODY[HEADER`).
+    pub fn section(&self, prefix: &str) -> Option<&[u8]> {
+        self.sections
+            .iter()
+            .find(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// A STATUS answer: the mailbox name as sent, and its items.
+type RawStatus = (Vec<u8>, Vec<(String, u64)>);
+
+/// What a `UID FETCH … (CHANGEDSINCE …)` returned.
+#[derive(Debug, Default)]
+pub struct FetchResult {
+    pub messages: Vec<FetchedMessage>,
+    /// UIDs from `VANISHED (EARLIER)`.
+    pub vanished: Vec<u32>,
+}
+
+impl ImapClient {
+    /// Lists every mailbox with its special-use attributes, and with MESSAGES,
+    /// UNSEEN, UIDVALIDITY, UIDNEXT (and HIGHESTMODSEQ under CONDSTORE) from
+    /// LIST-STATUS (RFC 5819) when offered; otherwise STATUS per mailbox.
+    pub async fn list_mailboxes(&mut self) -> Result<Vec<MailboxEntry>, ImapError> {
+        let caps = self.capabilities();
+        let condstore = caps.has("CONDSTORE");
+        let status_items = if condstore {
+            "(MESSAGES UNSEEN UIDVALIDITY UIDNEXT HIGHESTMODSEQ)"
+        } else {
+            "(MESSAGES UNSEEN UIDVALIDITY UIDNEXT)"
+        };
+        let list_status = caps.has("LIST-STATUS");
+        let mut returns = Vec::new();
+        if caps.has("SPECIAL-USE") {
+            returns.push("SPECIAL-USE".to_string());
+        }
+        if list_status {
+            returns.push(format!("STATUS {status_items}"));
+        }
+        let mut cmd = Command::new("LIST \"\" \"*\"");
+        if !returns.is_empty() {
+            cmd = cmd.raw(&format!("RETURN ({})", returns.join(" ")));
+        }
+        let mut entries: Vec<MailboxEntry> = Vec::new();
+        let mut statuses: Vec<RawStatus> = Vec::new();
+        self.run_ok("LIST", cmd, &mut |u| match u {
+            Untagged::List {
+                attributes,
+                delimiter,
+                mailbox,
+            } => {
+                entries.push(MailboxEntry {
+                    name: String::from_utf8_lossy(&mailbox).into_owned(),
+                    delimiter: delimiter.map(char::from),
+                    attributes,
+                    status: Vec::new(),
+                });
+                None
+            }
+            Untagged::Status { mailbox, items } => {
+                statuses.push((mailbox, items));
+                None
+            }
+            other => Some(other),
+        })
+        .await?;
+        for entry in &mut entries {
+            let raw = entry.name.clone();
+            entry.name = self.decode_mailbox(raw.as_bytes());
+            if let Some((_, items)) = statuses.iter().find(|(m, _)| m == raw.as_bytes()) {
+                entry.status = items.clone();
+            }
+        }
+        if !list_status {
+            for entry in entries.iter_mut().filter(|e| e.selectable()) {
+                let cmd = Command::new("STATUS")
+                    .mailbox(&entry.name, self.enabled.utf8)?
+                    .raw(status_items);
+                let mut found = None;
+                self.run_ok("STATUS", cmd, &mut |u| match u {
+                    Untagged::Status { items, .. } if found.is_none() => {
+                        found = Some(items);
+                        None
+                    }
+                    other => Some(other),
+                })
+                .await?;
+                entry.status = found.unwrap_or_default();
+            }
+        }
+        Ok(entries)
+    }
+
+    /// SELECTs (`writable`) or EXAMINEs `mailbox`. Under CONDSTORE the
+    /// HIGHESTMODSEQ is reported. A mailbox that does not exist gives
+    /// [`ImapError::No`].
+    pub async fn open_mailbox(
+        &mut self,
+        mailbox: &str,
+        writable: bool,
+    ) -> Result<MailboxStatus, ImapError> {
+        let name = if writable { "SELECT" } else { "EXAMINE" };
+        let mut cmd = Command::new(name).mailbox(mailbox, self.enabled.utf8)?;
+        if self.capabilities().has("CONDSTORE") && !self.enabled.condstore {
+            cmd = cmd.raw("(CONDSTORE)");
+        }
+        let (mut uidvalidity, mut uidnext, mut exists, mut modseq) = (None, None, 0, None);
+        self.run_ok(name_static(writable), cmd, &mut |u| match u {
+            Untagged::Exists(n) => {
+                exists = n;
+                None
+            }
+            Untagged::Condition {
+                status: Status::Ok,
+                code: Some(code),
+                text,
+            } => match code {
+                Code::UidValidity(n) => {
+                    uidvalidity = Some(n);
+                    None
+                }
+                Code::UidNext(n) => {
+                    uidnext = Some(n);
+                    None
+                }
+                Code::HighestModSeq(n) => {
+                    modseq = Some(n);
+                    None
+                }
+                code => Some(Untagged::Condition {
+                    status: Status::Ok,
+                    code: Some(code),
+                    text,
+                }),
+            },
+            other => Some(other),
+        })
+        .await?;
+        let uidvalidity = uidvalidity
+            .ok_or_else(|| ImapError::Protocol(format!("{name} without UIDVALIDITY")))?;
+        let uidnext = match uidnext {
+            Some(n) => n,
+            None => self.last_uid().await?.saturating_add(1),
+        };
+        Ok(MailboxStatus {
+            uidvalidity,
+            uidnext,
+            exists,
+            highestmodseq: modseq,
+        })
+    }
+
+    /// The highest UID in the selected mailbox (0 when empty).
+    async fn last_uid(&mut self) -> Result<u32, ImapError> {
+        let mut last = 0;
+        self.run_ok(
+            "UID SEARCH",
+            Command::new("UID SEARCH *"),
+            &mut |u| match u {
+                Untagged::Search(found) => {
+                    last = found.into_iter().max().unwrap_or(0);
+                    None
+                }
+                other => Some(other),
+            },
+        )
+        .await?;
+        Ok(last)
+    }
+
+    /// `UID FETCH set items`, and with `changed_since` the CONDSTORE modifier
+    /// (`CHANGEDSINCE n`, plus `VANISHED` when QRESYNC is enabled). `items`
+    /// is trusted protocol text such as `(FLAGS RFC822.SIZE)`; `set` a UID set.
+    pub async fn uid_fetch(
+        &mut self,
+        set: &str,
+        items: &str,
+        changed_since: Option<u64>,
+    ) -> Result<FetchResult, ImapError> {
+        let mut cmd = Command::new("UID FETCH").raw(set).raw(items);
+        if let Some(modseq) = changed_since {
+            if self.enabled.qresync {
+                cmd = cmd.raw(&format!("(CHANGEDSINCE {modseq} VANISHED)"));
+            } else {
+                cmd = cmd.raw(&format!("(CHANGEDSINCE {modseq})"));
+            }
+        }
+        let mut result = FetchResult::default();
+        let mut bad_set = None;
+        self.run_ok("UID FETCH", cmd, &mut |u| match u {
+            Untagged::Fetch { items, .. } => {
+                result.messages.extend(FetchedMessage::from_items(items));
+                None
+            }
+            Untagged::Vanished {
+                earlier: true,
+                uids,
+            } => {
+                match expand_set(&uids, MAX_SET_EXPANSION) {
+                    Some(v) => result.vanished.extend(v),
+                    None => bad_set = Some(uids),
+                }
+                None
+            }
+            other => Some(other),
+        })
+        .await?;
+        if let Some(set) = bad_set {
+            return Err(ImapError::Protocol(format!("unusable VANISHED set {set}")));
+        }
+        result.vanished.sort_unstable();
+        result.vanished.dedup();
+        Ok(result)
+    }
+
+    /// Whether QRESYNC was enabled on this connection.
+    pub fn qresync_enabled(&self) -> bool {
+        self.enabled.qresync
+    }
+}
+
+fn name_static(writable: bool) -> &'static str {
+    if writable {
+        "SELECT"
+    } else {
+        "EXAMINE"
+    }
+}
+
+/// Expands a UID/sequence set such as `1:3,7` (no `*`) into numbers,
+/// ascending; `None` when malformed or larger than `limit`.
+pub fn expand_set(set: &str, limit: usize) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    if set.is_empty() {
+        return Some(out);
+    }
+    for range in set.split(',') {
+        let (a, b) = match range.split_once(':') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let n = range.parse::<u32>().ok()?;
+                (n, n)
+            }
+        };
+        let (lo, hi) = (a.min(b), a.max(b));
+        if out.len() + (hi - lo) as usize >= limit {
+            return None;
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_expand_within_limits() {
+        assert_eq!(expand_set("1:3,7,5:4", 100), Some(vec![1, 2, 3, 4, 5, 7]));
+        assert_eq!(expand_set("", 100), Some(vec![]));
+        assert_eq!(expand_set("1:*", 100), None);
+        assert_eq!(expand_set("1:4294967295", 1000), None);
+        assert_eq!(expand_set("a", 10), None);
+    }
+
+    #[test]
+    fn fetched_message_from_items() {
+        let items = vec![
+            ("UID".into(), Value::Number(7)),
+            (
+                "FLAGS".into(),
+                Value::List(vec![Value::Atom("\\Seen".into())]),
+            ),
+            ("RFC822.SIZE".into(), Value::Number(1200)),
+            ("MODSEQ".into(), Value::List(vec![Value::Number(55)])),
+            ("PREVIEW".into(), Value::Str(b"hello".to_vec())),
+            (
+                "BODY[HEADER.FIELDS (FROM)]".into(),
+                Value::Str(b"From: a\r\n".to_vec()),
+            ),
+            ("BINARY.SIZE[2]".into(), Value::Number(99)),
+        ];
+        let m = FetchedMessage::from_items(items).unwrap();
+        assert_eq!(m.uid, 7);
+        assert_eq!(m.flags, vec!["\\Seen"]);
+        assert_eq!(m.size, Some(1200));
+        assert_eq!(m.modseq, Some(55));
+        assert_eq!(m.preview.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(m.section("BODY[HEADER"), Some(&b"From: a\r\n"[..]));
+        assert_eq!(m.binary_sizes, vec![("BINARY.SIZE[2]".into(), 99)]);
+        assert!(FetchedMessage::from_items(vec![]).is_none());
+    }
+}

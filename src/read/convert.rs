@@ -1,0 +1,350 @@
+//! Turning IMAP FETCH data into the API's messages: summaries (headers
+//! decoded with mail-parser: RFC 2047, charsets), message details, and the
+//! body text of one part (transfer encoding and charset decoded, HTML turned
+//! into plain text). Pure.
+
+use mail_parser::{HeaderValue, MessageParser};
+
+use super::structure::{self, Part};
+use crate::imap::fold_preview as summary_fold_preview;
+use crate::imap::FetchedMessage;
+use crate::proto::v1 as pb;
+
+/// The header fields a listing needs, plus the MIME fields that say how to
+/// read a body prefix when the server has no PREVIEW.
+pub const LIST_HEADER_FIELDS: &str = "BODY.PEEK[HEADER.FIELDS (DATE FROM TO CC SUBJECT MESSAGE-ID IN-REPLY-TO MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)]";
+
+/// Bytes of body text fetched for a preview when the server cannot make one.
+pub const PREVIEW_BODY_PREFIX: usize = 16 * 1024;
+
+/// The FETCH items of a listing, for a server with (or without) PREVIEW.
+pub fn summary_items(server_preview: bool) -> String {
+    if server_preview {
+        format!("(UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE PREVIEW {LIST_HEADER_FIELDS})")
+    } else {
+        format!(
+            "(UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE {LIST_HEADER_FIELDS} BODY.PEEK[TEXT]<0.{PREVIEW_BODY_PREFIX}>)"
+        )
+    }
+}
+
+/// Decodes RFC 2047 encoded words in a parameter value (file names).
+pub fn decode_words(value: &str) -> String {
+    if !value.contains("=?") {
+        return value.to_string();
+    }
+    let raw = format!("Subject: {value}\r\n\r\n");
+    MessageParser::default()
+        .parse_headers(raw.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_else(|| value.to_string())
+}
+
+fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<pb::Address> {
+    a.map(|a| {
+        a.iter()
+            .map(|addr| pb::Address {
+                name: addr.name().unwrap_or("").trim().to_string(),
+                email: addr.address().unwrap_or("").trim().to_string(),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn first_text(v: &HeaderValue<'_>) -> String {
+    v.as_text()
+        .map(str::to_string)
+        .or_else(|| {
+            v.as_text_list()
+                .and_then(|l| l.first())
+                .map(|s| s.to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// Seconds since the epoch of an IMAP INTERNALDATE (`17-Jul-1996 02:44:25 -0700`).
+pub fn internal_date_secs(date: &str) -> Option<u32> {
+    let format = time::format_description::parse_borrowed::<1>(
+        "[day padding:space]-[month repr:short case_sensitive:false]-[year] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]",
+    )
+    .ok()?;
+    let date = date.trim();
+    // The day is space-padded; a trimmed one-digit day gets its space back.
+    let date = if date.as_bytes().get(1) == Some(&b'-') {
+        format!(" {date}")
+    } else {
+        date.to_string()
+    };
+    let t = time::OffsetDateTime::parse(&date, &format).ok()?;
+    u32::try_from(t.unix_timestamp()).ok()
+}
+
+/// The message's headers, parsed.
+pub struct Headers<'a> {
+    message: Option<mail_parser::Message<'a>>,
+}
+
+impl<'a> Headers<'a> {
+    pub fn parse(raw: &'a [u8]) -> Self {
+        Headers {
+            message: MessageParser::default().parse_headers(raw),
+        }
+    }
+
+    /// Date header as epoch seconds, else `fallback`.
+    pub fn date(&self, fallback: Option<u32>) -> u32 {
+        self.message
+            .as_ref()
+            .and_then(|m| m.date())
+            .and_then(|d| u32::try_from(d.to_timestamp()).ok())
+            .or(fallback)
+            .unwrap_or(0)
+    }
+
+    pub fn from(&self) -> Option<pb::Address> {
+        addresses(self.message.as_ref().and_then(|m| m.from()))
+            .into_iter()
+            .next()
+    }
+
+    pub fn to(&self) -> Vec<pb::Address> {
+        addresses(self.message.as_ref().and_then(|m| m.to()))
+    }
+
+    pub fn cc(&self) -> Vec<pb::Address> {
+        addresses(self.message.as_ref().and_then(|m| m.cc()))
+    }
+
+    pub fn reply_to(&self) -> Vec<pb::Address> {
+        addresses(self.message.as_ref().and_then(|m| m.reply_to()))
+    }
+
+    pub fn subject(&self) -> String {
+        self.message
+            .as_ref()
+            .and_then(|m| m.subject())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
+    pub fn message_id(&self) -> String {
+        self.message
+            .as_ref()
+            .and_then(|m| m.message_id())
+            .unwrap_or("")
+            .to_string()
+    }
+
+    pub fn in_reply_to(&self) -> String {
+        self.message
+            .as_ref()
+            .map(|m| first_text(m.in_reply_to()))
+            .unwrap_or_default()
+    }
+
+    pub fn references(&self) -> Vec<String> {
+        let Some(m) = &self.message else {
+            return Vec::new();
+        };
+        let refs = m.references();
+        if let Some(list) = refs.as_text_list() {
+            return list.iter().map(|s| s.to_string()).collect();
+        }
+        refs.as_text()
+            .map(|s| vec![s.to_string()])
+            .unwrap_or_default()
+    }
+}
+
+/// A listing entry from a FETCH of [`summary_items`].
+pub fn summary(m: &FetchedMessage) -> pb::MessageSummary {
+    let header = m.section("BODY[HEADER").unwrap_or(&[]);
+    let headers = Headers::parse(header);
+    let parts = m
+        .bodystructure
+        .as_ref()
+        .map(structure::parts)
+        .unwrap_or_default();
+    let preview = match (&m.preview, m.section("BODY[TEXT]")) {
+        (Some(p), _) => summary_fold_preview(&String::from_utf8_lossy(p)),
+        (None, Some(text)) => body_prefix_preview(header, text),
+        (None, None) => String::new(),
+    };
+    pb::MessageSummary {
+        uid: m.uid,
+        date: headers.date(m.internal_date.as_deref().and_then(internal_date_secs)),
+        from: headers.from(),
+        to: headers.to(),
+        cc: headers.cc(),
+        subject: headers.subject(),
+        flags: m.flags.clone(),
+        size: m.size.unwrap_or(0),
+        has_attachments: parts.iter().any(|p| p.is_attachment()),
+        preview,
+        message_id: headers.message_id(),
+        in_reply_to: headers.in_reply_to(),
+    }
+}
+
+fn body_prefix_preview(header: &[u8], text: &[u8]) -> String {
+    let mut raw = header.to_vec();
+    if !raw.ends_with(b"\r\n\r\n") && !raw.ends_with(b"\n\n") {
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(text);
+    MessageParser::default()
+        .parse(&raw)
+        .and_then(|m| m.body_text(0).map(|t| summary_fold_preview(&t)))
+        .unwrap_or_default()
+}
+
+/// Picks the part whose text a reader shows: the first text/plain that is
+/// not an attachment and not inside an attached message, else the first
+/// such text/html, else any text part. Returns it and the HTML part if any.
+pub fn pick_text_part(parts: &[Part]) -> (Option<&Part>, Option<&Part>) {
+    let readable = |p: &&Part| !p.is_attachment() && !p.nested;
+    let plain = parts
+        .iter()
+        .filter(readable)
+        .find(|p| p.mime == "text/plain");
+    let html = parts
+        .iter()
+        .filter(readable)
+        .find(|p| p.mime == "text/html");
+    let any = parts.iter().find(|p| p.mime.starts_with("text/"));
+    (plain.or(html).or(any), html)
+}
+
+/// The text of one part's raw (still transfer-encoded) bytes, decoded and
+/// as plain text (HTML converted). Malformed input gives what could be read.
+pub fn part_text(part: &Part, raw: &[u8]) -> String {
+    let charset = if part.charset.is_empty() {
+        "us-ascii"
+    } else {
+        &part.charset
+    };
+    let charset: String = charset
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        .collect();
+    let encoding: String = part
+        .encoding
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let mime = if part.mime.starts_with("text/") {
+        part.mime.as_str()
+    } else {
+        "text/plain"
+    };
+    let mut message = format!(
+        "MIME-Version: 1.0\r\nContent-Type: {mime}; charset=\"{charset}\"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
+    )
+    .into_bytes();
+    message.extend_from_slice(raw);
+    let Some(parsed) = MessageParser::default().parse(&message) else {
+        return String::from_utf8_lossy(raw).into_owned();
+    };
+    parsed
+        .body_text(0)
+        .map(|t| t.into_owned())
+        .unwrap_or_default()
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub fn truncate(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
+}
+
+/// Converts structure parts to the API's form.
+pub fn api_parts(parts: &[Part]) -> Vec<pb::MessagePart> {
+    parts
+        .iter()
+        .map(|p| pb::MessagePart {
+            part: p.id.clone(),
+            r#type: p.mime.clone(),
+            size: p.size,
+            charset: p.charset.clone(),
+            filename: p.filename.clone(),
+            disposition: p.disposition.clone(),
+            encoding: p.encoding.clone(),
+            content_id: p.content_id.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::Value;
+
+    #[test]
+    fn internal_dates() {
+        assert_eq!(
+            internal_date_secs("17-Jul-1996 02:44:25 -0700"),
+            Some(837596665)
+        );
+        assert_eq!(
+            internal_date_secs(" 1-Jan-2024 00:00:00 +0000"),
+            Some(1704067200)
+        );
+        assert_eq!(internal_date_secs("garbage"), None);
+    }
+
+    #[test]
+    fn summary_from_headers_and_preview() {
+        let m = FetchedMessage {
+            uid: 4,
+            flags: vec!["\\Seen".into()],
+            size: Some(900),
+            sections: vec![(
+                "BODY[HEADER.FIELDS (DATE FROM)]".into(),
+                b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nFrom: =?ISO-8859-1?Q?J=F6rg?= <j@x.org>\r\nTo: a@b.c, \"B\" <b@c.d>\r\nSubject: =?UTF-8?B?w5xiZXI=?=\r\nMessage-ID: <m1@x>\r\nIn-Reply-To: <m0@x>\r\n\r\n".to_vec(),
+            )],
+            preview: Some(b"  hello\r\n world ".to_vec()),
+            bodystructure: Some(Value::Nil),
+            ..Default::default()
+        };
+        let s = summary(&m);
+        assert_eq!(s.date, 1704067200);
+        assert_eq!(s.from.as_ref().unwrap().name, "Jörg");
+        assert_eq!(s.to.len(), 2);
+        assert_eq!(s.subject, "Über");
+        assert_eq!(s.preview, "hello world");
+        assert_eq!(s.message_id, "m1@x");
+        assert_eq!(s.in_reply_to, "m0@x");
+        assert!(!s.has_attachments);
+    }
+
+    #[test]
+    fn text_of_parts() {
+        let part = Part {
+            mime: "text/plain".into(),
+            charset: "iso-8859-1".into(),
+            encoding: "quoted-printable".into(),
+            ..Default::default()
+        };
+        assert_eq!(part_text(&part, b"Caf=E9 cr=E8me"), "Café crème");
+        let html = Part {
+            mime: "text/html".into(),
+            charset: "utf-8".into(),
+            encoding: "base64".into(),
+            ..Default::default()
+        };
+        let t = part_text(&html, b"PHA+SGVsbG8gPGI+d29ybGQ8L2I+PC9wPg==");
+        assert!(t.contains("Hello world"), "{t}");
+        let mut s = "aé".to_string();
+        assert!(truncate(&mut s, 2));
+        assert_eq!(s, "a");
+    }
+}

@@ -1,0 +1,69 @@
+//! The read side of the mail API: mailbox lists, message lists with
+//! previews, delta sync, message text, parts, flags, moves, deletes and
+//! search, over IMAP sessions from a per-account [`SessionPool`].
+//!
+//! ```text
+//!  api/mail.rs ──▶ ops.rs (one function per endpoint) ──▶ imap (fetch.rs, modify.rs)
+//!                    │ convert.rs (headers, text)  structure.rs (MIME parts)
+//!                    │ state.rs (delta-sync tokens) range.rs (HTTP Range)
+//!                    │ part.rs (part downloads)
+//!                    └─ pool.rs: sessions per account, closed when idle
+//! ```
+
+pub mod convert;
+pub mod ops;
+pub mod part;
+pub mod pool;
+pub mod range;
+pub mod state;
+pub mod structure;
+
+pub use pool::{PooledSession, SessionPool};
+
+use crate::error::ErrorClass;
+use crate::imap::ImapError;
+use crate::store::{SealError, StoreError};
+
+/// Why a read operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Imap(#[from] ImapError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("the account no longer exists")]
+    NoAccount,
+    #[error("no mailbox {0}")]
+    MailboxNotFound(String),
+    #[error("no message with UID {0}")]
+    MessageNotFound(u32),
+    #[error("no part {0} in this message")]
+    PartNotFound(String),
+    /// The state token cannot be used any more: list the mailbox again.
+    #[error("resync required: {0}")]
+    ResyncRequired(&'static str),
+    /// Not a state token of ours.
+    #[error("not a valid state token")]
+    BadState,
+    /// A request value is unusable; the code names it.
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    /// The requested byte range lies outside the part (its size).
+    #[error("range not satisfiable (size {0})")]
+    RangeNotSatisfiable(u64),
+    #[error("internal lock poisoned")]
+    Poisoned,
+}
+
+impl ReadError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ReadError::Imap(e) => e.class(),
+            ReadError::Store(e) => e.class(),
+            ReadError::Seal(_) | ReadError::Poisoned => ErrorClass::Permanent,
+            _ => ErrorClass::Permanent,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Per-account IMAP sessions for API requests, separate from the watchers.
+//!
+//! A request checks a session out ([`SessionPool::session`]); dropping the
+//! [`PooledSession`] hands it back unless the connection broke. At most
+//! `read.sessions_per_account` sessions per account exist at once (requests
+//! beyond wait). A reaper logs out sessions unused for `read.idle_secs`, so
+//! an account costs nothing here between bursts of phone activity.
+//! Credentials are read from the store and unsealed at each connect only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::ReadError;
+use crate::config::Config;
+use crate::imap::ImapClient;
+use crate::net::{TlsConnector, Upstream};
+use crate::store::{Sealer, Store};
+
+/// A session unused for this long is checked with NOOP before reuse.
+const CHECK_AFTER: Duration = Duration::from_secs(20);
+
+struct Idle {
+    client: ImapClient,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    idle: Vec<Idle>,
+    permits: Option<Arc<Semaphore>>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    sealer: Arc<Sealer>,
+    tls: TlsConnector,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+/// The pool of API sessions of all accounts. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionPool {
+    inner: Arc<Inner>,
+}
+
+/// A logged-in session of one account; returned to the pool when dropped.
+pub struct PooledSession {
+    client: Option<ImapClient>,
+    account_id: String,
+    inner: Arc<Inner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for PooledSession {
+    type Target = ImapClient;
+    fn deref(&self) -> &ImapClient {
+        // Present from creation until drop.
+        self.client.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for PooledSession {
+    fn deref_mut(&mut self) -> &mut ImapClient {
+        self.client.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for PooledSession {
+    fn drop(&mut self) {
+        let Some(mut client) = self.client.take() else {
+            return;
+        };
+        if client.is_broken() {
+            return;
+        }
+        // Unsolicited news of the mailbox is of no use to the next request.
+        client.take_events();
+        if let Ok(mut slots) = self.inner.slots.lock() {
+            slots
+                .entry(self.account_id.clone())
+                .or_default()
+                .idle
+                .push(Idle {
+                    client,
+                    since: Instant::now(),
+                });
+        }
+    }
+}
+
+impl SessionPool {
+    /// A pool. Run [`SessionPool::reaper`] beside it to close idle sessions.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        sealer: Arc<Sealer>,
+        tls: TlsConnector,
+    ) -> Self {
+        SessionPool {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                sealer,
+                tls,
+                slots: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Logs out sessions unused for `read.idle_secs`, until `shutdown`;
+    /// then logs out every idle session. Spawn it on the gateway's task
+    /// tracker, so shutdown waits for it (it holds the store).
+    pub fn reaper(&self, shutdown: CancellationToken) -> impl std::future::Future<Output = ()> {
+        let pool = self.clone();
+        async move {
+            let idle = Duration::from_secs(pool.inner.config.read.idle_secs);
+            let mut tick = tokio::time::interval((idle / 4).max(Duration::from_secs(1)));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => pool.reap(idle).await,
+                }
+            }
+            pool.reap(Duration::ZERO).await;
+        }
+    }
+
+    /// Logs out sessions idle for at least `idle`, all at once.
+    async fn reap(&self, idle: Duration) {
+        let expired: Vec<ImapClient> = match self.inner.slots.lock() {
+            Ok(mut slots) => {
+                let mut out = Vec::new();
+                for slot in slots.values_mut() {
+                    let (old, keep): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut slot.idle)
+                        .into_iter()
+                        .partition(|s| s.since.elapsed() >= idle);
+                    slot.idle = keep;
+                    out.extend(old.into_iter().map(|s| s.client));
+                }
+                slots.retain(|_, s| {
+                    !s.idle.is_empty()
+                        || s.permits.as_ref().is_some_and(|p| Arc::strong_count(p) > 1)
+                });
+                out
+            }
+            Err(_) => Vec::new(),
+        };
+        let mut logouts = tokio::task::JoinSet::new();
+        for client in expired {
+            logouts.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), client.logout()).await;
+            });
+        }
+        while logouts.join_next().await.is_some() {}
+    }
+
+    /// How many sessions are open and unused (for tests and metrics).
+    pub fn idle_sessions(&self) -> usize {
+        self.inner
+            .slots
+            .lock()
+            .map(|s| s.values().map(|slot| slot.idle.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// A logged-in session of `account_id`: an idle one when there is one,
+    /// else a new connection (QRESYNC enabled where offered).
+    pub async fn session(&self, account_id: &str) -> Result<PooledSession, ReadError> {
+        let permits = {
+            let mut slots = self.inner.slots.lock().map_err(|_| ReadError::Poisoned)?;
+            let slot = slots.entry(account_id.to_string()).or_default();
+            slot.permits
+                .get_or_insert_with(|| {
+                    Arc::new(Semaphore::new(self.inner.config.read.sessions_per_account))
+                })
+                .clone()
+        };
+        let permit = permits
+            .acquire_owned()
+            .await
+            .map_err(|_| ReadError::Poisoned)?;
+        loop {
+            let reused = {
+                let mut slots = self.inner.slots.lock().map_err(|_| ReadError::Poisoned)?;
+                slots.get_mut(account_id).and_then(|s| s.idle.pop())
+            };
+            let Some(mut idle) = reused else {
+                break;
+            };
+            if idle.since.elapsed() < CHECK_AFTER || idle.client.noop().await.is_ok() {
+                idle.client.take_events();
+                return Ok(PooledSession {
+                    client: Some(idle.client),
+                    account_id: account_id.to_string(),
+                    inner: self.inner.clone(),
+                    _permit: permit,
+                });
+            }
+        }
+        let client = self.connect(account_id).await?;
+        Ok(PooledSession {
+            client: Some(client),
+            account_id: account_id.to_string(),
+            inner: self.inner.clone(),
+            _permit: permit,
+        })
+    }
+
+    async fn connect(&self, account_id: &str) -> Result<ImapClient, ReadError> {
+        let account = self
+            .inner
+            .store
+            .account(account_id)?
+            .ok_or(ReadError::NoAccount)?;
+        let upstream = Upstream {
+            host: account.imap.host.clone(),
+            port: account.imap.port,
+            security: account.imap.security,
+        };
+        let timeout = Duration::from_secs(self.inner.config.upstream.connect_timeout_secs);
+        let mut client = ImapClient::connect(&upstream, &self.inner.tls, timeout).await?;
+        let password = self
+            .inner
+            .sealer
+            .open(&account.id, &account.imap.password_sealed)?;
+        client.login(&account.imap.username, &password).await?;
+        drop(password);
+        let caps = client.capabilities();
+        if caps.has("ENABLE") {
+            if caps.has("QRESYNC") {
+                client.enable(&["QRESYNC"]).await?;
+            } else if caps.has("CONDSTORE") {
+                client.enable(&["CONDSTORE"]).await?;
+            }
+        }
+        Ok(client)
+    }
+}
