@@ -22,6 +22,8 @@ pub mod mail;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod send;
+pub mod smtp;
 pub mod store;
 pub mod watch;
 

@@ -2,7 +2,10 @@
 //!
 //! This module owns everything IMAP on the wire: the greeting and STARTTLS,
 //! login (`AUTHENTICATE PLAIN` or `LOGIN`), capabilities, ENABLE, EXAMINE,
-//! STATUS, UID SEARCH, the FETCH of push summaries, NOTIFY and IDLE.
+//! STATUS, UID SEARCH, the FETCH of push summaries, NOTIFY and IDLE; and for
+//! the send path APPEND with CATENATE (`append.rs`), sections fetched
+//! piecewise, SEARCH by Message-ID, removal and GENURLAUTH (`message.rs`),
+//! and IMAP URLs (`url.rs`).
 //! Connecting and TLS live in [`crate::net`].
 //!
 //! ```text
@@ -27,6 +30,7 @@
 //! about 7 KiB measured for rustls in general). The event queue allocates
 //! only while it holds events.
 
+mod append;
 mod client;
 mod command;
 mod error;
@@ -34,11 +38,16 @@ mod error;
 pub mod framer;
 mod idle;
 mod mailbox;
+mod message;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod parser;
 mod summary;
+mod url;
 
+pub use append::{AppendPart, AppendUid};
 pub use client::{Capabilities, ImapClient, DEFAULT_TIMEOUT};
+pub use message::{find_part, PartInfo};
+pub use url::MessageUrl;
 pub use command::{decode_utf7, encode_utf7};
 pub use error::ImapError;
 

@@ -70,6 +70,8 @@ pub enum Code {
     UidValidity(u32),
     UidNext(u32),
     HighestModSeq(u64),
+    /// RFC 4315: `[APPENDUID uidvalidity uid]` after APPEND.
+    AppendUid { uidvalidity: u32, uid: u32 },
     NoModSeq,
     ReadOnly,
     ReadWrite,
@@ -121,6 +123,8 @@ pub enum Untagged {
         items: Vec<(String, u64)>,
     },
     Search(Vec<u32>),
+    /// RFC 4467: `* GENURLAUTH url...`, the authorized URLs.
+    GenUrlAuth(Vec<Vec<u8>>),
     /// Anything else, by its keyword (upper-cased).
     Other(String),
 }
@@ -203,6 +207,12 @@ fn parse_untagged(p: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
     Ok(match keyword.as_str() {
         "CAPABILITY" => Untagged::Capability(p.atoms_to_end()),
         "ENABLED" => Untagged::Enabled(p.atoms_to_end()),
+        "GENURLAUTH" => Untagged::GenUrlAuth(
+            p.values_to_end()?
+                .iter()
+                .filter_map(|v| v.as_bytes().map(|b| b.into_owned()))
+                .collect(),
+        ),
         "SEARCH" => {
             let mut uids = Vec::new();
             for value in p.values_to_end()? {
@@ -325,6 +335,13 @@ fn make_code(name: String, args: Vec<Value>, ok: bool) -> Code {
             .map(Code::UidValidity),
         "UIDNEXT" => num().and_then(|n| u32::try_from(n).ok()).map(Code::UidNext),
         "HIGHESTMODSEQ" => num().map(Code::HighestModSeq),
+        "APPENDUID" => match (
+            args.first().and_then(Value::as_u32),
+            args.get(1).and_then(Value::as_u32),
+        ) {
+            (Some(uidvalidity), Some(uid)) => Some(Code::AppendUid { uidvalidity, uid }),
+            _ => None,
+        },
         _ => None,
     };
     code.unwrap_or(Code::Other(name))
