@@ -47,7 +47,7 @@ mod url;
 pub use append::{AppendPart, AppendUid};
 pub use client::{Capabilities, ImapClient, DEFAULT_TIMEOUT};
 pub use message::{find_part, PartInfo};
-pub use url::MessageUrl;
+pub use url::{with_submit_access, MessageUrl};
 pub use command::{decode_utf7, encode_utf7};
 pub use error::ImapError;
 

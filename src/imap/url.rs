@@ -45,6 +45,12 @@ impl MessageUrl {
     }
 }
 
+/// Appends the URLAUTH access for submission by `user` (RFC 4467
+/// `submit+<user>`) to an absolute URL, ready for GENURLAUTH.
+pub fn with_submit_access(absolute: &str, user: &str) -> String {
+    format!("{absolute};urlauth=submit+{}", escape(user, b"&=~"))
+}
+
 /// Percent-encodes UTF-8 except unreserved characters and `keep`.
 fn escape(value: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(value.len());

@@ -163,6 +163,8 @@ pub trait SendStore {
     /// Stores a new job unless its account already has one with the same
     /// idempotency key (atomically).
     fn create_send_job(&self, job: &SendJob) -> StoreResult<Created>;
+    /// The job an account created with this idempotency key, if any.
+    fn send_id_for_key(&self, account_id: &str, key: &str) -> StoreResult<Option<String>>;
     fn put_send_job(&self, job: &SendJob) -> StoreResult<()>;
     fn send_job(&self, id: &str) -> StoreResult<Option<SendJob>>;
     fn unfinished_send_jobs(&self) -> StoreResult<Vec<SendJob>>;

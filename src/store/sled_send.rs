@@ -71,6 +71,12 @@ impl SendStore for SledStore {
         })
     }
 
+    fn send_id_for_key(&self, account_id: &str, key: &str) -> StoreResult<Option<String>> {
+        Ok(tree(self, "send_idempotency")?
+            .get(idem_key(account_id, key))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
     fn put_send_job(&self, job: &SendJob) -> StoreResult<()> {
         tree(self, "send_jobs")?.insert(job.id.as_bytes(), serde_json::to_vec(job)?)?;
         Ok(())
