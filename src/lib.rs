@@ -127,12 +127,30 @@ pub async fn run(
     let accounts = supervisor.start_all()?;
     tracing::info!(accounts, listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway started");
 
+    let outbox = send::Outbox::new(
+        send::SendContext {
+            config: config.clone(),
+            store: store.clone(),
+            sealer: sealer.clone(),
+            tls: tls.clone(),
+            spool_dir: data_dir.join("outbox"),
+            burl: send::plan::BurlMemory::default(),
+        },
+        tracker.clone(),
+        shutdown.child_token(),
+    );
+    let resumed = outbox.resume_all()?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming unfinished sends");
+    }
+
     let app = api::router(api::AppState {
         config: config.clone(),
         store: store.clone(),
         sealer,
         tls,
         supervisor,
+        outbox,
         states,
         metrics,
         vapid_public_key,

@@ -1,11 +1,13 @@
-//! The HTTP API for phones: accounts, devices, the VAPID key, health and
-//! metrics. Routes are thin: they validate, call the store and the
+//! The HTTP API for phones: accounts, devices, the VAPID key, uploads and
+//! sending, health and metrics. Routes are thin: they validate, call the store and the
 //! supervisor, and map errors to `{"error": {"code", "message"}}` answers.
 
 mod accounts;
 mod auth;
 mod devices;
 mod error;
+mod send;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The VAPID public key, base64url, as browsers want it.
     pub vapid_public_key: Arc<str>,
+    /// Runs send jobs.
+    pub outbox: crate::send::Outbox,
 }
 
 /// A JSON body whose rejections become our error format (400 malformed,
@@ -67,6 +71,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices", post(devices::create))
         .route("/v1/devices/{device_id}", delete(devices::delete))
         .route("/v1/push/vapid", get(vapid))
+        .route(
+            "/v1/uploads",
+            post(uploads::create).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/uploads/{upload_id}",
+            get(uploads::head)
+                .head(uploads::head)
+                .patch(uploads::patch)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/v1/send", post(send::create))
+        .route(
+            "/v1/send/settings",
+            get(send::get_settings).put(send::put_settings),
+        )
+        .route("/v1/send/{send_id}", get(send::get))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)

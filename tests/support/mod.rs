@@ -6,3 +6,5 @@ pub mod dovecot;
 pub mod gateway;
 pub mod push;
 pub mod raw_imap;
+pub mod send;
+pub mod smtp_sink;
