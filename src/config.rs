@@ -278,7 +278,9 @@ impl Config {
         if self.push.concurrency == 0 {
             return invalid("push.concurrency", "must be at least 1");
         }
-        if self.send.max_upload_bytes == 0 || self.send.upload_quota_bytes < self.send.max_upload_bytes {
+        if self.send.max_upload_bytes == 0
+            || self.send.upload_quota_bytes < self.send.max_upload_bytes
+        {
             return invalid(
                 "send.upload_quota_bytes",
                 "must be at least send.max_upload_bytes, which must be above 0",

@@ -50,7 +50,12 @@ async fn start(config: &std::path::Path, port: u16, log: &std::path::Path) -> Bi
         http: reqwest::Client::new(),
     };
     for _ in 0..400 {
-        if let Ok(r) = binary.http.get(format!("{}/healthz", binary.url)).send().await {
+        if let Ok(r) = binary
+            .http
+            .get(format!("{}/healthz", binary.url))
+            .send()
+            .await
+        {
             if r.status().is_success() {
                 return binary;
             }
@@ -77,7 +82,12 @@ impl Binary {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_sent_copy_and_submission_resumes_once() {
     let (sink, dovecot) = mail_servers(None);
-    let uid = dovecot.append(USER, PASS, "INBOX", &message_with_attachment(&bytes(50_000, 9), "<c@test.local>"));
+    let uid = dovecot.append(
+        USER,
+        PASS,
+        "INBOX",
+        &message_with_attachment(&bytes(50_000, 9), "<c@test.local>"),
+    );
     let (dir, data) = data_dir();
     let port = free_port();
     let config = dir.path().join("lemonade.toml");
@@ -111,8 +121,10 @@ async fn killed_between_sent_copy_and_submission_resumes_once() {
         .post(format!("{}/v1/send", gateway.url))
         .bearer_auth(&token)
         .header("idempotency-key", "crash-1")
-        .json(&json!({"to": ["bob@test.local"], "subject": "survives", "text": "x",
-                      "attachments": [{"ref": {"mailbox": "INBOX", "uid": uid, "part": "2"}}]}))
+        .json(
+            &json!({"to": ["bob@test.local"], "subject": "survives", "text": "x",
+                      "attachments": [{"ref": {"mailbox": "INBOX", "uid": uid, "part": "2"}}]}),
+        )
         .send()
         .await
         .unwrap()
@@ -145,7 +157,12 @@ async fn killed_between_sent_copy_and_submission_resumes_once() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(last["status"], "done", "{last}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert_eq!(
+        last["status"],
+        "done",
+        "{last}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     assert_eq!(sink.wait_for(1, Duration::from_secs(10)).len(), 1);
     assert_eq!(mailbox(&dovecot, "Sent").len(), 1);
     // A repeat of the request after the restart is the same send.

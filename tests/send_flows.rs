@@ -82,9 +82,16 @@ async fn replies_forwards_sent_copies_and_refused_recipients() {
     assert_eq!(status["status"], "failed", "{status}");
     assert_eq!(status["error"]["code"], "recipient_rejected");
     let reply = status["error"]["smtp_reply"].as_str().unwrap();
-    assert!(reply.starts_with("550") && reply.contains("nobody@test.local"), "{reply}");
+    assert!(
+        reply.starts_with("550") && reply.contains("nobody@test.local"),
+        "{reply}"
+    );
     assert!(status.get("sent").is_none(), "{status}");
-    assert_eq!(mailbox(&dovecot, "Sent").len(), 1, "a copy of the failed send stayed");
+    assert_eq!(
+        mailbox(&dovecot, "Sent").len(),
+        1,
+        "a copy of the failed send stayed"
+    );
     assert_eq!(sink.messages().len(), 2);
     gateway.stop().await;
 }
@@ -140,7 +147,13 @@ async fn resumable_upload_and_idempotent_send() {
     assert!(created["sha256"].is_null());
 
     let half = file.len() / 2;
-    let (url, tok, id2, total, part) = (gateway.url.clone(), token.clone(), id.clone(), file.len(), file[..half].to_vec());
+    let (url, tok, id2, total, part) = (
+        gateway.url.clone(),
+        token.clone(),
+        id.clone(),
+        file.len(),
+        file[..half].to_vec(),
+    );
     tokio::task::spawn_blocking(move || interrupted_patch(&url, &tok, &id2, total, &part))
         .await
         .unwrap();
@@ -154,7 +167,11 @@ async fn resumable_upload_and_idempotent_send() {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
-        offset = r.headers()["upload-offset"].to_str().unwrap().parse::<usize>().unwrap();
+        offset = r.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap();
         if offset == half {
             break;
         }
@@ -163,8 +180,18 @@ async fn resumable_upload_and_idempotent_send() {
     assert_eq!(offset, half, "the interrupted half was not kept");
 
     // Sending with the incomplete upload is refused and changes nothing.
-    let (code, body) = post_send(&gateway, &token, "early", &json!({"to": ["bob@test.local"], "attachments": [{"upload_id": id}]})).await;
-    assert_eq!((code, body["error"]["code"].as_str()), (422, Some("upload_incomplete")), "{body}");
+    let (code, body) = post_send(
+        &gateway,
+        &token,
+        "early",
+        &json!({"to": ["bob@test.local"], "attachments": [{"upload_id": id}]}),
+    )
+    .await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (422, Some("upload_incomplete")),
+        "{body}"
+    );
 
     // A PATCH at the wrong offset is refused; at the right one it completes.
     let r = gateway
@@ -188,19 +215,19 @@ async fn resumable_upload_and_idempotent_send() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let done: Value = r.json().await.unwrap();
-    let sha: String = Sha256::digest(&file).iter().map(|b| format!("{b:02x}")).collect();
+    let sha: String = Sha256::digest(&file)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(done["sha256"], sha);
     assert_eq!(done["size"], file.len());
 
     // The same Idempotency-Key twice (once while running): one message.
     let request = json!({"to": ["bob@test.local"], "subject": "once", "text": "x", "attachments": [{"upload_id": id, "filename": "doc.pdf"}]});
-    let (first, second) = tokio::join!(
-        post_send(&gateway, &token, "same-key", &request),
-        async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            post_send(&gateway, &token, "same-key", &request).await
-        }
-    );
+    let (first, second) = tokio::join!(post_send(&gateway, &token, "same-key", &request), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        post_send(&gateway, &token, "same-key", &request).await
+    });
     assert!(first.0 == 200 || first.0 == 202, "{first:?}");
     assert!(second.0 == 200 || second.0 == 202, "{second:?}");
     assert_eq!(first.1["send_id"], second.1["send_id"]);
@@ -222,7 +249,12 @@ async fn resumable_upload_and_idempotent_send() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_changes_nothing() {
     let (sink, dovecot) = mail_servers(None);
-    let uid = dovecot.append(USER, PASS, "INBOX", &message_with_attachment(&bytes(100, 1), "<o@test.local>"));
+    let uid = dovecot.append(
+        USER,
+        PASS,
+        "INBOX",
+        &message_with_attachment(&bytes(100, 1), "<o@test.local>"),
+    );
     let (_dir, data) = data_dir();
     let mut config = support::gateway::test_config(&data);
     config.send.max_upload_bytes = 10_000;
@@ -238,47 +270,166 @@ async fn bad_input_is_refused_and_changes_nothing() {
     };
     let cases: Vec<(Value, u16, &str)> = vec![
         (json!({"to": []}), 422, "no_recipients"),
-        (ok(json!({"to": ["not an address"]})), 422, "invalid_address"),
-        (ok(json!({"to": ["a@x\r\nRCPT TO:<evil@x>"]})), 422, "invalid_address"),
+        (
+            ok(json!({"to": ["not an address"]})),
+            422,
+            "invalid_address",
+        ),
+        (
+            ok(json!({"to": ["a@x\r\nRCPT TO:<evil@x>"]})),
+            422,
+            "invalid_address",
+        ),
         (ok(json!({"bcc": ["<a@x>"]})), 422, "invalid_address"),
-        (ok(json!({"subject": "a\r\nBcc: evil@x"})), 422, "invalid_field"),
-        (ok(json!({"attachments": [{"upload_id": "0123456789abcdef0123456789abcdef"}]})), 422, "unknown_upload"),
-        (ok(json!({"attachments": [{"upload_id": "../../etc/passwd"}]})), 422, "unknown_upload"),
-        (ok(json!({"attachments": [{"ref": {"mailbox": "INBOX", "uid": 999, "part": "2"}}]})), 422, "unknown_message"),
-        (ok(json!({"attachments": [{"ref": {"mailbox": "INBOX", "uid": uid, "part": "7"}}]})), 422, "unknown_part"),
-        (ok(json!({"attachments": [{"ref": {"mailbox": "INBOX", "uid": uid, "part": "2.MIME"}}]})), 422, "unknown_part"),
-        (ok(json!({"attachments": [{"ref": {"mailbox": "Nope", "uid": 1, "part": "1"}}]})), 422, "unknown_mailbox"),
-        (ok(json!({"in_reply_to": {"mailbox": "INBOX", "uid": 4242}})), 422, "unknown_message"),
-        (ok(json!({"forward": {"mailbox": "INBOX", "uid": 0}})), 422, "unknown_message"),
-        (ok(json!({"attachments": [{"what": 1}]})), 422, "invalid_body"),
+        (
+            ok(json!({"subject": "a\r\nBcc: evil@x"})),
+            422,
+            "invalid_field",
+        ),
+        (
+            ok(json!({"attachments": [{"upload_id": "0123456789abcdef0123456789abcdef"}]})),
+            422,
+            "unknown_upload",
+        ),
+        (
+            ok(json!({"attachments": [{"upload_id": "../../etc/passwd"}]})),
+            422,
+            "unknown_upload",
+        ),
+        (
+            ok(json!({"attachments": [{"ref": {"mailbox": "INBOX", "uid": 999, "part": "2"}}]})),
+            422,
+            "unknown_message",
+        ),
+        (
+            ok(json!({"attachments": [{"ref": {"mailbox": "INBOX", "uid": uid, "part": "7"}}]})),
+            422,
+            "unknown_part",
+        ),
+        (
+            ok(
+                json!({"attachments": [{"ref": {"mailbox": "INBOX", "uid": uid, "part": "2.MIME"}}]}),
+            ),
+            422,
+            "unknown_part",
+        ),
+        (
+            ok(json!({"attachments": [{"ref": {"mailbox": "Nope", "uid": 1, "part": "1"}}]})),
+            422,
+            "unknown_mailbox",
+        ),
+        (
+            ok(json!({"in_reply_to": {"mailbox": "INBOX", "uid": 4242}})),
+            422,
+            "unknown_message",
+        ),
+        (
+            ok(json!({"forward": {"mailbox": "INBOX", "uid": 0}})),
+            422,
+            "unknown_message",
+        ),
+        (
+            ok(json!({"attachments": [{"what": 1}]})),
+            422,
+            "invalid_body",
+        ),
         (json!([1, 2]), 422, "invalid_body"),
     ];
     for (i, (body, status, code)) in cases.into_iter().enumerate() {
         let (got, answer) = post_send(&gateway, &token, &format!("bad-{i}"), &body).await;
-        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "case {i}: {body} → {answer}");
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "case {i}: {body} → {answer}"
+        );
     }
     // Malformed JSON, wrong type, bad header, no token.
-    let r = gateway.http.post(gateway.at("/v1/send")).bearer_auth(&token).header("content-type", "application/json").body("{\"to\": [").send().await.unwrap();
+    let r = gateway
+        .http
+        .post(gateway.at("/v1/send"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"to\": [")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let r = gateway.http.post(gateway.at("/v1/send")).bearer_auth(&token).body("to=bob").send().await.unwrap();
+    let r = gateway
+        .http
+        .post(gateway.at("/v1/send"))
+        .bearer_auth(&token)
+        .body("to=bob")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 415);
-    let r = gateway.http.post(gateway.at("/v1/send")).bearer_auth(&token).header("idempotency-key", "bad key").json(&ok(json!({}))).send().await.unwrap();
+    let r = gateway
+        .http
+        .post(gateway.at("/v1/send"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "bad key")
+        .json(&ok(json!({})))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let r = gateway.http.post(gateway.at("/v1/send")).json(&ok(json!({}))).send().await.unwrap();
+    let r = gateway
+        .http
+        .post(gateway.at("/v1/send"))
+        .json(&ok(json!({})))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     // Uploads: too large, unknown, PATCH without offset, quota.
-    let r = gateway.http.post(gateway.at("/v1/uploads")).bearer_auth(&token).body(vec![0u8; 20_000]).send().await.unwrap();
+    let r = gateway
+        .http
+        .post(gateway.at("/v1/uploads"))
+        .bearer_auth(&token)
+        .body(vec![0u8; 20_000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
-    let r = gateway.http.head(gateway.at("/v1/uploads/0123456789abcdef0123456789abcdef")).bearer_auth(&token).send().await.unwrap();
+    let r = gateway
+        .http
+        .head(gateway.at("/v1/uploads/0123456789abcdef0123456789abcdef"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    let r = gateway.http.patch(gateway.at("/v1/uploads/..%2F..%2Fdb")).bearer_auth(&token).header("upload-offset", 0).body("x").send().await.unwrap();
+    let r = gateway
+        .http
+        .patch(gateway.at("/v1/uploads/..%2F..%2Fdb"))
+        .bearer_auth(&token)
+        .header("upload-offset", 0)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    let (code, _) = gateway.get("/v1/send/0123456789abcdef0123456789abcdef", Some(&token)).await;
+    let (code, _) = gateway
+        .get("/v1/send/0123456789abcdef0123456789abcdef", Some(&token))
+        .await;
     assert_eq!(code, 404);
     for _ in 0..2 {
-        upload(&gateway, &token, &bytes(9_000, 2), "application/octet-stream").await;
+        upload(
+            &gateway,
+            &token,
+            &bytes(9_000, 2),
+            "application/octet-stream",
+        )
+        .await;
     }
-    let r = gateway.http.post(gateway.at("/v1/uploads")).bearer_auth(&token).body(vec![1u8; 9_000]).send().await.unwrap();
+    let r = gateway
+        .http
+        .post(gateway.at("/v1/uploads"))
+        .bearer_auth(&token)
+        .body(vec![1u8; 9_000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 507);
 
     // Nothing was sent or stored.

@@ -18,7 +18,12 @@ const ATTACHMENT: usize = 200 * 1024;
 async fn run(caps: Option<&str>) -> (serde_json::Value, Vec<u8>, Vec<Vec<u8>>, Vec<u8>, Vec<u8>) {
     let (sink, dovecot) = mail_servers(caps);
     let original = bytes(ATTACHMENT, 7);
-    let uid = dovecot.append(USER, PASS, "INBOX", &message_with_attachment(&original, "<orig@test.local>"));
+    let uid = dovecot.append(
+        USER,
+        PASS,
+        "INBOX",
+        &message_with_attachment(&original, "<orig@test.local>"),
+    );
     let (_dir, data) = data_dir();
     let gateway = Gateway::start(&data).await;
     let token = register(&gateway, &dovecot).await;
@@ -46,7 +51,10 @@ async fn run(caps: Option<&str>) -> (serde_json::Value, Vec<u8>, Vec<Vec<u8>>, V
     assert_eq!(received.len(), 1);
     let mut rcpts = received[0].rcpt_to.clone();
     rcpts.sort();
-    assert_eq!(rcpts, ["bob@test.local", "carol@test.local", "dave@test.local"]);
+    assert_eq!(
+        rcpts,
+        ["bob@test.local", "carol@test.local", "dave@test.local"]
+    );
     assert_eq!(received[0].mail_from, "alice@test.local");
     let sent = mailbox(&dovecot, "Sent");
     gateway.stop().await;
@@ -58,14 +66,25 @@ fn check_message(raw: &[u8], original: &[u8], small: &[u8]) -> Shape {
     assert_eq!(s.from, "alice@test.local");
     assert_eq!(s.to, ["bob@test.local"]);
     assert_eq!(s.subject, "Fwd: the report — übersicht");
-    assert!(!String::from_utf8_lossy(raw).contains("dave@"), "Bcc leaked into the message");
-    assert_eq!(s.parts.len(), 3, "{:?}", s.parts.iter().map(|p| (&p.0, &p.1)).collect::<Vec<_>>());
+    assert!(
+        !String::from_utf8_lossy(raw).contains("dave@"),
+        "Bcc leaked into the message"
+    );
+    assert_eq!(
+        s.parts.len(),
+        3,
+        "{:?}",
+        s.parts.iter().map(|p| (&p.0, &p.1)).collect::<Vec<_>>()
+    );
     assert_eq!(s.parts[0].2, b"Here it is.\r\n.\r\nBye\r\n");
     assert_eq!(s.parts[1].0, "image/png");
     assert_eq!(s.parts[1].1.as_deref(), Some("photo.png"));
     assert_eq!(s.parts[1].2, small);
     assert_eq!(s.parts[2].1.as_deref(), Some("report.bin"));
-    assert!(s.parts[2].2 == original, "forwarded attachment bytes differ");
+    assert!(
+        s.parts[2].2 == original,
+        "forwarded attachment bytes differ"
+    );
     s
 }
 

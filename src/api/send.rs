@@ -111,7 +111,11 @@ pub async fn create(
     let is_json = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/json"));
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
     if !is_json {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -125,7 +129,11 @@ pub async fn create(
         } else {
             StatusCode::BAD_REQUEST
         };
-        let code = if e.is_data() { "invalid_body" } else { "malformed_json" };
+        let code = if e.is_data() {
+            "invalid_body"
+        } else {
+            "malformed_json"
+        };
         ApiError::new(status, code, e.to_string())
     })?;
     let account = state
@@ -201,5 +209,8 @@ pub async fn put_settings(
     };
     state.store.put_send_settings(&account_id, &settings)?;
     state.store.flush().await?;
-    Ok(Json(json!({"save_sent": settings.save_sent, "sent_mailbox": settings.sent_mailbox})).into_response())
+    Ok(
+        Json(json!({"save_sent": settings.save_sent, "sent_mailbox": settings.sent_mailbox}))
+            .into_response(),
+    )
 }

@@ -132,7 +132,8 @@ pub async fn create(
         sha256: None,
         created_ms: now,
         expires_ms: now.saturating_add(
-            i64::try_from(state.config.send.upload_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            i64::try_from(state.config.send.upload_ttl_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
         ),
     };
     let path = upload_file(&state.config.data_dir, &upload.id);

@@ -77,9 +77,10 @@ impl ImapClient {
         // Large literals take longer than one command's timeout: bound each
         // step instead (see `write_timed`), and the whole by a generous limit.
         let overall = timeout.saturating_mul(60);
-        let result = tokio::time::timeout(overall, self.append_inner(mailbox, flags, parts, catenate))
-            .await
-            .unwrap_or(Err(ImapError::Timeout));
+        let result =
+            tokio::time::timeout(overall, self.append_inner(mailbox, flags, parts, catenate))
+                .await
+                .unwrap_or(Err(ImapError::Timeout));
         match result {
             Err(e) => Err(self.fail(e)),
             ok => ok,
@@ -123,9 +124,9 @@ impl ImapClient {
             match part {
                 AppendPart::Url(url) => {
                     if !quotable(&url) {
-                        return Err(ImapError::InvalidArgument(
-                            super::command::InvalidArgument("URL"),
-                        ));
+                        return Err(ImapError::InvalidArgument(super::command::InvalidArgument(
+                            "URL",
+                        )));
                     }
                     if !first {
                         line.push(b' ');
@@ -208,7 +209,12 @@ impl ImapClient {
         len: u64,
     ) -> Result<u64, ImapError> {
         let mut left = len;
-        let mut chunk = vec![0u8; COPY_CHUNK.min(usize::try_from(len).unwrap_or(COPY_CHUNK)).max(1)];
+        let mut chunk = vec![
+            0u8;
+            COPY_CHUNK
+                .min(usize::try_from(len).unwrap_or(COPY_CHUNK))
+                .max(1)
+        ];
         while left > 0 {
             let want = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
             let n = tokio::time::timeout(self.timeout, reader.read(&mut chunk[..want]))

@@ -78,9 +78,8 @@ impl ImapClient {
                 "section",
             )));
         }
-        let cmd = Command::new("UID FETCH").raw(&format!(
-            "{uid} (BODY.PEEK[{section}]<{offset}.{len}>)"
-        ));
+        let cmd =
+            Command::new("UID FETCH").raw(&format!("{uid} (BODY.PEEK[{section}]<{offset}.{len}>)"));
         let wanted = format!("BODY[{}]", section.to_ascii_uppercase());
         let mut data = None;
         self.run_ok("UID FETCH", cmd, &mut |u| match u {
@@ -211,18 +210,20 @@ pub fn find_part(structure: &Value, section: &str) -> Option<PartInfo> {
     };
     if matches!(fields.first(), Some(Value::List(_))) {
         // A multipart part: its size is not in the structure.
-        let subtype = fields
-            .iter()
-            .find_map(|v| v.as_bytes().map(|b| String::from_utf8_lossy(&b).to_ascii_lowercase()))?;
+        let subtype = fields.iter().find_map(|v| {
+            v.as_bytes()
+                .map(|b| String::from_utf8_lossy(&b).to_ascii_lowercase())
+        })?;
         return Some(PartInfo {
             content_type: format!("multipart/{subtype}"),
             size: 0,
         });
     }
     let text = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.as_bytes().map(|b| String::from_utf8_lossy(&b).to_ascii_lowercase()))
+        fields.get(i).and_then(|v| {
+            v.as_bytes()
+                .map(|b| String::from_utf8_lossy(&b).to_ascii_lowercase())
+        })
     };
     Some(PartInfo {
         content_type: format!("{}/{}", text(0)?, text(1)?),
@@ -249,7 +250,11 @@ mod tests {
         let Ok(Response::Untagged(Untagged::Fetch { items, .. })) = parse_response(raw) else {
             panic!("not a fetch");
         };
-        items.into_iter().find(|(k, _)| k == "BODYSTRUCTURE").unwrap().1
+        items
+            .into_iter()
+            .find(|(k, _)| k == "BODYSTRUCTURE")
+            .unwrap()
+            .1
     }
 
     #[test]

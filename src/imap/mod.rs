@@ -46,10 +46,10 @@ mod url;
 
 pub use append::{AppendPart, AppendUid};
 pub use client::{Capabilities, ImapClient, DEFAULT_TIMEOUT};
-pub use message::{find_part, PartInfo};
-pub use url::{with_submit_access, MessageUrl};
 pub use command::{decode_utf7, encode_utf7};
 pub use error::ImapError;
+pub use message::{find_part, PartInfo};
+pub use url::{with_submit_access, MessageUrl};
 
 /// The state of a mailbox, from EXAMINE or STATUS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

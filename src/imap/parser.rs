@@ -71,7 +71,10 @@ pub enum Code {
     UidNext(u32),
     HighestModSeq(u64),
     /// RFC 4315: `[APPENDUID uidvalidity uid]` after APPEND.
-    AppendUid { uidvalidity: u32, uid: u32 },
+    AppendUid {
+        uidvalidity: u32,
+        uid: u32,
+    },
     NoModSeq,
     ReadOnly,
     ReadWrite,

@@ -397,14 +397,28 @@ mod tests {
     fn base64_sizes_match() {
         for n in [0usize, 1, 2, 3, 56, 57, 58, 114, 1000, 57 * 1024 + 5] {
             let raw = vec![7u8; n];
-            assert_eq!(base64_lines(&raw).len() as u64, base64_lines_size(n as u64), "{n}");
+            assert_eq!(
+                base64_lines(&raw).len() as u64,
+                base64_lines_size(n as u64),
+                "{n}"
+            );
         }
     }
 
     #[test]
     fn addresses() {
         assert!(valid_address("a.b+c@example.org"));
-        for bad in ["", "a", "@x", "a@", "a b@x", "a@x\r\nRCPT TO:<e@x>", "<a@x>", "a@x..y", "a,b@x"] {
+        for bad in [
+            "",
+            "a",
+            "@x",
+            "a@",
+            "a b@x",
+            "a@x\r\nRCPT TO:<e@x>",
+            "<a@x>",
+            "a@x..y",
+            "a,b@x",
+        ] {
             assert!(!valid_address(bad), "{bad}");
         }
     }

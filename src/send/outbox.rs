@@ -144,7 +144,12 @@ impl From<SmtpError> for StepError {
     fn from(e: SmtpError) -> Self {
         let code = match (&e, e.class()) {
             (_, ErrorClass::Auth) => "smtp_auth_failed",
-            (SmtpError::Rejected { command: "RCPT TO", .. }, _) => "recipient_rejected",
+            (
+                SmtpError::Rejected {
+                    command: "RCPT TO", ..
+                },
+                _,
+            ) => "recipient_rejected",
             (SmtpError::Rejected { .. }, _) => "smtp_rejected",
             _ => "smtp_error",
         };
@@ -347,7 +352,12 @@ async fn imap<'a>(
         conns.imap = Some(inner.ctx.imap(account).await?);
     }
     conns.imap.as_mut().ok_or_else(|| {
-        StepError::new(ErrorClass::Transient, "imap_error", "no connection".into(), None)
+        StepError::new(
+            ErrorClass::Transient,
+            "imap_error",
+            "no connection".into(),
+            None,
+        )
     })
 }
 
@@ -529,7 +539,11 @@ async fn submit_burl(
             uid: sent.uid,
             section: None,
         }
-        .absolute(&account.imap.username, &account.imap.host, account.imap.port);
+        .absolute(
+            &account.imap.username,
+            &account.imap.host,
+            account.imap.port,
+        );
         let url = with_submit_access(&absolute, &account.imap.username);
         match client.gen_urlauth(&url).await {
             Ok(url) => {

@@ -126,14 +126,20 @@ pub fn new_id() -> String {
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), PrepareError> {
     if value.len() > max {
-        return Err(invalid("invalid_field", format!("{field} is longer than {max} bytes")));
+        return Err(invalid(
+            "invalid_field",
+            format!("{field} is longer than {max} bytes"),
+        ));
     }
     Ok(())
 }
 
 fn check_mailbox(name: &str) -> Result<(), PrepareError> {
     if name.is_empty() || name.len() > 1000 || name.chars().any(|c| c.is_control()) {
-        return Err(invalid("invalid_mailbox", "mailbox name is empty or malformed"));
+        return Err(invalid(
+            "invalid_mailbox",
+            "mailbox name is empty or malformed",
+        ));
     }
     Ok(())
 }
@@ -147,7 +153,10 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
         if !compose::valid_address(addr) {
             return Err(invalid(
                 "invalid_address",
-                format!("not a valid address: {:?}", addr.chars().take(80).collect::<String>()),
+                format!(
+                    "not a valid address: {:?}",
+                    addr.chars().take(80).collect::<String>()
+                ),
             ));
         }
     }
@@ -155,11 +164,17 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
         return Err(invalid("no_recipients", "to, cc or bcc must name someone"));
     }
     if count > MAX_RECIPIENTS {
-        return Err(invalid("too_many_recipients", format!("at most {MAX_RECIPIENTS} recipients")));
+        return Err(invalid(
+            "too_many_recipients",
+            format!("at most {MAX_RECIPIENTS} recipients"),
+        ));
     }
     check_text("subject", &req.subject, 900)?;
     if req.subject.chars().any(|c| c.is_control()) {
-        return Err(invalid("invalid_field", "subject contains control characters"));
+        return Err(invalid(
+            "invalid_field",
+            "subject contains control characters",
+        ));
     }
     check_text("text", &req.text, 1 << 20)?;
     check_text("html", req.html.as_deref().unwrap_or(""), 1 << 20)?;
@@ -168,14 +183,20 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
     }
     for a in &req.attachments {
         match a {
-            AttachmentRequest::Upload { upload_id, filename } => {
+            AttachmentRequest::Upload {
+                upload_id,
+                filename,
+            } => {
                 if !valid_id(upload_id) {
                     return Err(invalid("unknown_upload", "no such upload"));
                 }
                 if let Some(f) = filename {
                     check_text("filename", f, 255)?;
                     if f.chars().any(|c| c.is_control()) {
-                        return Err(invalid("invalid_field", "filename contains control characters"));
+                        return Err(invalid(
+                            "invalid_field",
+                            "filename contains control characters",
+                        ));
                     }
                 }
             }
@@ -188,7 +209,10 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
                         .split('.')
                         .all(|s| s.parse::<u32>().is_ok_and(|n| n > 0));
                 if !ok || part.uid == 0 {
-                    return Err(invalid("unknown_part", "part must be a section number such as 2 or 1.2"));
+                    return Err(invalid(
+                        "unknown_part",
+                        "part must be a section number such as 2 or 1.2",
+                    ));
                 }
             }
         }
@@ -212,12 +236,19 @@ pub async fn prepare(
 ) -> Result<SendJob, PrepareError> {
     validate(req)?;
     if account.smtp.is_none() {
-        return Err(invalid("no_smtp_server", "the account was registered without an SMTP server"));
+        return Err(invalid(
+            "no_smtp_server",
+            "the account was registered without an SMTP server",
+        ));
     }
     let now_ms = crate::unix_millis();
     let mut uploads: Vec<(UploadRecord, Option<String>)> = Vec::new();
     for a in &req.attachments {
-        if let AttachmentRequest::Upload { upload_id, filename } = a {
+        if let AttachmentRequest::Upload {
+            upload_id,
+            filename,
+        } = a
+        {
             let record = ctx
                 .store
                 .upload(upload_id)
@@ -225,14 +256,17 @@ pub async fn prepare(
                 .filter(|u| u.account_id == account.id && u.expires_ms > now_ms)
                 .ok_or_else(|| invalid("unknown_upload", format!("no such upload: {upload_id}")))?;
             if !record.complete() {
-                return Err(invalid("upload_incomplete", format!("upload {upload_id} is not complete")));
+                return Err(invalid(
+                    "upload_incomplete",
+                    format!("upload {upload_id} is not complete"),
+                ));
             }
             uploads.push((record, filename.clone()));
         }
     }
 
     let mut imap = ctx.imap(account).await?;
-    let result = resolve(ctx, account, req, &mut imap, &uploads).await;
+    let result = resolve(req, &mut imap).await;
     imap.logout().await;
     let (attachments_resolved, reply_ids, imap_probe) = result?;
 
@@ -249,7 +283,10 @@ pub async fn prepare(
         .send_settings(&account.id)
         .map_err(|_| invalid("storage_error", "cannot read send settings"))?;
     let save_sent = settings.save_sent.unwrap_or_else(|| {
-        !plan::provider_files_sent(&account.imap.host, &ctx.config.send.provider_files_sent_hosts)
+        !plan::provider_files_sent(
+            &account.imap.host,
+            &ctx.config.send.provider_files_sent_hosts,
+        )
     });
     let probe = Probe {
         smtp_burl_imap: burl_imap,
@@ -261,7 +298,6 @@ pub async fn prepare(
     let id = new_id();
     let dir = ctx.job_dir(&id);
     let built = build_job(
-        ctx,
         &dir,
         &id,
         account,
@@ -283,12 +319,20 @@ pub async fn prepare(
             return Err(PrepareError {
                 status: 413,
                 code: "message_too_large",
-                message: format!("the message is {} bytes; the submission server accepts at most {max}", job.size),
+                message: format!(
+                    "the message is {} bytes; the submission server accepts at most {max}",
+                    job.size
+                ),
             });
         }
     }
     job.path = path;
-    job.sent_mailbox = save_sent.then(|| settings.sent_mailbox.clone().unwrap_or_else(|| "Sent".into()));
+    job.sent_mailbox = save_sent.then(|| {
+        settings
+            .sent_mailbox
+            .clone()
+            .unwrap_or_else(|| "Sent".into())
+    });
     job.idempotency_key = idempotency_key;
     job.bytes.from_client = body_len + uploads.iter().map(|(u, _)| u.offset).sum::<u64>();
     job.created_ms = now_ms;
@@ -304,11 +348,8 @@ enum Resolved {
 type ReplyIds = Option<(String, Vec<String>)>;
 
 async fn resolve(
-    _ctx: &SendContext,
-    _account: &AccountRecord,
     req: &SendRequest,
     imap: &mut ImapClient,
-    _uploads: &[(UploadRecord, Option<String>)],
 ) -> Result<(Vec<Resolved>, ReplyIds, Probe), PrepareError> {
     let caps = imap.capabilities();
     let probe = Probe {
@@ -327,14 +368,23 @@ async fn resolve(
             }
             AttachmentRequest::Ref { part } => {
                 let uidvalidity = examine(imap, &part.mailbox).await?;
-                let (_, structure) = imap
-                    .fetch_structure(part.uid)
-                    .await?
-                    .ok_or_else(|| invalid("unknown_message", format!("no message {} in {}", part.uid, part.mailbox)))?;
-                let info = find_part(&structure, &part.part)
-                    .ok_or_else(|| invalid("unknown_part", format!("message {} has no part {}", part.uid, part.part)))?;
+                let (_, structure) = imap.fetch_structure(part.uid).await?.ok_or_else(|| {
+                    invalid(
+                        "unknown_message",
+                        format!("no message {} in {}", part.uid, part.mailbox),
+                    )
+                })?;
+                let info = find_part(&structure, &part.part).ok_or_else(|| {
+                    invalid(
+                        "unknown_part",
+                        format!("message {} has no part {}", part.uid, part.part),
+                    )
+                })?;
                 if info.content_type.starts_with("multipart/") {
-                    return Err(invalid("unsupported_part", "multipart sections cannot be attached; name their parts"));
+                    return Err(invalid(
+                        "unsupported_part",
+                        "multipart sections cannot be attached; name their parts",
+                    ));
                 }
                 let mime = imap
                     .fetch_section_chunk(part.uid, &format!("{}.MIME", part.part), 0, 64 * 1024)
@@ -352,10 +402,12 @@ async fn resolve(
     }
     if let Some(fwd) = &req.forward {
         let uidvalidity = examine(imap, &fwd.mailbox).await?;
-        let (size, _) = imap
-            .fetch_structure(fwd.uid)
-            .await?
-            .ok_or_else(|| invalid("unknown_message", format!("no message {} in {}", fwd.uid, fwd.mailbox)))?;
+        let (size, _) = imap.fetch_structure(fwd.uid).await?.ok_or_else(|| {
+            invalid(
+                "unknown_message",
+                format!("no message {} in {}", fwd.uid, fwd.mailbox),
+            )
+        })?;
         out.push(Resolved::Other(Attachment::Message {
             mailbox: fwd.mailbox.clone(),
             uidvalidity,
@@ -366,9 +418,12 @@ async fn resolve(
     let mut reply = None;
     if let Some(parent) = &req.in_reply_to {
         examine(imap, &parent.mailbox).await?;
-        imap.fetch_structure(parent.uid)
-            .await?
-            .ok_or_else(|| invalid("unknown_message", format!("no message {} in {}", parent.uid, parent.mailbox)))?;
+        imap.fetch_structure(parent.uid).await?.ok_or_else(|| {
+            invalid(
+                "unknown_message",
+                format!("no message {} in {}", parent.uid, parent.mailbox),
+            )
+        })?;
         let header = imap
             .fetch_section_chunk(parent.uid, "HEADER", 0, 256 * 1024)
             .await?;
@@ -397,14 +452,15 @@ async fn resolve(
 async fn examine(imap: &mut ImapClient, mailbox: &str) -> Result<u32, PrepareError> {
     match imap.examine(mailbox).await {
         Ok(status) => Ok(status.uidvalidity),
-        Err(ImapError::No { .. }) => Err(invalid("unknown_mailbox", format!("no mailbox {mailbox:?}"))),
+        Err(ImapError::No { .. }) => Err(invalid(
+            "unknown_mailbox",
+            format!("no mailbox {mailbox:?}"),
+        )),
         Err(e) => Err(e.into()),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build_job(
-    _ctx: &SendContext,
     dir: &Path,
     id: &str,
     account: &AccountRecord,
@@ -442,7 +498,9 @@ fn build_job(
                     file: owned.to_string_lossy().into_owned(),
                     raw_size: upload.offset,
                     content_type: upload.content_type.clone(),
-                    filename: filename.clone().unwrap_or_else(|| format!("attachment-{}", i + 1)),
+                    filename: filename
+                        .clone()
+                        .unwrap_or_else(|| format!("attachment-{}", i + 1)),
                 });
             }
         }

@@ -150,8 +150,8 @@ pub async fn write_spool(
                 if selected.as_ref().map(|(_, v)| *v) != Some(*uidvalidity) {
                     return Err(SpoolError::Gone(format!("{mailbox}/{uid}")));
                 }
-                let n = copy_section(imap, *uid, section.as_deref().unwrap_or(""), &mut out)
-                    .await?;
+                let n =
+                    copy_section(imap, *uid, section.as_deref().unwrap_or(""), &mut out).await?;
                 size += n;
                 fetched += n;
             }

@@ -140,7 +140,8 @@ impl SmtpClient {
             self.command("AUTH", pass.as_bytes(), 235).await?;
             return Ok(());
         }
-        let mut blob = zeroize::Zeroizing::new(Vec::with_capacity(username.len() + password.len() + 2));
+        let mut blob =
+            zeroize::Zeroizing::new(Vec::with_capacity(username.len() + password.len() + 2));
         blob.push(0);
         blob.extend_from_slice(username.as_bytes());
         blob.push(0);
@@ -225,7 +226,10 @@ impl SmtpClient {
         }
     }
 
-    async fn send_data<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<Reply, SmtpError> {
+    async fn send_data<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Reply, SmtpError> {
         self.command("DATA", b"DATA\r\n", 354).await?;
         let mut stuffer = DotStuffer::default();
         let mut chunk = vec![0u8; CHUNK];
@@ -271,8 +275,10 @@ impl SmtpClient {
         want: u16,
     ) -> Result<Reply, SmtpError> {
         self.write(line).await?;
-        self.expect(command, |r| r.code == want || (want == 250 && r.is_positive()))
-            .await
+        self.expect(command, |r| {
+            r.code == want || (want == 250 && r.is_positive())
+        })
+        .await
     }
 
     async fn expect(
@@ -379,8 +385,8 @@ impl DotStuffer {
             self.at_line_start = b == b'\n';
         }
         if let Some(&last) = input.last() {
-            self.ended_with_crlf =
-                last == b'\n' && (input.len() >= 2 && input[input.len() - 2] == b'\r' || input.len() == 1);
+            self.ended_with_crlf = last == b'\n'
+                && (input.len() >= 2 && input[input.len() - 2] == b'\r' || input.len() == 1);
         }
         out
     }

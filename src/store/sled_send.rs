@@ -109,7 +109,8 @@ impl SendStore for SledStore {
     }
 
     fn put_send_settings(&self, account_id: &str, settings: &SendSettings) -> StoreResult<()> {
-        tree(self, "send_settings")?.insert(account_id.as_bytes(), serde_json::to_vec(settings)?)?;
+        tree(self, "send_settings")?
+            .insert(account_id.as_bytes(), serde_json::to_vec(settings)?)?;
         Ok(())
     }
 }
@@ -148,13 +149,19 @@ mod tests {
     fn idempotency_keys_find_the_first_job() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(store.create_send_job(&job("j1", Some("k"))).unwrap(), Created::New);
+        assert_eq!(
+            store.create_send_job(&job("j1", Some("k"))).unwrap(),
+            Created::New
+        );
         assert_eq!(
             store.create_send_job(&job("j2", Some("k"))).unwrap(),
             Created::Existing("j1".into())
         );
         assert!(store.send_job("j2").unwrap().is_none());
-        assert_eq!(store.create_send_job(&job("j3", None)).unwrap(), Created::New);
+        assert_eq!(
+            store.create_send_job(&job("j3", None)).unwrap(),
+            Created::New
+        );
         let mut done = job("j3", None);
         done.status = SendStatus::Done;
         store.put_send_job(&done).unwrap();

@@ -107,7 +107,9 @@ pub async fn post_send(gateway: &Gateway, token: &str, key: &str, body: &Value) 
 pub async fn wait_final(gateway: &Gateway, token: &str, send_id: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..1200 {
-        let (status, body) = gateway.get(&format!("/v1/send/{send_id}"), Some(token)).await;
+        let (status, body) = gateway
+            .get(&format!("/v1/send/{send_id}"), Some(token))
+            .await;
         assert_eq!(status, 200, "{body}");
         if body["status"] == "done" || body["status"] == "failed" {
             return body;
@@ -149,8 +151,12 @@ pub fn shape(raw: &[u8]) -> Shape {
     use mail_parser::{MessageParser, MimeHeaders};
     let m = MessageParser::default().parse(raw).expect("parses");
     let addrs = |a: Option<&mail_parser::Address>| -> Vec<String> {
-        a.map(|a| a.iter().filter_map(|x| x.address().map(String::from)).collect())
-            .unwrap_or_default()
+        a.map(|a| {
+            a.iter()
+                .filter_map(|x| x.address().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
     };
     let parts = m
         .parts
@@ -161,7 +167,11 @@ pub fn shape(raw: &[u8]) -> Shape {
                 .content_type()
                 .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
                 .unwrap_or_default();
-            (ct, p.attachment_name().map(String::from), p.contents().to_vec())
+            (
+                ct,
+                p.attachment_name().map(String::from),
+                p.contents().to_vec(),
+            )
         })
         .collect();
     let refs = match m.references() {

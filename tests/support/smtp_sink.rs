@@ -58,7 +58,11 @@ impl SmtpSink {
 
     /// Refuse this recipient with `550 5.1.1`.
     pub fn reject_recipient(&self, addr: &str) {
-        self.shared.lock().unwrap().reject_rcpt.push(addr.to_ascii_lowercase());
+        self.shared
+            .lock()
+            .unwrap()
+            .reject_rcpt
+            .push(addr.to_ascii_lowercase());
     }
 
     /// Answer MAIL with `451 4.3.0` (temporary) while set.
@@ -127,7 +131,12 @@ fn serve(stream: TcpStream, shared: &Mutex<Shared>) -> std::io::Result<()> {
             }
         } else if upper.starts_with("RCPT TO:") {
             let addr = address(&line[8..]);
-            if shared.lock().unwrap().reject_rcpt.contains(&addr.to_ascii_lowercase()) {
+            if shared
+                .lock()
+                .unwrap()
+                .reject_rcpt
+                .contains(&addr.to_ascii_lowercase())
+            {
                 format!("550 5.1.1 <{addr}>: recipient rejected\r\n")
             } else {
                 rcpts.push(addr);
@@ -154,8 +163,8 @@ fn serve(stream: TcpStream, shared: &Mutex<Shared>) -> std::io::Result<()> {
                 }
                 accept(shared, &mut from, &mut rcpts, data)
             }
-        } else if upper.starts_with("BDAT ") {
-            let mut words = upper[5..].split_whitespace();
+        } else if let Some(args) = upper.strip_prefix("BDAT ") {
+            let mut words = args.split_whitespace();
             let size: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
             let last = words.next() == Some("LAST");
             let mut chunk = vec![0u8; size];
