@@ -168,7 +168,7 @@ fn item<'a>(items: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
 /// that is not multipart has one part, `1`. Pure; `None` when absent.
 pub fn find_part(structure: &Value, section: &str) -> Option<PartInfo> {
     let mut node = structure;
-    for step in section.split('.') {
+    for (depth, step) in section.split('.').enumerate() {
         let n: usize = step.parse().ok().filter(|&n| n >= 1)?;
         let Value::List(fields) = node else {
             return None;
@@ -198,7 +198,8 @@ pub fn find_part(structure: &Value, section: &str) -> Option<PartInfo> {
                 }
                 continue;
             }
-            if n != 1 {
+            // Only a message that is not multipart has a part 1 (itself).
+            if n != 1 || depth > 0 {
                 return None;
             }
             continue;

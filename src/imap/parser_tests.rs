@@ -347,7 +347,7 @@ fn send_path_responses() {
     let r = parse_all(
         b"* GENURLAUTH \"imap://alice@127.0.0.1:143/Sent;UIDVALIDITY=7/;UID=3;urlauth=submit+alice:internal:91354a473744909de610943775f92038\"\r\n\
 L4 OK [APPENDUID 1700000000 42] Append completed.\r\n\
-* 3 FETCH (UID 9 BODY[2.MIME] {33}\r\nContent-Type: text/plain\r\n\r\n\r\n BODY[2]<0> {3}\r\nabc)\r\n\
+* 3 FETCH (UID 9 BODY[2.MIME] {28}\r\nContent-Type: text/plain\r\n\r\n BODY[2]<0> {3}\r\nabc)\r\n\
 * 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 4 1 NIL NIL NIL NIL)(\"application\" \"octet-stream\" (\"name\" \"a.bin\") NIL NIL \"base64\" 280000 NIL (\"attachment\" (\"filename\" \"a.bin\")) NIL NIL) \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL))\r\n",
     );
     assert_eq!(

@@ -299,6 +299,17 @@ async fn drive(inner: &Inner, id: &str) {
                 _ = inner.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
+        } else if job.status == SendStatus::Submitted {
+            // The message went out; only the Sent copy is missing. Report
+            // the send as done, with why the copy is not there.
+            job.status = SendStatus::Done;
+            job.error = Some(SendFailure {
+                code: "sent_copy_failed".into(),
+                ..err.failure
+            });
+            if save(inner, &job).await.is_err() {
+                return;
+            }
         } else {
             fail(inner, &mut job, err.failure).await;
         }

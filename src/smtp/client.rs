@@ -426,3 +426,7 @@ mod tests {
         assert_eq!(clean("a@b\r\nRCPT TO:<x@y>"), "a@bRCPT TO:x@y");
     }
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod scripted_tests;
