@@ -128,3 +128,42 @@ async fn catenate_and_assembled_paths_give_the_same_message() {
     assert_eq!(shape(&asm_sent[0]), reference);
     assert!(asm["bytes"]["from_imap"].as_u64().unwrap() > ATTACHMENT as u64);
 }
+
+/// Advertisements are not trusted: without `mail_attribute_dict` Dovecot
+/// cannot authorize URLs, yet the capability list (set here to include
+/// URLAUTH) and EHLO say it can. The burl attempt fails and the send
+/// finishes on the catenate path, with one message at the sink and in Sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_urlauth_falls_back_to_catenate() {
+    let sink = support::smtp_sink::SmtpSink::start();
+    let dovecot = support::dovecot::Dovecot::builder()
+        .relay_port(sink.port())
+        .without_attribute_dict()
+        .imap_capability(&format!("{CAPS_NO_URLAUTH} URLAUTH"))
+        .start();
+    dovecot.add_user(USER, PASS);
+    let original = bytes(20_000, 4);
+    let uid = dovecot.append(
+        USER,
+        PASS,
+        "INBOX",
+        &message_with_attachment(&original, "<u@test.local>"),
+    );
+    let (_dir, data) = data_dir();
+    let gateway = Gateway::start(&data).await;
+    let token = register(&gateway, &dovecot).await;
+    let body = json!({"to": ["bob@test.local"], "subject": "fallback", "text": "x",
+                      "attachments": [{"ref": {"mailbox": "INBOX", "uid": uid, "part": "2"}}]});
+    let first = send(&gateway, &token, "f1", &body).await;
+    assert_eq!(first["status"], "done", "{first}");
+    assert_eq!(first["path"], "catenate", "{first}");
+    let received = sink.wait_for(1, Duration::from_secs(30));
+    assert!(shape(&received[0].data).parts[1].2 == original);
+    assert_eq!(mailbox(&dovecot, "Sent").len(), 1);
+    // The account is remembered: the next send plans catenate at once.
+    let second = send(&gateway, &token, "f2", &body).await;
+    assert_eq!(second["path"], "catenate");
+    assert_eq!(sink.wait_for(2, Duration::from_secs(30)).len(), 2);
+    assert_eq!(mailbox(&dovecot, "Sent").len(), 2);
+    gateway.stop().await;
+}

@@ -35,6 +35,7 @@ pub struct DovecotBuilder {
     relay_port: Option<u16>,
     imap_capability: Option<String>,
     tls: bool,
+    no_attribute_dict: bool,
 }
 
 impl DovecotBuilder {
@@ -48,6 +49,13 @@ impl DovecotBuilder {
     /// leading `+` adds to the default instead.
     pub fn imap_capability(mut self, caps: &str) -> Self {
         self.imap_capability = Some(caps.to_owned());
+        self
+    }
+
+    /// Leaves out `mail_attribute_dict`: URLAUTH then does not work (and
+    /// BURL fails) although EHLO still advertises `BURL imap`.
+    pub fn without_attribute_dict(mut self) -> Self {
+        self.no_attribute_dict = true;
         self
     }
 
@@ -443,6 +451,11 @@ fn render_config(
         .as_ref()
         .map(|c| format!("  imap_capability = {c}\n"))
         .unwrap_or_default();
+    let attribute_dict = if b.no_attribute_dict {
+        ""
+    } else {
+        "mail_attribute_dict = file:%h/dovecot-attributes\n"
+    };
     format!(
         "instance_name = lemonade-test
 base_dir = {dir}/run
@@ -462,8 +475,7 @@ userdb {{
   args = uid={uid} gid={gid} home={dir}/mail/%u
 }}
 mail_location = maildir:~/Maildir
-mail_attribute_dict = file:%h/dovecot-attributes
-mailbox_list_index = yes
+{attribute_dict}mailbox_list_index = yes
 namespace inbox {{
   inbox = yes
   separator = /
