@@ -441,3 +441,53 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(leftovers, 0, "job directories left behind");
     gateway.stop().await;
 }
+
+/// A message over the submission server's SIZE is refused up front (413),
+/// and nothing is stored or sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_the_size_limit_are_refused() {
+    let sink = support::smtp_sink::SmtpSink::start();
+    let dovecot = support::dovecot::Dovecot::builder()
+        .relay_port(sink.port())
+        .max_mail_size(20_000)
+        .start();
+    dovecot.add_user(USER, PASS);
+    let uid = dovecot.append(
+        USER,
+        PASS,
+        "INBOX",
+        &message_with_attachment(&bytes(30_000, 6), "<big@test.local>"),
+    );
+    let (_dir, data) = data_dir();
+    let gateway = Gateway::start(&data).await;
+    let token = register(&gateway, &dovecot).await;
+    let (code, body) = post_send(
+        &gateway,
+        &token,
+        "big",
+        &json!({"to": ["bob@test.local"], "forward": {"mailbox": "INBOX", "uid": uid}}),
+    )
+    .await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (413, Some("message_too_large")),
+        "{body}"
+    );
+    let (code, body) = post_send(
+        &gateway,
+        &token,
+        "small",
+        &json!({"to": ["bob@test.local"], "text": "fits"}),
+    )
+    .await;
+    assert!(code == 200 || code == 202, "{body}");
+    assert_eq!(
+        wait_final(&gateway, &token, body["send_id"].as_str().unwrap()).await["status"],
+        "done"
+    );
+    assert_eq!(sink.wait_for(1, Duration::from_secs(30)).len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(mailbox(&dovecot, "Sent").len(), 1);
+    gateway.stop().await;
+}

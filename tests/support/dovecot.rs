@@ -36,6 +36,7 @@ pub struct DovecotBuilder {
     imap_capability: Option<String>,
     tls: bool,
     no_attribute_dict: bool,
+    max_mail_size: Option<u64>,
 }
 
 impl DovecotBuilder {
@@ -56,6 +57,12 @@ impl DovecotBuilder {
     /// BURL fails) although EHLO still advertises `BURL imap`.
     pub fn without_attribute_dict(mut self) -> Self {
         self.no_attribute_dict = true;
+        self
+    }
+
+    /// The submission service's message size limit (EHLO `SIZE`).
+    pub fn max_mail_size(mut self, bytes: u64) -> Self {
+        self.max_mail_size = Some(bytes);
         self
     }
 
@@ -456,6 +463,10 @@ fn render_config(
     } else {
         "mail_attribute_dict = file:%h/dovecot-attributes\n"
     };
+    let max_mail_size = b
+        .max_mail_size
+        .map(|n| format!("submission_max_mail_size = {n}\n"))
+        .unwrap_or_default();
     format!(
         "instance_name = lemonade-test
 base_dir = {dir}/run
@@ -475,7 +486,7 @@ userdb {{
   args = uid={uid} gid={gid} home={dir}/mail/%u
 }}
 mail_location = maildir:~/Maildir
-{attribute_dict}mailbox_list_index = yes
+{attribute_dict}{max_mail_size}mailbox_list_index = yes
 namespace inbox {{
   inbox = yes
   separator = /
