@@ -15,6 +15,7 @@
 //! the crash-safety rules).
 
 pub mod compose;
+mod failure;
 pub mod outbox;
 pub mod plan;
 pub mod prepare;

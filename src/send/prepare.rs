@@ -77,6 +77,17 @@ pub struct PrepareError {
     pub message: String,
 }
 
+impl PrepareError {
+    /// Upstream trouble (502) may pass; everything else is the request's fault.
+    pub fn class(&self) -> ErrorClass {
+        if self.status >= 500 {
+            ErrorClass::Transient
+        } else {
+            ErrorClass::Permanent
+        }
+    }
+}
+
 fn invalid(code: &'static str, message: impl Into<String>) -> PrepareError {
     PrepareError {
         status: 422,

@@ -29,6 +29,16 @@ pub enum SpoolError {
     Gone(String),
 }
 
+impl SpoolError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            SpoolError::Imap(e) => e.class(),
+            SpoolError::Io(_) => crate::error::ErrorClass::Transient,
+            SpoolError::Gone(_) => crate::error::ErrorClass::Permanent,
+        }
+    }
+}
+
 /// A reader giving the base64 lines of the file at `path`.
 pub fn upload_reader(path: &str) -> Pin<Box<dyn AsyncRead + Send>> {
     let path = path.to_owned();

@@ -44,6 +44,12 @@ pub enum ReplyError {
     TooLong,
 }
 
+impl ReplyError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Protocol
+    }
+}
+
 /// Longest reply line accepted (RFC 5321 says 512; servers send longer EHLO lines).
 const MAX_LINE: usize = 4096;
 /// Most lines in one reply.
