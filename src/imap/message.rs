@@ -1,7 +1,7 @@
 //! The commands the send path runs on single messages: SELECT, the body
 //! structure, a section fetched piecewise (`BODY.PEEK[s]<offset.len>`, so
 //! nothing large is held at once), SEARCH by Message-ID, removing a message
-//! (UID STORE \Deleted + UID EXPUNGE) and GENURLAUTH (RFC 4467).
+//! (UID STORE \Deleted + UID EXPUNGE), GENURLAUTH and URLFETCH (RFC 4467).
 
 use super::client::ImapClient;
 use super::command::Command;
@@ -157,6 +157,29 @@ impl ImapClient {
         .await?;
         let url = out.ok_or_else(|| ImapError::Protocol("GENURLAUTH without URL".into()))?;
         String::from_utf8(url).map_err(|_| ImapError::Protocol("GENURLAUTH URL not UTF-8".into()))
+    }
+
+    /// URLFETCH of one authorized URL (RFC 4467): its bytes, held whole
+    /// (use it for parts, not for large messages). `None` when the server
+    /// refuses the URL (it answers NIL).
+    pub async fn url_fetch(&mut self, url: &str) -> Result<Option<Vec<u8>>, ImapError> {
+        if !self.capabilities().has("URLAUTH") {
+            return Err(ImapError::Unsupported("URLAUTH"));
+        }
+        let cmd = Command::new("URLFETCH").string(url.as_bytes(), false)?;
+        let mut out = None;
+        self.run_ok("URLFETCH", cmd, &mut |u| match u {
+            Untagged::UrlFetch(items) => {
+                out = items
+                    .into_iter()
+                    .find(|(u, _)| u == url.as_bytes())
+                    .and_then(|(_, data)| data);
+                None
+            }
+            other => Some(other),
+        })
+        .await?;
+        Ok(out)
     }
 }
 

@@ -128,6 +128,8 @@ pub enum Untagged {
     Search(Vec<u32>),
     /// RFC 4467: `* GENURLAUTH url...`, the authorized URLs.
     GenUrlAuth(Vec<Vec<u8>>),
+    /// RFC 4467: `* URLFETCH url data…`: each URL with its bytes (`None`: NIL, refused).
+    UrlFetch(Vec<(Vec<u8>, Option<Vec<u8>>)>),
     /// Anything else, by its keyword (upper-cased).
     Other(String),
 }
@@ -210,6 +212,22 @@ fn parse_untagged(p: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
     Ok(match keyword.as_str() {
         "CAPABILITY" => Untagged::Capability(p.atoms_to_end()),
         "ENABLED" => Untagged::Enabled(p.atoms_to_end()),
+        "URLFETCH" => {
+            let values = p.values_to_end()?;
+            let mut out = Vec::with_capacity(values.len() / 2);
+            let mut it = values.into_iter();
+            while let Some(url) = it.next() {
+                let Some(url) = url.as_bytes().map(|b| b.into_owned()) else {
+                    return Err(p.error("URLFETCH without URL"));
+                };
+                let data = match it.next() {
+                    Some(Value::Str(b)) => Some(b),
+                    _ => None,
+                };
+                out.push((url, data));
+            }
+            Untagged::UrlFetch(out)
+        }
         "GENURLAUTH" => Untagged::GenUrlAuth(
             p.values_to_end()?
                 .iter()

@@ -374,3 +374,20 @@ L4 OK [APPENDUID 1700000000 42] Append completed.\r\n\
     };
     assert!(matches!(items[1].1, Value::List(_)));
 }
+
+#[test]
+fn urlfetch_responses() {
+    let r = parse_all(
+        b"* URLFETCH \"imap://a@h:1/INBOX/;UID=1;urlauth=user+a:internal:00\" {5}\r\nhello \"imap://a@h:1/INBOX/;UID=2\" NIL\r\n",
+    );
+    assert_eq!(
+        untagged(&r[0]),
+        &Untagged::UrlFetch(vec![
+            (
+                b"imap://a@h:1/INBOX/;UID=1;urlauth=user+a:internal:00".to_vec(),
+                Some(b"hello".to_vec())
+            ),
+            (b"imap://a@h:1/INBOX/;UID=2".to_vec(), None),
+        ])
+    );
+}
