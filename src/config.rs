@@ -44,6 +44,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub watch: WatchConfig,
     pub read: ReadConfig,
+    pub send: SendConfig,
 }
 
 /// The mail API's IMAP sessions (separate from the watchers').
@@ -133,6 +134,41 @@ pub struct WatchConfig {
     pub fetch_limit: usize,
 }
 
+/// Sending mail and uploads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendConfig {
+    /// Largest single upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Bytes of unexpired uploads one account may hold.
+    pub upload_quota_bytes: u64,
+    /// Uploads (complete or not) are deleted this long after they were created.
+    pub upload_ttl_secs: u64,
+    /// How long `POST /v1/send` waits for the final status before answering 202.
+    pub wait_secs: u64,
+    /// Attempts of a send step that fails transiently before the send fails.
+    pub max_attempts: u32,
+    /// Hosts whose providers file a Sent copy themselves (no APPEND by default).
+    pub provider_files_sent_hosts: Vec<String>,
+}
+
+impl Default for SendConfig {
+    fn default() -> Self {
+        SendConfig {
+            max_upload_bytes: 25 * 1024 * 1024,
+            upload_quota_bytes: 100 * 1024 * 1024,
+            upload_ttl_secs: 24 * 3600,
+            wait_secs: 10,
+            max_attempts: 8,
+            provider_files_sent_hosts: vec![
+                "imap.gmail.com".into(),
+                "imap.googlemail.com".into(),
+                "outlook.office365.com".into(),
+            ],
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -144,6 +180,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             watch: WatchConfig::default(),
             read: ReadConfig::default(),
+            send: SendConfig::default(),
         }
     }
 }
@@ -267,6 +304,17 @@ impl Config {
         }
         if self.push.concurrency == 0 {
             return invalid("push.concurrency", "must be at least 1");
+        }
+        if self.send.max_upload_bytes == 0
+            || self.send.upload_quota_bytes < self.send.max_upload_bytes
+        {
+            return invalid(
+                "send.upload_quota_bytes",
+                "must be at least send.max_upload_bytes, which must be above 0",
+            );
+        }
+        if self.send.max_attempts == 0 {
+            return invalid("send.max_attempts", "must be at least 1");
         }
         let refresh_ok = |secs: u64| (10..=29 * 60).contains(&secs);
         if !refresh_ok(self.watch.idle_refresh_secs)

@@ -24,6 +24,8 @@ pub mod net;
 pub mod notify;
 pub mod proto;
 pub mod read;
+pub mod send;
+pub mod smtp;
 pub mod store;
 pub mod watch;
 
@@ -129,12 +131,30 @@ pub async fn run(
 
     let pool = read::SessionPool::new(config.clone(), store.clone(), sealer.clone(), tls.clone());
     tracker.spawn(pool.reaper(shutdown.child_token()));
+    let outbox = send::Outbox::new(
+        send::SendContext {
+            config: config.clone(),
+            store: store.clone(),
+            sealer: sealer.clone(),
+            tls: tls.clone(),
+            spool_dir: data_dir.join("outbox"),
+            burl: send::plan::BurlMemory::default(),
+        },
+        tracker.clone(),
+        shutdown.child_token(),
+    );
+    let resumed = outbox.resume_all()?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming unfinished sends");
+    }
+
     let app = api::router(api::AppState {
         config: config.clone(),
         store: store.clone(),
         sealer,
         tls,
         supervisor,
+        outbox,
         states,
         metrics,
         vapid_public_key,

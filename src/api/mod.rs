@@ -1,6 +1,7 @@
-//! The HTTP API for phones: accounts, devices, the VAPID key, health and
-//! metrics, and the read API (`mail.rs`, JSON or protobuf by `codec.rs`,
-//! described by `openapi.rs`); responses are compressed by Accept-Encoding. Routes are thin: they validate, call the store and the
+//! The HTTP API for phones: accounts, devices, the VAPID key, the read API
+//! (`mail.rs`, JSON or protobuf by `codec.rs`, described by `openapi.rs`),
+//! uploads and sending, health and metrics; responses are compressed by
+//! Accept-Encoding. Routes are thin: they validate, call the store and the
 //! supervisor, and map errors to `{"error": {"code", "message"}}` answers.
 
 mod accounts;
@@ -10,6 +11,8 @@ mod devices;
 mod error;
 mod mail;
 pub mod openapi;
+mod send;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +48,8 @@ pub struct AppState {
     pub vapid_public_key: Arc<str>,
     /// IMAP sessions of the read API.
     pub pool: crate::read::SessionPool,
+    /// Runs send jobs.
+    pub outbox: crate::send::Outbox,
 }
 
 /// A JSON body whose rejections become our error format (400 malformed,
@@ -83,6 +88,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/delete", post(mail::delete))
         .route("/v1/search", get(mail::search))
         .route("/v1/openapi.json", get(openapi::serve))
+        .route(
+            "/v1/uploads",
+            post(uploads::create)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(axum::middleware::map_response(close_after_refusal)),
+        )
+        .route(
+            "/v1/uploads/{upload_id}",
+            get(uploads::head)
+                .head(uploads::head)
+                .patch(uploads::patch)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(axum::middleware::map_response(close_after_refusal)),
+        )
+        .route("/v1/send", post(send::create))
+        .route(
+            "/v1/send/settings",
+            get(send::get_settings).put(send::put_settings),
+        )
+        .route("/v1/send/{send_id}", get(send::get))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -109,6 +134,19 @@ async fn healthz() -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = state.metrics.render(&state.states.counts());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// An upload refused before its body was read leaves the rest of that body
+/// on the connection, which the server then drops; `Connection: close` keeps
+/// the client from sending its next request on it.
+async fn close_after_refusal(mut response: axum::response::Response) -> axum::response::Response {
+    if !response.status().is_success() {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

@@ -4,7 +4,10 @@
 //! login (`AUTHENTICATE PLAIN` or `LOGIN`), capabilities, ENABLE, EXAMINE,
 //! STATUS, UID SEARCH, the FETCH of push summaries, NOTIFY and IDLE; for the
 //! mail API also LIST, SELECT, UID FETCH with CHANGEDSINCE/VANISHED
-//! (`fetch.rs`), UID STORE/MOVE/EXPUNGE and SEARCH/ESEARCH (`modify.rs`).
+//! (`fetch.rs`), UID STORE/MOVE/EXPUNGE and SEARCH/ESEARCH (`modify.rs`); and
+//! for the send path APPEND with CATENATE (`append.rs`), sections fetched
+//! piecewise, SEARCH by Message-ID, removal and GENURLAUTH (`message.rs`),
+//! and IMAP URLs (`url.rs`).
 //! Connecting and TLS live in [`crate::net`].
 //!
 //! ```text
@@ -29,6 +32,7 @@
 //! about 7 KiB measured for rustls in general). The event queue allocates
 //! only while it holds events.
 
+mod append;
 mod client;
 mod command;
 mod error;
@@ -37,19 +41,24 @@ mod fetch;
 pub mod framer;
 mod idle;
 mod mailbox;
+mod message;
 mod modify;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod parser;
 mod summary;
 pub use summary::fold_preview;
+mod url;
 
+pub use append::{AppendPart, AppendUid};
 pub use client::{Capabilities, ImapClient, DEFAULT_TIMEOUT};
 pub use command::{decode_utf7, encode_utf7};
 pub use command::{uid_set, Command};
 pub use error::ImapError;
 pub use fetch::{expand_set, FetchResult, FetchedMessage, MailboxEntry};
+pub use message::{find_part, PartInfo};
 pub use modify::{search_criteria, valid_flag, SearchQuery};
 pub use parser::Value;
+pub use url::{with_submit_access, MessageUrl};
 
 /// The state of a mailbox, from EXAMINE or STATUS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

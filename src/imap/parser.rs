@@ -70,6 +70,11 @@ pub enum Code {
     UidValidity(u32),
     UidNext(u32),
     HighestModSeq(u64),
+    /// RFC 4315: `[APPENDUID uidvalidity uid]` after APPEND.
+    AppendUid {
+        uidvalidity: u32,
+        uid: u32,
+    },
     NoModSeq,
     ReadOnly,
     ReadWrite,
@@ -132,6 +137,10 @@ pub enum Untagged {
         uid: bool,
         items: Vec<(String, Value)>,
     },
+    /// RFC 4467: `* GENURLAUTH url...`, the authorized URLs.
+    GenUrlAuth(Vec<Vec<u8>>),
+    /// RFC 4467: `* URLFETCH url data…`: each URL with its bytes (`None`: NIL, refused).
+    UrlFetch(Vec<(Vec<u8>, Option<Vec<u8>>)>),
     /// Anything else, by its keyword (upper-cased).
     Other(String),
 }
@@ -214,6 +223,28 @@ fn parse_untagged(p: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
     Ok(match keyword.as_str() {
         "CAPABILITY" => Untagged::Capability(p.atoms_to_end()),
         "ENABLED" => Untagged::Enabled(p.atoms_to_end()),
+        "URLFETCH" => {
+            let values = p.values_to_end()?;
+            let mut out = Vec::with_capacity(values.len() / 2);
+            let mut it = values.into_iter();
+            while let Some(url) = it.next() {
+                let Some(url) = url.as_bytes().map(|b| b.into_owned()) else {
+                    return Err(p.error("URLFETCH without URL"));
+                };
+                let data = match it.next() {
+                    Some(Value::Str(b)) => Some(b),
+                    _ => None,
+                };
+                out.push((url, data));
+            }
+            Untagged::UrlFetch(out)
+        }
+        "GENURLAUTH" => Untagged::GenUrlAuth(
+            p.values_to_end()?
+                .iter()
+                .filter_map(|v| v.as_bytes().map(|b| b.into_owned()))
+                .collect(),
+        ),
         "SEARCH" => {
             let mut uids = Vec::new();
             for value in p.values_to_end()? {
@@ -381,6 +412,13 @@ fn make_code(name: String, args: Vec<Value>, ok: bool) -> Code {
             .map(Code::UidValidity),
         "UIDNEXT" => num().and_then(|n| u32::try_from(n).ok()).map(Code::UidNext),
         "HIGHESTMODSEQ" => num().map(Code::HighestModSeq),
+        "APPENDUID" => match (
+            args.first().and_then(Value::as_u32),
+            args.get(1).and_then(Value::as_u32),
+        ) {
+            (Some(uidvalidity), Some(uid)) => Some(Code::AppendUid { uidvalidity, uid }),
+            _ => None,
+        },
         _ => None,
     };
     code.unwrap_or(Code::Other(name))

@@ -396,3 +396,53 @@ fn list_esearch_and_literal8() {
         }
     );
 }
+
+#[test]
+fn send_path_responses() {
+    let r = parse_all(
+        b"* GENURLAUTH \"imap://alice@127.0.0.1:143/Sent;UIDVALIDITY=7/;UID=3;urlauth=submit+alice:internal:91354a473744909de610943775f92038\"\r\n\
+L4 OK [APPENDUID 1700000000 42] Append completed.\r\n\
+* 3 FETCH (UID 9 BODY[2.MIME] {28}\r\nContent-Type: text/plain\r\n\r\n BODY[2]<0> {3}\r\nabc)\r\n\
+* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 4 1 NIL NIL NIL NIL)(\"application\" \"octet-stream\" (\"name\" \"a.bin\") NIL NIL \"base64\" 280000 NIL (\"attachment\" (\"filename\" \"a.bin\")) NIL NIL) \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL))\r\n",
+    );
+    assert_eq!(
+        untagged(&r[0]),
+        &Untagged::GenUrlAuth(vec![b"imap://alice@127.0.0.1:143/Sent;UIDVALIDITY=7/;UID=3;urlauth=submit+alice:internal:91354a473744909de610943775f92038".to_vec()])
+    );
+    assert!(matches!(
+        &r[1],
+        Response::Tagged {
+            code: Some(Code::AppendUid {
+                uidvalidity: 1700000000,
+                uid: 42
+            }),
+            ..
+        }
+    ));
+    let Untagged::Fetch { items, .. } = untagged(&r[2]) else {
+        panic!("not a fetch")
+    };
+    assert_eq!(items[1].0, "BODY[2.MIME]");
+    assert_eq!(items[2], ("BODY[2]<0>".into(), Value::Str(b"abc".to_vec())));
+    let Untagged::Fetch { items, .. } = untagged(&r[3]) else {
+        panic!("not a fetch")
+    };
+    assert!(matches!(items[1].1, Value::List(_)));
+}
+
+#[test]
+fn urlfetch_responses() {
+    let r = parse_all(
+        b"* URLFETCH \"imap://a@h:1/INBOX/;UID=1;urlauth=user+a:internal:00\" {5}\r\nhello \"imap://a@h:1/INBOX/;UID=2\" NIL\r\n",
+    );
+    assert_eq!(
+        untagged(&r[0]),
+        &Untagged::UrlFetch(vec![
+            (
+                b"imap://a@h:1/INBOX/;UID=1;urlauth=user+a:internal:00".to_vec(),
+                Some(b"hello".to_vec())
+            ),
+            (b"imap://a@h:1/INBOX/;UID=2".to_vec(), None),
+        ])
+    );
+}

@@ -1,11 +1,14 @@
 //! Durable state: accounts (with sealed secrets), hashed API tokens, devices,
-//! per-mailbox cursors and the push queue.
+//! per-mailbox cursors, the push queue, and the send path's uploads and
+//! outbox (`send.rs`).
 //!
 //! Everything goes through the [`Store`] trait so that sled, the embedded
 //! default, stays replaceable. Writes that must survive a crash are followed
 //! by [`Store::flush`].
 
 mod seal;
+pub mod send;
+mod sled_send;
 mod sled_store;
 mod types;
 
@@ -13,6 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use seal::{SealError, Sealer};
+pub use send::SendStore;
 pub use sled_store::SledStore;
 pub use types::*;
 
@@ -65,7 +69,7 @@ pub struct NewMail<'a> {
 }
 
 /// The gateway's durable state.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SendStore + Send + Sync + 'static {
     /// Stores an account (new, or updated credentials) together with the
     /// hash of a new API token; earlier tokens stay valid.
     fn create_account(&self, account: &AccountRecord, token_hash: &[u8; 32]) -> StoreResult<()>;

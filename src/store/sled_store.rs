@@ -114,6 +114,11 @@ impl SledStore {
         })
     }
 
+    /// The database, for the send path's trees (`sled_send.rs`).
+    pub(super) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     fn remove_pushes_of_device(&self, device_id: &str) -> StoreResult<()> {
         for entry in self.pushes.scan_prefix(prefix(device_id)) {
             let (key, _) = entry?;

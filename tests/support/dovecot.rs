@@ -35,6 +35,8 @@ pub struct DovecotBuilder {
     relay_port: Option<u16>,
     imap_capability: Option<String>,
     tls: bool,
+    no_attribute_dict: bool,
+    max_mail_size: Option<u64>,
 }
 
 impl DovecotBuilder {
@@ -48,6 +50,19 @@ impl DovecotBuilder {
     /// leading `+` adds to the default instead.
     pub fn imap_capability(mut self, caps: &str) -> Self {
         self.imap_capability = Some(caps.to_owned());
+        self
+    }
+
+    /// Leaves out `mail_attribute_dict`: URLAUTH then does not work (and
+    /// BURL fails) although EHLO still advertises `BURL imap`.
+    pub fn without_attribute_dict(mut self) -> Self {
+        self.no_attribute_dict = true;
+        self
+    }
+
+    /// The submission service's message size limit (EHLO `SIZE`).
+    pub fn max_mail_size(mut self, bytes: u64) -> Self {
+        self.max_mail_size = Some(bytes);
         self
     }
 
@@ -443,6 +458,15 @@ fn render_config(
         .as_ref()
         .map(|c| format!("  imap_capability = {c}\n"))
         .unwrap_or_default();
+    let attribute_dict = if b.no_attribute_dict {
+        ""
+    } else {
+        "mail_attribute_dict = file:%h/dovecot-attributes\n"
+    };
+    let max_mail_size = b
+        .max_mail_size
+        .map(|n| format!("submission_max_mail_size = {n}\n"))
+        .unwrap_or_default();
     format!(
         "instance_name = lemonade-test
 base_dir = {dir}/run
@@ -462,8 +486,7 @@ userdb {{
   args = uid={uid} gid={gid} home={dir}/mail/%u
 }}
 mail_location = maildir:~/Maildir
-mail_attribute_dict = file:%h/dovecot-attributes
-mailbox_list_index = yes
+{attribute_dict}{max_mail_size}mailbox_list_index = yes
 namespace inbox {{
   inbox = yes
   separator = /

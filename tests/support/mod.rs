@@ -9,3 +9,5 @@ pub mod raw_imap;
 pub mod read_client;
 pub mod samples;
 pub mod scenario;
+pub mod send;
+pub mod smtp_sink;

@@ -101,3 +101,41 @@ pub(crate) fn quote(s: &str) -> String {
     assert!(!s.contains(['\r', '\n']));
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
+
+impl RawImap {
+    /// Every message of `mailbox` (whole, as stored), in UID order.
+    pub fn fetch_all(&mut self, mailbox: &str) -> Vec<Vec<u8>> {
+        self.command(&format!("SELECT {}", quote(mailbox)));
+        self.tag += 1;
+        let tag = format!("h{}", self.tag);
+        write!(self.writer, "{tag} UID FETCH 1:* (BODY.PEEK[])\r\n").expect("write");
+        let mut out = Vec::new();
+        loop {
+            let line = self.line();
+            if let Some(rest) = line.strip_prefix(&tag) {
+                assert!(rest.starts_with(" OK"), "FETCH failed: {line}");
+                return out;
+            }
+            if let Some(n) = literal_len(&line) {
+                let mut body = vec![0; n];
+                self.reader.read_exact(&mut body).expect("read literal");
+                out.push(body);
+            }
+        }
+    }
+
+    /// The untagged lines a command produced (no literals expected).
+    pub fn lines_of(&mut self, command: &str) -> Vec<String> {
+        self.tag += 1;
+        let tag = format!("h{}", self.tag);
+        write!(self.writer, "{tag} {command}\r\n").expect("write");
+        let mut out = Vec::new();
+        loop {
+            let line = self.line();
+            if line.starts_with(&tag) {
+                return out;
+            }
+            out.push(line);
+        }
+    }
+}

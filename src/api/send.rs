@@ -1,0 +1,216 @@
+//! `/v1/send`: sending a message (idempotent by `Idempotency-Key`), its
+//! status, and the account's send settings. The work is done by the outbox
+//! (`crate::send`); this file validates, stores the job and reports.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::AccountId;
+use super::error::ApiError;
+use super::{ApiJson, AppState};
+use crate::send::prepare::{prepare, PrepareError, SendRequest};
+use crate::store::send::{Created, SendJob, SendSettings};
+
+impl From<PrepareError> for ApiError {
+    fn from(e: PrepareError) -> Self {
+        ApiError::new(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            e.code,
+            e.message,
+        )
+    }
+}
+
+/// The JSON view of a job.
+pub fn view(job: &SendJob) -> serde_json::Value {
+    let mut v = json!({
+        "send_id": job.id,
+        "status": job.status,
+        "path": job.path,
+        "message_id": job.message_id,
+        "size": job.size,
+        "bytes": {
+            "from_client": job.bytes.from_client,
+            "to_imap": job.bytes.to_imap,
+            "from_imap": job.bytes.from_imap,
+            "to_smtp": job.bytes.to_smtp,
+        },
+        "attempts": job.attempts,
+    });
+    if let Some(sent) = &job.sent {
+        v["sent"] = json!({"mailbox": sent.mailbox, "uid": sent.uid});
+    }
+    if let Some(e) = &job.error {
+        v["error"] = json!({"code": e.code, "message": e.message, "smtp_reply": e.smtp_reply});
+    }
+    if let Some(reply) = &job.smtp_reply {
+        v["smtp_reply"] = json!(reply);
+    }
+    v
+}
+
+fn answer(job: &SendJob) -> Response {
+    let status = if job.status.is_final() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, Json(view(job))).into_response()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "Idempotency-Key must be 1-255 printable ASCII characters",
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Waits briefly for a final status, then answers.
+async fn settle(state: &AppState, id: &str) -> Result<Response, ApiError> {
+    let wait = Duration::from_secs(state.config.send.wait_secs);
+    let job = state
+        .outbox
+        .wait(id, wait)
+        .await?
+        .ok_or_else(|| ApiError::not_found("send"))?;
+    Ok(answer(&job))
+}
+
+/// `POST /v1/send`
+pub async fn create(
+    State(state): State<AppState>,
+    AccountId(account_id): AccountId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    if let Some(key) = &key {
+        if let Some(existing) = state.store.send_id_for_key(&account_id, key)? {
+            return settle(&state, &existing).await;
+        }
+    }
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ));
+    }
+    let request: SendRequest = serde_json::from_slice(&body).map_err(|e| {
+        let status = if e.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let code = if e.is_data() {
+            "invalid_body"
+        } else {
+            "malformed_json"
+        };
+        ApiError::new(status, code, e.to_string())
+    })?;
+    let account = state
+        .store
+        .account(&account_id)?
+        .ok_or_else(ApiError::unauthorized)?;
+    let ctx = state.outbox.context();
+    let job = prepare(ctx, &account, &request, key, body.len() as u64).await?;
+    match state.store.create_send_job(&job)? {
+        Created::New => {
+            state.store.flush().await?;
+            tracing::info!(send = %job.id, path = ?job.path, size = job.size, "send queued");
+            state.outbox.start(&job.id);
+            settle(&state, &job.id).await
+        }
+        Created::Existing(id) => {
+            let _ = std::fs::remove_dir_all(ctx.job_dir(&job.id));
+            settle(&state, &id).await
+        }
+    }
+}
+
+/// `GET /v1/send/{send_id}`
+pub async fn get(
+    State(state): State<AppState>,
+    AccountId(account_id): AccountId,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = state
+        .store
+        .send_job(&id)?
+        .filter(|j| j.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("send"))?;
+    Ok(Json(view(&job)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsInput {
+    #[serde(default)]
+    pub save_sent: Option<bool>,
+    #[serde(default)]
+    pub sent_mailbox: Option<String>,
+}
+
+/// `GET /v1/send/settings`
+pub async fn get_settings(
+    State(state): State<AppState>,
+    AccountId(account_id): AccountId,
+) -> Result<Response, ApiError> {
+    let s = state.store.send_settings(&account_id)?;
+    Ok(Json(json!({"save_sent": s.save_sent, "sent_mailbox": s.sent_mailbox})).into_response())
+}
+
+/// `PUT /v1/send/settings`: `{"save_sent": bool|null, "sent_mailbox": name|null}`
+/// (null: the default: by host, and `Sent`).
+pub async fn put_settings(
+    State(state): State<AppState>,
+    AccountId(account_id): AccountId,
+    ApiJson(input): ApiJson<SettingsInput>,
+) -> Result<Response, ApiError> {
+    if let Some(name) = &input.sent_mailbox {
+        if name.is_empty() || name.len() > 1000 || name.chars().any(|c| c.is_control()) {
+            return Err(ApiError::invalid(
+                "invalid_mailbox",
+                "sent_mailbox is empty or malformed",
+            ));
+        }
+    }
+    let settings = SendSettings {
+        save_sent: input.save_sent,
+        sent_mailbox: input.sent_mailbox,
+    };
+    state.store.put_send_settings(&account_id, &settings)?;
+    state.store.flush().await?;
+    Ok(
+        Json(json!({"save_sent": settings.save_sent, "sent_mailbox": settings.sent_mailbox}))
+            .into_response(),
+    )
+}

@@ -1,0 +1,354 @@
+//! `/v1/uploads`: files for later sends, stored under `data_dir/uploads`.
+//!
+//! `POST` with the raw body stores a file in one go (`201 {"upload_id",
+//! "size", "sha256"}`). With `Upload-Length` the upload is resumable
+//! (tus-style): the record exists before the first byte arrives, whatever
+//! arrives is kept when the connection breaks, `HEAD` answers
+//! `Upload-Offset`, and `PATCH` with a matching `Upload-Offset` appends the
+//! rest. Uploads expire after `send.upload_ttl_secs` and count against
+//! `send.upload_quota_bytes` per account.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::auth::AccountId;
+use super::error::ApiError;
+use super::AppState;
+use crate::send::prepare::{new_id, upload_file, valid_id};
+use crate::store::send::UploadRecord;
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_header",
+                    format!("{name} must be a non-negative integer"),
+                )
+            }),
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| {
+            s.len() <= 200
+                && s.contains('/')
+                && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+                && !s.contains('"')
+                && !s.contains('\\')
+        })
+        .unwrap_or_else(|| "application/octet-stream".into())
+}
+
+/// Deletes expired uploads (records and files).
+fn sweep(state: &AppState) -> Result<(), ApiError> {
+    let now = crate::unix_millis();
+    for upload in state.store.uploads()? {
+        if upload.expires_ms <= now {
+            let _ = std::fs::remove_file(upload_file(&state.config.data_dir, &upload.id));
+            state.store.delete_upload(&upload.id)?;
+        }
+    }
+    Ok(())
+}
+
+fn view(upload: &UploadRecord) -> serde_json::Value {
+    json!({
+        "upload_id": upload.id,
+        "size": upload.offset,
+        "sha256": upload.sha256,
+        "length": upload.length,
+        "content_type": upload.content_type,
+        "expires_at_ms": upload.expires_ms,
+    })
+}
+
+fn with_offset(status: StatusCode, upload: &UploadRecord) -> Response {
+    let mut response = (status, Json(view(upload))).into_response();
+    response
+        .headers_mut()
+        .insert("upload-offset", HeaderValue::from(upload.offset));
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/uploads/{}", upload.id)) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, location);
+    }
+    response
+}
+
+/// `POST /v1/uploads`
+pub async fn create(
+    State(state): State<AppState>,
+    AccountId(account): AccountId,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let max = state.config.send.max_upload_bytes;
+    let length = header_u64(&headers, "upload-length")?;
+    let declared = length.or(header_u64(&headers, "content-length")?);
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large(max));
+    }
+    sweep(&state)?;
+    let used: u64 = state
+        .store
+        .uploads()?
+        .iter()
+        .filter(|u| u.account_id == account)
+        .map(|u| u.length.unwrap_or(u.offset))
+        .sum();
+    let quota = state.config.send.upload_quota_bytes;
+    if used + declared.unwrap_or(0) > quota {
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "upload_quota_exceeded",
+            format!("uploads of this account would exceed {quota} bytes; send or wait for old ones to expire"),
+        ));
+    }
+    let now = crate::unix_millis();
+    let mut upload = UploadRecord {
+        id: new_id(),
+        account_id: account,
+        content_type: content_type(&headers),
+        length,
+        offset: 0,
+        sha256: None,
+        created_ms: now,
+        expires_ms: now.saturating_add(
+            i64::try_from(state.config.send.upload_ttl_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        ),
+    };
+    let path = upload_file(&state.config.data_dir, &upload.id);
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
+    }
+    tokio::fs::File::create(&path).await.map_err(io_error)?;
+    if length.is_some() {
+        // Resumable: the record exists before the first byte arrives.
+        state.store.put_upload(&upload)?;
+    }
+    let limit = length.unwrap_or(max).min(max);
+    let received = append_body(&path, body, limit).await;
+    match received {
+        Ok(n) => upload.offset = n,
+        Err(BodyError::TooLong) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            state.store.delete_upload(&upload.id)?;
+            return Err(too_large(limit));
+        }
+        Err(BodyError::Broken(n)) => {
+            // The client went away: keep what arrived for a resumable upload.
+            if length.is_some() {
+                upload.offset = n;
+                state.store.put_upload(&upload)?;
+                state.store.flush().await?;
+            } else {
+                let _ = tokio::fs::remove_file(&path).await;
+            }
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "upload_interrupted",
+                "the request body ended early",
+            ));
+        }
+        Err(BodyError::Io(e)) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            state.store.delete_upload(&upload.id)?;
+            return Err(io_error(e));
+        }
+    }
+    finish_if_complete(&mut upload, &path).await?;
+    state.store.put_upload(&upload)?;
+    state.store.flush().await?;
+    Ok(with_offset(StatusCode::CREATED, &upload))
+}
+
+fn owned(state: &AppState, account: &str, id: &str) -> Result<UploadRecord, ApiError> {
+    if !valid_id(id) {
+        return Err(ApiError::not_found("upload"));
+    }
+    state
+        .store
+        .upload(id)?
+        .filter(|u| u.account_id == account && u.expires_ms > crate::unix_millis())
+        .ok_or_else(|| ApiError::not_found("upload"))
+}
+
+/// `HEAD /v1/uploads/{id}` (and GET, with the JSON view).
+pub async fn head(
+    State(state): State<AppState>,
+    AccountId(account): AccountId,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let upload = owned(&state, &account, &id)?;
+    let mut response = with_offset(StatusCode::OK, &upload);
+    if let Some(length) = upload.length {
+        response
+            .headers_mut()
+            .insert("upload-length", HeaderValue::from(length));
+    }
+    Ok(response)
+}
+
+/// `PATCH /v1/uploads/{id}`
+pub async fn patch(
+    State(state): State<AppState>,
+    AccountId(account): AccountId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut upload = owned(&state, &account, &id)?;
+    let offset = header_u64(&headers, "upload-offset")?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            "Upload-Offset is required",
+        )
+    })?;
+    if upload.complete() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload_complete",
+            "the upload is complete already",
+        ));
+    }
+    if offset != upload.offset {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "offset_mismatch",
+            format!("the upload is at offset {}", upload.offset),
+        ));
+    }
+    let Some(length) = upload.length else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_resumable",
+            "only uploads created with Upload-Length can be continued",
+        ));
+    };
+    let path = upload_file(&state.config.data_dir, &upload.id);
+    // Anything beyond the announced length is refused; what fits is kept.
+    let result = append_body(&path, body, length - upload.offset).await;
+    let (added, error) = match result {
+        Ok(n) => (n, None),
+        Err(BodyError::Broken(n)) => (
+            n,
+            Some(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "upload_interrupted",
+                "the request body ended early",
+            )),
+        ),
+        Err(BodyError::TooLong) => return Err(too_large(length)),
+        Err(BodyError::Io(e)) => return Err(io_error(e)),
+    };
+    upload.offset += added;
+    finish_if_complete(&mut upload, &path).await?;
+    state.store.put_upload(&upload)?;
+    state.store.flush().await?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok(with_offset(StatusCode::OK, &upload)),
+    }
+}
+
+enum BodyError {
+    TooLong,
+    /// The body ended with an error after this many bytes were written.
+    Broken(u64),
+    Io(std::io::Error),
+}
+
+/// Appends the body to `path`, refusing more than `limit` bytes. Bytes are
+/// flushed to the file as they come, so a broken upload keeps them.
+async fn append_body(path: &std::path::Path, body: Body, limit: u64) -> Result<u64, BodyError> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .await
+        .map_err(BodyError::Io)?;
+    let start = file.metadata().await.map_err(BodyError::Io)?.len();
+    let mut stream = body.into_data_stream();
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            file.flush().await.map_err(BodyError::Io)?;
+            file.sync_all().await.map_err(BodyError::Io)?;
+            return Err(BodyError::Broken(written));
+        };
+        if written + chunk.len() as u64 > limit {
+            // Keep the file as it was before this request.
+            let _ = file.set_len(start).await;
+            return Err(BodyError::TooLong);
+        }
+        file.write_all(&chunk).await.map_err(BodyError::Io)?;
+        written += chunk.len() as u64;
+    }
+    file.flush().await.map_err(BodyError::Io)?;
+    file.sync_all().await.map_err(BodyError::Io)?;
+    Ok(written)
+}
+
+/// Computes the SHA-256 once all bytes are in.
+async fn finish_if_complete(
+    upload: &mut UploadRecord,
+    path: &std::path::Path,
+) -> Result<(), ApiError> {
+    if upload.length.is_some_and(|l| upload.offset < l) {
+        return Ok(());
+    }
+    let mut file = tokio::fs::File::open(path).await.map_err(io_error)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).await.map_err(io_error)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    upload.sha256 = Some(
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    );
+    Ok(())
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "upload_too_large",
+        format!("uploads are limited to {max} bytes"),
+    )
+}
+
+fn io_error(e: std::io::Error) -> ApiError {
+    tracing::error!(error = %e, "upload file error");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage_error",
+        "the gateway could not write the upload",
+    )
+}

@@ -1,0 +1,86 @@
+//! Why a send step did not complete: the error class that decides between
+//! retrying and failing, and the failure reported to the client (with the
+//! SMTP server's reply when there is one).
+
+use super::spool::SpoolError;
+use crate::error::ErrorClass;
+use crate::imap::ImapError;
+use crate::smtp::SmtpError;
+use crate::store::send::SendFailure;
+use crate::store::StoreError;
+
+/// A step that did not complete.
+pub(super) struct StepError {
+    pub(super) class: ErrorClass,
+    pub(super) failure: SendFailure,
+}
+
+impl StepError {
+    pub(super) fn new(
+        class: ErrorClass,
+        code: &str,
+        message: String,
+        reply: Option<String>,
+    ) -> Self {
+        StepError {
+            class,
+            failure: SendFailure {
+                code: code.into(),
+                message,
+                smtp_reply: reply,
+            },
+        }
+    }
+}
+
+impl From<ImapError> for StepError {
+    fn from(e: ImapError) -> Self {
+        let code = if e.class() == ErrorClass::Auth {
+            "imap_auth_failed"
+        } else {
+            "imap_error"
+        };
+        StepError::new(e.class(), code, e.to_string(), None)
+    }
+}
+
+impl From<SmtpError> for StepError {
+    fn from(e: SmtpError) -> Self {
+        let code = match (&e, e.class()) {
+            (_, ErrorClass::Auth) => "smtp_auth_failed",
+            (
+                SmtpError::Rejected {
+                    command: "RCPT TO", ..
+                },
+                _,
+            ) => "recipient_rejected",
+            (SmtpError::Rejected { .. }, _) => "smtp_rejected",
+            _ => "smtp_error",
+        };
+        let reply = e.reply().map(|r| r.text());
+        StepError::new(e.class(), code, e.to_string(), reply)
+    }
+}
+
+impl From<SpoolError> for StepError {
+    fn from(e: SpoolError) -> Self {
+        match e {
+            SpoolError::Imap(e) => e.into(),
+            SpoolError::Io(e) => {
+                StepError::new(ErrorClass::Transient, "spool_error", e.to_string(), None)
+            }
+            SpoolError::Gone(what) => StepError::new(
+                ErrorClass::Permanent,
+                "reference_gone",
+                format!("referenced message {what} no longer exists"),
+                None,
+            ),
+        }
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        StepError::new(ErrorClass::Transient, "storage_error", e.to_string(), None)
+    }
+}

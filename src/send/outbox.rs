@@ -1,0 +1,544 @@
+//! The outbox: one task per send job, driving it through its steps and
+//! recording each step's result before the next one starts.
+//!
+//! ```text
+//!  burl:      queued ─APPEND CATENATE→ stored ─GENURLAUTH, MAIL/RCPT/BURL→ submitted → done
+//!  catenate:  queued ─APPEND CATENATE→ stored ─spool Sent copy, MAIL/RCPT/DATA→ submitted → done
+//!  assembled: queued ─spool, MAIL/RCPT/DATA→ submitted ─APPEND (or not)→ done
+//! ```
+//!
+//! Crash safety: a job is stored (and flushed) before anything goes on the
+//! wire, and after every step. Before an APPEND, Sent is searched for the
+//! job's Message-ID, so a copy stored just before a crash is found instead
+//! of stored twice. A submission is repeated only when no 250 was recorded:
+//! the one unavoidable window is between the server's 250 to the final
+//! command (BURL LAST, the end of DATA/BDAT) and the flush that records it
+//! — a few milliseconds — where a crash leads to a second submission.
+//! If submission fails for good after the Sent copy was stored, the copy is
+//! deleted (UID EXPUNGE), so Sent never shows mail that was not sent.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::failure::StepError;
+use super::plan::BurlMemory;
+use super::spool::{self, SpoolError};
+use crate::config::Config;
+use crate::error::ErrorClass;
+use crate::imap::{with_submit_access, AppendPart, ImapClient, ImapError, MessageUrl};
+use crate::net::{TlsConnector, Upstream};
+use crate::smtp::{SmtpClient, SmtpError};
+use crate::store::send::{SendFailure, SendJob, SendPath, SendStatus, SentRef};
+use crate::store::{AccountRecord, Sealer, ServerRecord, Store, StoreError};
+
+/// Name the gateway gives in EHLO.
+pub const HELO_NAME: &str = "lemonade.invalid";
+
+/// What the send path needs from the rest of the gateway.
+pub struct SendContext {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub sealer: Arc<Sealer>,
+    pub tls: TlsConnector,
+    /// One directory per job: its uploads (hard links) and spool file.
+    pub spool_dir: PathBuf,
+    pub burl: BurlMemory,
+}
+
+impl SendContext {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.config.upstream.connect_timeout_secs)
+    }
+
+    /// Connects and logs in to the account's IMAP server.
+    pub async fn imap(&self, account: &AccountRecord) -> Result<ImapClient, ImapError> {
+        let server = &account.imap;
+        let mut client = ImapClient::connect(&upstream(server), &self.tls, self.timeout()).await?;
+        let password = self
+            .sealer
+            .open(&account.id, &server.password_sealed)
+            .map_err(|_| ImapError::Auth("stored password cannot be unsealed".into()))?;
+        client.login(&server.username, &password).await?;
+        Ok(client)
+    }
+
+    /// Connects and authenticates to the account's submission server.
+    pub async fn smtp(&self, account: &AccountRecord) -> Result<SmtpClient, SmtpError> {
+        let Some(server) = &account.smtp else {
+            return Err(SmtpError::Protocol("the account has no SMTP server".into()));
+        };
+        let mut client =
+            SmtpClient::connect(&upstream(server), &self.tls, self.timeout(), HELO_NAME).await?;
+        let password = self
+            .sealer
+            .open(&account.id, &server.password_sealed)
+            .map_err(|_| SmtpError::Protocol("stored password cannot be unsealed".into()))?;
+        client.auth(&server.username, &password).await?;
+        Ok(client)
+    }
+
+    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+        self.spool_dir.join(job_id)
+    }
+}
+
+pub fn upstream(server: &ServerRecord) -> Upstream {
+    Upstream {
+        host: server.host.clone(),
+        port: server.port,
+        security: server.security,
+    }
+}
+
+/// Runs send jobs; cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: SendContext,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    running: Mutex<HashSet<String>>,
+    /// Woken whenever a job's record changes.
+    changed: Notify,
+}
+
+impl Outbox {
+    pub fn new(ctx: SendContext, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+        Outbox {
+            inner: Arc::new(Inner {
+                ctx,
+                tracker,
+                shutdown,
+                running: Mutex::new(HashSet::new()),
+                changed: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn context(&self) -> &SendContext {
+        &self.inner.ctx
+    }
+
+    /// Starts every job that had not finished (after a restart).
+    pub fn resume_all(&self) -> Result<usize, StoreError> {
+        let jobs = self.inner.ctx.store.unfinished_send_jobs()?;
+        for job in &jobs {
+            tracing::info!(send = %job.id, status = ?job.status, "resuming send");
+            self.start(&job.id);
+        }
+        Ok(jobs.len())
+    }
+
+    /// Runs the job unless it is running already.
+    pub fn start(&self, id: &str) {
+        let fresh = self
+            .inner
+            .running
+            .lock()
+            .map(|mut r| r.insert(id.to_owned()))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
+        let inner = self.inner.clone();
+        let id = id.to_owned();
+        self.inner.tracker.spawn(async move {
+            drive(&inner, &id).await;
+            if let Ok(mut r) = inner.running.lock() {
+                r.remove(&id);
+            }
+            inner.changed.notify_waiters();
+        });
+    }
+
+    /// The job once final, or as it is when `timeout` has passed.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<SendJob>, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.changed.notified();
+            let job = self.inner.ctx.store.send_job(id)?;
+            match &job {
+                Some(j) if !j.status.is_final() && tokio::time::Instant::now() < deadline => {}
+                _ => return Ok(job),
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+}
+
+async fn save(inner: &Inner, job: &SendJob) -> Result<(), StoreError> {
+    inner.ctx.store.put_send_job(job)?;
+    inner.ctx.store.flush().await?;
+    inner.changed.notify_waiters();
+    Ok(())
+}
+
+/// The connections a job holds between steps.
+#[derive(Default)]
+struct Conns {
+    imap: Option<ImapClient>,
+}
+
+async fn drive(inner: &Inner, id: &str) {
+    let mut conns = Conns::default();
+    let backoff = crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let mut job = match inner.ctx.store.send_job(id) {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(send = %id, error = %e, "cannot read send job");
+                return;
+            }
+        };
+        if job.status.is_final() {
+            let _ = tokio::fs::remove_dir_all(inner.ctx.job_dir(id)).await;
+            return;
+        }
+        let result = step(inner, &mut job, &mut conns).await;
+        let Err(err) = result else {
+            continue;
+        };
+        conns.imap = None;
+        tracing::warn!(send = %id, code = %err.failure.code, error = %err.failure.message, "send step failed");
+        let retry = err.class == ErrorClass::Transient
+            && job.attempts + 1 < inner.ctx.config.send.max_attempts;
+        if retry {
+            job.attempts += 1;
+            job.error = Some(err.failure);
+            if save(inner, &job).await.is_err() {
+                return;
+            }
+            let delay = backoff.delay_for(job.attempts, &mut rand::thread_rng());
+            tokio::select! {
+                _ = inner.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        } else if job.status == SendStatus::Submitted {
+            // The message went out; only the Sent copy is missing. Report
+            // the send as done, with why the copy is not there.
+            job.status = SendStatus::Done;
+            job.error = Some(SendFailure {
+                code: "sent_copy_failed".into(),
+                ..err.failure
+            });
+            if save(inner, &job).await.is_err() {
+                return;
+            }
+        } else {
+            fail(inner, &mut job, err.failure).await;
+        }
+    }
+}
+
+/// Marks the job failed, removing its Sent copy unless it was submitted.
+async fn fail(inner: &Inner, job: &mut SendJob, failure: SendFailure) {
+    if let (Some(sent), false) = (&job.sent, job.status == SendStatus::Submitted) {
+        let removed = async {
+            let account = account(inner, job)?;
+            let mut imap = inner.ctx.imap(&account).await?;
+            let uidvalidity = imap.select(&sent.mailbox).await?;
+            if uidvalidity == sent.uidvalidity {
+                imap.delete_uids(&[sent.uid]).await?;
+            }
+            imap.logout().await;
+            Ok::<_, StepError>(())
+        };
+        match removed.await {
+            Ok(()) => job.sent = None,
+            Err(e) => {
+                tracing::warn!(send = %job.id, error = %e.failure.message, "could not remove the Sent copy of a failed send")
+            }
+        }
+    }
+    job.status = SendStatus::Failed;
+    job.error = Some(failure);
+    if let Err(e) = save(inner, job).await {
+        tracing::error!(send = %job.id, error = %e, "cannot record failed send");
+    }
+}
+
+fn account(inner: &Inner, job: &SendJob) -> Result<AccountRecord, StepError> {
+    inner.ctx.store.account(&job.account_id)?.ok_or_else(|| {
+        StepError::new(
+            ErrorClass::Permanent,
+            "account_deleted",
+            "the account was deleted".into(),
+            None,
+        )
+    })
+}
+
+async fn imap<'a>(
+    inner: &Inner,
+    conns: &'a mut Conns,
+    account: &AccountRecord,
+) -> Result<&'a mut ImapClient, StepError> {
+    if conns.imap.is_none() {
+        conns.imap = Some(inner.ctx.imap(account).await?);
+    }
+    conns.imap.as_mut().ok_or_else(|| {
+        StepError::new(
+            ErrorClass::Transient,
+            "imap_error",
+            "no connection".into(),
+            None,
+        )
+    })
+}
+
+/// Does the next step of `job` and records its result.
+async fn step(inner: &Inner, job: &mut SendJob, conns: &mut Conns) -> Result<(), StepError> {
+    let account = account(inner, job)?;
+    match (job.status, job.path) {
+        (SendStatus::Queued, SendPath::Burl | SendPath::Catenate) => {
+            let client = imap(inner, conns, &account).await?;
+            store_copy(job, client, None).await?;
+            job.status = SendStatus::Stored;
+        }
+        (SendStatus::Queued, SendPath::Assembled) => {
+            if !job.spooled {
+                let client = imap(inner, conns, &account).await?;
+                let path = spool_path(inner, job);
+                let (size, fetched) = spool::write_spool(client, &job.segments, &path).await?;
+                job.size = size;
+                job.bytes.from_imap += fetched;
+                job.spooled = true;
+                save(inner, job).await?;
+            }
+            submit_spool(inner, job, &account).await?;
+        }
+        (SendStatus::Stored, SendPath::Burl) => submit_burl(inner, job, &account, conns).await?,
+        (SendStatus::Stored, SendPath::Catenate) => {
+            if !job.spooled {
+                let sent = job.sent.clone().ok_or_else(missing_copy)?;
+                let client = imap(inner, conns, &account).await?;
+                if client.select(&sent.mailbox).await? != sent.uidvalidity {
+                    return Err(missing_copy());
+                }
+                let size = spool::spool_message(client, sent.uid, &spool_path(inner, job)).await?;
+                job.size = size;
+                job.bytes.from_imap += size;
+                job.spooled = true;
+                save(inner, job).await?;
+            }
+            submit_spool(inner, job, &account).await?;
+        }
+        (SendStatus::Submitted, SendPath::Assembled) if job.sent_mailbox.is_some() => {
+            let path = spool_path(inner, job);
+            let client = imap(inner, conns, &account).await?;
+            store_copy(job, client, Some(path)).await?;
+            job.status = SendStatus::Done;
+        }
+        (SendStatus::Submitted, _) | (SendStatus::Stored, SendPath::Assembled) => {
+            job.status = SendStatus::Done;
+        }
+        (SendStatus::Done | SendStatus::Failed, _) => return Ok(()),
+    }
+    if job.status == SendStatus::Done {
+        job.error = None;
+        if let Some(client) = conns.imap.take() {
+            client.logout().await;
+        }
+    }
+    save(inner, job).await?;
+    Ok(())
+}
+
+fn missing_copy() -> StepError {
+    StepError::new(
+        ErrorClass::Permanent,
+        "sent_copy_gone",
+        "the Sent copy disappeared before submission".into(),
+        None,
+    )
+}
+
+fn spool_path(inner: &Inner, job: &SendJob) -> PathBuf {
+    inner.ctx.job_dir(&job.id).join("message.eml")
+}
+
+/// Stores the Sent copy unless Sent already holds the job's Message-ID:
+/// from the spool file when given, else with CATENATE from the segments.
+async fn store_copy(
+    job: &mut SendJob,
+    client: &mut ImapClient,
+    spooled: Option<PathBuf>,
+) -> Result<(), StepError> {
+    let mailbox = job.sent_mailbox.clone().unwrap_or_else(|| "Sent".into());
+    let uidvalidity = client.select(&mailbox).await?;
+    if let Some(&uid) = client.search_message_id(&job.message_id).await?.last() {
+        job.sent = Some(SentRef {
+            mailbox,
+            uidvalidity,
+            uid,
+        });
+        return Ok(());
+    }
+    let parts = if let Some(path) = spooled {
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StepError::from(SpoolError::Io(e)))?;
+        vec![AppendPart::Text {
+            len: job.size,
+            reader: Box::pin(file),
+        }]
+    } else {
+        spool::catenate_parts(&job.segments)
+    };
+    let (appended, written) = client.append_parts(&mailbox, "\\Seen", parts).await?;
+    job.bytes.to_imap += written;
+    let (uidvalidity, uid) = match appended {
+        Some(a) => (a.uidvalidity, a.uid),
+        None => {
+            // No UIDPLUS: find the copy by its Message-ID.
+            let uidvalidity = client.select(&mailbox).await?;
+            let uid = client
+                .search_message_id(&job.message_id)
+                .await?
+                .last()
+                .copied()
+                .ok_or_else(missing_copy)?;
+            (uidvalidity, uid)
+        }
+    };
+    job.sent = Some(SentRef {
+        mailbox,
+        uidvalidity,
+        uid,
+    });
+    Ok(())
+}
+
+/// MAIL FROM and every RCPT TO; any refused recipient fails the send.
+async fn envelope(smtp: &mut SmtpClient, job: &SendJob) -> Result<(), StepError> {
+    smtp.mail_from(&job.from, Some(job.size)).await?;
+    for rcpt in &job.recipients {
+        if let Err(e) = smtp.rcpt_to(rcpt).await {
+            let _ = smtp.rset().await;
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// Submits the spool file by DATA or BDAT.
+async fn submit_spool(
+    inner: &Inner,
+    job: &mut SendJob,
+    account: &AccountRecord,
+) -> Result<(), StepError> {
+    let mut smtp = inner.ctx.smtp(account).await?;
+    let result = async {
+        envelope(&mut smtp, job).await?;
+        job.submit_started = true;
+        save(inner, job).await?;
+        let mut file = tokio::fs::File::open(spool_path(inner, job))
+            .await
+            .map_err(|e| StepError::from(SpoolError::Io(e)))?;
+        let reply = smtp.send_message(&mut file, job.size).await?;
+        Ok::<_, StepError>(reply)
+    }
+    .await;
+    job.bytes.to_smtp += smtp.written;
+    let reply = result?;
+    smtp.quit().await;
+    job.smtp_reply = Some(reply.text());
+    job.status = SendStatus::Submitted;
+    Ok(())
+}
+
+/// GENURLAUTH on the Sent copy, then MAIL/RCPT/BURL. When the servers turn
+/// out not to support it after all, the job continues on the catenate path.
+async fn submit_burl(
+    inner: &Inner,
+    job: &mut SendJob,
+    account: &AccountRecord,
+    conns: &mut Conns,
+) -> Result<(), StepError> {
+    let sent = job.sent.clone().ok_or_else(missing_copy)?;
+    if job.url.is_none() {
+        let client = imap(inner, conns, account).await?;
+        let absolute = MessageUrl {
+            mailbox: sent.mailbox.clone(),
+            uidvalidity: Some(sent.uidvalidity),
+            uid: sent.uid,
+            section: None,
+        }
+        .absolute(
+            &account.imap.username,
+            &account.imap.host,
+            account.imap.port,
+        );
+        let url = with_submit_access(&absolute, &account.imap.username);
+        match client.gen_urlauth(&url).await {
+            Ok(url) => {
+                job.url = Some(url);
+                save(inner, job).await?;
+            }
+            Err(e) if e.class() == ErrorClass::Permanent || e.class() == ErrorClass::Protocol => {
+                tracing::info!(send = %job.id, error = %e, "GENURLAUTH unusable; submitting the Sent copy instead");
+                return fall_back_to_catenate(inner, job).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let url = job.url.clone().unwrap_or_default();
+    let mut smtp = inner.ctx.smtp(account).await?;
+    if !smtp.ehlo().burl_imap() {
+        smtp.quit().await;
+        return fall_back_to_catenate(inner, job).await;
+    }
+    let result = async {
+        envelope(&mut smtp, job).await?;
+        job.submit_started = true;
+        save(inner, job).await?;
+        match smtp.burl_last(&url).await {
+            Ok(reply) => Ok(Some(reply)),
+            Err(SmtpError::Rejected { reply, .. }) if reply.is_permanent() => {
+                tracing::info!(send = %job.id, reply = %reply.text(), "BURL refused; submitting the Sent copy instead");
+                let _ = smtp.rset().await;
+                Ok(None)
+            }
+            Err(e) => Err(StepError::from(e)),
+        }
+    }
+    .await;
+    job.bytes.to_smtp += smtp.written;
+    match result? {
+        Some(reply) => {
+            smtp.quit().await;
+            job.smtp_reply = Some(reply.text());
+            job.status = SendStatus::Submitted;
+            Ok(())
+        }
+        None => {
+            smtp.quit().await;
+            fall_back_to_catenate(inner, job).await
+        }
+    }
+}
+
+async fn fall_back_to_catenate(inner: &Inner, job: &mut SendJob) -> Result<(), StepError> {
+    inner.ctx.burl.record_failure(&job.account_id);
+    job.path = SendPath::Catenate;
+    job.url = None;
+    job.submit_started = false;
+    save(inner, job).await?;
+    Ok(())
+}

@@ -1,0 +1,573 @@
+//! Turning a `POST /v1/send` request into a [`SendJob`]: validating it,
+//! resolving uploads and references against the IMAP server, probing the
+//! servers and choosing the path. Nothing is stored here: a request that
+//! fails changes nothing (the job directory made for it is removed).
+
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+use serde::Deserialize;
+
+use super::compose::{self, Attachment, Draft};
+use super::outbox::SendContext;
+use super::plan::{self, Probe};
+use crate::error::ErrorClass;
+use crate::imap::{find_part, ImapClient, ImapError};
+use crate::smtp::SmtpError;
+use crate::store::send::{ByteCounts, SendJob, SendStatus, UploadRecord};
+use crate::store::AccountRecord;
+
+/// A message the phone wants sent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SendRequest {
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub html: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRequest>,
+    #[serde(default)]
+    pub in_reply_to: Option<MessageRef>,
+    #[serde(default)]
+    pub forward: Option<MessageRef>,
+}
+
+/// An attachment: an upload, or a part of a message on the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AttachmentRequest {
+    Upload {
+        upload_id: String,
+        #[serde(default)]
+        filename: Option<String>,
+    },
+    Ref {
+        #[serde(rename = "ref")]
+        part: PartRef,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PartRef {
+    pub mailbox: String,
+    pub uid: u32,
+    pub part: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessageRef {
+    pub mailbox: String,
+    pub uid: u32,
+}
+
+/// Why a request was refused: an HTTP status, a code and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct PrepareError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl PrepareError {
+    /// Upstream trouble (502) may pass; everything else is the request's fault.
+    pub fn class(&self) -> ErrorClass {
+        if self.status >= 500 {
+            ErrorClass::Transient
+        } else {
+            ErrorClass::Permanent
+        }
+    }
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> PrepareError {
+    PrepareError {
+        status: 422,
+        code,
+        message: message.into(),
+    }
+}
+
+fn upstream_error(which: &str, class: ErrorClass, e: impl std::fmt::Display) -> PrepareError {
+    let (status, code) = match (which, class) {
+        ("imap", ErrorClass::Auth) => (502, "imap_auth_failed"),
+        ("imap", _) => (502, "imap_unreachable"),
+        (_, ErrorClass::Auth) => (502, "smtp_auth_failed"),
+        _ => (502, "smtp_unreachable"),
+    };
+    PrepareError {
+        status,
+        code,
+        message: format!("{which}: {e}"),
+    }
+}
+
+impl From<ImapError> for PrepareError {
+    fn from(e: ImapError) -> Self {
+        upstream_error("imap", e.class(), e)
+    }
+}
+
+/// Most recipients of one message.
+const MAX_RECIPIENTS: usize = 100;
+
+/// The file of an upload.
+pub fn upload_file(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("uploads").join(id)
+}
+
+/// Whether `id` looks like one of ours (hex), so it can name a file.
+pub fn valid_id(id: &str) -> bool {
+    (16..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+pub fn new_id() -> String {
+    let mut raw = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), PrepareError> {
+    if value.len() > max {
+        return Err(invalid(
+            "invalid_field",
+            format!("{field} is longer than {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_mailbox(name: &str) -> Result<(), PrepareError> {
+    if name.is_empty() || name.len() > 1000 || name.chars().any(|c| c.is_control()) {
+        return Err(invalid(
+            "invalid_mailbox",
+            "mailbox name is empty or malformed",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates what needs no server: addresses, sizes, shapes.
+pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
+    let all = req.to.iter().chain(&req.cc).chain(&req.bcc);
+    let mut count = 0;
+    for addr in all {
+        count += 1;
+        if !compose::valid_address(addr) {
+            return Err(invalid(
+                "invalid_address",
+                format!(
+                    "not a valid address: {:?}",
+                    addr.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+    }
+    if count == 0 {
+        return Err(invalid("no_recipients", "to, cc or bcc must name someone"));
+    }
+    if count > MAX_RECIPIENTS {
+        return Err(invalid(
+            "too_many_recipients",
+            format!("at most {MAX_RECIPIENTS} recipients"),
+        ));
+    }
+    check_text("subject", &req.subject, 900)?;
+    if req.subject.chars().any(|c| c.is_control()) {
+        return Err(invalid(
+            "invalid_field",
+            "subject contains control characters",
+        ));
+    }
+    check_text("text", &req.text, 1 << 20)?;
+    check_text("html", req.html.as_deref().unwrap_or(""), 1 << 20)?;
+    if req.attachments.len() > 100 {
+        return Err(invalid("too_many_attachments", "at most 100 attachments"));
+    }
+    for a in &req.attachments {
+        match a {
+            AttachmentRequest::Upload {
+                upload_id,
+                filename,
+            } => {
+                if !valid_id(upload_id) {
+                    return Err(invalid("unknown_upload", "no such upload"));
+                }
+                if let Some(f) = filename {
+                    check_text("filename", f, 255)?;
+                    if f.chars().any(|c| c.is_control()) {
+                        return Err(invalid(
+                            "invalid_field",
+                            "filename contains control characters",
+                        ));
+                    }
+                }
+            }
+            AttachmentRequest::Ref { part } => {
+                check_mailbox(&part.mailbox)?;
+                let ok = !part.part.is_empty()
+                    && part.part.len() <= 40
+                    && part
+                        .part
+                        .split('.')
+                        .all(|s| s.parse::<u32>().is_ok_and(|n| n > 0));
+                if !ok || part.uid == 0 {
+                    return Err(invalid(
+                        "unknown_part",
+                        "part must be a section number such as 2 or 1.2",
+                    ));
+                }
+            }
+        }
+    }
+    for m in req.in_reply_to.iter().chain(&req.forward) {
+        check_mailbox(&m.mailbox)?;
+        if m.uid == 0 {
+            return Err(invalid("unknown_message", "uid must be above 0"));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `req` for `account` into a job ready to be stored.
+pub async fn prepare(
+    ctx: &SendContext,
+    account: &AccountRecord,
+    req: &SendRequest,
+    idempotency_key: Option<String>,
+    body_len: u64,
+) -> Result<SendJob, PrepareError> {
+    validate(req)?;
+    if account.smtp.is_none() {
+        return Err(invalid(
+            "no_smtp_server",
+            "the account was registered without an SMTP server",
+        ));
+    }
+    let now_ms = crate::unix_millis();
+    let mut uploads: Vec<(UploadRecord, Option<String>)> = Vec::new();
+    for a in &req.attachments {
+        if let AttachmentRequest::Upload {
+            upload_id,
+            filename,
+        } = a
+        {
+            let record = ctx
+                .store
+                .upload(upload_id)
+                .map_err(|_| invalid("storage_error", "cannot read uploads"))?
+                .filter(|u| u.account_id == account.id && u.expires_ms > now_ms)
+                .ok_or_else(|| invalid("unknown_upload", format!("no such upload: {upload_id}")))?;
+            if !record.complete() {
+                return Err(invalid(
+                    "upload_incomplete",
+                    format!("upload {upload_id} is not complete"),
+                ));
+            }
+            uploads.push((record, filename.clone()));
+        }
+    }
+
+    let mut imap = ctx.imap(account).await?;
+    let result = resolve(req, &mut imap).await;
+    imap.logout().await;
+    let (attachments_resolved, reply_ids, imap_probe) = result?;
+
+    let smtp = ctx
+        .smtp(account)
+        .await
+        .map_err(|e: SmtpError| upstream_error("smtp", e.class(), e))?;
+    let burl_imap = smtp.ehlo().burl_imap();
+    let max_size = smtp.ehlo().max_size();
+    smtp.quit().await;
+
+    let settings = ctx
+        .store
+        .send_settings(&account.id)
+        .map_err(|_| invalid("storage_error", "cannot read send settings"))?;
+    let save_sent = settings.save_sent.unwrap_or_else(|| {
+        !plan::provider_files_sent(
+            &account.imap.host,
+            &ctx.config.send.provider_files_sent_hosts,
+        )
+    });
+    let probe = Probe {
+        smtp_burl_imap: burl_imap,
+        burl_failed_before: ctx.burl.failed(&account.id),
+        ..imap_probe
+    };
+    let path = plan::choose(probe, save_sent);
+
+    let id = new_id();
+    let dir = ctx.job_dir(&id);
+    let built = build_job(
+        &dir,
+        &id,
+        account,
+        req,
+        attachments_resolved,
+        reply_ids,
+        &uploads,
+    );
+    let mut job = match built {
+        Ok(job) => job,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    if let Some(max) = max_size {
+        if job.size > max {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(PrepareError {
+                status: 413,
+                code: "message_too_large",
+                message: format!(
+                    "the message is {} bytes; the submission server accepts at most {max}",
+                    job.size
+                ),
+            });
+        }
+    }
+    job.path = path;
+    job.sent_mailbox = save_sent.then(|| {
+        settings
+            .sent_mailbox
+            .clone()
+            .unwrap_or_else(|| "Sent".into())
+    });
+    job.idempotency_key = idempotency_key;
+    job.bytes.from_client = body_len + uploads.iter().map(|(u, _)| u.offset).sum::<u64>();
+    job.created_ms = now_ms;
+    Ok(job)
+}
+
+/// A resolved attachment before the job owns its files.
+enum Resolved {
+    Upload(usize),
+    Other(Attachment),
+}
+
+type ReplyIds = Option<(String, Vec<String>)>;
+
+async fn resolve(
+    req: &SendRequest,
+    imap: &mut ImapClient,
+) -> Result<(Vec<Resolved>, ReplyIds, Probe), PrepareError> {
+    let caps = imap.capabilities();
+    let probe = Probe {
+        imap_catenate: caps.has("CATENATE"),
+        imap_urlauth: caps.has("URLAUTH"),
+        imap_uidplus: caps.has("UIDPLUS"),
+        ..Probe::default()
+    };
+    let mut out = Vec::new();
+    let mut upload_index = 0;
+    for a in &req.attachments {
+        match a {
+            AttachmentRequest::Upload { .. } => {
+                out.push(Resolved::Upload(upload_index));
+                upload_index += 1;
+            }
+            AttachmentRequest::Ref { part } => {
+                let uidvalidity = examine(imap, &part.mailbox).await?;
+                let (_, structure) = imap.fetch_structure(part.uid).await?.ok_or_else(|| {
+                    invalid(
+                        "unknown_message",
+                        format!("no message {} in {}", part.uid, part.mailbox),
+                    )
+                })?;
+                let info = find_part(&structure, &part.part).ok_or_else(|| {
+                    invalid(
+                        "unknown_part",
+                        format!("message {} has no part {}", part.uid, part.part),
+                    )
+                })?;
+                if info.content_type.starts_with("multipart/") {
+                    return Err(invalid(
+                        "unsupported_part",
+                        "multipart sections cannot be attached; name their parts",
+                    ));
+                }
+                let mime = imap
+                    .fetch_section_chunk(part.uid, &format!("{}.MIME", part.part), 0, 64 * 1024)
+                    .await?;
+                out.push(Resolved::Other(Attachment::Part {
+                    mailbox: part.mailbox.clone(),
+                    uidvalidity,
+                    uid: part.uid,
+                    section: part.part.clone(),
+                    mime_size: mime.len() as u64,
+                    size: info.size,
+                }));
+            }
+        }
+    }
+    if let Some(fwd) = &req.forward {
+        let uidvalidity = examine(imap, &fwd.mailbox).await?;
+        let (size, _) = imap.fetch_structure(fwd.uid).await?.ok_or_else(|| {
+            invalid(
+                "unknown_message",
+                format!("no message {} in {}", fwd.uid, fwd.mailbox),
+            )
+        })?;
+        out.push(Resolved::Other(Attachment::Message {
+            mailbox: fwd.mailbox.clone(),
+            uidvalidity,
+            uid: fwd.uid,
+            size,
+        }));
+    }
+    let mut reply = None;
+    if let Some(parent) = &req.in_reply_to {
+        examine(imap, &parent.mailbox).await?;
+        imap.fetch_structure(parent.uid).await?.ok_or_else(|| {
+            invalid(
+                "unknown_message",
+                format!("no message {} in {}", parent.uid, parent.mailbox),
+            )
+        })?;
+        let header = imap
+            .fetch_section_chunk(parent.uid, "HEADER", 0, 256 * 1024)
+            .await?;
+        let parsed = mail_parser::MessageParser::default().parse_headers(&header);
+        let message_id = parsed
+            .as_ref()
+            .and_then(|m| m.message_id())
+            .map(|id| format!("<{id}>"));
+        if let Some(id) = message_id {
+            let refs = parsed
+                .as_ref()
+                .map(|m| match m.references() {
+                    mail_parser::HeaderValue::Text(t) => vec![format!("<{t}>")],
+                    mail_parser::HeaderValue::TextList(l) => {
+                        l.iter().map(|t| format!("<{t}>")).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .unwrap_or_default();
+            reply = Some((id, refs));
+        }
+    }
+    Ok((out, reply, probe))
+}
+
+async fn examine(imap: &mut ImapClient, mailbox: &str) -> Result<u32, PrepareError> {
+    match imap.examine(mailbox).await {
+        Ok(status) => Ok(status.uidvalidity),
+        Err(ImapError::No { .. }) => Err(invalid(
+            "unknown_mailbox",
+            format!("no mailbox {mailbox:?}"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn build_job(
+    dir: &Path,
+    id: &str,
+    account: &AccountRecord,
+    req: &SendRequest,
+    resolved: Vec<Resolved>,
+    reply: ReplyIds,
+    uploads: &[(UploadRecord, Option<String>)],
+) -> Result<SendJob, PrepareError> {
+    let io_error = |e: std::io::Error| PrepareError {
+        status: 500,
+        code: "storage_error",
+        message: format!("cannot prepare the send: {e}"),
+    };
+    std::fs::create_dir_all(dir).map_err(io_error)?;
+    let data_dir = dir
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| io_error(std::io::Error::other("spool directory has no parent")))?;
+    let mut attachments = Vec::new();
+    for r in resolved {
+        match r {
+            Resolved::Other(a) => attachments.push(a),
+            Resolved::Upload(i) => {
+                let Some((upload, filename)) = uploads.get(i) else {
+                    continue;
+                };
+                let source = upload_file(data_dir, &upload.id);
+                let owned = dir.join(format!("upload-{i}"));
+                // A hard link keeps the bytes for the job even when the
+                // upload expires; copying is the fallback across devices.
+                if std::fs::hard_link(&source, &owned).is_err() {
+                    std::fs::copy(&source, &owned).map_err(io_error)?;
+                }
+                attachments.push(Attachment::Upload {
+                    file: owned.to_string_lossy().into_owned(),
+                    raw_size: upload.offset,
+                    content_type: upload.content_type.clone(),
+                    filename: filename
+                        .clone()
+                        .unwrap_or_else(|| format!("attachment-{}", i + 1)),
+                });
+            }
+        }
+    }
+    let domain = account
+        .email
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_owned())
+        .unwrap_or_else(|| "lemonade.invalid".into());
+    let (in_reply_to, references) = match reply {
+        Some((id, refs)) => (Some(id), refs),
+        None => (None, Vec::new()),
+    };
+    let draft = Draft {
+        from: account.email.clone(),
+        to: req.to.clone(),
+        cc: req.cc.clone(),
+        subject: req.subject.clone(),
+        text: req.text.clone(),
+        html: req.html.clone(),
+        attachments,
+        in_reply_to,
+        references,
+        message_id: format!("<{id}@{domain}>"),
+        date: compose::rfc5322_date(crate::unix_millis() / 1000),
+        boundary: format!("lmn-{id}"),
+    };
+    let segments = compose::compose(&draft);
+    let size = compose::total_size(&segments);
+    let recipients = req
+        .to
+        .iter()
+        .chain(&req.cc)
+        .chain(&req.bcc)
+        .cloned()
+        .collect();
+    Ok(SendJob {
+        id: id.to_owned(),
+        account_id: account.id.clone(),
+        idempotency_key: None,
+        created_ms: 0,
+        status: SendStatus::Queued,
+        path: crate::store::send::SendPath::Assembled,
+        from: account.email.clone(),
+        recipients,
+        message_id: draft.message_id,
+        segments,
+        size,
+        sent_mailbox: None,
+        sent: None,
+        spooled: false,
+        url: None,
+        submit_started: false,
+        smtp_reply: None,
+        error: None,
+        bytes: ByteCounts::default(),
+        attempts: 0,
+    })
+}

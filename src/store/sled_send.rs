@@ -1,0 +1,176 @@
+//! [`SendStore`] on sled: trees `uploads`, `send_jobs`, `send_idempotency`
+//! (account NUL key → job id) and `send_settings`.
+
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+
+use super::send::{Created, SendJob, SendSettings, SendStore, UploadRecord};
+use super::sled_store::SledStore;
+use super::{StoreError, StoreResult};
+
+fn tree(store: &SledStore, name: &str) -> StoreResult<sled::Tree> {
+    Ok(store.db().open_tree(name)?)
+}
+
+fn idem_key(account: &str, key: &str) -> Vec<u8> {
+    let mut k = account.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+impl SendStore for SledStore {
+    fn put_upload(&self, upload: &UploadRecord) -> StoreResult<()> {
+        tree(self, "uploads")?.insert(upload.id.as_bytes(), serde_json::to_vec(upload)?)?;
+        Ok(())
+    }
+
+    fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
+        match tree(self, "uploads")?.get(id.as_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn uploads(&self) -> StoreResult<Vec<UploadRecord>> {
+        let mut out = Vec::new();
+        for entry in tree(self, "uploads")?.iter() {
+            let (_, v) = entry?;
+            out.push(serde_json::from_slice(&v)?);
+        }
+        Ok(out)
+    }
+
+    fn delete_upload(&self, id: &str) -> StoreResult<()> {
+        tree(self, "uploads")?.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    fn create_send_job(&self, job: &SendJob) -> StoreResult<Created> {
+        let jobs = tree(self, "send_jobs")?;
+        let Some(key) = &job.idempotency_key else {
+            jobs.insert(job.id.as_bytes(), serde_json::to_vec(job)?)?;
+            return Ok(Created::New);
+        };
+        let idem = tree(self, "send_idempotency")?;
+        let value = serde_json::to_vec(job)?;
+        let k = idem_key(&job.account_id, key);
+        let result = (&jobs, &idem).transaction(|(jobs, idem)| {
+            if let Some(existing) = idem.get(&k)? {
+                return Ok(Created::Existing(
+                    String::from_utf8_lossy(&existing).into_owned(),
+                ));
+            }
+            idem.insert(k.as_slice(), job.id.as_bytes())?;
+            jobs.insert(job.id.as_bytes(), value.as_slice())?;
+            Ok::<_, ConflictableTransactionError<StoreError>>(Created::New)
+        });
+        result.map_err(|e| match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        })
+    }
+
+    fn send_id_for_key(&self, account_id: &str, key: &str) -> StoreResult<Option<String>> {
+        Ok(tree(self, "send_idempotency")?
+            .get(idem_key(account_id, key))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn put_send_job(&self, job: &SendJob) -> StoreResult<()> {
+        tree(self, "send_jobs")?.insert(job.id.as_bytes(), serde_json::to_vec(job)?)?;
+        Ok(())
+    }
+
+    fn send_job(&self, id: &str) -> StoreResult<Option<SendJob>> {
+        match tree(self, "send_jobs")?.get(id.as_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn unfinished_send_jobs(&self) -> StoreResult<Vec<SendJob>> {
+        let mut out = Vec::new();
+        for entry in tree(self, "send_jobs")?.iter() {
+            let (_, v) = entry?;
+            let job: SendJob = serde_json::from_slice(&v)?;
+            if !job.status.is_final() {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
+    fn send_settings(&self, account_id: &str) -> StoreResult<SendSettings> {
+        match tree(self, "send_settings")?.get(account_id.as_bytes())? {
+            Some(v) => Ok(serde_json::from_slice(&v)?),
+            None => Ok(SendSettings::default()),
+        }
+    }
+
+    fn put_send_settings(&self, account_id: &str, settings: &SendSettings) -> StoreResult<()> {
+        tree(self, "send_settings")?
+            .insert(account_id.as_bytes(), serde_json::to_vec(settings)?)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::send::{ByteCounts, SendPath, SendStatus};
+
+    fn job(id: &str, key: Option<&str>) -> SendJob {
+        SendJob {
+            id: id.into(),
+            account_id: "acct".into(),
+            idempotency_key: key.map(String::from),
+            created_ms: 0,
+            status: SendStatus::Queued,
+            path: SendPath::Assembled,
+            from: "a@x".into(),
+            recipients: vec!["b@x".into()],
+            message_id: "<m@x>".into(),
+            segments: Vec::new(),
+            size: 0,
+            sent_mailbox: None,
+            sent: None,
+            spooled: false,
+            url: None,
+            submit_started: false,
+            smtp_reply: None,
+            error: None,
+            bytes: ByteCounts::default(),
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_find_the_first_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.create_send_job(&job("j1", Some("k"))).unwrap(),
+            Created::New
+        );
+        assert_eq!(
+            store.create_send_job(&job("j2", Some("k"))).unwrap(),
+            Created::Existing("j1".into())
+        );
+        assert!(store.send_job("j2").unwrap().is_none());
+        assert_eq!(
+            store.create_send_job(&job("j3", None)).unwrap(),
+            Created::New
+        );
+        let mut done = job("j3", None);
+        done.status = SendStatus::Done;
+        store.put_send_job(&done).unwrap();
+        let open: Vec<String> = store
+            .unfinished_send_jobs()
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(open, vec!["j1".to_string()]);
+    }
+}
