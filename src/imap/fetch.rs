@@ -8,8 +8,7 @@
 use super::client::ImapClient;
 use super::command::Command;
 use super::error::ImapError;
-use super::parser::{Code, Status, Untagged, Value};
-use super::MailboxStatus;
+use super::parser::{Untagged, Value};
 
 /// Most UIDs a reported set may expand to; a larger set is a protocol error
 /// (a server could otherwise make the gateway allocate gigabytes).
@@ -213,83 +212,6 @@ impl ImapClient {
         Ok(entries)
     }
 
-    /// SELECTs (`writable`) or EXAMINEs `mailbox`. Under CONDSTORE the
-    /// HIGHESTMODSEQ is reported. A mailbox that does not exist gives
-    /// [`ImapError::No`].
-    pub async fn open_mailbox(
-        &mut self,
-        mailbox: &str,
-        writable: bool,
-    ) -> Result<MailboxStatus, ImapError> {
-        let name = if writable { "SELECT" } else { "EXAMINE" };
-        let mut cmd = Command::new(name).mailbox(mailbox, self.enabled.utf8)?;
-        if self.capabilities().has("CONDSTORE") && !self.enabled.condstore {
-            cmd = cmd.raw("(CONDSTORE)");
-        }
-        let (mut uidvalidity, mut uidnext, mut exists, mut modseq) = (None, None, 0, None);
-        self.run_ok(name_static(writable), cmd, &mut |u| match u {
-            Untagged::Exists(n) => {
-                exists = n;
-                None
-            }
-            Untagged::Condition {
-                status: Status::Ok,
-                code: Some(code),
-                text,
-            } => match code {
-                Code::UidValidity(n) => {
-                    uidvalidity = Some(n);
-                    None
-                }
-                Code::UidNext(n) => {
-                    uidnext = Some(n);
-                    None
-                }
-                Code::HighestModSeq(n) => {
-                    modseq = Some(n);
-                    None
-                }
-                code => Some(Untagged::Condition {
-                    status: Status::Ok,
-                    code: Some(code),
-                    text,
-                }),
-            },
-            other => Some(other),
-        })
-        .await?;
-        let uidvalidity = uidvalidity
-            .ok_or_else(|| ImapError::Protocol(format!("{name} without UIDVALIDITY")))?;
-        let uidnext = match uidnext {
-            Some(n) => n,
-            None => self.last_uid().await?.saturating_add(1),
-        };
-        Ok(MailboxStatus {
-            uidvalidity,
-            uidnext,
-            exists,
-            highestmodseq: modseq,
-        })
-    }
-
-    /// The highest UID in the selected mailbox (0 when empty).
-    async fn last_uid(&mut self) -> Result<u32, ImapError> {
-        let mut last = 0;
-        self.run_ok(
-            "UID SEARCH",
-            Command::new("UID SEARCH *"),
-            &mut |u| match u {
-                Untagged::Search(found) => {
-                    last = found.into_iter().max().unwrap_or(0);
-                    None
-                }
-                other => Some(other),
-            },
-        )
-        .await?;
-        Ok(last)
-    }
-
     /// `UID FETCH set items`, and with `changed_since` the CONDSTORE modifier
     /// (`CHANGEDSINCE n`, plus `VANISHED` when QRESYNC is enabled). `items`
     /// is trusted protocol text such as `(FLAGS RFC822.SIZE)`; `set` a UID set.
@@ -338,14 +260,6 @@ impl ImapClient {
     /// Whether QRESYNC was enabled on this connection.
     pub fn qresync_enabled(&self) -> bool {
         self.enabled.qresync
-    }
-}
-
-fn name_static(writable: bool) -> &'static str {
-    if writable {
-        "SELECT"
-    } else {
-        "EXAMINE"
     }
 }
 

@@ -61,7 +61,18 @@ impl ImapClient {
     /// Selects `mailbox` read-only and reports its state. With CONDSTORE
     /// advertised, HIGHESTMODSEQ is asked for too.
     pub async fn examine(&mut self, mailbox: &str) -> Result<MailboxStatus, ImapError> {
-        let mut cmd = Command::new("EXAMINE").mailbox(mailbox, self.enabled.utf8)?;
+        self.open_mailbox(mailbox, false).await
+    }
+
+    /// SELECTs (`writable`) or EXAMINEs `mailbox` and reports its state.
+    /// A mailbox that does not exist gives [`ImapError::No`].
+    pub async fn open_mailbox(
+        &mut self,
+        mailbox: &str,
+        writable: bool,
+    ) -> Result<MailboxStatus, ImapError> {
+        let name = if writable { "SELECT" } else { "EXAMINE" };
+        let mut cmd = Command::new(name).mailbox(mailbox, self.enabled.utf8)?;
         if self.capabilities().has("CONDSTORE") && !self.enabled.condstore {
             cmd = cmd.raw("(CONDSTORE)");
         }
@@ -97,9 +108,9 @@ impl ImapClient {
             },
             other => Some(other),
         };
-        self.run_ok("EXAMINE", cmd, &mut take).await?;
-        let uidvalidity =
-            uidvalidity.ok_or_else(|| ImapError::Protocol("EXAMINE without UIDVALIDITY".into()))?;
+        self.run_ok(name, cmd, &mut take).await?;
+        let uidvalidity = uidvalidity
+            .ok_or_else(|| ImapError::Protocol(format!("{name} without UIDVALIDITY")))?;
         let uidnext = match uidnext {
             Some(n) => n,
             None => self.guess_uidnext(exists).await?,

@@ -6,7 +6,7 @@
 use super::client::ImapClient;
 use super::command::Command;
 use super::error::ImapError;
-use super::parser::{Code, Status, Untagged, Value};
+use super::parser::{Untagged, Value};
 
 /// Where a referenced part is, and how big it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,21 +20,7 @@ pub struct PartInfo {
 impl ImapClient {
     /// Selects `mailbox` read-write; returns its UIDVALIDITY.
     pub async fn select(&mut self, mailbox: &str) -> Result<u32, ImapError> {
-        let cmd = Command::new("SELECT").mailbox(mailbox, self.utf8_enabled())?;
-        let mut uidvalidity = None;
-        self.run_ok("SELECT", cmd, &mut |u| match u {
-            Untagged::Condition {
-                status: Status::Ok,
-                code: Some(Code::UidValidity(n)),
-                ..
-            } => {
-                uidvalidity = Some(n);
-                None
-            }
-            other => Some(other),
-        })
-        .await?;
-        uidvalidity.ok_or_else(|| ImapError::Protocol("SELECT without UIDVALIDITY".into()))
+        Ok(self.open_mailbox(mailbox, true).await?.uidvalidity)
     }
 
     /// The RFC822.SIZE and BODYSTRUCTURE of a message in the selected

@@ -40,6 +40,7 @@ mod fetch;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod framer;
 mod idle;
+mod lexer;
 mod mailbox;
 mod message;
 mod modify;
