@@ -87,7 +87,10 @@ impl Gateway {
             .env_clear()
             .env("LEMONADE_LISTEN", format!("127.0.0.1:{port}"))
             .env("LEMONADE_DATA_DIR", data)
-            .env("LEMONADE_LOG", "warn")
+            .env(
+                "LEMONADE_LOG",
+                std::env::var("LOAD_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("LEMONADE_UPSTREAM_ALLOW_PLAINTEXT", "true")
             .env("LEMONADE_UPSTREAM_EXTRA_CA_FILE", ca)
             .env(

@@ -90,10 +90,6 @@ impl Receiver {
         })
     }
 
-    pub fn count(&self) -> usize {
-        self.arrivals.lock().unwrap().len()
-    }
-
     /// Takes every arrival recorded so far.
     pub fn take(&self) -> Vec<Arrival> {
         std::mem::take(&mut *self.arrivals.lock().unwrap())
@@ -122,23 +118,46 @@ impl Receiver {
     }
 }
 
-/// Exactly-once bookkeeping: which UIDs each account was sent.
+/// Exactly-once bookkeeping for one phase. A push lists at most
+/// `watch.fetch_limit` messages and counts the rest, so mail is accounted
+/// per account by the pushes' counts (which come from the gateway's UID
+/// search from its cursor); listed UIDs are also checked for repeats.
 #[derive(Default)]
 pub struct Tally {
-    seen: HashMap<(usize, u32), u32>,
-    /// Pushes whose count exceeded the UIDs they listed.
-    pub unlisted: u64,
+    counted: HashMap<usize, u64>,
+    listed: HashMap<(usize, u32), u32>,
 }
 
 impl Tally {
     pub fn add(&mut self, opened: &Opened) {
+        *self.counted.entry(opened.account).or_default() += opened.count;
         for uid in &opened.uids {
-            *self.seen.entry((opened.account, *uid)).or_default() += 1;
+            *self.listed.entry((opened.account, *uid)).or_default() += 1;
         }
-        self.unlisted += opened.count.saturating_sub(opened.uids.len() as u64);
     }
 
-    pub fn times_seen(&self, account: usize, uid: u32) -> u32 {
-        self.seen.get(&(account, uid)).copied().unwrap_or(0)
+    /// Whether every account was pushed at least as much mail as `expected` says.
+    pub fn covers(&self, expected: &HashMap<usize, u64>) -> bool {
+        expected
+            .iter()
+            .all(|(a, n)| self.counted.get(a).copied().unwrap_or(0) >= *n)
+    }
+
+    /// (missed, duplicated by count, listed UIDs pushed more than once).
+    pub fn check(&self, expected: &HashMap<usize, u64>) -> (u64, u64, usize) {
+        let mut missed = 0;
+        let mut dup = 0;
+        for (a, n) in expected {
+            let c = self.counted.get(a).copied().unwrap_or(0);
+            missed += n.saturating_sub(c);
+            dup += c.saturating_sub(*n);
+        }
+        for (a, c) in &self.counted {
+            if !expected.contains_key(a) {
+                dup += c;
+            }
+        }
+        let repeated = self.listed.values().filter(|n| **n > 1).count();
+        (missed, dup, repeated)
     }
 }

@@ -313,8 +313,14 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
+        // Not `flush_async`: concurrent calls to it deadlock in sled 0.34
+        // (spacejam/sled#1308, seen here with a few dozen registrations at
+        // once). The blocking flush runs on the blocking pool instead.
+        let db = self.db.clone();
         Box::pin(async move {
-            self.db.flush_async().await?;
+            tokio::task::spawn_blocking(move || db.flush())
+                .await
+                .map_err(|e| StoreError::Backend(format!("flush task: {e}")))??;
             Ok(())
         })
     }
@@ -476,5 +482,26 @@ mod tests {
         assert!(store.delete_device("d1").unwrap());
         assert!(store.pending_pushes().unwrap().is_empty());
         assert!(!store.delete_device("d1").unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_concurrent_flushes_all_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..64u32 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                store.put_device(&device(&format!("d{i}"), "a1", &["INBOX"]))?;
+                store.flush().await
+            });
+        }
+        // A generous bound only turns a deadlock into a failure.
+        let all = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap().unwrap();
+            }
+        });
+        assert!(all.await.is_ok(), "a flush never completed");
     }
 }
