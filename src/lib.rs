@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod imap;
+pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod net;

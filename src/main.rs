@@ -52,6 +52,12 @@ fn main() -> anyhow::Result<()> {
                 .context("log filter (the `log` key)")?,
         )
         .init();
+    match lemonade::limits::raise_open_files() {
+        Ok(limits) => {
+            tracing::info!(soft = limits.soft, hard = limits.hard, "open files limit")
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the open files limit"),
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -195,7 +195,7 @@ impl DeliveryQueue {
                 if let Some(detected) = detected {
                     self.metrics.push_latency.observe(detected.elapsed());
                 }
-                let finished = self.store.finish_push(key, push.version)?;
+                let finished = self.store.finish_push(key, &push)?;
                 self.store.flush().await?;
                 // Not finished: mail merged in while this push was on its way.
                 Ok(if finished {

@@ -105,9 +105,12 @@ pub trait Store: SendStore + Send + Sync + 'static {
 
     fn pending_pushes(&self) -> StoreResult<Vec<PendingPush>>;
     fn pending_push(&self, key: &PushKey) -> StoreResult<Option<PendingPush>>;
-    /// Removes the push if it is still at `version` (nothing merged since it
-    /// was read). Returns false when it was kept because new mail arrived.
-    fn finish_push(&self, key: &PushKey, version: u64) -> StoreResult<bool>;
+    /// Records that `delivered` (the push as read before sending) reached the
+    /// device: removes the push if nothing merged into it since; otherwise
+    /// keeps only what merged after (its count less the delivered count, its
+    /// messages less the delivered ones), so nothing is pushed twice.
+    /// Returns false when something is left to deliver.
+    fn finish_push(&self, key: &PushKey, delivered: &PendingPush) -> StoreResult<bool>;
     /// Records a failed attempt: attempts, the earliest next try, and whether
     /// to shrink the payload. Merged messages are kept.
     fn reschedule_push(

@@ -303,17 +303,31 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn finish_push(&self, key: &PushKey, version: u64) -> StoreResult<bool> {
+    fn finish_push(&self, key: &PushKey, delivered: &PendingPush) -> StoreResult<bool> {
         let raw_key = push_key(key);
         let mut removed = false;
         self.pushes.fetch_and_update(&raw_key, |old| {
             let old = old?;
             match serde_json::from_slice::<PendingPush>(old) {
-                Ok(push) if push.version == version => {
+                Ok(push) if push.version == delivered.version => {
                     removed = true;
                     None
                 }
-                Ok(_) => Some(old.to_vec()),
+                Ok(mut push) => {
+                    // Mail merged in while the push was on its way: keep only that.
+                    push.count = push.count.saturating_sub(delivered.count);
+                    push.messages
+                        .retain(|m| !delivered.messages.iter().any(|d| d.uid == m.uid));
+                    if push.count == 0 && push.messages.is_empty() {
+                        removed = true;
+                        return None;
+                    }
+                    push.count = push.count.max(push.messages.len() as u32);
+                    // A corrupt re-encoding cannot happen for a value just decoded.
+                    serde_json::to_vec(&push)
+                        .ok()
+                        .or_else(|| Some(old.to_vec()))
+                }
                 // A corrupt entry can never be delivered: drop it.
                 Err(_) => {
                     removed = true;
@@ -352,8 +366,14 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
+        // Not `flush_async`: concurrent calls to it deadlock in sled 0.34
+        // (spacejam/sled#1308, seen here with a few dozen registrations at
+        // once). The blocking flush runs on the blocking pool instead.
+        let db = self.db.clone();
         Box::pin(async move {
-            self.db.flush_async().await?;
+            tokio::task::spawn_blocking(move || db.flush())
+                .await
+                .map_err(|e| StoreError::Backend(format!("flush task: {e}")))??;
             Ok(())
         })
     }
@@ -445,6 +465,7 @@ mod tests {
         assert_eq!(store.cursor("a1", "INBOX").unwrap().unwrap().uidnext, 7);
 
         // A burst coalesces into the same queued push.
+        let first_version = store.pending_push(&keys[0]).unwrap().unwrap();
         let second = [summary(7)];
         store.record_new_mail(&new_mail(&second, 8)).unwrap();
         let push = store.pending_push(&keys[0]).unwrap().unwrap();
@@ -452,15 +473,19 @@ mod tests {
         assert_eq!(push.version, 2);
         assert_eq!(push.messages.len(), 3);
 
-        // A delivery of version 1 does not remove what was merged after it.
-        assert!(!store.finish_push(&keys[0], 1).unwrap());
+        // A delivery of the first version leaves only what was merged after it.
+        assert!(!store.finish_push(&keys[0], &first_version).unwrap());
+        let push = store.pending_push(&keys[0]).unwrap().unwrap();
+        assert_eq!(push.count, 1);
+        assert_eq!(push.messages.iter().map(|m| m.uid).collect::<Vec<_>>(), [7]);
         store.reschedule_push(&keys[0], 1, 50, true).unwrap();
         let push = store.pending_push(&keys[0]).unwrap().unwrap();
         assert_eq!(
             (push.attempts, push.not_before_ms, push.shrink),
             (1, 50, true)
         );
-        assert!(store.finish_push(&keys[0], 2).unwrap());
+        let last = store.pending_push(&keys[0]).unwrap().unwrap();
+        assert!(store.finish_push(&keys[0], &last).unwrap());
         assert!(store.pending_pushes().unwrap().is_empty());
     }
 
@@ -519,5 +544,26 @@ mod tests {
         assert!(store.delete_device("d1").unwrap());
         assert!(store.pending_pushes().unwrap().is_empty());
         assert!(!store.delete_device("d1").unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_concurrent_flushes_all_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..64u32 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                store.put_device(&device(&format!("d{i}"), "a1", &["INBOX"]))?;
+                store.flush().await
+            });
+        }
+        // A generous bound only turns a deadlock into a failure.
+        let all = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap().unwrap();
+            }
+        });
+        assert!(all.await.is_ok(), "a flush never completed");
     }
 }
