@@ -91,7 +91,13 @@ pub async fn run(
     let sealer = Arc::new(Sealer::load_or_create(&data_dir.join("master.key"))?);
     let vapid = VapidKey::load_or_generate(&data_dir.join("vapid.pk8"))?;
     let vapid_public_key: Arc<str> = vapid.public_key_b64url().into();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join("db"))?);
+    // Opening may wait for a previous instance's file lock: off the runtime.
+    let db_dir = data_dir.join("db");
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SledStore::open(&db_dir))
+            .await
+            .map_err(|e| store::StoreError::Backend(e.to_string()))??,
+    );
     let tls = TlsConnector::new(config.upstream.extra_ca_file.as_deref())?;
     let metrics = Arc::new(Metrics::default());
     let signer = Arc::new(VapidSigner::new(vapid, &config.push.vapid_subject)?);

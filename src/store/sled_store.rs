@@ -49,6 +49,32 @@ fn prefix(a: &str) -> Vec<u8> {
     key
 }
 
+/// How long opening waits for a previous process (or a previous instance in
+/// this process) to let go of the database's file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the database. sled releases its file lock from a background thread
+/// a moment after the last handle is dropped, so a quick restart (a service
+/// manager's, or a test's) can find the lock still held: wait for it.
+fn open_when_released(dir: &Path) -> StoreResult<sled::Db> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(64 * 1024 * 1024);
+    let step = std::time::Duration::from_millis(50);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && waited < LOCK_WAIT =>
+            {
+                std::thread::sleep(step);
+                waited += step;
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
 fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     Ok(serde_json::to_vec(value)?)
 }
@@ -98,10 +124,7 @@ fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> Pen
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()?;
+        let db = open_when_released(dir)?;
         Ok(SledStore {
             accounts: db.open_tree("accounts")?,
             tokens: db.open_tree("tokens")?,
