@@ -128,9 +128,6 @@ pub async fn create(
         created_at: crate::unix_millis() / 1000,
     };
     state.store.put_device(&device)?;
-    if let Some(previous) = previous {
-        forget_unwatched(&state, &account_id, &previous.mailboxes)?;
-    }
     state.store.flush().await?;
     state.supervisor.reconfigure(&account_id);
     Ok((
@@ -209,34 +206,15 @@ pub async fn delete(
     AccountId(account_id): AccountId,
     Path(device_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let device = state
+    state
         .store
         .device(&device_id)?
         .filter(|d| d.account_id == account_id)
         .ok_or_else(|| ApiError::not_found("device"))?;
     state.store.delete_device(&device_id)?;
-    forget_unwatched(&state, &account_id, &device.mailboxes)?;
     state.store.flush().await?;
     state.supervisor.reconfigure(&account_id);
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Drops the cursors of mailboxes (other than INBOX) that no device watches
-/// any more: if one is asked for again later, it starts from that moment
-/// instead of pushing everything that arrived in between.
-fn forget_unwatched(
-    state: &AppState,
-    account_id: &str,
-    mailboxes: &[String],
-) -> Result<(), ApiError> {
-    let devices = state.store.devices_of(account_id)?;
-    for mailbox in mailboxes {
-        let watched = mailbox == INBOX || devices.iter().any(|d| d.mailboxes.contains(mailbox));
-        if !watched {
-            state.store.delete_cursor(account_id, mailbox)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -87,18 +87,18 @@ pub trait Store: SendStore + Send + Sync + 'static {
     /// Removes the account, its tokens, devices, cursors and queued pushes.
     fn delete_account(&self, id: &str) -> StoreResult<bool>;
 
+    /// Stores a device; when it replaces an earlier registration, mailboxes
+    /// it no longer asks for (and no other device does) lose their cursors.
     fn put_device(&self, device: &DeviceRecord) -> StoreResult<()>;
     fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>>;
     fn devices_of(&self, account_id: &str) -> StoreResult<Vec<DeviceRecord>>;
-    /// Removes the device and its queued pushes. False if it did not exist.
+    /// Removes the device and its queued pushes, and forgets the cursors of
+    /// mailboxes no device watches any more. False if it did not exist.
     fn delete_device(&self, id: &str) -> StoreResult<bool>;
 
     fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>>;
     /// Sets a cursor without queuing anything (first watch, UIDVALIDITY reset).
     fn put_cursor(&self, account_id: &str, mailbox: &str, cursor: &Cursor) -> StoreResult<()>;
-    /// Forgets a cursor (no device watches the mailbox any more), so a later
-    /// watch starts afresh instead of pushing what arrived meanwhile.
-    fn delete_cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<()>;
     /// Atomically merges new mail into the pending push of every device that
     /// watches the mailbox and advances the cursor. Returns the keys touched.
     fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>>;

@@ -142,6 +142,21 @@ impl SledStore {
         &self.db
     }
 
+    /// Drops the cursor of each of `mailboxes` (other than INBOX) that no
+    /// device of the account watches any more, so asking for it again later
+    /// starts afresh instead of pushing what arrived in between as new.
+    fn forget_unwatched(&self, account_id: &str, mailboxes: &[String]) -> StoreResult<()> {
+        let remaining = self.devices_of(account_id)?;
+        for mailbox in mailboxes {
+            let watched = mailbox.eq_ignore_ascii_case("INBOX")
+                || remaining.iter().any(|d| device_watches(d, mailbox));
+            if !watched {
+                self.cursors.remove(pair_key(account_id, mailbox))?;
+            }
+        }
+        Ok(())
+    }
+
     fn remove_pushes_of_device(&self, device_id: &str) -> StoreResult<()> {
         for entry in self.pushes.scan_prefix(prefix(device_id)) {
             let (key, _) = entry?;
@@ -228,6 +243,7 @@ impl Store for SledStore {
     }
 
     fn put_device(&self, device: &DeviceRecord) -> StoreResult<()> {
+        let previous = self.device(&device.id)?;
         let value = encode(device)?;
         let index = pair_key(&device.account_id, &device.id);
         (&self.devices, &self.account_devices)
@@ -236,7 +252,11 @@ impl Store for SledStore {
                 account_devices.insert(index.as_slice(), &[][..])?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
-            .map_err(tx_error)
+            .map_err(tx_error)?;
+        if let Some(previous) = previous {
+            self.forget_unwatched(&device.account_id, &previous.mailboxes)?;
+        }
+        Ok(())
     }
 
     fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>> {
@@ -263,6 +283,7 @@ impl Store for SledStore {
             .remove(pair_key(&device.account_id, id))?;
         self.devices.remove(id)?;
         self.remove_pushes_of_device(id)?;
+        self.forget_unwatched(&device.account_id, &device.mailboxes)?;
         Ok(true)
     }
 
@@ -276,11 +297,6 @@ impl Store for SledStore {
     fn put_cursor(&self, account_id: &str, mailbox: &str, cursor: &Cursor) -> StoreResult<()> {
         self.cursors
             .insert(pair_key(account_id, mailbox), encode(cursor)?)?;
-        Ok(())
-    }
-
-    fn delete_cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<()> {
-        self.cursors.remove(pair_key(account_id, mailbox))?;
         Ok(())
     }
 
@@ -549,6 +565,29 @@ mod tests {
         assert_eq!(store.devices_of("a2").unwrap().len(), 1);
         assert!(store.account_for_token(&[8; 32]).unwrap().is_some());
         assert!(!store.delete_account("a1").unwrap());
+    }
+
+    #[test]
+    fn deleting_the_last_device_of_a_mailbox_forgets_its_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.create_account(&account("a1"), &[9; 32]).unwrap();
+        store
+            .put_device(&device("d1", "a1", &["INBOX", "Work", "Lists"]))
+            .unwrap();
+        store.put_device(&device("d2", "a1", &["Lists"])).unwrap();
+        let cursor = Cursor {
+            uidvalidity: 1,
+            uidnext: 5,
+            highestmodseq: None,
+        };
+        for mailbox in ["INBOX", "Work", "Lists"] {
+            store.put_cursor("a1", mailbox, &cursor).unwrap();
+        }
+        assert!(store.delete_device("d1").unwrap());
+        assert!(store.cursor("a1", "INBOX").unwrap().is_some());
+        assert!(store.cursor("a1", "Work").unwrap().is_none());
+        assert!(store.cursor("a1", "Lists").unwrap().is_some());
     }
 
     #[test]
