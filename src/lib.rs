@@ -111,12 +111,14 @@ pub async fn run(
     )?);
 
     let tracker = TaskTracker::new();
+    let (devices_removed, mut removed_rx) = tokio::sync::mpsc::channel::<String>(1024);
     let (notifier, delivery) = DeliveryQueue {
         store: store.clone(),
         client: push_client,
         metrics: metrics.clone(),
         urgency: config.push.urgency,
         concurrency: config.push.concurrency,
+        devices_removed,
     }
     .start(shutdown.child_token());
     tracker.spawn(delivery);
@@ -134,6 +136,19 @@ pub async fn run(
     });
     let supervisor = Supervisor::new(ctx, shutdown.child_token(), tracker.clone());
     let accounts = supervisor.start_all()?;
+    let watchers = supervisor.clone();
+    let stop = shutdown.child_token();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                removed = removed_rx.recv() => match removed {
+                    Some(account_id) => watchers.reconfigure(&account_id),
+                    None => break,
+                },
+                _ = stop.cancelled() => break,
+            }
+        }
+    });
     tracing::info!(accounts, listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway started");
 
     let pool = read::SessionPool::new(config.clone(), store.clone(), sealer.clone(), tls.clone());

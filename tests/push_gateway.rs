@@ -224,6 +224,7 @@ async fn mail_delivered_while_the_server_restarts_is_pushed_once() {
 async fn push_service_answers_prune_and_retry() {
     let dovecot = Dovecot::start();
     dovecot.add_user("alice", "secret");
+    dovecot.create_mailbox("alice", "secret", "Work");
     let receiver = PushReceiver::start().await;
     let gone = TestDevice::new(&receiver);
     let flaky = TestDevice::new(&receiver);
@@ -235,12 +236,17 @@ async fn push_service_answers_prune_and_retry() {
         .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
         .await;
     gateway
-        .add_device(&token, gone.subscription_json(), &["INBOX"], "headers")
+        .add_device(
+            &token,
+            gone.subscription_json(),
+            &["INBOX", "Work"],
+            "headers",
+        )
         .await;
     gateway
         .add_device(&token, flaky.subscription_json(), &["INBOX"], "headers")
         .await;
-    gateway.wait_watching(&token, &["INBOX"]).await;
+    gateway.wait_watching(&token, &["INBOX", "Work"]).await;
 
     let first = dovecot.append(
         "alice",
@@ -267,6 +273,20 @@ async fn push_service_answers_prune_and_retry() {
     }
     assert_eq!(devices, 1);
     assert_eq!(receiver.requests_for(gone.path()).len(), 1);
+    // Its mailbox nobody else asked for is no longer watched.
+    let mut watched = Vec::new();
+    for _ in 0..200 {
+        let (_, me) = gateway.get("/v1/accounts/me", Some(&token)).await;
+        watched = me["watch"]["mailboxes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if me["watch"]["state"] == "watching" && watched == [json!("INBOX")] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(watched, [json!("INBOX")]);
 
     // Delivered exactly once: the next push carries only the next message.
     let second = dovecot.append(

@@ -55,6 +55,10 @@ pub struct DeliveryQueue {
     pub metrics: Arc<Metrics>,
     pub urgency: Urgency,
     pub concurrency: usize,
+    /// Told the account id whenever a device is removed here (gone at its
+    /// push service), so the account's watcher can drop mailboxes nobody
+    /// asks for any more.
+    pub devices_removed: mpsc::Sender<String>,
 }
 
 /// What to do with an entry after an attempt.
@@ -207,8 +211,7 @@ impl DeliveryQueue {
             PushOutcome::Gone => {
                 tracing::info!(device = %key.device_id, "push service says the subscription is gone; device removed");
                 Metrics::inc(&self.metrics.pushes_pruned);
-                self.store.delete_device(&key.device_id)?;
-                self.store.flush().await?;
+                self.remove_device(&key.device_id, &push.account_id).await?;
                 Ok(Next::Done)
             }
             PushOutcome::TooLarge if !push.shrink => {
@@ -219,8 +222,7 @@ impl DeliveryQueue {
             PushOutcome::Blocked => {
                 tracing::warn!(device = %key.device_id, "push endpoint resolves to a private address; device removed");
                 Metrics::inc(&self.metrics.pushes_failed);
-                self.store.delete_device(&key.device_id)?;
-                self.store.flush().await?;
+                self.remove_device(&key.device_id, &push.account_id).await?;
                 Ok(Next::Done)
             }
             PushOutcome::TooLarge | PushOutcome::Rejected { .. } => {
@@ -248,6 +250,17 @@ impl DeliveryQueue {
                 Ok(Next::At(Instant::now() + delay))
             }
         }
+    }
+}
+
+impl DeliveryQueue {
+    async fn remove_device(&self, device_id: &str, account_id: &str) -> Result<(), StoreError> {
+        self.store.delete_device(device_id)?;
+        self.store.flush().await?;
+        // Best effort: when the channel is full the watcher catches up at
+        // its next reconnect.
+        let _ = self.devices_removed.try_send(account_id.to_string());
+        Ok(())
     }
 }
 
