@@ -15,13 +15,14 @@
 //!                             [--modes plain,tls] [--storm-rate 200] [--storm-seconds 5]
 //! ```
 
+#[path = "../../tests/support/certs.rs"]
+mod certs;
 mod fake_imap;
 mod gateway;
 mod receiver;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,79 +163,6 @@ impl Fake {
     }
 }
 
-/// A CA and a server certificate for every fake address, via openssl.
-fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Lemonade Load Test CA",
-    ]);
-    run(&ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(&csr);
-    let sans: Vec<String> = IPS.iter().map(|ip| format!("IP:{ip}")).collect();
-    std::fs::write(
-        dir.join("server.ext"),
-        format!(
-            "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-            sans.join(",")
-        ),
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-}
-
 /// Mail the bench injected: per account, when each UID was announced.
 #[derive(Default)]
 struct Injected {
@@ -295,7 +223,7 @@ async fn bench(o: Options) {
         .expect("temp dir");
     let certs = tmp.path().join("certs");
     std::fs::create_dir(&certs).unwrap();
-    make_certificates(&certs);
+    certs::make_certificates(&certs, "Lemonade Load Test CA");
     let users = o.accounts * o.modes.len();
     let mut fake = Fake::start(&certs, users).await;
     let receiver = Receiver::start().await;

@@ -95,7 +95,7 @@ impl DovecotBuilder {
         let submission_port = free_port();
         let relay_port = self.relay_port.unwrap_or_else(free_port);
         if self.tls {
-            make_certificates(&root);
+            super::certs::make_certificates(&root, "Lemonade Test CA");
         }
         let config = root.join("dovecot.conf");
         fs::write(
@@ -355,78 +355,6 @@ fn lookup_id(flag: &str) -> Option<u32> {
 
 fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, via openssl.
-fn make_certificates(root: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(root)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Lemonade Test CA",
-    ]);
-    run(&ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(&csr);
-    fs::write(
-        root.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-    // The login processes read the key as root before dropping privileges.
-    fs::set_permissions(root.join("server.key"), fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
 #[allow(clippy::too_many_arguments)]

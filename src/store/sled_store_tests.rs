@@ -1,0 +1,203 @@
+//! Unit tests of the sled store.
+
+use super::*;
+use crate::mail::MessageSummary;
+use crate::store::{PayloadTier, PushSubscription, Security, ServerRecord};
+
+fn account(id: &str) -> AccountRecord {
+    AccountRecord {
+        id: id.into(),
+        email: format!("{id}@example.org"),
+        imap: ServerRecord {
+            host: "imap.example.org".into(),
+            port: 993,
+            security: Security::Tls,
+            username: id.into(),
+            password_sealed: vec![1, 2, 3],
+        },
+        smtp: None,
+        created_at: 0,
+    }
+}
+
+fn device(id: &str, account_id: &str, mailboxes: &[&str]) -> DeviceRecord {
+    DeviceRecord {
+        id: id.into(),
+        account_id: account_id.into(),
+        subscription: PushSubscription {
+            endpoint: "https://push.example/x".into(),
+            p256dh: vec![4; 65],
+            auth: vec![1; 16],
+        },
+        mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
+        payload: PayloadTier::Preview,
+        created_at: 0,
+    }
+}
+
+fn summary(uid: u32) -> MessageSummary {
+    MessageSummary {
+        uid,
+        subject: format!("message {uid}"),
+        ..Default::default()
+    }
+}
+
+fn new_mail<'a>(messages: &'a [MessageSummary], uidnext: u32) -> NewMail<'a> {
+    NewMail {
+        account_id: "a1",
+        mailbox: "INBOX",
+        messages,
+        count: messages.len() as u32,
+        cursor: Cursor {
+            uidvalidity: 7,
+            uidnext,
+            highestmodseq: None,
+        },
+        expires_at_ms: 1000,
+    }
+}
+
+#[test]
+fn new_mail_is_queued_for_watching_devices_and_moves_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.create_account(&account("a1"), &[9; 32]).unwrap();
+    store.put_device(&device("d1", "a1", &["inbox"])).unwrap();
+    store.put_device(&device("d2", "a1", &["Work"])).unwrap();
+    assert_eq!(
+        store.account_for_token(&[9; 32]).unwrap().as_deref(),
+        Some("a1")
+    );
+
+    let first = [summary(5), summary(6)];
+    let keys = store.record_new_mail(&new_mail(&first, 7)).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].device_id, "d1");
+    assert_eq!(store.cursor("a1", "INBOX").unwrap().unwrap().uidnext, 7);
+
+    // A burst coalesces into the same queued push.
+    let first_version = store.pending_push(&keys[0]).unwrap().unwrap();
+    let second = [summary(7)];
+    store.record_new_mail(&new_mail(&second, 8)).unwrap();
+    let push = store.pending_push(&keys[0]).unwrap().unwrap();
+    assert_eq!(push.count, 3);
+    assert_eq!(push.version, 2);
+    assert_eq!(push.messages.len(), 3);
+
+    // A delivery of the first version leaves only what was merged after it.
+    assert!(!store.finish_push(&keys[0], &first_version).unwrap());
+    let push = store.pending_push(&keys[0]).unwrap().unwrap();
+    assert_eq!(push.count, 1);
+    assert_eq!(push.messages.iter().map(|m| m.uid).collect::<Vec<_>>(), [7]);
+    store.reschedule_push(&keys[0], 1, 50, true).unwrap();
+    let push = store.pending_push(&keys[0]).unwrap().unwrap();
+    assert_eq!(
+        (push.attempts, push.not_before_ms, push.shrink),
+        (1, 50, true)
+    );
+    let last = store.pending_push(&keys[0]).unwrap().unwrap();
+    assert!(store.finish_push(&keys[0], &last).unwrap());
+    assert!(store.pending_pushes().unwrap().is_empty());
+}
+
+#[test]
+fn queued_messages_are_bounded_but_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.create_account(&account("a1"), &[9; 32]).unwrap();
+    store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
+    let many: Vec<_> = (1..=50).map(summary).collect();
+    let keys = store.record_new_mail(&new_mail(&many, 51)).unwrap();
+    let push = store.pending_push(&keys[0]).unwrap().unwrap();
+    assert_eq!(push.count, 50);
+    assert_eq!(push.messages.len(), MAX_QUEUED_MESSAGES);
+    assert_eq!(push.messages.last().unwrap().uid, 50);
+}
+
+#[test]
+fn deleting_an_account_removes_everything_it_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.create_account(&account("a1"), &[9; 32]).unwrap();
+    store.create_account(&account("a2"), &[8; 32]).unwrap();
+    store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
+    store.put_device(&device("d2", "a2", &["INBOX"])).unwrap();
+    store.record_new_mail(&new_mail(&[summary(1)], 2)).unwrap();
+
+    assert!(store.delete_account("a1").unwrap());
+    assert!(store.account("a1").unwrap().is_none());
+    assert!(store.account_for_token(&[9; 32]).unwrap().is_none());
+    assert!(store
+        .account_for_login("imap.example.org", 993, "a1")
+        .unwrap()
+        .is_none());
+    assert!(store.device("d1").unwrap().is_none());
+    assert!(store.cursor("a1", "INBOX").unwrap().is_none());
+    assert!(store.pending_pushes().unwrap().is_empty());
+    assert_eq!(store.devices_of("a2").unwrap().len(), 1);
+    assert!(store.account_for_token(&[8; 32]).unwrap().is_some());
+    assert!(!store.delete_account("a1").unwrap());
+}
+
+#[test]
+fn deleting_the_last_device_of_a_mailbox_forgets_its_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.create_account(&account("a1"), &[9; 32]).unwrap();
+    store
+        .put_device(&device("d1", "a1", &["INBOX", "Work", "Lists"]))
+        .unwrap();
+    store.put_device(&device("d2", "a1", &["Lists"])).unwrap();
+    let cursor = Cursor {
+        uidvalidity: 1,
+        uidnext: 5,
+        highestmodseq: None,
+    };
+    for mailbox in ["INBOX", "Work", "Lists"] {
+        store.put_cursor("a1", mailbox, &cursor).unwrap();
+    }
+    assert!(store.delete_device("d1").unwrap());
+    assert!(store.cursor("a1", "INBOX").unwrap().is_some());
+    assert!(store.cursor("a1", "Work").unwrap().is_none());
+    assert!(store.cursor("a1", "Lists").unwrap().is_some());
+}
+
+#[test]
+fn records_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.create_account(&account("a1"), &[9; 32]).unwrap();
+        store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
+        store.record_new_mail(&new_mail(&[summary(1)], 2)).unwrap();
+        store.db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.accounts().unwrap().len(), 1);
+    assert_eq!(store.pending_pushes().unwrap().len(), 1);
+    assert!(store.delete_device("d1").unwrap());
+    assert!(store.pending_pushes().unwrap().is_empty());
+    assert!(!store.delete_device("d1").unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_flushes_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64u32 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            store.put_device(&device(&format!("d{i}"), "a1", &["INBOX"]))?;
+            store.flush().await
+        });
+    }
+    // A generous bound only turns a deadlock into a failure.
+    let all = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+    });
+    assert!(all.await.is_ok(), "a flush never completed");
+}
