@@ -1,12 +1,14 @@
-//! A throwaway CA and a certificate for 127.0.0.1 made with `openssl`, for
-//! TLS on loopback in tests and benchmarks.
+//! A throwaway CA and a certificate for 127.0.0.1–127.0.0.8 made with
+//! `openssl`, for TLS on loopback in tests and benchmarks (the load benchmark
+//! listens on all eight addresses).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, via openssl.
+/// A CA and a server certificate for 127.0.0.1–127.0.0.8 and localhost
+/// signed by it, via openssl.
 pub fn make_certificates(root: &Path, name: &str) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -45,10 +47,14 @@ pub fn make_certificates(root: &Path, name: &str) {
         "/CN=127.0.0.1",
     ]);
     run(&csr);
+    let ips: Vec<String> = (1..=8).map(|i| format!("IP:127.0.0.{i}")).collect();
     fs::write(
         root.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+        format!(
+            "subjectAltName={},DNS:localhost\nbasicConstraints=CA:FALSE\n\
 keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+            ips.join(",")
+        ),
     )
     .expect("write ext");
     run(&[
