@@ -6,6 +6,7 @@
 //! default, stays replaceable. Writes that must survive a crash are followed
 //! by [`Store::flush`].
 
+mod group_commit;
 mod seal;
 pub mod send;
 mod sled_send;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use super::group_commit::GroupCommit;
 use super::{
     AccountRecord, Cursor, DeviceRecord, NewMail, PendingPush, PushKey, Store, StoreError,
     StoreResult, MAX_QUEUED_MESSAGES,
@@ -33,6 +34,8 @@ pub struct SledStore {
     cursors: sled::Tree,
     /// device id NUL mailbox → pending push
     pushes: sled::Tree,
+    /// Serves `flush` for every caller at once.
+    commit: GroupCommit,
 }
 
 fn pair_key(a: &str, b: &str) -> Vec<u8> {
@@ -121,6 +124,18 @@ fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> Pen
     push
 }
 
+/// Flushes on a thread of its own with sled's blocking flush: concurrent
+/// calls to `flush_async` deadlock in sled 0.34 (spacejam/sled#1308, seen
+/// here with a few dozen registrations at once), and one flush at a time
+/// serving every waiting caller costs far less than one per caller.
+fn start_group_commit(db: &sled::Db) -> StoreResult<GroupCommit> {
+    let db = db.clone();
+    GroupCommit::start("lemonade-flush", move || {
+        db.flush().map(drop).map_err(|e| e.to_string())
+    })
+    .map_err(|e| StoreError::Backend(format!("cannot start the flushing thread: {e}")))
+}
+
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
@@ -133,6 +148,7 @@ impl SledStore {
             account_devices: db.open_tree("account_devices")?,
             cursors: db.open_tree("cursors")?,
             pushes: db.open_tree("pushes")?,
+            commit: start_group_commit(&db)?,
             db,
         })
     }
@@ -405,16 +421,7 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
-        // Not `flush_async`: concurrent calls to it deadlock in sled 0.34
-        // (spacejam/sled#1308, seen here with a few dozen registrations at
-        // once). The blocking flush runs on the blocking pool instead.
-        let db = self.db.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || db.flush())
-                .await
-                .map_err(|e| StoreError::Backend(format!("flush task: {e}")))??;
-            Ok(())
-        })
+        Box::pin(async move { self.commit.flush().await.map_err(StoreError::Backend) })
     }
 }
 
