@@ -1,6 +1,8 @@
 //! One account's actor: plans its connections, runs them, and reconnects
 //! with backoff until the account is deleted or its credentials are refused.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,9 @@ use crate::store::StoreError;
 
 /// How long connections get to say DONE and LOGOUT when stopping.
 const GRACE: Duration = Duration::from_secs(2);
+
+/// A connection's watch, boxed (see [`AccountActor::attempt`]).
+type Watch = Pin<Box<dyn Future<Output = Result<(), WatchError>> + Send>>;
 
 /// Why an attempt ended without an error.
 enum AttemptEnd {
@@ -115,9 +120,15 @@ impl AccountActor {
         Ok(mailboxes)
     }
 
-    async fn attempt(&mut self) -> Result<AttemptEnd, WatchError> {
+    /// Connects the account's sessions and starts their watches: the first
+    /// connection's as a future to drive, the others as tasks. None when the
+    /// account is gone or the gateway stops meanwhile.
+    async fn open_sessions(
+        &mut self,
+        attempt: &CancellationToken,
+    ) -> Result<Option<(Watch, JoinSet<Result<(), WatchError>>)>, WatchError> {
         let Some(account) = self.ctx.store.account(&self.account_id)? else {
-            return Ok(AttemptEnd::Stopped);
+            return Ok(None);
         };
         self.changes.mark_unchanged();
         let mailboxes = self.mailboxes()?;
@@ -126,10 +137,9 @@ impl AccountActor {
                 .states
                 .set_mailboxes(&self.account_id, mailboxes.clone());
         }
-        let attempt = self.cancel.child_token();
         let primary = tokio::select! {
-            session = Session::open(self.ctx.clone(), &account) => session?,
-            _ = self.cancel.cancelled() => return Ok(AttemptEnd::Stopped),
+            session = Box::pin(Session::open(self.ctx.clone(), &account)) => session?,
+            _ = self.cancel.cancelled() => return Ok(None),
         };
         let (first, others) = plan_groups(
             &mailboxes,
@@ -144,16 +154,26 @@ impl AccountActor {
             let token = attempt.clone();
             let watching = Arc::new(AtomicBool::new(false));
             secondary.spawn(async move {
-                let session = Session::open(ctx, &account).await?;
-                session.watch(group, token, watching).await
+                let session = Box::pin(Session::open(ctx, &account)).await?;
+                Box::new(session).watch(group, token, watching).await
             });
         }
+        // Credentials are read from the store at each connect, not kept while
+        // idle: `account` ends here.
+        let primary_run =
+            Box::new(primary).watch(first, attempt.clone(), self.reached_watching.clone());
+        Ok(Some((Box::pin(primary_run), secondary)))
+    }
 
-        // Credentials are read from the store at each connect, not kept while idle.
-        drop(account);
-        drop(mailboxes);
-        let primary_run = primary.watch(first, attempt.clone(), self.reached_watching.clone());
-        tokio::pin!(primary_run);
+    async fn attempt(&mut self) -> Result<AttemptEnd, WatchError> {
+        let attempt = self.cancel.child_token();
+        // Connecting is boxed, and so is the watch: this future stays resident
+        // for each watched account, and an async fn is as large as its
+        // largest await, connect and catch-up included.
+        let Some((mut primary_run, mut secondary)) = Box::pin(self.open_sessions(&attempt)).await?
+        else {
+            return Ok(AttemptEnd::Stopped);
+        };
         let result = tokio::select! {
             result = &mut primary_run => result.map(|()| AttemptEnd::Stopped),
             Some(joined) = secondary.join_next(), if !secondary.is_empty() => {

@@ -111,29 +111,32 @@ impl Session {
     }
 
     /// Catches up, then watches until cancelled (Ok) or the connection fails.
+    /// Boxed: an async fn keeps its arguments twice, and the session is big.
     pub(crate) async fn watch(
-        mut self,
+        mut self: Box<Self>,
         mut group: Group,
         cancel: CancellationToken,
         watching: Arc<AtomicBool>,
     ) -> Result<(), WatchError> {
-        group.notify_others = self
-            .existing(std::mem::take(&mut group.notify_others))
-            .await?;
-        group.polled = self.existing(std::mem::take(&mut group.polled)).await?;
-        match self.select_and_catch_up(&group.idle).await {
+        // Every step but the wait in IDLE is boxed: this future stays resident
+        // for each watched account, and an async fn is as large as its
+        // largest await, so only the idle wait is kept inline.
+        group.notify_others =
+            Box::pin(self.existing(std::mem::take(&mut group.notify_others))).await?;
+        group.polled = Box::pin(self.existing(std::mem::take(&mut group.polled))).await?;
+        match Box::pin(self.select_and_catch_up(&group.idle)).await {
             Err(WatchError::Imap(ImapError::No { text, .. })) if group.idle != INBOX => {
                 // A mailbox a device asked for that the server does not have:
                 // nothing to watch on this connection until the devices change.
                 tracing::warn!(account = %self.account_id, mailbox = %group.idle, reason = %text, "cannot watch mailbox");
                 cancel.cancelled().await;
-                self.client.logout().await;
+                Box::pin(self.client.logout()).await;
                 return Ok(());
             }
             result => result?,
         }
         if !group.notify_others.is_empty() {
-            self.client.notify_set(true, &group.notify_others).await?;
+            Box::pin(self.client.notify_set(true, &group.notify_others)).await?;
         }
         if !cancel.is_cancelled() {
             self.ctx.states.set(&self.account_id, WatchState::Watching);
@@ -155,13 +158,13 @@ impl Session {
                     wake_at = wake_at.min(next_poll);
                 }
                 if has_idle {
-                    self.client.idle_start().await?;
+                    Box::pin(self.client.idle_start()).await?;
                     loop {
                         tokio::select! {
                             biased;
                             _ = cancel.cancelled() => {
-                                let _ = tokio::time::timeout(GRACE, self.client.idle_done()).await;
-                                self.client.logout().await;
+                                let _ = tokio::time::timeout(GRACE, Box::pin(self.client.idle_done())).await;
+                                Box::pin(self.client.logout()).await;
                                 return Ok(());
                             }
                             event = self.client.idle_next() => {
@@ -176,16 +179,16 @@ impl Session {
                             }
                         }
                     }
-                    self.client.idle_done().await?;
+                    Box::pin(self.client.idle_done()).await?;
                 } else {
                     tokio::select! {
                         _ = cancel.cancelled() => {
-                            self.client.logout().await;
+                            Box::pin(self.client.logout()).await;
                             return Ok(());
                         }
                         _ = tokio::time::sleep_until(wake_at) => {}
                     }
-                    self.client.noop().await?;
+                    Box::pin(self.client.noop()).await?;
                     work.timer = true;
                     for event in self.client.take_events() {
                         work.add(event, &group)?;
@@ -194,14 +197,14 @@ impl Session {
             }
 
             if let Some(detected) = work.selected {
-                self.check_selected(&group.idle, Some(detected)).await?;
+                Box::pin(self.check_selected(&group.idle, Some(detected))).await?;
             }
             for mailbox in &work.others {
-                self.check_other(mailbox, Some(&group.idle)).await?;
+                Box::pin(self.check_other(mailbox, Some(&group.idle))).await?;
             }
             if work.timer && Instant::now() >= next_poll {
                 for mailbox in &group.polled {
-                    self.check_other(mailbox, Some(&group.idle)).await?;
+                    Box::pin(self.check_other(mailbox, Some(&group.idle))).await?;
                 }
                 next_poll = Instant::now() + poll;
             }
