@@ -40,11 +40,29 @@ pub struct Config {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `lemonade=debug`.
     pub log: String,
     pub api: ApiConfig,
+    pub store: StoreConfig,
     pub push: PushConfig,
     pub upstream: UpstreamConfig,
     pub watch: WatchConfig,
     pub read: ReadConfig,
     pub send: SendConfig,
+}
+
+/// The embedded store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// How long a flush waits for more writes to join it (group commit).
+    /// Longer: fewer flushes and less CPU under load, later pushes.
+    pub commit_window_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            commit_window_ms: 10,
+        }
+    }
 }
 
 /// The mail API's IMAP sessions (separate from the watchers').
@@ -176,6 +194,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             log: "info".into(),
             api: ApiConfig::default(),
+            store: StoreConfig::default(),
             push: PushConfig::default(),
             upstream: UpstreamConfig::default(),
             watch: WatchConfig::default(),
@@ -301,6 +320,9 @@ impl Config {
         }
         if self.push.ttl_secs == 0 || self.push.ttl_secs > 28 * 24 * 3600 {
             return invalid("push.ttl_secs", "must be between 1 and 2419200 (28 days)");
+        }
+        if self.store.commit_window_ms > 1000 {
+            return invalid("store.commit_window_ms", "must be at most 1000");
         }
         if self.push.concurrency == 0 {
             return invalid("push.concurrency", "must be at least 1");

@@ -93,8 +93,9 @@ pub async fn run(
     let vapid_public_key: Arc<str> = vapid.public_key_b64url().into();
     // Opening may wait for a previous instance's file lock: off the runtime.
     let db_dir = data_dir.join("db");
+    let window = Duration::from_millis(config.store.commit_window_ms);
     let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || SledStore::open(&db_dir))
+        tokio::task::spawn_blocking(move || SledStore::open_with_commit_window(&db_dir, window))
             .await
             .map_err(|e| store::StoreError::Backend(e.to_string()))??,
     );

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -101,6 +102,9 @@ pub(crate) fn device_watches(device: &DeviceRecord, mailbox: &str) -> bool {
     })
 }
 
+/// Merges new mail into a device's pending push. Messages the push already
+/// holds (the same mail found again after a crash that kept the push but
+/// not the cursor) are neither added nor counted twice.
 fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> PendingPush {
     let mut push = existing.unwrap_or(PendingPush {
         key,
@@ -113,12 +117,20 @@ fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> Pen
         expires_at_ms: 0,
         shrink: false,
     });
-    push.messages.extend_from_slice(mail.messages);
+    let before = push.messages.len();
+    for message in mail.messages {
+        if !push.messages[..before].iter().any(|m| m.uid == message.uid) {
+            push.messages.push(message.clone());
+        }
+    }
+    let repeated = (mail.messages.len() - (push.messages.len() - before)) as u32;
     if push.messages.len() > MAX_QUEUED_MESSAGES {
         let excess = push.messages.len() - MAX_QUEUED_MESSAGES;
         push.messages.drain(..excess);
     }
-    push.count = push.count.saturating_add(mail.count);
+    push.count = push
+        .count
+        .saturating_add(mail.count.saturating_sub(repeated));
     push.version += 1;
     push.expires_at_ms = push.expires_at_ms.max(mail.expires_at_ms);
     push
@@ -128,17 +140,23 @@ fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> Pen
 /// calls to `flush_async` deadlock in sled 0.34 (spacejam/sled#1308, seen
 /// here with a few dozen registrations at once), and one flush at a time
 /// serving every waiting caller costs far less than one per caller.
-fn start_group_commit(db: &sled::Db) -> StoreResult<GroupCommit> {
+fn start_group_commit(db: &sled::Db, window: Duration) -> StoreResult<GroupCommit> {
     let db = db.clone();
-    GroupCommit::start("lemonade-flush", move || {
+    GroupCommit::start("lemonade-flush", window, move || {
         db.flush().map(drop).map_err(|e| e.to_string())
     })
     .map_err(|e| StoreError::Backend(format!("cannot start the flushing thread: {e}")))
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`; flushes start at once.
     pub fn open(dir: &Path) -> StoreResult<Self> {
+        Self::open_with_commit_window(dir, Duration::ZERO)
+    }
+
+    /// Opens (or creates) the database in `dir`; each flush waits `window`
+    /// for more writers to join it (see `group_commit`).
+    pub fn open_with_commit_window(dir: &Path, window: Duration) -> StoreResult<Self> {
         let db = open_when_released(dir)?;
         Ok(SledStore {
             accounts: db.open_tree("accounts")?,
@@ -148,7 +166,7 @@ impl SledStore {
             account_devices: db.open_tree("account_devices")?,
             cursors: db.open_tree("cursors")?,
             pushes: db.open_tree("pushes")?,
-            commit: start_group_commit(&db)?,
+            commit: start_group_commit(&db, window)?,
             db,
         })
     }
@@ -326,24 +344,28 @@ impl Store for SledStore {
                 mailbox: mail.mailbox.to_string(),
             })
             .collect();
-        let cursor_key = pair_key(mail.account_id, mail.mailbox);
-        let cursor_value = encode(&mail.cursor)?;
-        (&self.pushes, &self.cursors)
-            .transaction(|(pushes, cursors)| {
-                for key in &keys {
-                    let raw_key = push_key(key);
-                    let existing = match pushes.get(&raw_key)? {
-                        Some(v) => Some(decode(&v).map_err(ConflictableTransactionError::Abort)?),
-                        None => None,
-                    };
-                    let merged = merge(existing, key.clone(), mail);
-                    let value = encode(&merged).map_err(ConflictableTransactionError::Abort)?;
-                    pushes.insert(raw_key, value)?;
-                }
-                cursors.insert(cursor_key.as_slice(), cursor_value.as_slice())?;
-                Ok(())
-            })
-            .map_err(tx_error)?;
+        // No sled transaction: each costs two extra writes of sled's log
+        // buffer, most of the store's CPU per new mail. The pushes are merged
+        // first, each an atomic update of its own key, and then the cursor
+        // moves. sled recovers a prefix of its log, so a crash may keep the
+        // pushes without the cursor but never the cursor without the pushes;
+        // the watcher then finds the same mail again, which `merge` does not
+        // add twice.
+        for key in &keys {
+            self.pushes.fetch_and_update(push_key(key), |old| {
+                // A corrupt entry could never be delivered: start afresh.
+                let existing = old.and_then(|v| serde_json::from_slice::<PendingPush>(v).ok());
+                let merged = merge(existing, key.clone(), mail);
+                // Encoding a value of this type cannot fail; keep the old one if it did.
+                serde_json::to_vec(&merged)
+                    .ok()
+                    .or_else(|| old.map(<[u8]>::to_vec))
+            })?;
+        }
+        self.cursors.insert(
+            pair_key(mail.account_id, mail.mailbox),
+            encode(&mail.cursor)?,
+        )?;
         Ok(keys)
     }
 

@@ -102,6 +102,25 @@ fn new_mail_is_queued_for_watching_devices_and_moves_the_cursor() {
 }
 
 #[test]
+fn mail_found_again_after_a_crash_is_queued_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.create_account(&account("a1"), &[9; 32]).unwrap();
+    store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
+    let found = [summary(5), summary(6)];
+    store.record_new_mail(&new_mail(&found, 7)).unwrap();
+    // The push survived a crash, the cursor did not: 5 and 6 are found
+    // again, together with 7.
+    let again = [summary(5), summary(6), summary(7)];
+    let keys = store.record_new_mail(&new_mail(&again, 8)).unwrap();
+    let push = store.pending_push(&keys[0]).unwrap().unwrap();
+    let uids: Vec<u32> = push.messages.iter().map(|m| m.uid).collect();
+    assert_eq!(uids, [5, 6, 7]);
+    assert_eq!(push.count, 3);
+    assert_eq!(store.cursor("a1", "INBOX").unwrap().unwrap().uidnext, 8);
+}
+
+#[test]
 fn queued_messages_are_bounded_but_counted() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
