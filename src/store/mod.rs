@@ -59,6 +59,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct NewMail<'a> {
     pub account_id: &'a str,
     pub mailbox: &'a str,
+    /// The account's devices as the caller read them; those that watch
+    /// `mailbox` get the mail.
+    pub devices: &'a [DeviceRecord],
     /// Summaries of the newest messages, oldest first (may be fewer than `count`).
     pub messages: &'a [MessageSummary],
     /// How many new messages arrived.
@@ -100,8 +103,11 @@ pub trait Store: SendStore + Send + Sync + 'static {
     fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>>;
     /// Sets a cursor without queuing anything (first watch, UIDVALIDITY reset).
     fn put_cursor(&self, account_id: &str, mailbox: &str, cursor: &Cursor) -> StoreResult<()>;
-    /// Atomically merges new mail into the pending push of every device that
-    /// watches the mailbox and advances the cursor. Returns the keys touched.
+    /// Merges new mail into the pending push of every device of
+    /// `mail.devices` that watches the mailbox, then advances the cursor. A
+    /// crash in between may keep the pushes without the cursor, never the
+    /// reverse; recording the same mail again does not queue it twice.
+    /// Returns the keys touched.
     fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>>;
 
     fn pending_pushes(&self) -> StoreResult<Vec<PendingPush>>;

@@ -335,12 +335,12 @@ impl Store for SledStore {
     }
 
     fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>> {
-        let keys: Vec<PushKey> = self
-            .devices_of(mail.account_id)?
-            .into_iter()
-            .filter(|d| device_watches(d, mail.mailbox))
+        let keys: Vec<PushKey> = mail
+            .devices
+            .iter()
+            .filter(|d| d.account_id == mail.account_id && device_watches(d, mail.mailbox))
             .map(|d| PushKey {
-                device_id: d.id,
+                device_id: d.id.clone(),
                 mailbox: mail.mailbox.to_string(),
             })
             .collect();

@@ -43,19 +43,24 @@ fn summary(uid: u32) -> MessageSummary {
     }
 }
 
-fn new_mail<'a>(messages: &'a [MessageSummary], uidnext: u32) -> NewMail<'a> {
-    NewMail {
-        account_id: "a1",
-        mailbox: "INBOX",
-        messages,
-        count: messages.len() as u32,
-        cursor: Cursor {
-            uidvalidity: 7,
-            uidnext,
-            highestmodseq: None,
-        },
-        expires_at_ms: 1000,
-    }
+/// Records new mail in a1's INBOX for the devices a1 has now.
+fn record(store: &SledStore, messages: &[MessageSummary], uidnext: u32) -> Vec<PushKey> {
+    let devices = store.devices_of("a1").unwrap();
+    store
+        .record_new_mail(&NewMail {
+            account_id: "a1",
+            mailbox: "INBOX",
+            devices: &devices,
+            messages,
+            count: messages.len() as u32,
+            cursor: Cursor {
+                uidvalidity: 7,
+                uidnext,
+                highestmodseq: None,
+            },
+            expires_at_ms: 1000,
+        })
+        .unwrap()
 }
 
 #[test]
@@ -71,7 +76,7 @@ fn new_mail_is_queued_for_watching_devices_and_moves_the_cursor() {
     );
 
     let first = [summary(5), summary(6)];
-    let keys = store.record_new_mail(&new_mail(&first, 7)).unwrap();
+    let keys = record(&store, &first, 7);
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].device_id, "d1");
     assert_eq!(store.cursor("a1", "INBOX").unwrap().unwrap().uidnext, 7);
@@ -79,7 +84,7 @@ fn new_mail_is_queued_for_watching_devices_and_moves_the_cursor() {
     // A burst coalesces into the same queued push.
     let first_version = store.pending_push(&keys[0]).unwrap().unwrap();
     let second = [summary(7)];
-    store.record_new_mail(&new_mail(&second, 8)).unwrap();
+    record(&store, &second, 8);
     let push = store.pending_push(&keys[0]).unwrap().unwrap();
     assert_eq!(push.count, 3);
     assert_eq!(push.version, 2);
@@ -108,11 +113,11 @@ fn mail_found_again_after_a_crash_is_queued_once() {
     store.create_account(&account("a1"), &[9; 32]).unwrap();
     store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
     let found = [summary(5), summary(6)];
-    store.record_new_mail(&new_mail(&found, 7)).unwrap();
+    record(&store, &found, 7);
     // The push survived a crash, the cursor did not: 5 and 6 are found
     // again, together with 7.
     let again = [summary(5), summary(6), summary(7)];
-    let keys = store.record_new_mail(&new_mail(&again, 8)).unwrap();
+    let keys = record(&store, &again, 8);
     let push = store.pending_push(&keys[0]).unwrap().unwrap();
     let uids: Vec<u32> = push.messages.iter().map(|m| m.uid).collect();
     assert_eq!(uids, [5, 6, 7]);
@@ -127,7 +132,7 @@ fn queued_messages_are_bounded_but_counted() {
     store.create_account(&account("a1"), &[9; 32]).unwrap();
     store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
     let many: Vec<_> = (1..=50).map(summary).collect();
-    let keys = store.record_new_mail(&new_mail(&many, 51)).unwrap();
+    let keys = record(&store, &many, 51);
     let push = store.pending_push(&keys[0]).unwrap().unwrap();
     assert_eq!(push.count, 50);
     assert_eq!(push.messages.len(), MAX_QUEUED_MESSAGES);
@@ -142,7 +147,7 @@ fn deleting_an_account_removes_everything_it_owns() {
     store.create_account(&account("a2"), &[8; 32]).unwrap();
     store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
     store.put_device(&device("d2", "a2", &["INBOX"])).unwrap();
-    store.record_new_mail(&new_mail(&[summary(1)], 2)).unwrap();
+    record(&store, &[summary(1)], 2);
 
     assert!(store.delete_account("a1").unwrap());
     assert!(store.account("a1").unwrap().is_none());
@@ -189,7 +194,7 @@ fn records_survive_reopening() {
         let store = SledStore::open(dir.path()).unwrap();
         store.create_account(&account("a1"), &[9; 32]).unwrap();
         store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
-        store.record_new_mail(&new_mail(&[summary(1)], 2)).unwrap();
+        record(&store, &[summary(1)], 2);
         store.db.flush().unwrap();
     }
     let store = SledStore::open(dir.path()).unwrap();

@@ -321,6 +321,7 @@ impl Session {
         let keys = self.ctx.store.record_new_mail(&NewMail {
             account_id: &self.account_id,
             mailbox,
+            devices: &devices,
             messages: &messages,
             count: new.count,
             cursor: new.cursor,
