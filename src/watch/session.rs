@@ -297,8 +297,8 @@ impl Session {
         self.queue(mailbox, new, detected).await
     }
 
-    /// Fetches summaries, then queues the pushes and advances the cursor in
-    /// one durable write, and only then wakes the notifier.
+    /// Fetches summaries, then queues the pushes and advances the cursor,
+    /// flushes both, and only then wakes the notifier.
     async fn queue(
         &mut self,
         mailbox: &str,
