@@ -16,6 +16,7 @@
 //! runtime time): no runtime is needed to create the store, and a caller
 //! that stops waiting (its task was cancelled) leaves nothing half-done.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -83,7 +84,12 @@ impl GroupCommit {
                         }
                         requests.taken
                     };
-                    let error = flush().err();
+                    // A panicking flush fails its round instead of leaving
+                    // every waiter waiting for a thread that is gone.
+                    let error = match std::panic::catch_unwind(AssertUnwindSafe(&mut flush)) {
+                        Ok(result) => result.err(),
+                        Err(_) => Some("the flush panicked".to_string()),
+                    };
                     through = target;
                     shared.done.send_replace(Round { through, error });
                 }
@@ -216,6 +222,21 @@ mod tests {
         let all = futures_util::future::join_all((0..10).map(|_| commit.flush())).await;
         assert!(all.iter().all(Result::is_ok));
         assert_eq!(flushes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_flush_fails_its_round_and_the_thread_goes_on() {
+        let mut calls = 0;
+        let commit = GroupCommit::start("test-flush", Duration::ZERO, move || {
+            calls += 1;
+            if calls == 1 {
+                panic!("flush bug");
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(commit.flush().await, Err("the flush panicked".to_string()));
+        assert_eq!(commit.flush().await, Ok(()));
     }
 
     #[test]
