@@ -52,8 +52,9 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// How long a flush waits for more writes to join it (group commit).
-    /// Longer: fewer flushes and less CPU under load, later pushes.
+    /// Under load (the last flush served several writers), how long the
+    /// next flush waits for more writes to join it (group commit). Longer:
+    /// fewer flushes and less CPU, later pushes. A lone writer never waits.
     pub commit_window_ms: u64,
 }
 

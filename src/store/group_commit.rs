@@ -7,10 +7,12 @@
 //! taken (its writes happened before, so that flush covers them). Under load
 //! a flush serves every write that arrived while the previous one ran.
 //!
-//! A commit window makes the thread wait a moment after the first request
-//! before flushing, so that one flush serves more writers: fewer flushes
-//! (each a write, an fsync and a round of thread wake-ups in sled) for a
-//! few milliseconds of latency.
+//! Under load a commit window makes the thread wait a moment before
+//! flushing, so that one flush serves more writers: fewer flushes (each a
+//! write, an fsync and a round of thread wake-ups in sled) for a few
+//! milliseconds of latency. It only waits after a round that served more
+//! than one request: a lone writer (an API call, a send, one new mail) is
+//! flushed at once.
 //!
 //! The flushing thread is plain `std` (its wait is a thread sleep, not
 //! runtime time): no runtime is needed to create the store, and a caller
@@ -51,7 +53,8 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the flushing thread; `flush` makes every earlier write durable.
-    /// Each round starts `window` after its first request.
+    /// After a round that served more than one request, the next starts
+    /// `window` after its first request.
     pub fn start<F>(name: &str, window: Duration, mut flush: F) -> std::io::Result<GroupCommit>
     where
         F: FnMut() -> Result<(), String> + Send + 'static,
@@ -65,6 +68,8 @@ impl GroupCommit {
             let shared = shared.clone();
             move || {
                 let mut through = 0;
+                // Whether the last round served more than one request.
+                let mut busy = false;
                 loop {
                     let target = {
                         let mut requests = lock(&shared.requests);
@@ -74,7 +79,7 @@ impl GroupCommit {
                                 .wait(requests)
                                 .unwrap_or_else(|e| e.into_inner());
                         }
-                        if !window.is_zero() && requests.taken != through && !requests.stop {
+                        if busy && !window.is_zero() && !requests.stop {
                             drop(requests);
                             std::thread::sleep(window);
                             requests = lock(&shared.requests);
@@ -82,6 +87,7 @@ impl GroupCommit {
                         if requests.taken == through {
                             return; // stopping, and nobody is waiting
                         }
+                        busy = requests.taken - through > 1;
                         requests.taken
                     };
                     // A panicking flush fails its round instead of leaving
@@ -142,9 +148,13 @@ mod tests {
 
     /// A flush that reports when it starts and waits to be let go.
     fn gated() -> (GroupCommit, mpsc::Receiver<()>, mpsc::SyncSender<bool>) {
+        gated_with(Duration::ZERO)
+    }
+
+    fn gated_with(window: Duration) -> (GroupCommit, mpsc::Receiver<()>, mpsc::SyncSender<bool>) {
         let (started_tx, started) = mpsc::channel();
         let (release, release_rx) = mpsc::sync_channel::<bool>(0);
-        let commit = GroupCommit::start("test-flush", Duration::ZERO, move || {
+        let commit = GroupCommit::start("test-flush", window, move || {
             started_tx.send(()).unwrap();
             match release_rx.recv() {
                 Ok(true) => Ok(()),
@@ -208,20 +218,45 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn requests_within_the_window_share_one_flush() {
-        let flushes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = flushes.clone();
-        let window = Duration::from_secs(2);
-        let commit = GroupCommit::start("test-flush", window, move || {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(())
-        })
-        .unwrap();
-        // One poll of `join_all` takes all ten tickets back to back, well
-        // within the window that the first ticket opened.
+    async fn under_load_requests_within_the_window_share_one_flush() {
+        let (commit, started, release) = gated_with(Duration::from_secs(2));
+        let commit = Arc::new(commit);
+        let ask = |commit: &Arc<GroupCommit>| {
+            let commit = commit.clone();
+            tokio::spawn(async move { commit.flush().await })
+        };
+        // A lone request is flushed at once, without waiting for the window.
+        let lone = ask(&commit);
+        started.recv().unwrap();
+        // Two more arrive while it runs: the next round serves both, and so
+        // counts as load.
+        let pair = [ask(&commit), ask(&commit)];
+        while lock(&commit.shared.requests).taken < 3 {
+            tokio::task::yield_now().await;
+        }
+        release.send(true).unwrap();
+        assert_eq!(lone.await.unwrap(), Ok(()));
+        started.recv().unwrap();
+        let late = ask(&commit);
+        while lock(&commit.shared.requests).taken < 4 {
+            tokio::task::yield_now().await;
+        }
+        release.send(true).unwrap();
+        for t in pair {
+            assert_eq!(t.await.unwrap(), Ok(()));
+        }
+        // After a busy round the thread waits the window: the ten requests
+        // taken now, back to back in one poll, join the late one's round.
+        let releaser = std::thread::spawn(move || {
+            started.recv().unwrap();
+            release.send(true).unwrap();
+            started
+        });
         let all = futures_util::future::join_all((0..10).map(|_| commit.flush())).await;
+        let started = releaser.join().unwrap();
         assert!(all.iter().all(Result::is_ok));
-        assert_eq!(flushes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(late.await.unwrap(), Ok(()));
+        assert!(started.try_recv().is_err(), "a fourth flush ran");
     }
 
     #[tokio::test]

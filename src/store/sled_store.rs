@@ -154,8 +154,8 @@ impl SledStore {
         Self::open_with_commit_window(dir, Duration::ZERO)
     }
 
-    /// Opens (or creates) the database in `dir`; each flush waits `window`
-    /// for more writers to join it (see `group_commit`).
+    /// Opens (or creates) the database in `dir`; under load a flush waits
+    /// `window` for more writers to join it (see `group_commit`).
     pub fn open_with_commit_window(dir: &Path, window: Duration) -> StoreResult<Self> {
         let db = open_when_released(dir)?;
         Ok(SledStore {
