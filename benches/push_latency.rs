@@ -83,15 +83,7 @@ async fn main() {
     end_to_end.sort();
 
     let gateway = w.gateway();
-    let metrics = gateway
-        .http
-        .get(gateway.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics_text().await;
     let buckets = histogram(&metrics);
     w.finish().await;
 

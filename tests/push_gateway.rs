@@ -202,15 +202,7 @@ async fn mail_delivered_while_the_server_restarts_is_pushed_once() {
     assert_eq!(w.device.push_count(), 2);
 
     let gateway = w.gateway();
-    let metrics = gateway
-        .http
-        .get(gateway.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics_text().await;
     let reconnects: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("lemonade_reconnects_total "))

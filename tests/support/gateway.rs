@@ -77,6 +77,12 @@ impl Gateway {
         format!("{}{}", self.url, path)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let response = self.http.get(self.at("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     /// POSTs JSON, returns (status, body as JSON or Null).
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
         let mut request = self.http.post(self.at(path)).json(body);
