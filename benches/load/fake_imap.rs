@@ -180,6 +180,8 @@ async fn accept_loop(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        // As real servers do: replies go out when written, not after an ACK.
+        let _ = tcp.set_nodelay(true);
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -235,6 +237,8 @@ impl Conn {
         }
         let mut line = Vec::new();
         let mut idling: Option<String> = None;
+        // Replies to pipelined commands go out together, in one write.
+        let mut replies = String::new();
         loop {
             let shared = self.shared.clone();
             let (user, is_idle) = (self.user, idling.is_some());
@@ -282,15 +286,21 @@ impl Conn {
                         t
                     }
                     Reply::Close(t) => {
-                        let _ = write.write_all(t.as_bytes()).await;
+                        replies.push_str(&t);
+                        let _ = write.write_all(replies.as_bytes()).await;
                         let _ = write.shutdown().await;
                         return;
                     }
                 },
             };
-            if write.write_all(reply.as_bytes()).await.is_err() {
+            replies.push_str(&reply);
+            if read.buffer().contains(&b'\n') {
+                continue;
+            }
+            if write.write_all(replies.as_bytes()).await.is_err() {
                 return;
             }
+            replies.clear();
         }
     }
 

@@ -399,9 +399,6 @@ impl ImapClient {
         if self.is_broken() {
             return Err(ImapError::Unusable);
         }
-        if self.idle_tag.is_some() {
-            return Err(ImapError::Idling);
-        }
         let timeout = self.timeout;
         self.in_command = true;
         let result = tokio::time::timeout(timeout, self.run_inner(cmd, handler))
@@ -426,6 +423,12 @@ impl ImapClient {
         let literal_plus = self.caps.has("LITERAL+");
         let literal_minus = self.caps.has("LITERAL-");
         let mut out = Vec::with_capacity(64);
+        // A command issued during IDLE ends it in the same write: DONE, then
+        // the command pipelined behind it (one round trip instead of two).
+        let mut ending_idle = self.idle_tag.take();
+        if ending_idle.is_some() {
+            out.extend_from_slice(b"DONE\r\n");
+        }
         out.extend_from_slice(tag.as_bytes());
         out.push(b' ');
         for part in cmd.parts {
@@ -450,6 +453,9 @@ impl ImapClient {
             };
             self.write(&out).await?;
             out.clear();
+            if let Some(idle) = ending_idle.take() {
+                self.finish_idle(&idle).await?;
+            }
             if let Some(done) = self.wait_continuation(&tag, handler).await? {
                 return Ok(done);
             }
@@ -458,7 +464,21 @@ impl ImapClient {
         out.extend_from_slice(b"\r\n");
         self.write(&out).await?;
         drop(out);
+        if let Some(idle) = ending_idle {
+            self.finish_idle(&idle).await?;
+        }
         self.read_until_tagged(&tag, handler).await
+    }
+
+    /// Reads to the completion of the IDLE that a pipelined DONE ended,
+    /// queueing what arrives on the way. Anything but OK leaves the command
+    /// behind it in doubt, so it is a protocol error (the connection breaks).
+    async fn finish_idle(&mut self, idle_tag: &str) -> Result<(), ImapError> {
+        let done = self.read_until_tagged(idle_tag, &mut Some).await?;
+        match done.status {
+            Status::Ok => Ok(()),
+            _ => Err(ImapError::Protocol(format!("DONE refused: {}", done.text))),
+        }
     }
 
     pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), ImapError> {

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::error::ErrorClass;
+use crate::imap::SummaryDetail;
 
 enum Step {
     /// Send these bytes.
@@ -185,6 +186,58 @@ async fn idle_next_is_cancel_safe_and_releases_its_buffer() {
     assert_eq!(client.take_events(), [IdleEvent::Expunge(2)]);
     drop(client);
     server.await.unwrap();
+}
+
+/// A command issued during IDLE goes out behind DONE before the server has
+/// answered DONE: the script reads both lines before it replies at all.
+#[tokio::test]
+async fn a_command_during_idle_is_pipelined_behind_done() {
+    let (upstream, server) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n"),
+        Expect("L1 IDLE\r\n"),
+        Send(b"+ idling\r\n* 4 EXISTS\r\n"),
+        Expect("DONE\r\n"),
+        Expect("L2 UID FETCH 5:* (UID)\r\n"),
+        Send(b"* 5 EXISTS\r\nL1 OK idle done\r\n"),
+        // UID 3 is the `n:*` quirk (the last message, below n): left out.
+        Send(b"* 3 FETCH (UID 3)\r\n* 4 FETCH (UID 6)\r\n* 5 FETCH (UID 5)\r\nL2 OK done\r\n"),
+        Expect("L3 UID FETCH 7:* (UID)\r\n"),
+        Send(b"* 5 FETCH (UID 6)\r\nL3 OK done\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    client.idle_start().await.unwrap();
+    assert_eq!(client.idle_next().await.unwrap(), IdleEvent::Exists(4));
+    let new = client.fetch_new(5, SummaryDetail::UidsOnly).await.unwrap();
+    assert_eq!(new.uids, [5, 6]);
+    assert!(new.summaries.is_empty());
+    // What arrived while DONE was on its way is kept for the watcher.
+    assert_eq!(client.take_events(), [IdleEvent::Exists(5)]);
+    // Not idling any more: the next command goes out alone.
+    let none = client.fetch_new(7, SummaryDetail::UidsOnly).await.unwrap();
+    assert!(none.uids.is_empty());
+    drop(client);
+    server.await.unwrap();
+}
+
+/// A refused DONE leaves the pipelined command in doubt: the connection
+/// is given up rather than read out of step.
+#[tokio::test]
+async fn a_refused_done_breaks_the_connection() {
+    let (upstream, _server) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n"),
+        Expect("L1 IDLE\r\n"),
+        Send(b"+ idling\r\n"),
+        Expect("DONE\r\n"),
+        Expect("L2 NOOP\r\n"),
+        Send(b"L1 BAD what\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    client.idle_start().await.unwrap();
+    let err = client.noop().await.unwrap_err();
+    assert!(matches!(err, ImapError::Protocol(_)), "{err:?}");
+    assert!(client.is_broken());
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Mailbox commands: ENABLE, EXAMINE, STATUS, UID SEARCH and the FETCH of
-//! message summaries.
+//! message summaries (of chosen UIDs, or of every message from a UID up).
 
 use super::client::ImapClient;
 use super::command::{uid_set, Command};
@@ -210,15 +210,7 @@ impl ImapClient {
         uids: &[u32],
         with_preview: bool,
     ) -> Result<Vec<MessageSummary>, ImapError> {
-        let source = if !with_preview {
-            PreviewSource::None
-        } else if self.capabilities().has("PREVIEW") {
-            PreviewSource::Server
-        } else if self.capabilities().has("PREVIEW=FUZZY") {
-            PreviewSource::ServerFuzzy
-        } else {
-            PreviewSource::Body
-        };
+        let source = self.preview_source(with_preview);
         let mut wanted = uids.to_vec();
         wanted.sort_unstable();
         wanted.dedup();
@@ -245,6 +237,77 @@ impl ImapClient {
         out.dedup_by_key(|s| s.uid);
         Ok(out)
     }
+
+    /// The messages from `first_uid` up in the selected mailbox, in one
+    /// command (during IDLE, pipelined behind DONE): their UIDs, ascending,
+    /// and with `detail` their summaries. Meant for a few new messages: it
+    /// fetches every one of them.
+    pub async fn fetch_new(
+        &mut self,
+        first_uid: u32,
+        detail: SummaryDetail,
+    ) -> Result<NewMessages, ImapError> {
+        let first = first_uid.max(1);
+        let items = match detail {
+            SummaryDetail::UidsOnly => "(UID)".to_string(),
+            SummaryDetail::Headers => self.preview_source(false).fetch_items(),
+            SummaryDetail::Preview => self.preview_source(true).fetch_items(),
+        };
+        let cmd = Command::new("UID FETCH")
+            .raw(&format!("{first}:*"))
+            .raw(&items);
+        let mut new = NewMessages::default();
+        self.run_ok("UID FETCH", cmd, &mut |u| match u {
+            // `n:*` also matches the last message when its UID is below n.
+            Untagged::Fetch { seq, items } => match uid_of(&items) {
+                Some(uid) if uid >= first => {
+                    new.uids.push(uid);
+                    if detail != SummaryDetail::UidsOnly {
+                        new.summaries.extend(summary::from_fetch(&items));
+                    }
+                    None
+                }
+                Some(_) => None,
+                None => Some(Untagged::Fetch { seq, items }),
+            },
+            other => Some(other),
+        })
+        .await?;
+        new.uids.sort_unstable();
+        new.uids.dedup();
+        new.summaries.sort_by_key(|s| s.uid);
+        new.summaries.dedup_by_key(|s| s.uid);
+        Ok(new)
+    }
+
+    fn preview_source(&self, with_preview: bool) -> PreviewSource {
+        if !with_preview {
+            PreviewSource::None
+        } else if self.capabilities().has("PREVIEW") {
+            PreviewSource::Server
+        } else if self.capabilities().has("PREVIEW=FUZZY") {
+            PreviewSource::ServerFuzzy
+        } else {
+            PreviewSource::Body
+        }
+    }
+}
+
+/// What [`ImapClient::fetch_new`] fetches besides the UIDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryDetail {
+    UidsOnly,
+    /// Sender and subject.
+    Headers,
+    /// Sender, subject and a short plain-text preview.
+    Preview,
+}
+
+/// What [`ImapClient::fetch_new`] found.
+#[derive(Debug, Default)]
+pub struct NewMessages {
+    pub uids: Vec<u32>,
+    pub summaries: Vec<MessageSummary>,
 }
 
 fn uid_of(items: &[(String, Value)]) -> Option<u32> {

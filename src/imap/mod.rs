@@ -56,6 +56,7 @@ pub use command::{decode_utf7, encode_utf7};
 pub use command::{uid_set, Command};
 pub use error::ImapError;
 pub use fetch::{expand_set, FetchResult, FetchedMessage, MailboxEntry};
+pub use mailbox::{NewMessages, SummaryDetail};
 pub use message::{find_part, PartInfo};
 pub use modify::{search_criteria, valid_flag, SearchQuery};
 pub use parser::Value;

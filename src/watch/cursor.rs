@@ -69,6 +69,56 @@ pub fn found(cursor: Cursor, mut uids: Vec<u32>, fetch_limit: usize) -> Option<F
     })
 }
 
+/// How many messages arrived in the selected mailbox since it was last
+/// checked, counted from the EXISTS and EXPUNGE responses in their order.
+///
+/// Only an estimate to choose how to look (a few new messages are fetched in
+/// one command; many are searched first, so only the newest are summarised):
+/// an expunged message is assumed to be an old one, which can only make the
+/// estimate larger. After VANISHED (which gives no count) it is unknown until
+/// the next check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Arrivals {
+    /// Messages in the mailbox now, as far as the responses tell.
+    known: Option<u32>,
+    /// Messages in the mailbox when it was last checked.
+    checked: Option<u32>,
+}
+
+impl Arrivals {
+    /// Just selected (or checked in full) with this many messages.
+    pub fn selected(exists: u32) -> Self {
+        Arrivals {
+            known: Some(exists),
+            checked: Some(exists),
+        }
+    }
+
+    pub fn exists(&mut self, count: u32) {
+        self.known = Some(count);
+    }
+
+    pub fn expunge(&mut self) {
+        self.known = self.known.map(|n| n.saturating_sub(1));
+        self.checked = self.checked.map(|n| n.saturating_sub(1));
+    }
+
+    /// Messages went away without a count (QRESYNC's VANISHED).
+    pub fn lost_count(&mut self) {
+        *self = Arrivals::default();
+    }
+
+    /// The mailbox was just checked for new mail.
+    pub fn checked(&mut self) {
+        self.checked = self.known;
+    }
+
+    /// Messages that arrived since the last check, when known.
+    pub fn since_check(&self) -> Option<u32> {
+        Some(self.known?.saturating_sub(self.checked?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +176,35 @@ mod tests {
         assert_eq!(f.cursor, cursor(5, 105));
         assert_eq!(found(cursor(5, 100), vec![99], 3), None);
         assert_eq!(found(cursor(5, 100), vec![], 3), None);
+    }
+
+    #[test]
+    fn arrivals_count_new_messages_between_checks() {
+        let mut a = Arrivals::selected(10);
+        assert_eq!(a.since_check(), Some(0));
+        a.exists(12);
+        assert_eq!(a.since_check(), Some(2));
+        a.checked();
+        assert_eq!(a.since_check(), Some(0));
+        // An old message expunged, then one new: one arrival.
+        a.expunge();
+        a.exists(12);
+        assert_eq!(a.since_check(), Some(1));
+        // A new one expunged before the check still counts: two arrived,
+        // one is left, the estimate says two (more, never fewer).
+        a.exists(13);
+        a.expunge();
+        assert_eq!(a.since_check(), Some(2));
+    }
+
+    #[test]
+    fn arrivals_are_unknown_after_vanished_until_checked_with_a_count() {
+        let mut a = Arrivals::selected(10);
+        a.lost_count();
+        a.exists(11);
+        assert_eq!(a.since_check(), None);
+        a.checked();
+        assert_eq!(a.since_check(), Some(0));
+        assert_eq!(Arrivals::default().since_check(), None);
     }
 }

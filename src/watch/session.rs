@@ -9,13 +9,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::cursor::{catch_up, found, CatchUp, Found};
+use super::cursor::{catch_up, found, Arrivals, CatchUp, Found};
 use super::status::WatchState;
 use super::supervisor::WatchContext;
 use super::{WatchError, INBOX};
-use crate::imap::{IdleEvent, ImapClient, ImapError};
+use crate::imap::{IdleEvent, ImapClient, ImapError, SummaryDetail};
+use crate::mail::MessageSummary;
 use crate::net::Upstream;
-use crate::store::{AccountRecord, NewMail, PayloadTier};
+use crate::store::{AccountRecord, DeviceRecord, NewMail, PayloadTier};
 
 /// How long DONE and LOGOUT may take when stopping.
 const GRACE: Duration = Duration::from_secs(2);
@@ -47,12 +48,21 @@ impl Work {
         self.selected.is_none() && self.others.is_empty() && !self.timer
     }
 
-    /// Adds one server event; a BYE ends the session.
-    fn add(&mut self, event: IdleEvent, group: &Group) -> Result<(), WatchError> {
+    /// Adds one server event, counting the selected mailbox's messages in
+    /// `arrivals`; a BYE ends the session.
+    fn add(
+        &mut self,
+        event: IdleEvent,
+        group: &Group,
+        arrivals: &mut Arrivals,
+    ) -> Result<(), WatchError> {
         match event {
-            IdleEvent::Exists(_) => {
+            IdleEvent::Exists(count) => {
+                arrivals.exists(count);
                 self.selected.get_or_insert_with(Instant::now);
             }
+            IdleEvent::Expunge(_) => arrivals.expunge(),
+            IdleEvent::Vanished => arrivals.lost_count(),
             IdleEvent::Status { mailbox, .. }
                 if group.notify_others.contains(&mailbox) && !self.others.contains(&mailbox) =>
             {
@@ -71,6 +81,8 @@ pub(crate) struct Session {
     account_id: String,
     host: String,
     client: ImapClient,
+    /// Counts the selected mailbox's messages between checks.
+    arrivals: Arrivals,
 }
 
 impl Session {
@@ -103,6 +115,7 @@ impl Session {
             account_id: account.id.clone(),
             host: upstream.host,
             client,
+            arrivals: Arrivals::default(),
         })
     }
 
@@ -150,7 +163,7 @@ impl Session {
         loop {
             let mut work = Work::default();
             for event in self.client.take_events() {
-                work.add(event, &group)?;
+                work.add(event, &group, &mut self.arrivals)?;
             }
             if work.is_empty() {
                 let mut wake_at = Instant::now() + refresh;
@@ -168,7 +181,7 @@ impl Session {
                                 return Ok(());
                             }
                             event = self.client.idle_next() => {
-                                work.add(event?, &group)?;
+                                work.add(event?, &group, &mut self.arrivals)?;
                                 if !work.is_empty() {
                                     break;
                                 }
@@ -179,7 +192,11 @@ impl Session {
                             }
                         }
                     }
-                    Box::pin(self.client.idle_done()).await?;
+                    // New mail in the selected mailbox ends IDLE with the
+                    // command that looks for it (one write); anything else first.
+                    if work.selected.is_none() {
+                        Box::pin(self.client.idle_done()).await?;
+                    }
                 } else {
                     tokio::select! {
                         _ = cancel.cancelled() => {
@@ -191,7 +208,7 @@ impl Session {
                     Box::pin(self.client.noop()).await?;
                     work.timer = true;
                     for event in self.client.take_events() {
-                        work.add(event, &group)?;
+                        work.add(event, &group, &mut self.arrivals)?;
                     }
                 }
             }
@@ -232,6 +249,8 @@ impl Session {
         let status = self.client.examine(mailbox).await?;
         // The EXISTS that answers the select itself is not news.
         drop(self.client.take_events());
+        // How much arrived while nobody watched is not known: search for it.
+        self.arrivals = Arrivals::default();
         let stored = self.ctx.store.cursor(&self.account_id, mailbox)?;
         match catch_up(
             stored,
@@ -251,6 +270,7 @@ impl Session {
             CatchUp::Fetch { .. } => self.check_selected(mailbox, None).await?,
             CatchUp::UpToDate => {}
         }
+        self.arrivals = Arrivals::selected(status.exists);
         Ok(())
     }
 
@@ -281,48 +301,72 @@ impl Session {
         Ok(())
     }
 
-    /// Looks for mail above the cursor in the selected mailbox and queues it.
+    /// Looks for mail above the cursor in the selected mailbox and queues
+    /// it. Ends IDLE if it is running.
     async fn check_selected(
         &mut self,
         mailbox: &str,
         detected: Option<Instant>,
     ) -> Result<(), WatchError> {
         let Some(cursor) = self.ctx.store.cursor(&self.account_id, mailbox)? else {
+            self.client.idle_done().await?;
             return Ok(());
         };
-        let uids = self.client.uid_search_from(cursor.uidnext).await?;
-        let Some(new) = found(cursor, uids, self.ctx.config.watch.fetch_limit) else {
+        let devices = self.ctx.store.devices_of(&self.account_id)?;
+        let detail = detail_for(&devices);
+        let limit = self.ctx.config.watch.fetch_limit;
+        let few = self
+            .arrivals
+            .since_check()
+            .is_some_and(|n| n as usize <= limit);
+        let (new, messages) = if few {
+            // The usual wake-up: one UID FETCH of everything new (pipelined
+            // behind DONE when idling), instead of a search and then a fetch.
+            let fetched = self.client.fetch_new(cursor.uidnext, detail).await?;
+            let new = found(cursor, fetched.uids, limit);
+            let mut messages = fetched.summaries;
+            if let Some(new) = &new {
+                messages.retain(|m| new.to_fetch.binary_search(&m.uid).is_ok());
+            }
+            (new, messages)
+        } else {
+            let uids = self.client.uid_search_from(cursor.uidnext).await?;
+            let new = found(cursor, uids, limit);
+            let messages = match &new {
+                Some(new) if detail != SummaryDetail::UidsOnly && !new.to_fetch.is_empty() => {
+                    let with_preview = detail == SummaryDetail::Preview;
+                    self.client
+                        .fetch_summaries(&new.to_fetch, with_preview)
+                        .await?
+                }
+                _ => Vec::new(),
+            };
+            (new, messages)
+        };
+        self.arrivals.checked();
+        let Some(new) = new else {
             return Ok(());
         };
-        self.queue(mailbox, new, detected).await
+        self.queue(mailbox, new, &messages, &devices, detected)
+            .await
     }
 
-    /// Fetches summaries, then queues the pushes and advances the cursor,
-    /// flushes both, and only then wakes the notifier.
+    /// Queues the pushes and advances the cursor, flushes both, and only
+    /// then wakes the notifier.
     async fn queue(
         &mut self,
         mailbox: &str,
         new: Found,
+        messages: &[MessageSummary],
+        devices: &[DeviceRecord],
         detected: Option<Instant>,
     ) -> Result<(), WatchError> {
-        let devices = self.ctx.store.devices_of(&self.account_id)?;
-        let with_preview = devices.iter().any(|d| d.payload == PayloadTier::Preview);
-        let wants_messages = devices
-            .iter()
-            .any(|d| matches!(d.payload, PayloadTier::Preview | PayloadTier::Headers));
-        let messages = if wants_messages && !new.to_fetch.is_empty() {
-            self.client
-                .fetch_summaries(&new.to_fetch, with_preview)
-                .await?
-        } else {
-            Vec::new()
-        };
         let ttl_ms = i64::from(self.ctx.config.push.ttl_secs) * 1000;
         let keys = self.ctx.store.record_new_mail(&NewMail {
             account_id: &self.account_id,
             mailbox,
-            devices: &devices,
-            messages: &messages,
+            devices,
+            messages,
             count: new.count,
             cursor: new.cursor,
             expires_at_ms: crate::unix_millis() + ttl_ms,
@@ -333,5 +377,16 @@ impl Session {
             self.ctx.notifier.wake(keys, detected).await;
         }
         Ok(())
+    }
+}
+
+/// What the devices' payload tiers need fetched about new mail.
+fn detail_for(devices: &[DeviceRecord]) -> SummaryDetail {
+    if devices.iter().any(|d| d.payload == PayloadTier::Preview) {
+        SummaryDetail::Preview
+    } else if devices.iter().any(|d| d.payload == PayloadTier::Headers) {
+        SummaryDetail::Headers
+    } else {
+        SummaryDetail::UidsOnly
     }
 }
