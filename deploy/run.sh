@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v cc >/dev/null 2>&1; then
+# A C compiler and make build ring and jemalloc.
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev make
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install a current Rust toolchain (https://rustup.rs), then run this again" >&2

@@ -9,6 +9,11 @@ use tokio_util::sync::CancellationToken;
 
 use lemonade::config::Config;
 
+/// jemalloc instead of the system allocator: the push path allocates and
+/// frees many small buffers per notification (see README, Performance).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "lemonade", version, about = "Push mail gateway for phones")]
 struct Cli {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on Debian/Ubuntu, first installing what the tests
 # need: Dovecot (IMAP + submission, started per test on loopback high ports
-# by the harness), a C compiler, and OpenSSL headers for the independent Web
-# Push decryptor the tests use. Needs root or sudo for the installs and for
-# Dovecot, which the harness runs with a mail user of its own.
+# by the harness), a C compiler and make (ring and jemalloc are built from
+# source), and OpenSSL headers for the independent Web Push decryptor the
+# tests use. Needs root or sudo for the installs and for Dovecot, which the
+# harness runs with a mail user of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ missing=()
 command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd dovecot-submissiond)
 dpkg -s dovecot-submissiond >/dev/null 2>&1 || missing+=(dovecot-submissiond)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v make >/dev/null 2>&1 || missing+=(make)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
