@@ -495,7 +495,8 @@ async fn a_push_refused_as_too_large_is_resent_smaller() {
 
 /// Five messages land in the watched INBOX at once (one COPY), with the
 /// summary limit at three: the pushes count all five, summarise at most three
-/// each, and the newest message is always summarised.
+/// each, and the newest message is always summarised. Single messages after
+/// that are each pushed alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_beyond_the_fetch_limit_is_counted_and_its_newest_summarised() {
     let dovecot = Dovecot::start();
@@ -538,6 +539,18 @@ async fn a_burst_beyond_the_fetch_limit_is_counted_and_its_newest_summarised() {
     assert_eq!(counted, 5);
     assert!(summarised.contains(&5), "{summarised:?}");
     assert!(summarised.iter().all(|uid| (1..=5).contains(uid)));
+
+    // Then single messages, one at a time: each is pushed alone (IDLE went
+    // out behind the fetch that found the one before).
+    for n in 6..=8 {
+        let subject = format!("Single {n}");
+        let raw = message("Carol <carol@example.org>", &subject, &subject);
+        let uid = dovecot.append("alice", "secret", "INBOX", &raw);
+        let push = device.next_push(WAIT).await.payload;
+        assert_eq!(push["count"], 1, "{push}");
+        assert_eq!(uids(&push), vec![u64::from(uid)]);
+        assert_eq!(push["messages"][0]["subject"], subject.as_str());
+    }
     device.expect_no_push(Duration::from_secs(2)).await;
     gateway.stop().await;
 }

@@ -86,23 +86,23 @@ pub(crate) struct Enabled {
 
 /// A connection to one IMAP server. See the module docs of [`super`] for the idle cost.
 pub struct ImapClient {
-    stream: MaybeTls,
+    pub(super) stream: MaybeTls,
     /// Unparsed bytes; capacity 0 whenever no response is half-read.
     buf: Vec<u8>,
     framer: Framer,
-    caps: Capabilities,
+    pub(super) caps: Capabilities,
     pub(crate) enabled: Enabled,
     events: VecDeque<IdleEvent>,
-    tag: u32,
+    pub(super) tag: u32,
     /// Bound on each command.
     pub(crate) timeout: Duration,
     /// The tag of the running IDLE command.
     pub(crate) idle_tag: Option<String>,
     /// Set after a timeout or I/O error: the stream is out of sync.
-    broken: bool,
+    pub(super) broken: bool,
     /// A command is under way; still set when its future was dropped
     /// midway (a cancelled request), which leaves the stream out of sync.
-    in_command: bool,
+    pub(super) in_command: bool,
     /// Text of a BYE seen, reported when the connection then closes.
     bye: Option<String>,
     /// The server greeted with PREAUTH: no login needed.
@@ -364,183 +364,6 @@ impl ImapClient {
         }
         super::command::decode_utf7(raw)
             .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
-    }
-
-    /// Runs a command and maps NO/BAD to errors named after `command`.
-    pub(crate) async fn run_ok(
-        &mut self,
-        command: &'static str,
-        cmd: Command,
-        handler: Handler<'_>,
-    ) -> Result<Completion, ImapError> {
-        let done = self.run(cmd, handler).await?;
-        match done.status {
-            Status::Ok => Ok(done),
-            Status::No if done.code == Some(Code::Unavailable) => {
-                Err(ImapError::Unavailable(done.text))
-            }
-            Status::No => Err(ImapError::No {
-                command,
-                text: done.text,
-            }),
-            _ => Err(ImapError::Bad {
-                command,
-                text: done.text,
-            }),
-        }
-    }
-
-    /// Sends `cmd` and reads until its tagged completion, within the timeout.
-    pub(crate) async fn run(
-        &mut self,
-        cmd: Command,
-        handler: Handler<'_>,
-    ) -> Result<Completion, ImapError> {
-        if self.is_broken() {
-            return Err(ImapError::Unusable);
-        }
-        let timeout = self.timeout;
-        self.in_command = true;
-        let result = tokio::time::timeout(timeout, self.run_inner(cmd, handler))
-            .await
-            .unwrap_or(Err(ImapError::Timeout));
-        self.in_command = false;
-        if let Err(e) = &result {
-            if e.breaks_connection() {
-                self.broken = true;
-            }
-        }
-        result
-    }
-
-    async fn run_inner(
-        &mut self,
-        cmd: Command,
-        handler: Handler<'_>,
-    ) -> Result<Completion, ImapError> {
-        self.tag = self.tag.wrapping_add(1);
-        let tag = format!("L{}", self.tag);
-        let literal_plus = self.caps.has("LITERAL+");
-        let literal_minus = self.caps.has("LITERAL-");
-        let mut out = Vec::with_capacity(64);
-        // A command issued during IDLE ends it in the same write: DONE, then
-        // the command pipelined behind it (one round trip instead of two).
-        let mut ending_idle = self.idle_tag.take();
-        if ending_idle.is_some() {
-            out.extend_from_slice(b"DONE\r\n");
-        }
-        out.extend_from_slice(tag.as_bytes());
-        out.push(b' ');
-        for part in cmd.parts {
-            let wait_then = match part {
-                Part::Text(t) => {
-                    out.extend_from_slice(&t);
-                    continue;
-                }
-                Part::Literal(l) if literal_plus || (literal_minus && l.len() <= 4096) => {
-                    out.extend_from_slice(format!("{{{}+}}\r\n", l.len()).as_bytes());
-                    out.extend_from_slice(&l);
-                    continue;
-                }
-                Part::Literal(l) => {
-                    out.extend_from_slice(format!("{{{}}}\r\n", l.len()).as_bytes());
-                    l
-                }
-                Part::Continuation(data) => {
-                    out.extend_from_slice(b"\r\n");
-                    data
-                }
-            };
-            self.write(&out).await?;
-            out.clear();
-            if let Some(idle) = ending_idle.take() {
-                self.finish_idle(&idle).await?;
-            }
-            if let Some(done) = self.wait_continuation(&tag, handler).await? {
-                return Ok(done);
-            }
-            out.extend_from_slice(&wait_then);
-        }
-        out.extend_from_slice(b"\r\n");
-        self.write(&out).await?;
-        drop(out);
-        if let Some(idle) = ending_idle {
-            self.finish_idle(&idle).await?;
-        }
-        self.read_until_tagged(&tag, handler).await
-    }
-
-    /// Reads to the completion of the IDLE that a pipelined DONE ended,
-    /// queueing what arrives on the way. Anything but OK leaves the command
-    /// behind it in doubt, so it is a protocol error (the connection breaks).
-    async fn finish_idle(&mut self, idle_tag: &str) -> Result<(), ImapError> {
-        let done = self.read_until_tagged(idle_tag, &mut Some).await?;
-        match done.status {
-            Status::Ok => Ok(()),
-            _ => Err(ImapError::Protocol(format!("DONE refused: {}", done.text))),
-        }
-    }
-
-    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), ImapError> {
-        self.stream.write_all(bytes).await?;
-        self.stream.flush().await?;
-        Ok(())
-    }
-
-    /// Reads until `+`; a tagged completion instead means the command ended.
-    pub(crate) async fn wait_continuation(
-        &mut self,
-        tag: &str,
-        handler: Handler<'_>,
-    ) -> Result<Option<Completion>, ImapError> {
-        loop {
-            match self.read_response().await? {
-                Response::Continuation(_) => return Ok(None),
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    code,
-                    text,
-                } if t == tag => return Ok(Some(Completion { status, code, text })),
-                Response::Tagged { tag: t, .. } => {
-                    return Err(ImapError::Protocol(format!("unexpected tag {t}")))
-                }
-                Response::Untagged(u) => {
-                    if let Some(rest) = handler(u) {
-                        self.queue_event(rest);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads responses until the tagged completion of `tag`.
-    pub(crate) async fn read_until_tagged(
-        &mut self,
-        tag: &str,
-        handler: Handler<'_>,
-    ) -> Result<Completion, ImapError> {
-        loop {
-            match self.read_response().await? {
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    code,
-                    text,
-                } if t == tag => return Ok(Completion { status, code, text }),
-                Response::Tagged { tag: t, .. } => {
-                    return Err(ImapError::Protocol(format!("unexpected tag {t}")))
-                }
-                Response::Continuation(_) => {
-                    return Err(ImapError::Protocol("unexpected continuation".into()))
-                }
-                Response::Untagged(u) => {
-                    if let Some(rest) = handler(u) {
-                        self.queue_event(rest);
-                    }
-                }
-            }
-        }
     }
 
     /// Reads one complete response. Cancel-safe: bytes read so far stay in

@@ -189,7 +189,8 @@ async fn idle_next_is_cancel_safe_and_releases_its_buffer() {
 }
 
 /// A command issued during IDLE goes out behind DONE before the server has
-/// answered DONE: the script reads both lines before it replies at all.
+/// answered DONE, and IDLE behind a command before its completion: the
+/// script reads every line of a write before it replies at all.
 #[tokio::test]
 async fn a_command_during_idle_is_pipelined_behind_done() {
     let (upstream, server) = serve(vec![
@@ -202,20 +203,33 @@ async fn a_command_during_idle_is_pipelined_behind_done() {
         // UID 3 is the `n:*` quirk (the last message, below n): left out.
         Send(b"* 3 FETCH (UID 3)\r\n* 4 FETCH (UID 6)\r\n* 5 FETCH (UID 5)\r\nL2 OK done\r\n"),
         Expect("L3 UID FETCH 7:* (UID)\r\n"),
-        Send(b"* 5 FETCH (UID 6)\r\nL3 OK done\r\n"),
+        Expect("L4 IDLE\r\n"),
+        Send(b"* 5 FETCH (UID 6)\r\nL3 OK done\r\n+ idling\r\n* 6 EXISTS\r\n"),
+        Expect("DONE\r\n"),
+        Send(b"L4 OK idle done\r\n"),
     ])
     .await;
     let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
     client.idle_start().await.unwrap();
     assert_eq!(client.idle_next().await.unwrap(), IdleEvent::Exists(4));
-    let new = client.fetch_new(5, SummaryDetail::UidsOnly).await.unwrap();
+    let new = client
+        .fetch_new(5, SummaryDetail::UidsOnly, false)
+        .await
+        .unwrap();
     assert_eq!(new.uids, [5, 6]);
     assert!(new.summaries.is_empty());
     // What arrived while DONE was on its way is kept for the watcher.
     assert_eq!(client.take_events(), [IdleEvent::Exists(5)]);
-    // Not idling any more: the next command goes out alone.
-    let none = client.fetch_new(7, SummaryDetail::UidsOnly).await.unwrap();
+    // Not idling any more; this time IDLE goes out behind the command.
+    assert!(!client.is_idling());
+    let none = client
+        .fetch_new(7, SummaryDetail::UidsOnly, true)
+        .await
+        .unwrap();
     assert!(none.uids.is_empty());
+    assert!(client.is_idling());
+    assert_eq!(client.idle_next().await.unwrap(), IdleEvent::Exists(6));
+    client.idle_done().await.unwrap();
     drop(client);
     server.await.unwrap();
 }

@@ -79,6 +79,11 @@ impl ImapClient {
         }
     }
 
+    /// Whether IDLE is running (started, or sent behind a command).
+    pub fn is_idling(&self) -> bool {
+        self.idle_tag.is_some()
+    }
+
     /// The next thing the server reports during IDLE (queued events first).
     /// Cancel-safe: a partly received response stays buffered in the client.
     /// An error (connection closed, BYE then close, garbage) ends the connection.

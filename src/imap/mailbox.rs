@@ -241,11 +241,13 @@ impl ImapClient {
     /// The messages from `first_uid` up in the selected mailbox, in one
     /// command (during IDLE, pipelined behind DONE): their UIDs, ascending,
     /// and with `detail` their summaries. Meant for a few new messages: it
-    /// fetches every one of them.
+    /// fetches every one of them. With `then_idle`, IDLE goes out right
+    /// behind the command and is running when this returns Ok.
     pub async fn fetch_new(
         &mut self,
         first_uid: u32,
         detail: SummaryDetail,
+        then_idle: bool,
     ) -> Result<NewMessages, ImapError> {
         let first = first_uid.max(1);
         let items = match detail {
@@ -257,7 +259,7 @@ impl ImapClient {
             .raw(&format!("{first}:*"))
             .raw(&items);
         let mut new = NewMessages::default();
-        self.run_ok("UID FETCH", cmd, &mut |u| match u {
+        let mut collect = |u| match u {
             // `n:*` also matches the last message when its UID is below n.
             Untagged::Fetch { seq, items } => match uid_of(&items) {
                 Some(uid) if uid >= first => {
@@ -271,8 +273,13 @@ impl ImapClient {
                 None => Some(Untagged::Fetch { seq, items }),
             },
             other => Some(other),
-        })
-        .await?;
+        };
+        if then_idle {
+            self.run_ok_then_idle("UID FETCH", cmd, &mut collect)
+                .await?;
+        } else {
+            self.run_ok("UID FETCH", cmd, &mut collect).await?;
+        }
         new.uids.sort_unstable();
         new.uids.dedup();
         new.summaries.sort_by_key(|s| s.uid);

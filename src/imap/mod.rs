@@ -36,6 +36,7 @@ mod append;
 mod client;
 mod command;
 mod error;
+mod exchange;
 mod fetch;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod framer;

@@ -171,7 +171,10 @@ impl Session {
                     wake_at = wake_at.min(next_poll);
                 }
                 if has_idle {
-                    Box::pin(self.client.idle_start()).await?;
+                    // Already running when it went out behind the last check.
+                    if !self.client.is_idling() {
+                        Box::pin(self.client.idle_start()).await?;
+                    }
                     loop {
                         tokio::select! {
                             biased;
@@ -214,7 +217,9 @@ impl Session {
             }
 
             if let Some(detected) = work.selected {
-                Box::pin(self.check_selected(&group.idle, Some(detected))).await?;
+                // Nothing else to do after this check: IDLE can go out behind it.
+                let then_idle = has_idle && work.others.is_empty() && !work.timer;
+                Box::pin(self.check_selected(&group.idle, Some(detected), then_idle)).await?;
             }
             for mailbox in &work.others {
                 Box::pin(self.check_other(mailbox, Some(&group.idle))).await?;
@@ -267,7 +272,7 @@ impl Session {
                     .put_cursor(&self.account_id, mailbox, &cursor)?;
                 self.ctx.store.flush().await?;
             }
-            CatchUp::Fetch { .. } => self.check_selected(mailbox, None).await?,
+            CatchUp::Fetch { .. } => self.check_selected(mailbox, None, false).await?,
             CatchUp::UpToDate => {}
         }
         self.arrivals = Arrivals::selected(status.exists);
@@ -302,11 +307,13 @@ impl Session {
     }
 
     /// Looks for mail above the cursor in the selected mailbox and queues
-    /// it. Ends IDLE if it is running.
+    /// it. Ends IDLE if it is running; with `then_idle` it may start IDLE
+    /// again in the same write as its last command.
     async fn check_selected(
         &mut self,
         mailbox: &str,
         detected: Option<Instant>,
+        then_idle: bool,
     ) -> Result<(), WatchError> {
         let Some(cursor) = self.ctx.store.cursor(&self.account_id, mailbox)? else {
             self.client.idle_done().await?;
@@ -320,9 +327,13 @@ impl Session {
             .since_check()
             .is_some_and(|n| n as usize <= limit);
         let (new, messages) = if few {
-            // The usual wake-up: one UID FETCH of everything new (pipelined
-            // behind DONE when idling), instead of a search and then a fetch.
-            let fetched = self.client.fetch_new(cursor.uidnext, detail).await?;
+            // The usual wake-up: one UID FETCH of everything new, behind DONE
+            // and (with `then_idle`) before IDLE in the same write, instead
+            // of DONE, a search, a fetch and IDLE, each a round trip.
+            let fetched = self
+                .client
+                .fetch_new(cursor.uidnext, detail, then_idle)
+                .await?;
             let new = found(cursor, fetched.uids, limit);
             let mut messages = fetched.summaries;
             if let Some(new) = &new {
