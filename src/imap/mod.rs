@@ -15,12 +15,14 @@
 //!                  (framer.rs)              (parser.rs)     │
 //!   command.rs ◀── typed calls ── ImapClient ◀──────────────┘
 //!   (quoting, literals,           (client.rs: core, login;
-//!    modified UTF-7)               mailbox.rs; idle.rs)
+//!    modified UTF-7)               exchange.rs: one command, with
+//!                                  DONE before / IDLE behind it;
+//!                                  mailbox.rs; idle.rs)
 //! ```
 //!
 //! The protocol code (framer, parser, command builder, summary extraction)
 //! is pure and tested with transcripts split at every byte. Only `client.rs`,
-//! `mailbox.rs` and `idle.rs` touch the socket.
+//! `exchange.rs`, `mailbox.rs` and `idle.rs` touch the socket.
 //!
 //! # Idle cost
 //! An idle watcher holds thousands of [`ImapClient`]s, so an idle one holds
