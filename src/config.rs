@@ -149,7 +149,9 @@ pub struct WatchConfig {
     pub connections_per_account: usize,
     /// How often mailboxes beyond the connection budget are polled with STATUS.
     pub poll_secs: u64,
-    /// Most message summaries fetched for one push; older new mail is only counted.
+    /// Most message summaries fetched for one push; older new mail is only
+    /// counted. Up to this many new messages are fetched in one command
+    /// after an IDLE wake-up; more are searched first.
     pub fetch_limit: usize,
 }
 
