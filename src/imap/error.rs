@@ -54,8 +54,8 @@ pub enum ImapError {
     /// An earlier timeout or I/O error left the connection out of sync.
     #[error("connection unusable after an earlier error")]
     Unusable,
-    /// A command was issued while IDLE is running (call `idle_done` first).
-    #[error("command issued during IDLE")]
+    /// IDLE was started while it was already running.
+    #[error("IDLE is already running")]
     Idling,
 }
 

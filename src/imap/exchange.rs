@@ -44,7 +44,8 @@ impl ImapClient {
         result
     }
 
-    /// Sends `cmd` and reads until its tagged completion, within the timeout.
+    /// Sends `cmd` and reads until its tagged completion, within the
+    /// timeout. When IDLE is running, DONE goes out in front of it.
     pub(crate) async fn run(
         &mut self,
         cmd: Command,
