@@ -8,10 +8,8 @@ mod support;
 use std::time::Duration;
 
 use support::dovecot::Dovecot;
-use support::gateway::{data_dir, test_config, Gateway};
-use support::push::{PushReceiver, TestDevice};
 use support::raw_imap::RawImap;
-use support::scenario::{message, uids};
+use support::scenario::{message, uids, Watched, PASSWORD, USER};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -21,29 +19,18 @@ const WAIT: Duration = Duration::from_secs(30);
 /// that are each pushed alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_beyond_the_fetch_limit_is_counted_and_its_newest_summarised() {
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    dovecot.create_mailbox("alice", "secret", "Staging");
+    let w = Watched::start_on(Dovecot::start(), "preview", |config| {
+        config.watch.fetch_limit = 3;
+    })
+    .await;
+    // Staged in a mailbox nobody watches, then copied into INBOX at once.
+    w.dovecot.create_mailbox(USER, PASSWORD, "Staging");
     for n in 1..=5 {
         let subject = format!("Burst {n}");
         let raw = message("Bob <bob@example.org>", &subject, &subject);
-        dovecot.append("alice", "secret", "Staging", &raw);
+        w.dovecot.append(USER, PASSWORD, "Staging", &raw);
     }
-    let receiver = PushReceiver::start().await;
-    let device = TestDevice::new(&receiver);
-    let (_tmp, dir) = data_dir();
-    let mut config = test_config(&dir);
-    config.watch.fetch_limit = 3;
-    let gateway = Gateway::start_with(config).await;
-    let (_, token) = gateway
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
-    gateway
-        .add_device(&token, device.subscription_json(), &["INBOX"], "preview")
-        .await;
-    gateway.wait_watching(&token, &["INBOX"]).await;
-
-    let mut imap = RawImap::login(dovecot.imap_port(), "alice", "secret");
+    let mut imap = RawImap::login(w.dovecot.imap_port(), USER, PASSWORD);
     imap.command("SELECT Staging");
     imap.command("UID COPY 1:5 INBOX");
     imap.logout();
@@ -51,7 +38,7 @@ async fn a_burst_beyond_the_fetch_limit_is_counted_and_its_newest_summarised() {
     let mut counted = 0;
     let mut summarised = Vec::new();
     while counted < 5 {
-        let push = device.next_push(WAIT).await.payload;
+        let push = w.device.next_push(WAIT).await.payload;
         let these = uids(&push);
         assert!(these.len() <= 3, "{push}");
         assert!(!these.is_empty(), "{push}");
@@ -64,17 +51,8 @@ async fn a_burst_beyond_the_fetch_limit_is_counted_and_its_newest_summarised() {
 
     // Then single messages, one at a time: each is pushed alone (IDLE went
     // out behind the fetch that found the one before).
-    for n in 6..=8 {
-        let subject = format!("Single {n}");
-        let raw = message("Carol <carol@example.org>", &subject, &subject);
-        let uid = dovecot.append("alice", "secret", "INBOX", &raw);
-        let push = device.next_push(WAIT).await.payload;
-        assert_eq!(push["count"], 1, "{push}");
-        assert_eq!(uids(&push), vec![u64::from(uid)]);
-        assert_eq!(push["messages"][0]["subject"], subject.as_str());
-    }
-    device.expect_no_push(Duration::from_secs(2)).await;
-    gateway.stop().await;
+    pushed_one_by_one(&w, "Single").await;
+    w.finish().await;
 }
 
 /// A server without IDLE (hidden from its capabilities) is polled with
@@ -84,35 +62,30 @@ async fn a_server_without_idle_is_polled_and_each_mail_pushed_once() {
     let dovecot = Dovecot::builder()
         .imap_capability("IMAP4rev1 LITERAL+ SASL-IR UIDPLUS ENABLE CONDSTORE")
         .start();
-    dovecot.add_user("alice", "secret");
-    let receiver = PushReceiver::start().await;
-    let device = TestDevice::new(&receiver);
-    let (_tmp, dir) = data_dir();
-    let mut config = test_config(&dir);
-    config.watch.poll_secs = 1;
-    let gateway = Gateway::start_with(config).await;
-    let (_, token) = gateway
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
-    gateway
-        .add_device(&token, device.subscription_json(), &["INBOX"], "headers")
-        .await;
-    let me = gateway.wait_watching(&token, &["INBOX"]).await;
+    let w = Watched::start_on(dovecot, "headers", |config| {
+        config.watch.poll_secs = 1;
+    })
+    .await;
+    let me = w.wait_watching().await;
     assert!(!me["watch"]["capabilities"]
         .as_array()
         .unwrap()
         .iter()
         .any(|c| c == "IDLE"));
+    pushed_one_by_one(&w, "Polled").await;
+    w.finish().await;
+}
 
+/// Appends three messages one after another; each must be pushed alone,
+/// with its UID and subject, and nothing more.
+async fn pushed_one_by_one(w: &Watched, label: &str) {
     for n in 1..=3 {
-        let subject = format!("Polled {n}");
-        let raw = message("Dan <dan@example.org>", &subject, &subject);
-        let uid = dovecot.append("alice", "secret", "INBOX", &raw);
-        let push = device.next_push(WAIT).await.payload;
+        let subject = format!("{label} {n}");
+        let uid = w.append("Carol <carol@example.org>", &subject);
+        let push = w.device.next_push(WAIT).await.payload;
         assert_eq!(push["count"], 1, "{push}");
         assert_eq!(uids(&push), vec![u64::from(uid)]);
         assert_eq!(push["messages"][0]["subject"], subject.as_str());
     }
-    device.expect_no_push(Duration::from_secs(3)).await;
-    gateway.stop().await;
+    w.device.expect_no_push(Duration::from_secs(3)).await;
 }

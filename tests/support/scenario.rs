@@ -2,13 +2,14 @@
 //! own data directory watching her INBOX, and one device on a real push
 //! receiver. Also the test messages.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
+use lemonade::config::Config;
+
 use super::dovecot::Dovecot;
-use super::gateway::{data_dir, Gateway};
+use super::gateway::{data_dir, test_config, Gateway};
 use super::push::{PushReceiver, TestDevice};
 
 pub const USER: &str = "alice";
@@ -41,18 +42,30 @@ pub struct Watched {
     pub token: String,
     pub account_id: String,
     gateway: Option<Gateway>,
-    dir: PathBuf,
+    /// The gateway's configuration, kept for restarts.
+    config: Config,
     _tmp: tempfile::TempDir,
 }
 
 impl Watched {
     pub async fn start(tier: &str) -> Watched {
-        let dovecot = Dovecot::start();
+        Self::start_on(Dovecot::start(), tier, |_| {}).await
+    }
+
+    /// [`Watched::start`] on a given Dovecot, with the test configuration
+    /// changed by `configure`.
+    pub async fn start_on(
+        dovecot: Dovecot,
+        tier: &str,
+        configure: impl FnOnce(&mut Config),
+    ) -> Watched {
         dovecot.add_user(USER, PASSWORD);
         let receiver = PushReceiver::start().await;
         let device = TestDevice::new(&receiver);
         let (tmp, dir) = data_dir();
-        let gateway = Gateway::start(&dir).await;
+        let mut config = test_config(&dir);
+        configure(&mut config);
+        let gateway = Gateway::start_with(config.clone()).await;
         let (account_id, token) = gateway
             .register(dovecot.host(), dovecot.imap_port(), USER, PASSWORD)
             .await;
@@ -67,7 +80,7 @@ impl Watched {
             token,
             account_id,
             gateway: Some(gateway),
-            dir,
+            config,
             _tmp: tmp,
         }
     }
@@ -91,11 +104,12 @@ impl Watched {
 
     /// Starts the gateway again on the same data directory.
     pub async fn start_gateway(&mut self) {
-        self.gateway = Some(Gateway::start(&self.dir).await);
+        self.gateway = Some(Gateway::start_with(self.config.clone()).await);
     }
 
-    pub async fn wait_watching(&self) {
-        self.gateway().wait_watching(&self.token, &["INBOX"]).await;
+    /// Waits until the INBOX is watched; returns `GET /v1/me`.
+    pub async fn wait_watching(&self) -> Value {
+        self.gateway().wait_watching(&self.token, &["INBOX"]).await
     }
 
     /// Stops the gateway cleanly (it releases its store).
