@@ -18,7 +18,7 @@ use super::{WatchError, INBOX};
 use crate::backoff::Backoff;
 use crate::error::ErrorClass;
 use crate::metrics::Metrics;
-use crate::store::StoreError;
+use crate::store::DeviceRecord;
 
 /// How long connections get to say DONE and LOGOUT when stopping.
 const GRACE: Duration = Duration::from_secs(2);
@@ -103,21 +103,19 @@ impl AccountActor {
     }
 
     /// The mailboxes the account's devices asked for, INBOX first and always.
-    fn mailboxes(&self) -> Result<Vec<String>, StoreError> {
+    fn mailboxes(devices: &[DeviceRecord]) -> Vec<String> {
         let mut mailboxes = vec![INBOX.to_string()];
-        for device in self.ctx.store.devices_of(&self.account_id)? {
-            for mailbox in device.mailboxes {
-                let name = if mailbox.eq_ignore_ascii_case(INBOX) {
-                    INBOX.to_string()
-                } else {
-                    mailbox
-                };
-                if !mailboxes.contains(&name) {
-                    mailboxes.push(name);
-                }
+        for mailbox in devices.iter().flat_map(|d| &d.mailboxes) {
+            let name = if mailbox.eq_ignore_ascii_case(INBOX) {
+                INBOX.to_string()
+            } else {
+                mailbox.clone()
+            };
+            if !mailboxes.contains(&name) {
+                mailboxes.push(name);
             }
         }
-        Ok(mailboxes)
+        mailboxes
     }
 
     /// Connects the account's sessions and starts their watches: the first
@@ -131,14 +129,17 @@ impl AccountActor {
             return Ok(None);
         };
         self.changes.mark_unchanged();
-        let mailboxes = self.mailboxes()?;
+        // Read once per attempt and shared by its sessions: every change of
+        // the devices reconfigures the account, which starts a new attempt.
+        let devices: Arc<[DeviceRecord]> = self.ctx.store.devices_of(&self.account_id)?.into();
+        let mailboxes = Self::mailboxes(&devices);
         if !self.cancel.is_cancelled() {
             self.ctx
                 .states
                 .set_mailboxes(&self.account_id, mailboxes.clone());
         }
         let primary = tokio::select! {
-            session = Box::pin(Session::open(self.ctx.clone(), &account)) => session?,
+            session = Box::pin(Session::open(self.ctx.clone(), &account, devices.clone())) => session?,
             _ = self.cancel.cancelled() => return Ok(None),
         };
         let (first, others) = plan_groups(
@@ -151,10 +152,11 @@ impl AccountActor {
         for group in others {
             let ctx = self.ctx.clone();
             let account = account.clone();
+            let devices = devices.clone();
             let token = attempt.clone();
             let watching = Arc::new(AtomicBool::new(false));
             secondary.spawn(async move {
-                let session = Box::pin(Session::open(ctx, &account)).await?;
+                let session = Box::pin(Session::open(ctx, &account, devices)).await?;
                 Box::new(session).watch(group, token, watching).await
             });
         }

@@ -16,7 +16,7 @@ use super::{WatchError, INBOX};
 use crate::imap::{IdleEvent, ImapClient, ImapError, SummaryDetail};
 use crate::mail::MessageSummary;
 use crate::net::Upstream;
-use crate::store::{AccountRecord, DeviceRecord, NewMail, PayloadTier};
+use crate::store::{AccountRecord, Cursor, DeviceRecord, NewMail, PayloadTier};
 
 /// How long DONE and LOGOUT may take when stopping.
 const GRACE: Duration = Duration::from_secs(2);
@@ -81,6 +81,12 @@ pub(crate) struct Session {
     account_id: String,
     host: String,
     client: ImapClient,
+    /// The account's devices when this attempt started; a change of them
+    /// starts a new attempt with new sessions.
+    devices: Arc<[DeviceRecord]>,
+    /// The stored cursor of the selected mailbox, as this session last read
+    /// or wrote it (only this session moves it), so a wake-up needs no read.
+    selected_cursor: Option<Cursor>,
     /// Counts the selected mailbox's messages between checks.
     arrivals: Arrivals,
 }
@@ -90,6 +96,7 @@ impl Session {
     pub(crate) async fn open(
         ctx: Arc<WatchContext>,
         account: &AccountRecord,
+        devices: Arc<[DeviceRecord]>,
     ) -> Result<Session, WatchError> {
         let upstream = Upstream {
             host: account.imap.host.clone(),
@@ -115,6 +122,8 @@ impl Session {
             account_id: account.id.clone(),
             host: upstream.host,
             client,
+            devices,
+            selected_cursor: None,
             arrivals: Arrivals::default(),
         })
     }
@@ -251,6 +260,7 @@ impl Session {
 
     /// Selects (read-only) a mailbox and compares it with its stored cursor.
     async fn select_and_catch_up(&mut self, mailbox: &str) -> Result<(), WatchError> {
+        self.selected_cursor = None;
         let status = self.client.examine(mailbox).await?;
         // The EXISTS that answers the select itself is not news.
         drop(self.client.take_events());
@@ -271,9 +281,10 @@ impl Session {
                     .store
                     .put_cursor(&self.account_id, mailbox, &cursor)?;
                 self.ctx.store.flush().await?;
+                self.selected_cursor = Some(cursor);
             }
             CatchUp::Fetch { .. } => self.check_selected(mailbox, None, false).await?,
-            CatchUp::UpToDate => {}
+            CatchUp::UpToDate => self.selected_cursor = stored,
         }
         self.arrivals = Arrivals::selected(status.exists);
         Ok(())
@@ -315,11 +326,16 @@ impl Session {
         detected: Option<Instant>,
         then_idle: bool,
     ) -> Result<(), WatchError> {
-        let Some(cursor) = self.ctx.store.cursor(&self.account_id, mailbox)? else {
+        let cursor = match self.selected_cursor {
+            Some(cursor) => Some(cursor),
+            None => self.ctx.store.cursor(&self.account_id, mailbox)?,
+        };
+        let Some(cursor) = cursor else {
             self.client.idle_done().await?;
             return Ok(());
         };
-        let devices = self.ctx.store.devices_of(&self.account_id)?;
+        self.selected_cursor = Some(cursor);
+        let devices = self.devices.clone();
         let detail = detail_for(&devices);
         let limit = self.ctx.config.watch.fetch_limit;
         let few = self
@@ -382,6 +398,7 @@ impl Session {
             cursor: new.cursor,
             expires_at_ms: crate::unix_millis() + ttl_ms,
         })?;
+        self.selected_cursor = Some(new.cursor);
         self.ctx.store.flush().await?;
         tracing::debug!(account = %self.account_id, mailbox, count = new.count, devices = keys.len(), "new mail queued");
         if !keys.is_empty() {
