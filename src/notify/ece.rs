@@ -9,10 +9,11 @@
 //! both public keys, the auth secret and the salt; [`seal_record`] turns those
 //! keys into the body. [`encrypt`] only adds randomness and the ECDH agreement.
 
+use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
 use ring::hkdf::{self, Salt, HKDF_SHA256};
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 
 /// The record size written into the header; also the largest body we send,
 /// since push services must accept at least 4096 bytes (RFC 8030 §7.2).
@@ -109,11 +110,13 @@ pub fn encrypt(p256dh: &[u8], auth: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, 
             max: MAX_PLAINTEXT,
         });
     }
-    let rng = SystemRandom::new();
+    // The salt only has to be unpredictable and never repeat: the thread's
+    // CSPRNG (seeded from the OS) saves a system call per push. The private
+    // key comes from the OS, the only source ring takes.
     let mut salt = [0u8; SALT_LEN];
-    rng.fill(&mut salt).map_err(|_| EceError::Crypto)?;
-    let as_private =
-        EphemeralPrivateKey::generate(&ECDH_P256, &rng).map_err(|_| EceError::Crypto)?;
+    rand::thread_rng().fill_bytes(&mut salt);
+    let as_private = EphemeralPrivateKey::generate(&ECDH_P256, &SystemRandom::new())
+        .map_err(|_| EceError::Crypto)?;
     let as_public = as_private
         .compute_public_key()
         .map_err(|_| EceError::Crypto)?;

@@ -382,6 +382,16 @@ impl Store for SledStore {
 
     fn finish_push(&self, key: &PushKey, delivered: &PendingPush) -> StoreResult<bool> {
         let raw_key = push_key(key);
+        // The usual case, nothing merged in meanwhile: the stored bytes are
+        // what was read, and one compare-and-swap removes them undecoded.
+        let unchanged = encode(delivered)?;
+        if self
+            .pushes
+            .compare_and_swap(&raw_key, Some(unchanged), None::<&[u8]>)?
+            .is_ok()
+        {
+            return Ok(true);
+        }
         let mut removed = false;
         self.pushes.fetch_and_update(&raw_key, |old| {
             let old = old?;

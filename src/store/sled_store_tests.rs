@@ -107,6 +107,28 @@ fn new_mail_is_queued_for_watching_devices_and_moves_the_cursor() {
 }
 
 #[test]
+fn a_delivered_push_stored_in_another_layout_is_still_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.create_account(&account("a1"), &[9; 32]).unwrap();
+    store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
+    let keys = record(&store, &[summary(5)], 6);
+    let delivered = store.pending_push(&keys[0]).unwrap().unwrap();
+    // Written by another version: a field this one does not know. The
+    // bytes differ from what `delivered` encodes to, the version does not.
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&store.pushes.get(push_key(&keys[0])).unwrap().unwrap()).unwrap();
+    value["written_by"] = serde_json::json!("a later version");
+    store
+        .pushes
+        .insert(push_key(&keys[0]), serde_json::to_vec(&value).unwrap())
+        .unwrap();
+
+    assert!(store.finish_push(&keys[0], &delivered).unwrap());
+    assert!(store.pending_pushes().unwrap().is_empty());
+}
+
+#[test]
 fn mail_found_again_after_a_crash_is_queued_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
