@@ -1,13 +1,15 @@
 //! How the watcher looks for new mail, end to end against a real Dovecot
 //! and a real Web Push receiver: a burst larger than `watch.fetch_limit`
 //! (searched, only the newest summarised), single messages after it (one
-//! pipelined fetch each), and a server without IDLE (NOOP polling).
+//! pipelined fetch each), a server without IDLE (NOOP polling), and a server
+//! that mishandles pipelined commands (a proxy in front of Dovecot).
 
 mod support;
 
 use std::time::Duration;
 
 use support::dovecot::Dovecot;
+use support::imap_proxy::DropAfterDone;
 use support::raw_imap::RawImap;
 use support::scenario::{message, uids, Watched, PASSWORD, USER};
 
@@ -73,6 +75,25 @@ async fn a_server_without_idle_is_polled_and_each_mail_pushed_once() {
         .iter()
         .any(|c| c == "IDLE"));
     pushed_one_by_one(&w, "Polled").await;
+    w.finish().await;
+}
+
+/// A server that drops what follows DONE in the same write loses the check
+/// pipelined behind it. The command times out once; the gateway then stops
+/// pipelining for that host, reconnects, pushes that mail once, and sends
+/// DONE, commands and IDLE one at a time from then on (nothing more dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_drops_pipelined_commands_gets_them_one_at_a_time() {
+    let dovecot = Dovecot::start();
+    let proxy = DropAfterDone::start(dovecot.imap_port()).await;
+    let w = Watched::start_via(dovecot, proxy.port(), "headers", |config| {
+        // Each command's limit: how long the lost check is waited for.
+        config.upstream.connect_timeout_secs = 2;
+    })
+    .await;
+    assert_eq!(proxy.dropped(), 0);
+    pushed_one_by_one(&w, "Dropped").await;
+    assert_eq!(proxy.dropped(), 1);
     w.finish().await;
 }
 

@@ -103,6 +103,12 @@ pub struct ImapClient {
     /// A command is under way; still set when its future was dropped
     /// midway (a cancelled request), which leaves the stream out of sync.
     pub(super) in_command: bool,
+    /// Whether DONE may go out in front of a command, and IDLE behind one,
+    /// in the same write (on unless the server is known to mishandle it).
+    pub(super) pipelining: bool,
+    /// An exchange that used pipelining failed in a way a server that
+    /// mishandles pipelining would cause (a refusal, nonsense, silence).
+    pub(super) pipelining_failed: bool,
     /// Text of a BYE seen, reported when the connection then closes.
     bye: Option<String>,
     /// The server greeted with PREAUTH: no login needed.
@@ -146,6 +152,8 @@ impl ImapClient {
             idle_tag: None,
             broken: false,
             in_command: false,
+            pipelining: true,
+            pipelining_failed: false,
             bye: None,
             preauth: false,
         };

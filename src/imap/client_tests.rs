@@ -19,6 +19,9 @@ enum Step {
     Trickle(&'static [u8]),
     /// Read one line and compare it (CRLF included).
     Expect(&'static str),
+    /// [`Expect`], and nothing more has arrived: the client is waiting for
+    /// an answer rather than pipelining.
+    ExpectAlone(&'static str),
 }
 use Step::*;
 
@@ -47,6 +50,12 @@ async fn serve(script: Vec<Step>) -> (Upstream, JoinHandle<()>) {
                     let mut got = Vec::new();
                     read.read_until(b'\n', &mut got).await.unwrap();
                     assert_eq!(String::from_utf8_lossy(&got), line);
+                }
+                ExpectAlone(line) => {
+                    let mut got = Vec::new();
+                    read.read_until(b'\n', &mut got).await.unwrap();
+                    assert_eq!(String::from_utf8_lossy(&got), line);
+                    assert!(read.buffer().is_empty(), "pipelined after {line:?}");
                 }
             }
         }
@@ -252,6 +261,78 @@ async fn a_refused_done_breaks_the_connection() {
     let err = client.noop().await.unwrap_err();
     assert!(matches!(err, ImapError::Protocol(_)), "{err:?}");
     assert!(client.is_broken());
+    assert!(client.pipelining_failed());
+}
+
+/// A server that takes a command pipelined behind DONE for part of IDLE
+/// answers it BAD: noticed as pipelining trouble. A plain NO is not.
+#[tokio::test]
+async fn a_bad_answer_to_a_pipelined_command_is_noticed_a_no_is_not() {
+    let (upstream, _server) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n"),
+        Expect("L1 IDLE\r\n"),
+        Send(b"+ idling\r\n"),
+        Expect("DONE\r\n"),
+        Expect("L2 NOOP\r\n"),
+        Send(b"L1 OK done\r\nL2 NO not now\r\n"),
+        Expect("L3 IDLE\r\n"),
+        Send(b"+ idling\r\n"),
+        Expect("DONE\r\n"),
+        Expect("L4 UID FETCH 5:* (UID)\r\n"),
+        Expect("L5 IDLE\r\n"),
+        Send(b"L3 OK done\r\nL4 BAD expected DONE\r\nL5 BAD expected DONE\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    client.idle_start().await.unwrap();
+    let err = client.noop().await.unwrap_err();
+    assert!(matches!(err, ImapError::No { .. }), "{err:?}");
+    assert!(!client.pipelining_failed());
+    client.idle_start().await.unwrap();
+    let err = client
+        .fetch_new(5, SummaryDetail::UidsOnly, true)
+        .await
+        .unwrap_err();
+    // The IDLE behind the command is answered first, and refused.
+    assert!(matches!(err, ImapError::Protocol(_)), "{err:?}");
+    assert!(client.pipelining_failed());
+    assert!(client.is_broken());
+}
+
+/// With pipelining off, DONE, the command and IDLE each wait for the
+/// server's answer to what went before.
+#[tokio::test]
+async fn without_pipelining_done_the_command_and_idle_go_one_at_a_time() {
+    let (upstream, server) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n"),
+        ExpectAlone("L1 IDLE\r\n"),
+        Send(b"+ idling\r\n* 4 EXISTS\r\n"),
+        ExpectAlone("DONE\r\n"),
+        Send(b"L1 OK done\r\n"),
+        ExpectAlone("L2 UID FETCH 5:* (UID)\r\n"),
+        Send(b"* 4 FETCH (UID 5)\r\nL2 OK done\r\n"),
+        ExpectAlone("L3 IDLE\r\n"),
+        Send(b"+ idling\r\n"),
+        ExpectAlone("DONE\r\n"),
+        Send(b"L3 OK done\r\n"),
+        ExpectAlone("L4 NOOP\r\n"),
+        Send(b"L4 OK done\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    client.disable_pipelining();
+    client.idle_start().await.unwrap();
+    assert_eq!(client.idle_next().await.unwrap(), IdleEvent::Exists(4));
+    let new = client
+        .fetch_new(5, SummaryDetail::UidsOnly, true)
+        .await
+        .unwrap();
+    assert_eq!(new.uids, [5]);
+    assert!(client.is_idling());
+    client.noop().await.unwrap();
+    assert!(!client.is_idling() && !client.pipelining_failed());
+    drop(client);
+    server.await.unwrap();
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! (`LITERAL+`, `LITERAL-` or synchronizing), and reading its responses to
 //! the tagged completion. A command issued while IDLE runs ends it in the
 //! same write (DONE in front), and a command can carry IDLE behind it: the
-//! watcher's usual wake-up is then one write and one read.
+//! watcher's usual wake-up is then one write and one read. With pipelining
+//! off (a server known to mishandle it) each goes out on its own.
 
 use tokio::io::AsyncWriteExt;
 
@@ -35,6 +36,11 @@ impl ImapClient {
         if !self.capabilities().has("IDLE") {
             return Err(ImapError::Unsupported("IDLE"));
         }
+        if !self.pipelining {
+            let done = self.run_ok(command, cmd, handler).await?;
+            self.idle_start().await?;
+            return Ok(done);
+        }
         let done = self.run_with(cmd, true, handler).await;
         let result = done.and_then(|done| ok_or_error(command, done));
         if result.is_err() {
@@ -63,6 +69,10 @@ impl ImapClient {
         if self.is_broken() {
             return Err(ImapError::Unusable);
         }
+        if !self.pipelining {
+            self.idle_done().await?;
+        }
+        let pipelined = then_idle || self.idle_tag.is_some();
         let timeout = self.timeout;
         self.in_command = true;
         let result = tokio::time::timeout(timeout, self.run_inner(cmd, then_idle, handler))
@@ -73,6 +83,9 @@ impl ImapClient {
             if e.breaks_connection() {
                 self.broken = true;
             }
+        }
+        if pipelined && suggests_pipelining_trouble(&result) {
+            self.pipelining_failed = true;
         }
         result
     }
@@ -221,6 +234,16 @@ impl ImapClient {
                 }
             }
         }
+    }
+}
+
+/// Whether the result of a pipelined exchange is what a server that reads
+/// only the first command of a write, or takes the command for part of
+/// IDLE, would produce: a BAD, a response out of step, or no answer.
+fn suggests_pipelining_trouble(result: &Result<Completion, ImapError>) -> bool {
+    match result {
+        Ok(done) => done.status == Status::Bad,
+        Err(e) => matches!(e, ImapError::Protocol(_) | ImapError::Timeout),
     }
 }
 

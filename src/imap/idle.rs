@@ -79,6 +79,18 @@ impl ImapClient {
         }
     }
 
+    /// Sends DONE, commands and IDLE each on their own from now on, waiting
+    /// for every answer, for a server that mishandles pipelining.
+    pub fn disable_pipelining(&mut self) {
+        self.pipelining = false;
+    }
+
+    /// Whether an exchange that pipelined DONE or IDLE with a command failed
+    /// as a server that mishandles pipelining would make it fail.
+    pub fn pipelining_failed(&self) -> bool {
+        self.pipelining_failed
+    }
+
     /// Whether IDLE is running (started, or sent behind a command).
     pub fn is_idling(&self) -> bool {
         self.idle_tag.is_some()

@@ -18,7 +18,7 @@ mod supervisor;
 
 pub use cursor::{catch_up, found, CatchUp, Found};
 pub use status::{WatchState, WatchStates, WatchStatus};
-pub use supervisor::{HostLimiter, Supervisor, WatchContext};
+pub use supervisor::{HostLimiter, HostSet, Supervisor, WatchContext};
 
 use crate::error::ErrorClass;
 use crate::imap::ImapError;

@@ -106,6 +106,9 @@ impl Session {
         let timeout = Duration::from_secs(ctx.config.upstream.connect_timeout_secs);
         let permit = ctx.limiter.acquire(&upstream.host).await;
         let mut client = ImapClient::connect(&upstream, &ctx.tls, timeout).await?;
+        if ctx.without_pipelining.contains(&upstream.host) {
+            client.disable_pipelining();
+        }
         let password = ctx
             .sealer
             .open(&account.id, &account.imap.password_sealed)?;
@@ -228,7 +231,12 @@ impl Session {
             if let Some(detected) = work.selected {
                 // Nothing else to do after this check: IDLE can go out behind it.
                 let then_idle = has_idle && work.others.is_empty() && !work.timer;
-                Box::pin(self.check_selected(&group.idle, Some(detected), then_idle)).await?;
+                let checked =
+                    Box::pin(self.check_selected(&group.idle, Some(detected), then_idle)).await;
+                if checked.is_err() && self.client.pipelining_failed() {
+                    self.stop_pipelining();
+                }
+                checked?;
             }
             for mailbox in &work.others {
                 Box::pin(self.check_other(mailbox, Some(&group.idle))).await?;
@@ -239,6 +247,15 @@ impl Session {
                 }
                 next_poll = Instant::now() + poll;
             }
+        }
+    }
+
+    /// The check pipelined behind DONE (and before IDLE) failed as it would
+    /// with a server that mishandles pipelining: this host's connections,
+    /// starting with the reconnect that follows, send one thing at a time.
+    fn stop_pipelining(&self) {
+        if self.ctx.without_pipelining.insert(&self.host) {
+            tracing::warn!(host = %self.host, "a pipelined command failed; this host's connections now send DONE, commands and IDLE one at a time");
         }
     }
 

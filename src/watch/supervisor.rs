@@ -1,7 +1,8 @@
-//! The supervisor: starts, reconfigures and stops one actor per account, and
-//! limits concurrent connection attempts per upstream host.
+//! The supervisor: starts, reconfigures and stops one actor per account,
+//! limits concurrent connection attempts per upstream host, and remembers
+//! the hosts that mishandle pipelined commands.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -26,6 +27,27 @@ pub struct WatchContext {
     pub states: WatchStates,
     pub metrics: Arc<Metrics>,
     pub limiter: HostLimiter,
+    /// Hosts whose connections send DONE, commands and IDLE one at a time.
+    pub without_pipelining: HostSet,
+}
+
+/// A set of upstream host names (case-insensitive), shared by all actors.
+#[derive(Default)]
+pub struct HostSet {
+    hosts: Mutex<HashSet<String>>,
+}
+
+impl HostSet {
+    /// Adds `host`; false when it was there already.
+    pub fn insert(&self, host: &str) -> bool {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts.insert(host.to_ascii_lowercase())
+    }
+
+    pub fn contains(&self, host: &str) -> bool {
+        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts.contains(&host.to_ascii_lowercase())
+    }
 }
 
 /// At most N connection attempts (connect, TLS, login) at once per upstream

@@ -59,6 +59,18 @@ impl Watched {
         tier: &str,
         configure: impl FnOnce(&mut Config),
     ) -> Watched {
+        let port = dovecot.imap_port();
+        Self::start_via(dovecot, port, tier, configure).await
+    }
+
+    /// [`Watched::start_on`], with the account's IMAP server at `imap_port`
+    /// on loopback (something in front of `dovecot`).
+    pub async fn start_via(
+        dovecot: Dovecot,
+        imap_port: u16,
+        tier: &str,
+        configure: impl FnOnce(&mut Config),
+    ) -> Watched {
         dovecot.add_user(USER, PASSWORD);
         let receiver = PushReceiver::start().await;
         let device = TestDevice::new(&receiver);
@@ -67,7 +79,7 @@ impl Watched {
         configure(&mut config);
         let gateway = Gateway::start_with(config.clone()).await;
         let (account_id, token) = gateway
-            .register(dovecot.host(), dovecot.imap_port(), USER, PASSWORD)
+            .register(dovecot.host(), imap_port, USER, PASSWORD)
             .await;
         gateway
             .add_device(&token, device.subscription_json(), &["INBOX"], tier)
