@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod proto;
+pub mod public_ip;
 pub mod read;
 pub mod send;
 pub mod smtp;
