@@ -125,6 +125,9 @@ pub struct PushConfig {
 pub struct UpstreamConfig {
     /// Allow accounts whose servers use neither TLS nor STARTTLS.
     pub allow_plaintext: bool,
+    /// Allow IMAP/SMTP servers on loopback or private addresses (one
+    /// organisation's own servers, tests); otherwise only public ones.
+    pub allow_private_hosts: bool,
     /// A PEM file of extra CA certificates to trust (private servers).
     pub extra_ca_file: Option<PathBuf>,
     /// Timeout for connecting, TLS, greeting and login, and for each command.
@@ -233,6 +236,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             allow_plaintext: false,
+            allow_private_hosts: false,
             extra_ca_file: None,
             connect_timeout_secs: 30,
             max_connects_per_host: 16,

@@ -101,6 +101,11 @@ pub async fn run(
             .map_err(|e| store::StoreError::Backend(e.to_string()))??,
     );
     let tls = TlsConnector::new(config.upstream.extra_ca_file.as_deref())?;
+    let tls = if config.upstream.allow_private_hosts {
+        tls
+    } else {
+        tls.public_only()
+    };
     let metrics = Arc::new(Metrics::default());
     let signer = Arc::new(VapidSigner::new(vapid, &config.push.vapid_subject)?);
     let push_client = Arc::new(PushClient::new(

@@ -1,5 +1,7 @@
 //! Connecting to upstream mail servers: TCP with keepalive, TLS with verified
-//! certificates, and the STARTTLS upgrade.
+//! certificates, and the STARTTLS upgrade; unless private hosts are allowed,
+//! only public addresses are dialled (account registration takes any host
+//! name a user gives, which must not reach into the gateway's own network).
 //!
 //! Shared by the IMAP client and SMTP submission. One [`TlsConnector`] is built
 //! at start and cloned into every connection (it is an `Arc` inside), so a
@@ -11,6 +13,7 @@
 //! so an idle connection can park without holding any read buffer.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::error::ErrorClass;
+use crate::public_ip::is_public_ip;
 pub use crate::store::Security;
 
 /// Idle time before the first TCP keepalive probe: short enough to notice a
@@ -74,6 +78,10 @@ pub enum NetError {
     /// STARTTLS was asked on a connection that is already TLS.
     #[error("connection is already TLS")]
     AlreadyTls,
+    /// Every address of the host is loopback, private or otherwise not
+    /// public, and private hosts are not allowed.
+    #[error("{host} resolves only to loopback, private or other non-public addresses (allowed only with upstream.allow_private_hosts)")]
+    PrivateAddress { host: String },
 }
 
 impl NetError {
@@ -87,16 +95,20 @@ impl NetError {
             NetError::InvalidName(_)
             | NetError::Certificate { .. }
             | NetError::CaFile { .. }
-            | NetError::Config(_) => ErrorClass::Permanent,
+            | NetError::Config(_)
+            | NetError::PrivateAddress { .. } => ErrorClass::Permanent,
             NetError::AlreadyTls => ErrorClass::Protocol,
         }
     }
 }
 
-/// The TLS client configuration, built once and shared by every connection.
+/// How upstream connections are made, built once and shared by every
+/// connection: the TLS client configuration, and whether only public
+/// addresses may be dialled.
 #[derive(Clone)]
 pub struct TlsConnector {
     config: Arc<rustls::ClientConfig>,
+    public_only: bool,
 }
 
 impl std::fmt::Debug for TlsConnector {
@@ -136,7 +148,21 @@ impl TlsConnector {
             .with_no_client_auth();
         Ok(TlsConnector {
             config: Arc::new(config),
+            public_only: false,
         })
+    }
+
+    /// Dials only public addresses from now on: a host that resolves only
+    /// to loopback, private or other special addresses is refused with
+    /// [`NetError::PrivateAddress`], and its other addresses are never tried.
+    pub fn public_only(mut self) -> Self {
+        self.public_only = true;
+        self
+    }
+
+    /// Whether only public addresses are dialled.
+    pub fn is_public_only(&self) -> bool {
+        self.public_only
     }
 
     /// Runs the TLS handshake over `tcp`, verifying the certificate for `host`.
@@ -167,16 +193,46 @@ fn is_certificate_error(e: &io::Error) -> bool {
     )
 }
 
-/// Opens a TCP connection to `host:port` (every resolved address in turn),
-/// with TCP keepalive and `TCP_NODELAY` set, within `timeout` overall.
-pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, NetError> {
+/// The addresses of `host:port` that may be dialled: all of them, or with
+/// `public_only` the public ones, refusing a host that has none.
+pub async fn resolve(
+    host: &str,
+    port: u16,
+    public_only: bool,
+) -> Result<Vec<SocketAddr>, NetError> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| NetError::Resolve {
+            host: host.to_owned(),
+            source,
+        })?
+        .collect();
+    let any = !resolved.is_empty();
+    let dialable: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|addr| !public_only || is_public_ip(addr.ip()))
+        .collect();
+    if any && dialable.is_empty() {
+        return Err(NetError::PrivateAddress {
+            host: host.to_owned(),
+        });
+    }
+    Ok(dialable)
+}
+
+/// Opens a TCP connection to `host:port` (every resolved address in turn,
+/// only the public ones with `public_only`), with TCP keepalive and
+/// `TCP_NODELAY` set, within `timeout` overall. The check is made on the
+/// addresses actually dialled, so a name re-resolving into a private network
+/// later is refused too.
+pub async fn connect_tcp(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    public_only: bool,
+) -> Result<TcpStream, NetError> {
     let attempt = async {
-        let addrs = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|source| NetError::Resolve {
-                host: host.to_owned(),
-                source,
-            })?;
+        let addrs = resolve(host, port, public_only).await?;
         let mut last = None;
         for addr in addrs {
             match TcpStream::connect(addr).await {
@@ -220,7 +276,7 @@ pub async fn connect(
     tls: &TlsConnector,
     timeout: Duration,
 ) -> Result<MaybeTls, NetError> {
-    let tcp = connect_tcp(&upstream.host, upstream.port, timeout).await?;
+    let tcp = connect_tcp(&upstream.host, upstream.port, timeout, tls.public_only).await?;
     match upstream.security {
         Security::Tls => tokio::time::timeout(timeout, tls.handshake(&upstream.host, tcp))
             .await
@@ -354,9 +410,43 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let err = connect_tcp("127.0.0.1", port, Duration::from_secs(5))
+        let err = connect_tcp("127.0.0.1", port, Duration::from_secs(5), false)
             .await
             .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Transient);
+    }
+
+    #[tokio::test]
+    async fn public_only_refuses_loopback_and_private_hosts_without_connecting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "::1",
+            "10.0.0.1",
+            "169.254.169.254",
+        ] {
+            let err = connect_tcp(host, port, Duration::from_secs(5), true)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, NetError::PrivateAddress { .. }),
+                "{host}: {err:?}"
+            );
+            assert_eq!(err.class(), ErrorClass::Permanent);
+        }
+        // The listener saw no connection attempt; without the rule it does.
+        assert!(
+            connect_tcp("127.0.0.1", port, Duration::from_secs(5), false)
+                .await
+                .is_ok()
+        );
+        let (_, peer) = listener.accept().await.unwrap();
+        let pending = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(listener.poll_accept(cx).is_pending())
+        })
+        .await;
+        assert!(pending, "only the allowed connection arrived (from {peer})");
     }
 }

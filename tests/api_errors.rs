@@ -137,6 +137,40 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
     );
     gateway.stop().await;
     assert_eq!(stored_accounts(&dir), 0);
+
+    // With private hosts disallowed (the default), a server on loopback is
+    // refused before any connection, IMAP or SMTP, by address or by name.
+    let mut config = test_config(&dir);
+    config.upstream.allow_private_hosts = false;
+    let gateway = Gateway::start_with(config).await;
+    // A listener of our own stands for the servers: nothing may connect to it.
+    let servers = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    servers.set_nonblocking(true).unwrap();
+    let servers_port = servers.local_addr().unwrap().port();
+    for imap_host in [host, "localhost"] {
+        let mut imap_only = account_body(imap_host, servers_port, "alice", "secret");
+        imap_only.as_object_mut().unwrap().remove("smtp");
+        let (status, body) = gateway.post("/v1/accounts", None, &imap_only).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (422, "imap_host_not_public"),
+            "{body}"
+        );
+    }
+    let with_smtp = account_body(host, servers_port, "alice", "secret");
+    let (status, body) = gateway.post("/v1/accounts", None, &with_smtp).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "smtp_host_not_public"),
+        "{body}"
+    );
+    let accepted = servers.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "something connected: {accepted:?}"
+    );
+    gateway.stop().await;
+    assert_eq!(stored_accounts(&dir), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

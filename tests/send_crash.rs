@@ -94,7 +94,7 @@ async fn killed_between_sent_copy_and_submission_resumes_once() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog = \"lemonade=debug\"\n[upstream]\nallow_plaintext = true\nconnect_timeout_secs = 10\n[send]\nwait_secs = 1\n",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog = \"lemonade=debug\"\n[upstream]\nallow_plaintext = true\nallow_private_hosts = true\nconnect_timeout_secs = 10\n[send]\nwait_secs = 1\n",
             data.display()
         ),
     )

@@ -92,6 +92,7 @@ impl Gateway {
                 std::env::var("LOAD_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .env("LEMONADE_UPSTREAM_ALLOW_PLAINTEXT", "true")
+            .env("LEMONADE_UPSTREAM_ALLOW_PRIVATE_HOSTS", "true")
             .env("LEMONADE_UPSTREAM_EXTRA_CA_FILE", ca)
             .env(
                 "LEMONADE_UPSTREAM_MAX_CONNECTS_PER_HOST",

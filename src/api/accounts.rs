@@ -14,8 +14,8 @@ use super::auth::{new_id, new_token, AccountId};
 use super::error::ApiError;
 use super::{ApiJson, AppState};
 use crate::error::ErrorClass;
-use crate::imap::ImapClient;
-use crate::net::Upstream;
+use crate::imap::{ImapClient, ImapError};
+use crate::net::{self, NetError, Upstream};
 use crate::store::{AccountRecord, Security, ServerRecord};
 use crate::watch::WatchState;
 
@@ -117,6 +117,10 @@ pub async fn create(
     if let Some(smtp) = &input.smtp {
         validate_server("smtp", smtp, allow_plaintext)?;
     }
+    // The cheap check first: SMTP is only resolved, IMAP is logged in to.
+    if let Some(smtp) = &input.smtp {
+        check_smtp_host(&state, smtp).await?;
+    }
     check_imap_login(&state, &input.imap).await?;
 
     // Registering the same mailbox again (a reinstalled app) gives a new
@@ -177,6 +181,9 @@ async fn check_imap_login(state: &AppState, server: &ServerInput) -> Result<(), 
     };
     match attempt.await {
         Ok(()) => Ok(()),
+        Err(ImapError::Net(e @ NetError::PrivateAddress { .. })) => {
+            Err(ApiError::invalid("imap_host_not_public", e.to_string()))
+        }
         Err(e) => Err(match e.class() {
             ErrorClass::Auth => ApiError::invalid(
                 "imap_auth_failed",
@@ -193,6 +200,22 @@ async fn check_imap_login(state: &AppState, server: &ServerInput) -> Result<(), 
                 format!("the IMAP server cannot be used: {e}"),
             ),
         }),
+    }
+}
+
+/// Refuses an SMTP server that could only be reached on a private address
+/// (it is first dialled at the first send). Other resolution failures are
+/// left to that send, as before: SMTP is not contacted at registration.
+async fn check_smtp_host(state: &AppState, server: &ServerInput) -> Result<(), ApiError> {
+    if !state.tls.is_public_only() {
+        return Ok(());
+    }
+    let timeout = Duration::from_secs(state.config.upstream.connect_timeout_secs);
+    match tokio::time::timeout(timeout, net::resolve(&server.host, server.port, true)).await {
+        Ok(Err(e @ NetError::PrivateAddress { .. })) => {
+            Err(ApiError::invalid("smtp_host_not_public", e.to_string()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -18,8 +18,8 @@ pub struct Gateway {
     task: JoinHandle<Result<(), lemonade::RunError>>,
 }
 
-/// The configuration tests run with: loopback push endpoints and plaintext
-/// IMAP allowed, short reconnect backoff.
+/// The configuration tests run with: loopback push endpoints, plaintext and
+/// loopback IMAP and SMTP allowed, short reconnect backoff.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
@@ -27,6 +27,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     };
     config.push.allow_private_endpoints = true;
     config.upstream.allow_plaintext = true;
+    config.upstream.allow_private_hosts = true;
     config.upstream.connect_timeout_secs = 10;
     config.watch.backoff_min_ms = 200;
     config.watch.backoff_max_secs = 2;
