@@ -78,6 +78,29 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
         "{body}"
     );
 
+    // The IMAP login works; the SMTP one (Dovecot's submission) does not,
+    // or nothing listens for it.
+    let submission = |port: u16, password: &str| {
+        json!({"host": host, "port": port, "security": "plain",
+               "username": "alice", "password": password})
+    };
+    let mut smtp_wrong = account_body(host, port, "alice", "secret");
+    smtp_wrong["smtp"] = submission(dovecot.submission_port(), "wrong");
+    let (status, body) = gateway.post("/v1/accounts", None, &smtp_wrong).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "smtp_auth_failed"),
+        "{body}"
+    );
+    let mut smtp_closed = account_body(host, port, "alice", "secret");
+    smtp_closed["smtp"] = submission(closed_port, "secret");
+    let (status, body) = gateway.post("/v1/accounts", None, &smtp_closed).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (502, "smtp_unreachable"),
+        "{body}"
+    );
+
     let mut bad_host = account_body(host, port, "alice", "secret");
     bad_host["imap"]["host"] = json!("imap.example.org\r\nA1 LOGOUT");
     let (status, body) = gateway.post("/v1/accounts", None, &bad_host).await;
@@ -148,8 +171,7 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
     servers.set_nonblocking(true).unwrap();
     let servers_port = servers.local_addr().unwrap().port();
     for imap_host in [host, "localhost"] {
-        let mut imap_only = account_body(imap_host, servers_port, "alice", "secret");
-        imap_only.as_object_mut().unwrap().remove("smtp");
+        let imap_only = account_body(imap_host, servers_port, "alice", "secret");
         let (status, body) = gateway.post("/v1/accounts", None, &imap_only).await;
         assert_eq!(
             (status, error_code(&body)),
@@ -157,7 +179,8 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
             "{body}"
         );
     }
-    let with_smtp = account_body(host, servers_port, "alice", "secret");
+    let mut with_smtp = account_body(host, servers_port, "alice", "secret");
+    with_smtp["smtp"] = with_smtp["imap"].clone();
     let (status, body) = gateway.post("/v1/accounts", None, &with_smtp).await;
     assert_eq!(
         (status, error_code(&body)),

@@ -16,6 +16,8 @@ use super::{ApiJson, AppState};
 use crate::error::ErrorClass;
 use crate::imap::{ImapClient, ImapError};
 use crate::net::{self, NetError, Upstream};
+use crate::send::outbox::HELO_NAME;
+use crate::smtp::{SmtpClient, SmtpError};
 use crate::store::{AccountRecord, Security, ServerRecord};
 use crate::watch::WatchState;
 
@@ -122,6 +124,9 @@ pub async fn create(
         check_smtp_host(&state, smtp).await?;
     }
     check_imap_login(&state, &input.imap).await?;
+    if let Some(smtp) = &input.smtp {
+        check_smtp_login(&state, smtp).await?;
+    }
 
     // Registering the same mailbox again (a reinstalled app) gives a new
     // token for the same account, keeping its devices and cursors.
@@ -204,8 +209,8 @@ async fn check_imap_login(state: &AppState, server: &ServerInput) -> Result<(), 
 }
 
 /// Refuses an SMTP server that could only be reached on a private address
-/// (it is first dialled at the first send). Other resolution failures are
-/// left to that send, as before: SMTP is not contacted at registration.
+/// before anything is dialled (IMAP included); other resolution failures
+/// are left to [`check_smtp_login`].
 async fn check_smtp_host(state: &AppState, server: &ServerInput) -> Result<(), ApiError> {
     if !state.tls.is_public_only() {
         return Ok(());
@@ -216,6 +221,45 @@ async fn check_smtp_host(state: &AppState, server: &ServerInput) -> Result<(), A
             Err(ApiError::invalid("smtp_host_not_public", e.to_string()))
         }
         _ => Ok(()),
+    }
+}
+
+/// Authenticates to the account's submission server, so that a wrong SMTP
+/// password is found at registration rather than at the first send.
+async fn check_smtp_login(state: &AppState, server: &ServerInput) -> Result<(), ApiError> {
+    let upstream = Upstream {
+        host: server.host.clone(),
+        port: server.port,
+        security: server.security,
+    };
+    let timeout = Duration::from_secs(state.config.upstream.connect_timeout_secs);
+    let attempt = async {
+        let mut client = SmtpClient::connect(&upstream, &state.tls, timeout, HELO_NAME).await?;
+        client.auth(&server.username, &server.password).await?;
+        client.quit().await;
+        Ok::<_, SmtpError>(())
+    };
+    match attempt.await {
+        Ok(()) => Ok(()),
+        Err(SmtpError::Net(e @ NetError::PrivateAddress { .. })) => {
+            Err(ApiError::invalid("smtp_host_not_public", e.to_string()))
+        }
+        Err(e) => Err(match e.class() {
+            ErrorClass::Auth => ApiError::invalid(
+                "smtp_auth_failed",
+                "the SMTP server refused the username or password",
+            ),
+            ErrorClass::Transient => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "smtp_unreachable",
+                format!("cannot reach the SMTP server: {e}"),
+            ),
+            ErrorClass::Protocol | ErrorClass::Permanent => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "smtp_error",
+                format!("the SMTP server cannot be used: {e}"),
+            ),
+        }),
     }
 }
 

@@ -181,9 +181,10 @@ impl Gateway {
     }
 }
 
+/// A registration with an IMAP server only (no SMTP: nothing is sent).
 pub fn account_body(host: &str, port: u16, user: &str, password: &str) -> Value {
     let server = json!({"host": host, "port": port, "security": "plain", "username": user, "password": password});
-    json!({"email": format!("{user}@test.local"), "imap": server, "smtp": server})
+    json!({"email": format!("{user}@test.local"), "imap": server})
 }
 
 async fn answer(response: reqwest::Response) -> (u16, Value) {
