@@ -1,6 +1,6 @@
 //! Replies, forwards, Sent-copy settings, refused recipients, resumable
-//! uploads, idempotency and bad input, against a real Dovecot relaying to
-//! a real SMTP sink.
+//! uploads, idempotency, bad input and deleting an account's send data,
+//! against a real Dovecot relaying to a real SMTP sink.
 
 mod support;
 
@@ -490,4 +490,41 @@ async fn messages_over_the_size_limit_are_refused() {
     assert_eq!(sink.messages().len(), 1);
     assert_eq!(mailbox(&dovecot, "Sent").len(), 1);
     gateway.stop().await;
+}
+
+/// Deleting the account deletes what the send path kept for it: uploads
+/// (records and files), sends and their idempotency keys, and settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_account_deletes_its_uploads_and_sends() {
+    use lemonade::store::{SendStore, SledStore};
+
+    let (_sink, dovecot) = mail_servers(None);
+    let (_dir, data) = data_dir();
+    let gateway = Gateway::start(&data).await;
+    let token = register(&gateway, &dovecot).await;
+    let unused = upload(&gateway, &token, b"never sent", "text/plain").await;
+    let attached = upload(&gateway, &token, &bytes(2_000, 9), "application/pdf").await;
+    let request = json!({"to": ["bob@test.local"], "subject": "bye", "text": "x",
+                         "attachments": [{"upload_id": attached, "filename": "doc.pdf"}]});
+    let sent = send(&gateway, &token, "last-words", &request).await;
+    assert_eq!(sent["status"], "done", "{sent}");
+    let send_id = sent["send_id"].as_str().unwrap().to_owned();
+    let upload_files = data.join("uploads");
+    assert!(upload_files.join(&unused).exists());
+    let (_, me) = gateway.get("/v1/accounts/me", Some(&token)).await;
+    let account_id = me["account_id"].as_str().unwrap().to_owned();
+
+    let (status, body) = gateway.delete("/v1/accounts/me", Some(&token)).await;
+    assert_eq!(status, 204, "{body}");
+    assert!(!upload_files.join(&unused).exists());
+    assert!(!upload_files.join(&attached).exists());
+    gateway.stop().await;
+
+    let store = SledStore::open(&data.join("db")).unwrap();
+    assert!(store.uploads().unwrap().is_empty());
+    assert!(store.send_job(&send_id).unwrap().is_none());
+    assert!(store
+        .send_id_for_key(&account_id, "last-words")
+        .unwrap()
+        .is_none());
 }

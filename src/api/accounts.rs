@@ -17,6 +17,7 @@ use crate::error::ErrorClass;
 use crate::imap::{ImapClient, ImapError};
 use crate::net::{self, NetError, Upstream};
 use crate::send::outbox::HELO_NAME;
+use crate::send::prepare::upload_file;
 use crate::smtp::{SmtpClient, SmtpError};
 use crate::store::{AccountRecord, Security, ServerRecord};
 use crate::watch::WatchState;
@@ -316,10 +317,31 @@ pub async fn delete(
     AccountId(id): AccountId,
 ) -> Result<StatusCode, ApiError> {
     state.supervisor.stop(&id);
+    let send_data = state.store.remove_send_data(&id)?;
     state.store.delete_account(&id)?;
     state.store.flush().await?;
-    tracing::info!(account = %id, "account deleted");
+    // The records are gone first, so a send still under way stops at its
+    // next step (and removes its directory again if it wrote to it).
+    for upload in &send_data.uploads {
+        remove_if_present(
+            tokio::fs::remove_file(upload_file(&state.config.data_dir, upload)).await,
+        );
+    }
+    for job in &send_data.jobs {
+        remove_if_present(tokio::fs::remove_dir_all(state.outbox.context().job_dir(job)).await);
+    }
+    tracing::info!(account = %id, uploads = send_data.uploads.len(), sends = send_data.jobs.len(), "account deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Logs a file that could not be deleted; one that is not there is fine.
+fn remove_if_present(result: std::io::Result<()>) {
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(error = %e, "cannot delete a file of a deleted account");
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -200,7 +200,11 @@ async fn drive(inner: &Inner, id: &str) {
         }
         let mut job = match inner.ctx.store.send_job(id) {
             Ok(Some(job)) => job,
-            Ok(None) => return,
+            // Its account was deleted: so is whatever the last step wrote.
+            Ok(None) => {
+                let _ = tokio::fs::remove_dir_all(inner.ctx.job_dir(id)).await;
+                return;
+            }
             Err(e) => {
                 tracing::error!(send = %id, error = %e, "cannot read send job");
                 return;

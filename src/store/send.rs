@@ -153,6 +153,14 @@ pub enum Created {
     Existing(String),
 }
 
+/// What [`SendStore::remove_send_data`] removed, for deleting the files
+/// that go with the records.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RemovedSendData {
+    pub uploads: Vec<String>,
+    pub jobs: Vec<String>,
+}
+
 /// The send path's durable state.
 pub trait SendStore {
     fn put_upload(&self, upload: &UploadRecord) -> StoreResult<()>;
@@ -165,10 +173,15 @@ pub trait SendStore {
     fn create_send_job(&self, job: &SendJob) -> StoreResult<Created>;
     /// The job an account created with this idempotency key, if any.
     fn send_id_for_key(&self, account_id: &str, key: &str) -> StoreResult<Option<String>>;
+    /// Updates a job; one that is gone (its account was deleted) stays gone.
     fn put_send_job(&self, job: &SendJob) -> StoreResult<()>;
     fn send_job(&self, id: &str) -> StoreResult<Option<SendJob>>;
     fn unfinished_send_jobs(&self) -> StoreResult<Vec<SendJob>>;
 
     fn send_settings(&self, account_id: &str) -> StoreResult<SendSettings>;
     fn put_send_settings(&self, account_id: &str, settings: &SendSettings) -> StoreResult<()>;
+
+    /// Removes everything the send path keeps for an account: uploads, send
+    /// jobs (finished or not), idempotency keys and settings.
+    fn remove_send_data(&self, account_id: &str) -> StoreResult<RemovedSendData>;
 }

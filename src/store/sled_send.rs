@@ -1,10 +1,11 @@
 //! [`SendStore`] on sled: trees `uploads`, `send_jobs`, `send_idempotency`
-//! (account NUL key → job id) and `send_settings`.
+//! (account NUL key → job id) and `send_settings`. Uploads and jobs are
+//! keyed by their own ids; removing an account's scans them.
 
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
-use super::send::{Created, SendJob, SendSettings, SendStore, UploadRecord};
+use super::send::{Created, RemovedSendData, SendJob, SendSettings, SendStore, UploadRecord};
 use super::sled_store::SledStore;
 use super::{StoreError, StoreResult};
 
@@ -78,7 +79,9 @@ impl SendStore for SledStore {
     }
 
     fn put_send_job(&self, job: &SendJob) -> StoreResult<()> {
-        tree(self, "send_jobs")?.insert(job.id.as_bytes(), serde_json::to_vec(job)?)?;
+        let value = serde_json::to_vec(job)?;
+        tree(self, "send_jobs")?
+            .fetch_and_update(job.id.as_bytes(), |old| old.map(|_| value.clone()))?;
         Ok(())
     }
 
@@ -112,6 +115,40 @@ impl SendStore for SledStore {
         tree(self, "send_settings")?
             .insert(account_id.as_bytes(), serde_json::to_vec(settings)?)?;
         Ok(())
+    }
+
+    fn remove_send_data(&self, account_id: &str) -> StoreResult<RemovedSendData> {
+        let mut removed = RemovedSendData::default();
+        let uploads = tree(self, "uploads")?;
+        for entry in uploads.iter() {
+            let (key, value) = entry?;
+            // An entry that cannot be read cannot be told apart: keep it
+            // (uploads expire and are swept anyway).
+            let Ok(upload) = serde_json::from_slice::<UploadRecord>(&value) else {
+                continue;
+            };
+            if upload.account_id == account_id {
+                uploads.remove(key)?;
+                removed.uploads.push(upload.id);
+            }
+        }
+        let jobs = tree(self, "send_jobs")?;
+        for entry in jobs.iter() {
+            let (key, value) = entry?;
+            let Ok(job) = serde_json::from_slice::<SendJob>(&value) else {
+                continue;
+            };
+            if job.account_id == account_id {
+                jobs.remove(key)?;
+                removed.jobs.push(job.id);
+            }
+        }
+        let idempotency = tree(self, "send_idempotency")?;
+        for entry in idempotency.scan_prefix(idem_key(account_id, "")) {
+            idempotency.remove(entry?.0)?;
+        }
+        tree(self, "send_settings")?.remove(account_id.as_bytes())?;
+        Ok(removed)
     }
 }
 
@@ -172,5 +209,55 @@ mod tests {
             .map(|j| j.id)
             .collect();
         assert_eq!(open, vec!["j1".to_string()]);
+    }
+
+    fn upload(id: &str, account_id: &str) -> UploadRecord {
+        UploadRecord {
+            id: id.into(),
+            account_id: account_id.into(),
+            content_type: "text/plain".into(),
+            length: None,
+            offset: 3,
+            sha256: None,
+            created_ms: 0,
+            expires_ms: i64::MAX,
+        }
+    }
+
+    #[test]
+    fn removing_an_account_s_send_data_leaves_other_accounts_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_upload(&upload("u1", "acct")).unwrap();
+        store.put_upload(&upload("u2", "other")).unwrap();
+        store.create_send_job(&job("j1", Some("k"))).unwrap();
+        let mut theirs = job("j2", Some("k"));
+        theirs.account_id = "other".into();
+        store.create_send_job(&theirs).unwrap();
+        let settings = SendSettings::default();
+        store.put_send_settings("acct", &settings).unwrap();
+
+        let removed = store.remove_send_data("acct").unwrap();
+        assert_eq!(
+            removed,
+            RemovedSendData {
+                uploads: vec!["u1".into()],
+                jobs: vec!["j1".into()],
+            }
+        );
+        assert!(store.upload("u1").unwrap().is_none());
+        assert!(store.send_job("j1").unwrap().is_none());
+        assert!(store.send_id_for_key("acct", "k").unwrap().is_none());
+        assert!(store.upload("u2").unwrap().is_some());
+        assert_eq!(
+            store.send_id_for_key("other", "k").unwrap().as_deref(),
+            Some("j2")
+        );
+
+        // A job still running when its account went cannot come back.
+        let mut late = job("j1", Some("k"));
+        late.status = SendStatus::Done;
+        store.put_send_job(&late).unwrap();
+        assert!(store.send_job("j1").unwrap().is_none());
     }
 }
