@@ -27,8 +27,11 @@ async fn run(caps: Option<&str>) -> (serde_json::Value, Vec<u8>, Vec<Vec<u8>>, V
     let (_dir, data) = data_dir();
     let gateway = Gateway::start(&data).await;
     let token = register(&gateway, &dovecot).await;
+    // The watcher's login is done before logins are counted.
+    gateway.wait_watching(&token, &["INBOX"]).await;
     let small = bytes(3000, 11);
     let upload_id = upload(&gateway, &token, &small, "image/png").await;
+    let logins_before = logins(&dovecot);
     let status = send(
         &gateway,
         &token,
@@ -47,6 +50,15 @@ async fn run(caps: Option<&str>) -> (serde_json::Value, Vec<u8>, Vec<Vec<u8>>, V
     )
     .await;
     assert_eq!(status["status"], "done", "{status}\n{}", dovecot.log());
+    // One IMAP and one SMTP login per send: the outbox carries on with the
+    // sessions that looked at the request.
+    let (imap, submission) = logins(&dovecot);
+    assert_eq!(
+        (imap - logins_before.0, submission - logins_before.1),
+        (1, 1),
+        "{}",
+        dovecot.log()
+    );
     let received = sink.wait_for(1, Duration::from_secs(30));
     assert_eq!(received.len(), 1);
     let mut rcpts = received[0].rcpt_to.clone();

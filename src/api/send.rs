@@ -141,15 +141,26 @@ pub async fn create(
         .account(&account_id)?
         .ok_or_else(ApiError::unauthorized)?;
     let ctx = state.outbox.context();
-    let job = prepare(ctx, &account, &request, key, body.len() as u64).await?;
-    match state.store.create_send_job(&job)? {
+    let (job, connections) = prepare(ctx, &account, &request, key, body.len() as u64).await?;
+    let created = match state.store.create_send_job(&job) {
+        Ok(created) => created,
+        Err(e) => {
+            tokio::spawn(connections.close());
+            return Err(e.into());
+        }
+    };
+    match created {
         Created::New => {
-            state.store.flush().await?;
+            if let Err(e) = state.store.flush().await {
+                tokio::spawn(connections.close());
+                return Err(e.into());
+            }
             tracing::info!(send = %job.id, path = ?job.path, size = job.size, "send queued");
-            state.outbox.start(&job.id);
+            state.outbox.start_with(&job.id, connections);
             settle(&state, &job.id).await
         }
         Created::Existing(id) => {
+            tokio::spawn(connections.close());
             let _ = std::fs::remove_dir_all(ctx.job_dir(&job.id));
             settle(&state, &id).await
         }

@@ -140,6 +140,12 @@ impl Outbox {
 
     /// Runs the job unless it is running already.
     pub fn start(&self, id: &str) {
+        self.start_with(id, Connections::default());
+    }
+
+    /// Runs the job, starting on `connections` (see [`Connections`]),
+    /// unless it is running already; then they are closed.
+    pub fn start_with(&self, id: &str, connections: Connections) {
         let fresh = self
             .inner
             .running
@@ -147,12 +153,13 @@ impl Outbox {
             .map(|mut r| r.insert(id.to_owned()))
             .unwrap_or(false);
         if !fresh {
+            self.inner.tracker.spawn(connections.close());
             return;
         }
         let inner = self.inner.clone();
         let id = id.to_owned();
         self.inner.tracker.spawn(async move {
-            drive(&inner, &id).await;
+            drive(&inner, &id, connections).await;
             if let Ok(mut r) = inner.running.lock() {
                 r.remove(&id);
             }
@@ -185,14 +192,30 @@ async fn save(inner: &Inner, job: &SendJob) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The connections a job holds between steps.
+/// The logged-in connections a job holds between steps. `prepare` hands
+/// over the ones it opened to look at the request, so that a send logs in
+/// to each server once rather than twice.
 #[derive(Default)]
-struct Conns {
-    imap: Option<ImapClient>,
+pub struct Connections {
+    pub imap: Option<ImapClient>,
+    pub smtp: Option<SmtpClient>,
 }
 
-async fn drive(inner: &Inner, id: &str) {
-    let mut conns = Conns::default();
+impl Connections {
+    /// Says LOGOUT and QUIT to whatever is open.
+    pub async fn close(self) {
+        if let Some(imap) = self.imap {
+            imap.logout().await;
+        }
+        if let Some(smtp) = self.smtp {
+            smtp.quit().await;
+        }
+    }
+}
+
+type Conns = Connections;
+
+async fn drive(inner: &Inner, id: &str, mut conns: Conns) {
     let backoff = crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         if inner.shutdown.is_cancelled() {
@@ -218,7 +241,7 @@ async fn drive(inner: &Inner, id: &str) {
         let Err(err) = result else {
             continue;
         };
-        conns.imap = None;
+        conns = Conns::default();
         tracing::warn!(send = %id, code = %err.failure.code, error = %err.failure.message, "send step failed");
         let retry = err.class == ErrorClass::Transient
             && job.attempts + 1 < inner.ctx.config.send.max_attempts;
@@ -325,7 +348,7 @@ async fn step(inner: &Inner, job: &mut SendJob, conns: &mut Conns) -> Result<(),
                 job.spooled = true;
                 save(inner, job).await?;
             }
-            submit_spool(inner, job, &account).await?;
+            submit_spool(inner, job, &account, conns).await?;
         }
         (SendStatus::Stored, SendPath::Burl) => submit_burl(inner, job, &account, conns).await?,
         (SendStatus::Stored, SendPath::Catenate) => {
@@ -341,7 +364,7 @@ async fn step(inner: &Inner, job: &mut SendJob, conns: &mut Conns) -> Result<(),
                 job.spooled = true;
                 save(inner, job).await?;
             }
-            submit_spool(inner, job, &account).await?;
+            submit_spool(inner, job, &account, conns).await?;
         }
         (SendStatus::Submitted, SendPath::Assembled) if job.sent_mailbox.is_some() => {
             let path = spool_path(inner, job);
@@ -356,9 +379,7 @@ async fn step(inner: &Inner, job: &mut SendJob, conns: &mut Conns) -> Result<(),
     }
     if job.status == SendStatus::Done {
         job.error = None;
-        if let Some(client) = conns.imap.take() {
-            client.logout().await;
-        }
+        std::mem::take(conns).close().await;
     }
     save(inner, job).await?;
     Ok(())
@@ -429,6 +450,22 @@ async fn store_copy(
     Ok(())
 }
 
+/// The SMTP session to submit on: the one `prepare` authenticated, when
+/// the job was handed it and it still answers (RSET, one round trip instead
+/// of connect, TLS, EHLO and AUTH), else a new one.
+async fn smtp_session(
+    inner: &Inner,
+    conns: &mut Conns,
+    account: &AccountRecord,
+) -> Result<SmtpClient, StepError> {
+    if let Some(mut smtp) = conns.smtp.take() {
+        if smtp.rset().await.is_ok() {
+            return Ok(smtp);
+        }
+    }
+    Ok(inner.ctx.smtp(account).await?)
+}
+
 /// MAIL FROM and every RCPT TO; any refused recipient fails the send.
 async fn envelope(smtp: &mut SmtpClient, job: &SendJob) -> Result<(), StepError> {
     smtp.mail_from(&job.from, Some(job.size)).await?;
@@ -446,8 +483,9 @@ async fn submit_spool(
     inner: &Inner,
     job: &mut SendJob,
     account: &AccountRecord,
+    conns: &mut Conns,
 ) -> Result<(), StepError> {
-    let mut smtp = inner.ctx.smtp(account).await?;
+    let mut smtp = smtp_session(inner, conns, account).await?;
     let result = async {
         envelope(&mut smtp, job).await?;
         job.submit_started = true;
@@ -503,7 +541,7 @@ async fn submit_burl(
         }
     }
     let url = job.url.clone().unwrap_or_default();
-    let mut smtp = inner.ctx.smtp(account).await?;
+    let mut smtp = smtp_session(inner, conns, account).await?;
     if !smtp.ehlo().burl_imap() {
         smtp.quit().await;
         return fall_back_to_catenate(inner, job).await;

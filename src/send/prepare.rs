@@ -9,11 +9,10 @@ use rand::RngCore;
 use serde::Deserialize;
 
 use super::compose::{self, Attachment, Draft};
-use super::outbox::SendContext;
+use super::outbox::{Connections, SendContext};
 use super::plan::{self, Probe};
 use crate::error::ErrorClass;
 use crate::imap::{find_part, ImapClient, ImapError};
-use crate::smtp::SmtpError;
 use crate::store::send::{ByteCounts, SendJob, SendStatus, UploadRecord};
 use crate::store::AccountRecord;
 
@@ -237,14 +236,16 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
     Ok(())
 }
 
-/// Resolves `req` for `account` into a job ready to be stored.
+/// Resolves `req` for `account` into a job ready to be stored, with the
+/// IMAP and SMTP sessions that looked at it, still logged in, for the
+/// outbox to start on.
 pub async fn prepare(
     ctx: &SendContext,
     account: &AccountRecord,
     req: &SendRequest,
     idempotency_key: Option<String>,
     body_len: u64,
-) -> Result<SendJob, PrepareError> {
+) -> Result<(SendJob, Connections), PrepareError> {
     validate(req)?;
     if account.smtp.is_none() {
         return Err(invalid(
@@ -277,77 +278,97 @@ pub async fn prepare(
     }
 
     let mut imap = ctx.imap(account).await?;
-    let result = resolve(req, &mut imap).await;
-    imap.logout().await;
-    let (attachments_resolved, reply_ids, imap_probe) = result?;
-
-    let smtp = ctx
-        .smtp(account)
-        .await
-        .map_err(|e: SmtpError| upstream_error("smtp", e.class(), e))?;
-    let burl_imap = smtp.ehlo().burl_imap();
-    let max_size = smtp.ehlo().max_size();
-    smtp.quit().await;
-
-    let settings = ctx
-        .store
-        .send_settings(&account.id)
-        .map_err(|_| invalid("storage_error", "cannot read send settings"))?;
-    let save_sent = settings.save_sent.unwrap_or_else(|| {
-        !plan::provider_files_sent(
-            &account.imap.host,
-            &ctx.config.send.provider_files_sent_hosts,
-        )
-    });
-    let probe = Probe {
-        smtp_burl_imap: burl_imap,
-        burl_failed_before: ctx.burl.failed(&account.id),
-        ..imap_probe
-    };
-    let path = plan::choose(probe, save_sent);
-
-    let id = new_id();
-    let dir = ctx.job_dir(&id);
-    let built = build_job(
-        &dir,
-        &id,
-        account,
-        req,
-        attachments_resolved,
-        reply_ids,
-        &uploads,
-    );
-    let mut job = match built {
-        Ok(job) => job,
+    let (attachments_resolved, reply_ids, imap_probe) = match resolve(req, &mut imap).await {
+        Ok(resolved) => resolved,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            imap.logout().await;
             return Err(e);
         }
     };
-    if let Some(max) = max_size {
-        if job.size > max {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(PrepareError {
-                status: 413,
-                code: "message_too_large",
-                message: format!(
-                    "the message is {} bytes; the submission server accepts at most {max}",
-                    job.size
-                ),
-            });
+    let smtp = match ctx.smtp(account).await {
+        Ok(smtp) => smtp,
+        Err(e) => {
+            imap.logout().await;
+            return Err(upstream_error("smtp", e.class(), e));
+        }
+    };
+    let burl_imap = smtp.ehlo().burl_imap();
+    let max_size = smtp.ehlo().max_size();
+    let connections = Connections {
+        imap: Some(imap),
+        smtp: Some(smtp),
+    };
+
+    // Anything refused from here on closes the sessions politely.
+    let job = async {
+        let settings = ctx
+            .store
+            .send_settings(&account.id)
+            .map_err(|_| invalid("storage_error", "cannot read send settings"))?;
+        let save_sent = settings.save_sent.unwrap_or_else(|| {
+            !plan::provider_files_sent(
+                &account.imap.host,
+                &ctx.config.send.provider_files_sent_hosts,
+            )
+        });
+        let probe = Probe {
+            smtp_burl_imap: burl_imap,
+            burl_failed_before: ctx.burl.failed(&account.id),
+            ..imap_probe
+        };
+        let path = plan::choose(probe, save_sent);
+
+        let id = new_id();
+        let dir = ctx.job_dir(&id);
+        let built = build_job(
+            &dir,
+            &id,
+            account,
+            req,
+            attachments_resolved,
+            reply_ids,
+            &uploads,
+        );
+        let mut job = match built {
+            Ok(job) => job,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        if let Some(max) = max_size {
+            if job.size > max {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(PrepareError {
+                    status: 413,
+                    code: "message_too_large",
+                    message: format!(
+                        "the message is {} bytes; the submission server accepts at most {max}",
+                        job.size
+                    ),
+                });
+            }
+        }
+        job.path = path;
+        job.sent_mailbox = save_sent.then(|| {
+            settings
+                .sent_mailbox
+                .clone()
+                .unwrap_or_else(|| "Sent".into())
+        });
+        job.idempotency_key = idempotency_key;
+        job.bytes.from_client = body_len + uploads.iter().map(|(u, _)| u.offset).sum::<u64>();
+        job.created_ms = now_ms;
+        Ok(job)
+    }
+    .await;
+    match job {
+        Ok(job) => Ok((job, connections)),
+        Err(e) => {
+            connections.close().await;
+            Err(e)
         }
     }
-    job.path = path;
-    job.sent_mailbox = save_sent.then(|| {
-        settings
-            .sent_mailbox
-            .clone()
-            .unwrap_or_else(|| "Sent".into())
-    });
-    job.idempotency_key = idempotency_key;
-    job.bytes.from_client = body_len + uploads.iter().map(|(u, _)| u.offset).sum::<u64>();
-    job.created_ms = now_ms;
-    Ok(job)
 }
 
 /// A resolved attachment before the job owns its files.

@@ -44,6 +44,16 @@ pub async fn register(gateway: &Gateway, dovecot: &Dovecot) -> String {
     body["token"].as_str().unwrap().to_owned()
 }
 
+/// How often alice has logged in to Dovecot so far: (IMAP, submission).
+pub fn logins(dovecot: &Dovecot) -> (usize, usize) {
+    let log = dovecot.log();
+    let count = |service: &str| {
+        let line = format!("{service}-login: Info: Login: user=<{USER}>");
+        log.matches(line.as_str()).count()
+    };
+    (count("imap"), count("submission"))
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(len: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2654435761).max(1);
