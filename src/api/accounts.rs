@@ -32,6 +32,19 @@ pub struct ServerInput {
     pub password: String,
 }
 
+impl ServerInput {
+    /// Where to connect for a registration check, and the limit on each step.
+    fn upstream(&self, state: &AppState) -> (Upstream, Duration) {
+        let upstream = Upstream {
+            host: self.host.clone(),
+            port: self.port,
+            security: self.security,
+        };
+        let timeout = Duration::from_secs(state.config.upstream.connect_timeout_secs);
+        (upstream, timeout)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct CreateAccount {
     pub email: String,
@@ -173,40 +186,17 @@ pub async fn create(
 /// Logs in to the account's IMAP server, so nothing is stored for
 /// credentials that do not work.
 async fn check_imap_login(state: &AppState, server: &ServerInput) -> Result<(), ApiError> {
-    let upstream = Upstream {
-        host: server.host.clone(),
-        port: server.port,
-        security: server.security,
-    };
-    let timeout = Duration::from_secs(state.config.upstream.connect_timeout_secs);
+    let (upstream, timeout) = server.upstream(state);
     let attempt = async {
         let mut client = ImapClient::connect(&upstream, &state.tls, timeout).await?;
         client.login(&server.username, &server.password).await?;
         client.logout().await;
         Ok::<_, crate::imap::ImapError>(())
     };
-    match attempt.await {
-        Ok(()) => Ok(()),
-        Err(ImapError::Net(e @ NetError::PrivateAddress { .. })) => {
-            Err(ApiError::invalid("imap_host_not_public", e.to_string()))
-        }
-        Err(e) => Err(match e.class() {
-            ErrorClass::Auth => ApiError::invalid(
-                "imap_auth_failed",
-                "the IMAP server refused the username or password",
-            ),
-            ErrorClass::Transient => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "imap_unreachable",
-                format!("cannot reach the IMAP server: {e}"),
-            ),
-            ErrorClass::Protocol | ErrorClass::Permanent => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "imap_error",
-                format!("the IMAP server cannot be used: {e}"),
-            ),
-        }),
-    }
+    attempt.await.map_err(|e| {
+        let private = matches!(e, ImapError::Net(NetError::PrivateAddress { .. }));
+        check_failed(Checked::Imap, private, e.class(), e)
+    })
 }
 
 /// Refuses an SMTP server that could only be reached on a private address
@@ -228,39 +218,69 @@ async fn check_smtp_host(state: &AppState, server: &ServerInput) -> Result<(), A
 /// Authenticates to the account's submission server, so that a wrong SMTP
 /// password is found at registration rather than at the first send.
 async fn check_smtp_login(state: &AppState, server: &ServerInput) -> Result<(), ApiError> {
-    let upstream = Upstream {
-        host: server.host.clone(),
-        port: server.port,
-        security: server.security,
-    };
-    let timeout = Duration::from_secs(state.config.upstream.connect_timeout_secs);
+    let (upstream, timeout) = server.upstream(state);
     let attempt = async {
         let mut client = SmtpClient::connect(&upstream, &state.tls, timeout, HELO_NAME).await?;
         client.auth(&server.username, &server.password).await?;
         client.quit().await;
         Ok::<_, SmtpError>(())
     };
-    match attempt.await {
-        Ok(()) => Ok(()),
-        Err(SmtpError::Net(e @ NetError::PrivateAddress { .. })) => {
-            Err(ApiError::invalid("smtp_host_not_public", e.to_string()))
-        }
-        Err(e) => Err(match e.class() {
-            ErrorClass::Auth => ApiError::invalid(
-                "smtp_auth_failed",
-                "the SMTP server refused the username or password",
-            ),
-            ErrorClass::Transient => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "smtp_unreachable",
-                format!("cannot reach the SMTP server: {e}"),
-            ),
-            ErrorClass::Protocol | ErrorClass::Permanent => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "smtp_error",
-                format!("the SMTP server cannot be used: {e}"),
-            ),
-        }),
+    attempt.await.map_err(|e| {
+        let private = matches!(e, SmtpError::Net(NetError::PrivateAddress { .. }));
+        check_failed(Checked::Smtp, private, e.class(), e)
+    })
+}
+
+/// The server a registration check was about.
+#[derive(Debug, Clone, Copy)]
+enum Checked {
+    Imap,
+    Smtp,
+}
+
+/// The answer to a failed registration check: a server on a private
+/// address or refused credentials are the client's to fix (422), anything
+/// else is the server's trouble (502).
+fn check_failed(
+    server: Checked,
+    private: bool,
+    class: ErrorClass,
+    e: impl std::fmt::Display,
+) -> ApiError {
+    let (name, not_public, auth_failed, unreachable, unusable) = match server {
+        Checked::Imap => (
+            "IMAP",
+            "imap_host_not_public",
+            "imap_auth_failed",
+            "imap_unreachable",
+            "imap_error",
+        ),
+        Checked::Smtp => (
+            "SMTP",
+            "smtp_host_not_public",
+            "smtp_auth_failed",
+            "smtp_unreachable",
+            "smtp_error",
+        ),
+    };
+    if private {
+        return ApiError::invalid(not_public, e.to_string());
+    }
+    match class {
+        ErrorClass::Auth => ApiError::invalid(
+            auth_failed,
+            format!("the {name} server refused the username or password"),
+        ),
+        ErrorClass::Transient => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            unreachable,
+            format!("cannot reach the {name} server: {e}"),
+        ),
+        ErrorClass::Protocol | ErrorClass::Permanent => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            unusable,
+            format!("the {name} server cannot be used: {e}"),
+        ),
     }
 }
 
