@@ -59,9 +59,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct NewMail<'a> {
     pub account_id: &'a str,
     pub mailbox: &'a str,
-    /// The account's devices as the caller read them; those that watch
-    /// `mailbox` get the mail.
-    pub devices: &'a [DeviceRecord],
+    /// The devices that watch `mailbox` (see [`lists_mailbox`]), as the
+    /// caller read them: each gets the mail.
+    pub device_ids: &'a [String],
     /// Summaries of the newest messages, oldest first (may be fewer than `count`).
     pub messages: &'a [MessageSummary],
     /// How many new messages arrived.

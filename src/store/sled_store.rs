@@ -16,8 +16,8 @@ use sled::Transactional;
 
 use super::group_commit::GroupCommit;
 use super::{
-    AccountRecord, Cursor, DeviceRecord, NewMail, PendingPush, PushKey, Store, StoreError,
-    StoreResult, MAX_QUEUED_MESSAGES,
+    lists_mailbox, AccountRecord, Cursor, DeviceRecord, NewMail, PendingPush, PushKey, Store,
+    StoreError, StoreResult, MAX_QUEUED_MESSAGES,
 };
 
 /// [`Store`] on an embedded sled database.
@@ -95,11 +95,9 @@ fn push_key(key: &PushKey) -> Vec<u8> {
     pair_key(&key.device_id, &key.mailbox)
 }
 
-/// Whether a device asked for this mailbox (INBOX is case-insensitive).
-pub(crate) fn device_watches(device: &DeviceRecord, mailbox: &str) -> bool {
-    device.mailboxes.iter().any(|m| {
-        m == mailbox || (m.eq_ignore_ascii_case("INBOX") && mailbox.eq_ignore_ascii_case("INBOX"))
-    })
+/// Whether a device asked for this mailbox.
+fn device_watches(device: &DeviceRecord, mailbox: &str) -> bool {
+    lists_mailbox(&device.mailboxes, mailbox)
 }
 
 /// Merges new mail into a device's pending push. Messages the push already
@@ -336,11 +334,10 @@ impl Store for SledStore {
 
     fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>> {
         let keys: Vec<PushKey> = mail
-            .devices
+            .device_ids
             .iter()
-            .filter(|d| d.account_id == mail.account_id && device_watches(d, mail.mailbox))
-            .map(|d| PushKey {
-                device_id: d.id.clone(),
+            .map(|id| PushKey {
+                device_id: id.clone(),
                 mailbox: mail.mailbox.to_string(),
             })
             .collect();

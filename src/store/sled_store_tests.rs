@@ -43,14 +43,20 @@ fn summary(uid: u32) -> MessageSummary {
     }
 }
 
-/// Records new mail in a1's INBOX for the devices a1 has now.
+/// Records new mail in a1's INBOX for the devices of a1 that watch it now.
 fn record(store: &SledStore, messages: &[MessageSummary], uidnext: u32) -> Vec<PushKey> {
-    let devices = store.devices_of("a1").unwrap();
+    let device_ids: Vec<String> = store
+        .devices_of("a1")
+        .unwrap()
+        .into_iter()
+        .filter(|d| lists_mailbox(&d.mailboxes, "INBOX"))
+        .map(|d| d.id)
+        .collect();
     store
         .record_new_mail(&NewMail {
             account_id: "a1",
             mailbox: "INBOX",
-            devices: &devices,
+            device_ids: &device_ids,
             messages,
             count: messages.len() as u32,
             cursor: Cursor {

@@ -78,6 +78,14 @@ pub struct DeviceRecord {
     pub created_at: i64,
 }
 
+/// Whether a device's list of `mailboxes` asks for `mailbox` (INBOX in
+/// any case, other names exactly).
+pub fn lists_mailbox(mailboxes: &[String], mailbox: &str) -> bool {
+    mailboxes.iter().any(|m| {
+        m == mailbox || (m.eq_ignore_ascii_case("INBOX") && mailbox.eq_ignore_ascii_case("INBOX"))
+    })
+}
+
 /// Where the watcher has got to in one mailbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {

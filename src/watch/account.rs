@@ -11,14 +11,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::session::{Group, Session};
+use super::session::{DeviceWatch, Group, Session};
 use super::status::WatchState;
 use super::supervisor::WatchContext;
 use super::{WatchError, INBOX};
 use crate::backoff::Backoff;
 use crate::error::ErrorClass;
 use crate::metrics::Metrics;
-use crate::store::DeviceRecord;
 
 /// How long connections get to say DONE and LOGOUT when stopping.
 const GRACE: Duration = Duration::from_secs(2);
@@ -103,7 +102,7 @@ impl AccountActor {
     }
 
     /// The mailboxes the account's devices asked for, INBOX first and always.
-    fn mailboxes(devices: &[DeviceRecord]) -> Vec<String> {
+    fn mailboxes(devices: &[DeviceWatch]) -> Vec<String> {
         let mut mailboxes = vec![INBOX.to_string()];
         for mailbox in devices.iter().flat_map(|d| &d.mailboxes) {
             let name = if mailbox.eq_ignore_ascii_case(INBOX) {
@@ -131,7 +130,13 @@ impl AccountActor {
         self.changes.mark_unchanged();
         // Read once per attempt and shared by its sessions: every change of
         // the devices reconfigures the account, which starts a new attempt.
-        let devices: Arc<[DeviceRecord]> = self.ctx.store.devices_of(&self.account_id)?.into();
+        let devices: Arc<[DeviceWatch]> = self
+            .ctx
+            .store
+            .devices_of(&self.account_id)?
+            .into_iter()
+            .map(DeviceWatch::from)
+            .collect();
         let mailboxes = Self::mailboxes(&devices);
         if !self.cancel.is_cancelled() {
             self.ctx

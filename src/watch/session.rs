@@ -16,7 +16,7 @@ use super::{WatchError, INBOX};
 use crate::imap::{IdleEvent, ImapClient, ImapError, SummaryDetail};
 use crate::mail::MessageSummary;
 use crate::net::Upstream;
-use crate::store::{AccountRecord, Cursor, DeviceRecord, NewMail, PayloadTier};
+use crate::store::{lists_mailbox, AccountRecord, Cursor, DeviceRecord, NewMail, PayloadTier};
 
 /// How long DONE and LOGOUT may take when stopping.
 const GRACE: Duration = Duration::from_secs(2);
@@ -30,6 +30,26 @@ pub(crate) struct Group {
     pub notify_others: Vec<String>,
     /// Checked with STATUS every `watch.poll_secs` (beyond the connection budget).
     pub polled: Vec<String>,
+}
+
+/// What the watcher needs of a device, kept for the whole attempt: which
+/// mailboxes it asked for and how much its pushes carry (not its push
+/// subscription, which the delivery reads when it sends).
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceWatch {
+    pub id: String,
+    pub payload: PayloadTier,
+    pub mailboxes: Vec<String>,
+}
+
+impl From<DeviceRecord> for DeviceWatch {
+    fn from(device: DeviceRecord) -> Self {
+        DeviceWatch {
+            id: device.id,
+            payload: device.payload,
+            mailboxes: device.mailboxes,
+        }
+    }
 }
 
 /// What an IDLE wake-up (or queued responses) asks for.
@@ -83,7 +103,7 @@ pub(crate) struct Session {
     client: ImapClient,
     /// The account's devices when this attempt started; a change of them
     /// starts a new attempt with new sessions.
-    devices: Arc<[DeviceRecord]>,
+    devices: Arc<[DeviceWatch]>,
     /// The stored cursor of the selected mailbox, as this session last read
     /// or wrote it (only this session moves it), so a wake-up needs no read.
     selected_cursor: Option<Cursor>,
@@ -96,7 +116,7 @@ impl Session {
     pub(crate) async fn open(
         ctx: Arc<WatchContext>,
         account: &AccountRecord,
-        devices: Arc<[DeviceRecord]>,
+        devices: Arc<[DeviceWatch]>,
     ) -> Result<Session, WatchError> {
         let upstream = Upstream {
             host: account.imap.host.clone(),
@@ -402,14 +422,19 @@ impl Session {
         mailbox: &str,
         new: Found,
         messages: &[MessageSummary],
-        devices: &[DeviceRecord],
+        devices: &[DeviceWatch],
         detected: Option<Instant>,
     ) -> Result<(), WatchError> {
         let ttl_ms = i64::from(self.ctx.config.push.ttl_secs) * 1000;
+        let device_ids: Vec<String> = devices
+            .iter()
+            .filter(|d| lists_mailbox(&d.mailboxes, mailbox))
+            .map(|d| d.id.clone())
+            .collect();
         let keys = self.ctx.store.record_new_mail(&NewMail {
             account_id: &self.account_id,
             mailbox,
-            devices,
+            device_ids: &device_ids,
             messages,
             count: new.count,
             cursor: new.cursor,
@@ -426,7 +451,7 @@ impl Session {
 }
 
 /// What the devices' payload tiers need fetched about new mail.
-fn detail_for(devices: &[DeviceRecord]) -> SummaryDetail {
+fn detail_for(devices: &[DeviceWatch]) -> SummaryDetail {
     if devices.iter().any(|d| d.payload == PayloadTier::Preview) {
         SummaryDetail::Preview
     } else if devices.iter().any(|d| d.payload == PayloadTier::Headers) {
