@@ -213,9 +213,7 @@ impl Connections {
     }
 }
 
-type Conns = Connections;
-
-async fn drive(inner: &Inner, id: &str, mut conns: Conns) {
+async fn drive(inner: &Inner, id: &str, mut conns: Connections) {
     let backoff = crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         if inner.shutdown.is_cancelled() {
@@ -241,7 +239,7 @@ async fn drive(inner: &Inner, id: &str, mut conns: Conns) {
         let Err(err) = result else {
             continue;
         };
-        conns = Conns::default();
+        conns = Connections::default();
         tracing::warn!(send = %id, code = %err.failure.code, error = %err.failure.message, "send step failed");
         let retry = err.class == ErrorClass::Transient
             && job.attempts + 1 < inner.ctx.config.send.max_attempts;
@@ -313,7 +311,7 @@ fn account(inner: &Inner, job: &SendJob) -> Result<AccountRecord, StepError> {
 
 async fn imap<'a>(
     inner: &Inner,
-    conns: &'a mut Conns,
+    conns: &'a mut Connections,
     account: &AccountRecord,
 ) -> Result<&'a mut ImapClient, StepError> {
     if conns.imap.is_none() {
@@ -330,7 +328,7 @@ async fn imap<'a>(
 }
 
 /// Does the next step of `job` and records its result.
-async fn step(inner: &Inner, job: &mut SendJob, conns: &mut Conns) -> Result<(), StepError> {
+async fn step(inner: &Inner, job: &mut SendJob, conns: &mut Connections) -> Result<(), StepError> {
     let account = account(inner, job)?;
     match (job.status, job.path) {
         (SendStatus::Queued, SendPath::Burl | SendPath::Catenate) => {
@@ -455,7 +453,7 @@ async fn store_copy(
 /// of connect, TLS, EHLO and AUTH), else a new one.
 async fn smtp_session(
     inner: &Inner,
-    conns: &mut Conns,
+    conns: &mut Connections,
     account: &AccountRecord,
 ) -> Result<SmtpClient, StepError> {
     if let Some(mut smtp) = conns.smtp.take() {
@@ -483,7 +481,7 @@ async fn submit_spool(
     inner: &Inner,
     job: &mut SendJob,
     account: &AccountRecord,
-    conns: &mut Conns,
+    conns: &mut Connections,
 ) -> Result<(), StepError> {
     let mut smtp = smtp_session(inner, conns, account).await?;
     let result = async {
@@ -511,7 +509,7 @@ async fn submit_burl(
     inner: &Inner,
     job: &mut SendJob,
     account: &AccountRecord,
-    conns: &mut Conns,
+    conns: &mut Connections,
 ) -> Result<(), StepError> {
     let sent = job.sent.clone().ok_or_else(missing_copy)?;
     if job.url.is_none() {
