@@ -493,15 +493,18 @@ async fn messages_over_the_size_limit_are_refused() {
 }
 
 /// Deleting the account deletes what the send path kept for it: uploads
-/// (records and files), sends and their idempotency keys, and settings.
+/// (records and files), sends and their idempotency keys, and settings;
+/// and its watcher has stopped, so its cursor is gone for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_account_deletes_its_uploads_and_sends() {
-    use lemonade::store::{SendStore, SledStore};
+    use lemonade::store::{SendStore, SledStore, Store};
 
     let (_sink, dovecot) = mail_servers(None);
     let (_dir, data) = data_dir();
     let gateway = Gateway::start(&data).await;
     let token = register(&gateway, &dovecot).await;
+    // Watching, so the account has a cursor, and a watcher to stop.
+    gateway.wait_watching(&token, &["INBOX"]).await;
     let unused = upload(&gateway, &token, b"never sent", "text/plain").await;
     let attached = upload(&gateway, &token, &bytes(2_000, 9), "application/pdf").await;
     let request = json!({"to": ["bob@test.local"], "subject": "bye", "text": "x",
@@ -527,4 +530,6 @@ async fn deleting_the_account_deletes_its_uploads_and_sends() {
         .send_id_for_key(&account_id, "last-words")
         .unwrap()
         .is_none());
+    assert!(store.cursor(&account_id, "INBOX").unwrap().is_none());
+    assert!(store.account(&account_id).unwrap().is_none());
 }

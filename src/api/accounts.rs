@@ -336,7 +336,7 @@ pub async fn delete(
     State(state): State<AppState>,
     AccountId(id): AccountId,
 ) -> Result<StatusCode, ApiError> {
-    state.supervisor.stop(&id);
+    state.supervisor.stop(&id).await;
     let send_data = state.store.remove_send_data(&id)?;
     state.store.delete_account(&id)?;
     state.store.flush().await?;

@@ -4,8 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -79,9 +81,17 @@ impl HostLimiter {
     }
 }
 
+/// How long deleting an account waits for its watcher to stop (it says
+/// DONE and LOGOUT within two seconds per connection).
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 struct Running {
     cancel: CancellationToken,
     reconfigure: watch::Sender<u64>,
+    /// The actor's task, to wait for when the account is deleted. (An actor
+    /// that ended by itself, on refused credentials, keeps its task's memory
+    /// until the account is registered again or deleted.)
+    task: JoinHandle<()>,
 }
 
 /// Keeps one actor per account running.
@@ -120,21 +130,28 @@ impl Supervisor {
     pub fn start(&self, account_id: &str) {
         let cancel = self.shutdown.child_token();
         let (reconfigure, changes) = watch::channel(0);
+        let actor = AccountActor::new(
+            self.ctx.clone(),
+            account_id.to_string(),
+            changes,
+            cancel.clone(),
+        );
+        // Spawned under the lock, so a stop that follows finds this task.
         let previous = {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let task = self.tracker.spawn(actor.run());
             running.insert(
                 account_id.to_string(),
                 Running {
-                    cancel: cancel.clone(),
+                    cancel,
                     reconfigure,
+                    task,
                 },
             )
         };
         if let Some(previous) = previous {
             previous.cancel.cancel();
         }
-        let actor = AccountActor::new(self.ctx.clone(), account_id.to_string(), changes, cancel);
-        self.tracker.spawn(actor.run());
     }
 
     /// Tells an account's actor that its devices (and so its mailboxes) changed.
@@ -145,14 +162,19 @@ impl Supervisor {
         }
     }
 
-    /// Stops watching an account (it was deleted).
-    pub fn stop(&self, account_id: &str) {
+    /// Stops watching an account (it is being deleted) and waits, at most
+    /// [`STOP_WAIT`], until its actor has ended: a check under way then
+    /// cannot write a cursor or a push after the account's records are gone.
+    pub async fn stop(&self, account_id: &str) {
         let removed = {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             running.remove(account_id)
         };
         if let Some(r) = removed {
             r.cancel.cancel();
+            if tokio::time::timeout(STOP_WAIT, r.task).await.is_err() {
+                tracing::warn!(account = %account_id, "watcher still stopping; deleting the account anyway");
+            }
         }
         self.ctx.states.remove(account_id);
     }
