@@ -429,17 +429,37 @@ async fn refused_credentials_stop_the_watcher_in_auth_failed() {
     w.dovecot.restart();
     let me = w.gateway().wait_state(&w.token, "auth_failed").await;
     assert_eq!(me["devices"], 1);
+    assert!(
+        !me["watch"]["error"].as_str().unwrap_or_default().is_empty(),
+        "{me}"
+    );
     // Registering again with the new password brings the account back.
     let (account_id, token) = w
         .gateway()
         .register(w.dovecot.host(), w.dovecot.imap_port(), "alice", "changed")
         .await;
     assert_eq!(account_id, w.account_id);
-    w.gateway().wait_watching(&token, &["INBOX"]).await;
+    let me = w.gateway().wait_watching(&token, &["INBOX"]).await;
+    assert!(me["watch"]["error"].is_null(), "{me}");
     let raw = message("a@example.org", "after the password change", "x");
     let uid = w.dovecot.append("alice", "changed", "INBOX", &raw);
     let push = w.device.next_push(WAIT).await.payload;
     assert_eq!(uids(&push), vec![u64::from(uid)]);
+    w.finish().await;
+}
+
+/// An account registered while private hosts were allowed, on a gateway
+/// restarted without that (an upgrade): its server is not dialled, the
+/// account waits in backoff, and its status says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_no_longer_allowed_is_not_dialled_and_the_status_says_why() {
+    let mut w = Watched::start("headers").await;
+    w.stop_gateway().await;
+    w.start_gateway_with(|config| config.upstream.allow_private_hosts = false)
+        .await;
+    let me = w.gateway().wait_state(&w.token, "backoff").await;
+    let error = me["watch"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("allow_private_hosts"), "{me}");
     w.finish().await;
 }
 

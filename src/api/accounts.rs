@@ -295,18 +295,20 @@ pub async fn me(
         .ok_or_else(ApiError::unauthorized)?;
     let devices = state.store.devices_of(&id)?.len();
     let status = state.states.get(&id);
-    let (watch_state, since, capabilities, mailboxes) = match status {
+    let (watch_state, since, capabilities, mailboxes, error) = match status {
         Some(s) => (
             s.state,
             s.since,
             s.capabilities.to_vec(),
             s.mailboxes.to_vec(),
+            s.error.as_deref().map(str::to_owned),
         ),
         None => (
             WatchState::Connecting,
             time::OffsetDateTime::now_utc(),
             Vec::new(),
             Vec::new(),
+            None,
         ),
     };
     let since = since
@@ -326,6 +328,7 @@ pub async fn me(
             "since": since,
             "capabilities": capabilities,
             "mailboxes": mailboxes,
+            "error": error,
         },
         "devices": devices,
     })))

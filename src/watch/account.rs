@@ -81,6 +81,9 @@ impl AccountActor {
             if self.cancel.is_cancelled() {
                 return;
             }
+            self.ctx
+                .states
+                .set_error(&self.account_id, &error.to_string());
             if error.class() == ErrorClass::Auth {
                 tracing::warn!(account = %self.account_id, error = %error, "credentials refused; not retrying");
                 self.set_state(WatchState::AuthFailed);

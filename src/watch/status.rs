@@ -46,6 +46,8 @@ pub struct WatchStatus {
     pub capabilities: Arc<[String]>,
     /// The mailboxes the current attempt watches.
     pub mailboxes: Arc<[String]>,
+    /// Why the last attempt ended, until one reaches watching again.
+    pub error: Option<Arc<str>>,
 }
 
 /// All accounts' states.
@@ -58,7 +60,8 @@ pub struct WatchStates {
 }
 
 impl WatchStates {
-    /// Moves an account to `state` (keeping `since` when the state is unchanged).
+    /// Moves an account to `state` (keeping `since` when the state is
+    /// unchanged); reaching watching forgets the last error.
     pub fn set(&self, account_id: &str, state: WatchState) {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(account_id) {
@@ -66,6 +69,9 @@ impl WatchStates {
             Some(status) => {
                 status.state = state;
                 status.since = OffsetDateTime::now_utc();
+                if state == WatchState::Watching {
+                    status.error = None;
+                }
             }
             None => {
                 map.insert(
@@ -75,6 +81,7 @@ impl WatchStates {
                         since: OffsetDateTime::now_utc(),
                         capabilities: Arc::from(Vec::new()),
                         mailboxes: Arc::from(Vec::new()),
+                        error: None,
                     },
                 );
             }
@@ -104,6 +111,14 @@ impl WatchStates {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(status) = map.get_mut(account_id) {
             status.mailboxes = shared;
+        }
+    }
+
+    /// Records why an account's attempt ended (shown until it watches again).
+    pub fn set_error(&self, account_id: &str, error: &str) {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(status) = map.get_mut(account_id) {
+            status.error = Some(Arc::from(error));
         }
     }
 

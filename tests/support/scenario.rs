@@ -119,6 +119,12 @@ impl Watched {
         self.gateway = Some(Gateway::start_with(self.config.clone()).await);
     }
 
+    /// [`Watched::start_gateway`] with the configuration changed by `configure` (kept).
+    pub async fn start_gateway_with(&mut self, configure: impl FnOnce(&mut Config)) {
+        configure(&mut self.config);
+        self.start_gateway().await;
+    }
+
     /// Waits until the INBOX is watched; returns `GET /v1/me`.
     pub async fn wait_watching(&self) -> Value {
         self.gateway().wait_watching(&self.token, &["INBOX"]).await
