@@ -1,15 +1,17 @@
 //! How the watcher looks for new mail, end to end against a real Dovecot
 //! and a real Web Push receiver: a burst larger than `watch.fetch_limit`
 //! (searched, only the newest summarised), single messages after it (one
-//! pipelined fetch each), a server without IDLE (NOOP polling), and a server
-//! that mishandles pipelined commands (a proxy in front of Dovecot).
+//! pipelined fetch each), a server without IDLE (NOOP polling), a server
+//! that mishandles pipelined commands, and a device registered while a
+//! check is under way (the last two through proxies in front of Dovecot).
 
 mod support;
 
 use std::time::Duration;
 
 use support::dovecot::Dovecot;
-use support::imap_proxy::DropAfterDone;
+use support::imap_proxy::{DropAfterDone, HoldFetchAnswer};
+use support::push::TestDevice;
 use support::raw_imap::RawImap;
 use support::scenario::{message, uids, Watched, PASSWORD, USER};
 
@@ -94,6 +96,38 @@ async fn a_server_that_drops_pipelined_commands_gets_them_one_at_a_time() {
     assert_eq!(proxy.dropped(), 0);
     pushed_one_by_one(&w, "Dropped").await;
     assert_eq!(proxy.dropped(), 1);
+    w.finish().await;
+}
+
+/// A device registered while the watcher's check for a new message is
+/// waiting for its answer gets that message: the check found it after the
+/// registration was answered. Then both devices get the next one, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_registered_during_a_check_gets_the_mail_it_finds() {
+    let dovecot = Dovecot::start();
+    let proxy = HoldFetchAnswer::start(dovecot.imap_port()).await;
+    let w = Watched::start_via(dovecot, proxy.port(), "headers", |_| {}).await;
+
+    proxy.arm();
+    let uid = w.append("Dave <dave@example.org>", "During registration");
+    proxy.wait_holding(WAIT).await;
+    let second = TestDevice::new(&w.receiver);
+    w.gateway()
+        .add_device(&w.token, second.subscription_json(), &["INBOX"], "headers")
+        .await;
+    proxy.release();
+
+    for device in [&w.device, &second] {
+        let push = device.next_push(WAIT).await.payload;
+        assert_eq!(uids(&push), vec![u64::from(uid)], "{push}");
+    }
+    w.wait_watching().await;
+    let next = w.append("Dave <dave@example.org>", "After registration");
+    for device in [&w.device, &second] {
+        let push = device.next_push(WAIT).await.payload;
+        assert_eq!(uids(&push), vec![u64::from(next)], "{push}");
+        device.expect_no_push(Duration::from_secs(2)).await;
+    }
     w.finish().await;
 }
 

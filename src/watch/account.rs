@@ -147,7 +147,7 @@ impl AccountActor {
                 .set_mailboxes(&self.account_id, mailboxes.clone());
         }
         let primary = tokio::select! {
-            session = Box::pin(Session::open(self.ctx.clone(), &account, devices.clone())) => session?,
+            session = Box::pin(Session::open(self.ctx.clone(), &account, devices.clone(), self.changes.clone())) => session?,
             _ = self.cancel.cancelled() => return Ok(None),
         };
         let (first, others) = plan_groups(
@@ -161,10 +161,11 @@ impl AccountActor {
             let ctx = self.ctx.clone();
             let account = account.clone();
             let devices = devices.clone();
+            let changes = self.changes.clone();
             let token = attempt.clone();
             let watching = Arc::new(AtomicBool::new(false));
             secondary.spawn(async move {
-                let session = Box::pin(Session::open(ctx, &account, devices)).await?;
+                let session = Box::pin(Session::open(ctx, &account, devices, changes)).await?;
                 Box::new(session).watch(group, token, watching).await
             });
         }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -104,6 +105,8 @@ pub(crate) struct Session {
     /// The account's devices when this attempt started; a change of them
     /// starts a new attempt with new sessions.
     devices: Arc<[DeviceWatch]>,
+    /// Says whether the devices changed since `devices` was read.
+    device_changes: watch::Receiver<u64>,
     /// The stored cursor of the selected mailbox, as this session last read
     /// or wrote it (only this session moves it), so a wake-up needs no read.
     selected_cursor: Option<Cursor>,
@@ -117,6 +120,7 @@ impl Session {
         ctx: Arc<WatchContext>,
         account: &AccountRecord,
         devices: Arc<[DeviceWatch]>,
+        device_changes: watch::Receiver<u64>,
     ) -> Result<Session, WatchError> {
         let upstream = Upstream {
             host: account.imap.host.clone(),
@@ -146,6 +150,7 @@ impl Session {
             host: upstream.host,
             client,
             devices,
+            device_changes,
             selected_cursor: None,
             arrivals: Arrivals::default(),
         })
@@ -426,6 +431,23 @@ impl Session {
         detected: Option<Instant>,
     ) -> Result<(), WatchError> {
         let ttl_ms = i64::from(self.ctx.config.push.ttl_secs) * 1000;
+        // A device registered (or removed) since this attempt read them is
+        // already stored, and its change is on its way to the actor: read
+        // them again, so mail found after a registration was answered
+        // reaches the new device. The attempt restarts soon after.
+        let current: Vec<DeviceWatch>;
+        let devices = if self.device_changes.has_changed().unwrap_or(true) {
+            current = self
+                .ctx
+                .store
+                .devices_of(&self.account_id)?
+                .into_iter()
+                .map(DeviceWatch::from)
+                .collect();
+            &current[..]
+        } else {
+            devices
+        };
         let device_ids: Vec<String> = devices
             .iter()
             .filter(|d| lists_mailbox(&d.mailboxes, mailbox))
