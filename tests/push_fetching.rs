@@ -2,8 +2,9 @@
 //! and a real Web Push receiver: a burst larger than `watch.fetch_limit`
 //! (searched, only the newest summarised), single messages after it (one
 //! pipelined fetch each), a server without IDLE (NOOP polling), a server
-//! that mishandles pipelined commands, and a device registered while a
-//! check is under way (the last two through proxies in front of Dovecot).
+//! that mishandles pipelined commands, and a device registered or the
+//! account deleted while a check is under way (the last three through
+//! proxies in front of Dovecot).
 
 mod support;
 
@@ -129,6 +130,37 @@ async fn a_device_registered_during_a_check_gets_the_mail_it_finds() {
         device.expect_no_push(Duration::from_secs(2)).await;
     }
     w.finish().await;
+}
+
+/// An account deleted while its watcher's check waits for an answer, longer
+/// than deletion waits for the watcher: the deletion goes ahead, nothing is
+/// pushed, and once the check has ended, what it wrote (the cursor it moved)
+/// is deleted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_deleted_during_a_check_leaves_no_record() {
+    use lemonade::store::{SledStore, Store};
+
+    let dovecot = Dovecot::start();
+    let proxy = HoldFetchAnswer::start(dovecot.imap_port()).await;
+    let mut w = Watched::start_via(dovecot, proxy.port(), "headers", |config| {
+        // Each command's limit: the held check outlasts the deletion's wait.
+        config.upstream.connect_timeout_secs = 60;
+    })
+    .await;
+    proxy.arm();
+    w.append("Erin <erin@example.org>", "During deletion");
+    proxy.wait_holding(WAIT).await;
+    let (status, body) = w.gateway().delete("/v1/accounts/me", Some(&w.token)).await;
+    assert_eq!(status, 204, "{body}");
+    proxy.release();
+    w.device.expect_no_push(Duration::from_secs(2)).await;
+    // Stopping waits for the gateway's tasks, the late deletion included.
+    w.stop_gateway().await;
+
+    let store = SledStore::open(&w.data_dir().join("db")).unwrap();
+    assert!(store.account(&w.account_id).unwrap().is_none());
+    assert!(store.devices_of(&w.account_id).unwrap().is_empty());
+    assert!(store.cursor(&w.account_id, "INBOX").unwrap().is_none());
 }
 
 /// Appends three messages one after another; each must be pushed alone,

@@ -88,7 +88,9 @@ pub trait Store: SendStore + Send + Sync + 'static {
     ) -> StoreResult<Option<String>>;
     /// The account a token hash belongs to.
     fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
-    /// Removes the account, its tokens, devices, cursors and queued pushes.
+    /// Removes the account, its tokens, devices, cursors and queued pushes;
+    /// false when there was no account record (devices and cursors left
+    /// under its id are removed all the same).
     fn delete_account(&self, id: &str) -> StoreResult<bool>;
 
     /// Stores a device; when it replaces an earlier registration, mailboxes

@@ -244,22 +244,24 @@ impl Store for SledStore {
     }
 
     fn delete_account(&self, id: &str) -> StoreResult<bool> {
-        let Some(account) = self.account(id)? else {
-            return Ok(false);
-        };
-        let login = login_key(
-            &account.imap.host,
-            account.imap.port,
-            &account.imap.username,
-        );
-        self.logins.remove(login)?;
-        self.accounts.remove(id)?;
-        for entry in self.tokens.iter() {
-            let (hash, owner) = entry?;
-            if owner.as_ref() == id.as_bytes() {
-                self.tokens.remove(hash)?;
+        let account = self.account(id)?;
+        if let Some(account) = &account {
+            let login = login_key(
+                &account.imap.host,
+                account.imap.port,
+                &account.imap.username,
+            );
+            self.logins.remove(login)?;
+            self.accounts.remove(id)?;
+            for entry in self.tokens.iter() {
+                let (hash, owner) = entry?;
+                if owner.as_ref() == id.as_bytes() {
+                    self.tokens.remove(hash)?;
+                }
             }
         }
+        // Also without the account record: what a watcher that stopped late
+        // wrote after the account was deleted goes the same way.
         for entry in self.account_devices.scan_prefix(prefix(id)) {
             let (key, _) = entry?;
             let device_id = String::from_utf8_lossy(&key[id.len() + 1..]).into_owned();
@@ -271,7 +273,7 @@ impl Store for SledStore {
             let (key, _) = entry?;
             self.cursors.remove(key)?;
         }
-        Ok(true)
+        Ok(account.is_some())
     }
 
     fn put_device(&self, device: &DeviceRecord) -> StoreResult<()> {

@@ -189,7 +189,17 @@ fn deleting_an_account_removes_everything_it_owns() {
     assert!(store.pending_pushes().unwrap().is_empty());
     assert_eq!(store.devices_of("a2").unwrap().len(), 1);
     assert!(store.account_for_token(&[8; 32]).unwrap().is_some());
+
+    // A watcher that stopped late wrote a cursor after the deletion: deleting
+    // again removes it, though the account record is gone.
+    let late = Cursor {
+        uidvalidity: 7,
+        uidnext: 3,
+        highestmodseq: None,
+    };
+    store.put_cursor("a1", "INBOX", &late).unwrap();
     assert!(!store.delete_account("a1").unwrap());
+    assert!(store.cursor("a1", "INBOX").unwrap().is_none());
 }
 
 #[test]

@@ -97,6 +97,11 @@ impl Watched {
         }
     }
 
+    /// The gateway's data directory (its store is under `db`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.config.data_dir
+    }
+
     /// The running gateway.
     pub fn gateway(&self) -> &Gateway {
         self.gateway.as_ref().expect("the gateway is stopped")
