@@ -133,13 +133,7 @@ impl AccountActor {
         self.changes.mark_unchanged();
         // Read once per attempt and shared by its sessions: every change of
         // the devices reconfigures the account, which starts a new attempt.
-        let devices: Arc<[DeviceWatch]> = self
-            .ctx
-            .store
-            .devices_of(&self.account_id)?
-            .into_iter()
-            .map(DeviceWatch::from)
-            .collect();
+        let devices = DeviceWatch::of_account(&self.ctx, &self.account_id)?;
         let mailboxes = Self::mailboxes(&devices);
         if !self.cancel.is_cancelled() {
             self.ctx

@@ -17,7 +17,7 @@ use super::{WatchError, INBOX};
 use crate::imap::{IdleEvent, ImapClient, ImapError, SummaryDetail};
 use crate::mail::MessageSummary;
 use crate::net::Upstream;
-use crate::store::{lists_mailbox, AccountRecord, Cursor, DeviceRecord, NewMail, PayloadTier};
+use crate::store::{lists_mailbox, AccountRecord, Cursor, NewMail, PayloadTier, StoreError};
 
 /// How long DONE and LOGOUT may take when stopping.
 const GRACE: Duration = Duration::from_secs(2);
@@ -43,13 +43,22 @@ pub(crate) struct DeviceWatch {
     pub mailboxes: Vec<String>,
 }
 
-impl From<DeviceRecord> for DeviceWatch {
-    fn from(device: DeviceRecord) -> Self {
-        DeviceWatch {
-            id: device.id,
-            payload: device.payload,
-            mailboxes: device.mailboxes,
-        }
+impl DeviceWatch {
+    /// What the watcher needs of each of the account's stored devices.
+    pub(crate) fn of_account(
+        ctx: &WatchContext,
+        account_id: &str,
+    ) -> Result<Arc<[DeviceWatch]>, StoreError> {
+        Ok(ctx
+            .store
+            .devices_of(account_id)?
+            .into_iter()
+            .map(|device| DeviceWatch {
+                id: device.id,
+                payload: device.payload,
+                mailboxes: device.mailboxes,
+            })
+            .collect())
     }
 }
 
@@ -435,15 +444,9 @@ impl Session {
         // already stored, and its change is on its way to the actor: read
         // them again, so mail found after a registration was answered
         // reaches the new device. The attempt restarts soon after.
-        let current: Vec<DeviceWatch>;
+        let current;
         let devices = if self.device_changes.has_changed().unwrap_or(true) {
-            current = self
-                .ctx
-                .store
-                .devices_of(&self.account_id)?
-                .into_iter()
-                .map(DeviceWatch::from)
-                .collect();
+            current = DeviceWatch::of_account(&self.ctx, &self.account_id)?;
             &current[..]
         } else {
             devices
