@@ -306,7 +306,8 @@ async fn tokens_and_devices_are_checked() {
     let (_, me) = gateway.get("/v1/accounts/me", Some(&alice)).await;
     assert_eq!(me["devices"], 0, "a refused device was stored: {me}");
 
-    // A device of one account cannot be deleted with another account's token.
+    // A device of one account cannot be deleted with another account's
+    // token, nor listed with it.
     gateway.stop().await;
     let gateway = Gateway::start(&dir).await;
     let device_id = gateway
@@ -322,10 +323,27 @@ async fn tokens_and_devices_are_checked() {
     assert_eq!(status, 404);
     let (_, me) = gateway.get("/v1/accounts/me", Some(&alice)).await;
     assert_eq!(me["devices"], 1);
+    // Each account lists its own devices, without their endpoints.
+    let (status, listed) = gateway.get("/v1/devices", Some(&alice)).await;
+    assert_eq!(status, 200, "{listed}");
+    let listed = listed["devices"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["device_id"], device_id.as_str());
+    assert_eq!(listed[0]["push_service"], receiver.origin().as_str());
+    assert_eq!(listed[0]["mailboxes"], json!(["INBOX"]));
+    assert_eq!(listed[0]["payload"], "preview");
+    assert!(listed[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(!listed[0].to_string().contains(device.path()));
+    let (status, listed) = gateway.get("/v1/devices", Some(&bob)).await;
+    assert_eq!((status, listed["devices"].clone()), (200, json!([])));
+    let (status, _) = gateway.get("/v1/devices", None).await;
+    assert_eq!(status, 401);
     let (status, _) = gateway
         .delete(&format!("/v1/devices/{device_id}"), Some(&alice))
         .await;
     assert_eq!(status, 204);
+    let (_, listed) = gateway.get("/v1/devices", Some(&alice)).await;
+    assert_eq!(listed["devices"], json!([]));
 
     // Deleting the account revokes its token.
     let (status, _) = gateway.delete("/v1/accounts/me", Some(&alice)).await;

@@ -1,4 +1,5 @@
-//! `/v1/devices`: registering a phone's Web Push subscription and removing it.
+//! `/v1/devices`: registering a phone's Web Push subscription, listing the
+//! account's devices, and removing one.
 
 use std::time::Duration;
 
@@ -198,6 +199,45 @@ async fn check_mailboxes_exist(
         )),
         None => Ok(()),
     }
+}
+
+/// `GET /v1/devices`: the account's devices, oldest first. The push service
+/// is named by its origin only: the endpoint itself lets anyone who holds
+/// it send to the device, and the client that registered it has it anyway.
+pub async fn list(
+    State(state): State<AppState>,
+    AccountId(account_id): AccountId,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut devices = state.store.devices_of(&account_id)?;
+    devices.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let devices: Vec<_> = devices
+        .iter()
+        .map(|d| {
+            json!({
+                "device_id": d.id,
+                "push_service": push_service(&d.subscription.endpoint),
+                "mailboxes": d.mailboxes,
+                "payload": d.payload,
+                "created_at": rfc3339(d.created_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "devices": devices })))
+}
+
+/// The origin (scheme, host, port) of a push endpoint.
+fn push_service(endpoint: &str) -> Option<String> {
+    url::Url::parse(endpoint)
+        .ok()
+        .map(|url| url.origin().ascii_serialization())
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+fn rfc3339(unix_secs: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(unix_secs)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// `DELETE /v1/devices/{device_id}`

@@ -75,7 +75,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/accounts/me",
             get(accounts::me).delete(accounts::delete),
         )
-        .route("/v1/devices", post(devices::create))
+        .route("/v1/devices", get(devices::list).post(devices::create))
         .route("/v1/devices/{device_id}", delete(devices::delete))
         .route("/v1/push/vapid", get(vapid))
         .route("/v1/mailboxes", get(mail::mailboxes))

@@ -245,6 +245,15 @@ pub const ROUTES: &[Route] = &[
         auth: true,
     },
     Route {
+        method: "get",
+        path: "/v1/devices",
+        summary: "The account's devices (JSON)",
+        request: None,
+        response: None,
+        params: &[],
+        auth: true,
+    },
+    Route {
         method: "post",
         path: "/v1/devices",
         summary: "Register a Web Push device (JSON)",
