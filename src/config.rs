@@ -117,6 +117,9 @@ pub struct PushConfig {
     pub request_timeout_secs: u64,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Devices one account may register: each gets every push, so this
+    /// bounds what one account's mail makes the gateway send.
+    pub max_devices_per_account: usize,
 }
 
 /// Connections to upstream IMAP and SMTP servers.
@@ -228,6 +231,7 @@ impl Default for PushConfig {
             urgency: Urgency::Normal,
             request_timeout_secs: 15,
             concurrency: 64,
+            max_devices_per_account: 20,
         }
     }
 }
@@ -333,6 +337,9 @@ impl Config {
         }
         if self.push.concurrency == 0 {
             return invalid("push.concurrency", "must be at least 1");
+        }
+        if self.push.max_devices_per_account == 0 {
+            return invalid("push.max_devices_per_account", "must be at least 1");
         }
         if self.send.max_upload_bytes == 0
             || self.send.upload_quota_bytes < self.send.max_upload_bytes

@@ -71,6 +71,12 @@ fn bad_input_is_named() {
     assert!(err.to_string().contains("urgency"), "{err}");
     let err = Config::load(None, env(&[("LEMONADE_WATCH_IDLE_REFRESH_SECS", "3600")])).unwrap_err();
     assert!(err.to_string().contains("RFC 2177"), "{err}");
+    let err =
+        Config::load(None, env(&[("LEMONADE_PUSH_MAX_DEVICES_PER_ACCOUNT", "0")])).unwrap_err();
+    assert!(
+        err.to_string().contains("push.max_devices_per_account"),
+        "{err}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

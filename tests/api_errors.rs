@@ -309,9 +309,11 @@ async fn tokens_and_devices_are_checked() {
     // A device of one account cannot be deleted with another account's
     // token, nor listed with it.
     gateway.stop().await;
-    let gateway = Gateway::start(&dir).await;
+    let mut config = test_config(&dir);
+    config.push.max_devices_per_account = 2;
+    let gateway = Gateway::start_with(config).await;
     let device_id = gateway
-        .add_device(&alice, good, &["INBOX"], "preview")
+        .add_device(&alice, good.clone(), &["INBOX"], "preview")
         .await;
     let (status, body) = gateway
         .delete(&format!("/v1/devices/{device_id}"), Some(&bob))
@@ -344,6 +346,35 @@ async fn tokens_and_devices_are_checked() {
     assert_eq!(status, 204);
     let (_, listed) = gateway.get("/v1/devices", Some(&alice)).await;
     assert_eq!(listed["devices"], json!([]));
+
+    // At most `push.max_devices_per_account` devices; registering one of
+    // them again replaces it and is not refused.
+    let first = gateway
+        .add_device(&alice, good.clone(), &["INBOX"], "preview")
+        .await;
+    let second = TestDevice::new(&receiver);
+    gateway
+        .add_device(&alice, second.subscription_json(), &["INBOX"], "count")
+        .await;
+    let third = TestDevice::new(&receiver);
+    let (status, body) = gateway
+        .post(
+            "/v1/devices",
+            Some(&alice),
+            &register(third.subscription_json()),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "too_many_devices"),
+        "{body}"
+    );
+    let again = gateway
+        .add_device(&alice, good, &["INBOX"], "headers")
+        .await;
+    assert_eq!(again, first);
+    let (_, listed) = gateway.get("/v1/devices", Some(&alice)).await;
+    assert_eq!(listed["devices"].as_array().unwrap().len(), 2, "{listed}");
 
     // Deleting the account revokes its token.
     let (status, _) = gateway.delete("/v1/accounts/me", Some(&alice)).await;

@@ -105,19 +105,20 @@ pub async fn create(
     };
     validate_keys(&p256dh, &auth).map_err(|e| ApiError::invalid("invalid_keys", e.to_string()))?;
     let mailboxes = validate_mailboxes(input.mailboxes)?;
+    // The same subscription registered again replaces the old registration.
+    let devices = state.store.devices_of(&account_id)?;
+    let previous = devices.iter().find(|d| d.subscription.endpoint == endpoint);
+    let most = state.config.push.max_devices_per_account;
+    if previous.is_none() && devices.len() >= most {
+        return Err(ApiError::invalid(
+            "too_many_devices",
+            format!("this account already has {most} devices, the most allowed; delete one first"),
+        ));
+    }
     check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
 
-    // The same subscription registered again replaces the old registration.
-    let previous = state
-        .store
-        .devices_of(&account_id)?
-        .into_iter()
-        .find(|d| d.subscription.endpoint == endpoint);
     let device = DeviceRecord {
-        id: previous
-            .as_ref()
-            .map(|d| d.id.clone())
-            .unwrap_or_else(new_id),
+        id: previous.map(|d| d.id.clone()).unwrap_or_else(new_id),
         account_id: account_id.clone(),
         subscription: PushSubscription {
             endpoint,
