@@ -120,6 +120,9 @@ pub struct PushConfig {
     /// Devices one account may register: each gets every push, so this
     /// bounds what one account's mail makes the gateway send.
     pub max_devices_per_account: usize,
+    /// A PEM file of extra CA certificates to trust for push services
+    /// (a self-hosted push server with a private CA).
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 /// Connections to upstream IMAP and SMTP servers.
@@ -232,6 +235,7 @@ impl Default for PushConfig {
             request_timeout_secs: 15,
             concurrency: 64,
             max_devices_per_account: 20,
+            extra_ca_file: None,
         }
     }
 }
@@ -267,7 +271,7 @@ impl Default for WatchConfig {
 }
 
 /// Keys that have no value by default, so do not appear in the serialized defaults.
-const OPTIONAL_KEYS: &[&str] = &["upstream.extra_ca_file"];
+const OPTIONAL_KEYS: &[&str] = &["upstream.extra_ca_file", "push.extra_ca_file"];
 
 /// Environment variables that are not configuration keys but are ours.
 const OTHER_ENV: &[&str] = &["LEMONADE_CONFIG"];
@@ -397,9 +401,12 @@ impl Config {
         if self.upstream.connect_timeout_secs == 0 || self.api.request_timeout_secs == 0 {
             return invalid("upstream.connect_timeout_secs", "timeouts must be positive");
         }
-        if let Some(path) = &self.upstream.extra_ca_file {
-            if !path.is_file() {
-                return invalid("upstream.extra_ca_file", "is not a readable file");
+        for (key, file) in [
+            ("upstream.extra_ca_file", &self.upstream.extra_ca_file),
+            ("push.extra_ca_file", &self.push.extra_ca_file),
+        ] {
+            if file.as_ref().is_some_and(|path| !path.is_file()) {
+                return invalid(key, "is not a readable file");
             }
         }
         Ok(())

@@ -77,6 +77,12 @@ fn bad_input_is_named() {
         err.to_string().contains("push.max_devices_per_account"),
         "{err}"
     );
+    let err = Config::load(
+        None,
+        env(&[("LEMONADE_PUSH_EXTRA_CA_FILE", "/no/such/ca.pem")]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("push.extra_ca_file"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

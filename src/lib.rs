@@ -113,6 +113,7 @@ pub async fn run(
             allow_private_endpoints: config.push.allow_private_endpoints,
             request_timeout: Duration::from_secs(config.push.request_timeout_secs),
             connect_timeout: Duration::from_secs(config.upstream.connect_timeout_secs),
+            extra_ca_file: config.push.extra_ca_file.clone(),
         },
         signer,
     )?);

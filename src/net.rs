@@ -102,6 +102,30 @@ impl NetError {
     }
 }
 
+/// The webpki roots plus every certificate in `extra_ca_file` (PEM).
+pub fn trusted_roots(extra_ca_file: Option<&Path>) -> Result<rustls::RootCertStore, NetError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let Some(path) = extra_ca_file else {
+        return Ok(roots);
+    };
+    let ca_error = |reason: String| NetError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    let mut added = 0;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| ca_error(e.to_string()))?;
+        roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(ca_error("no certificate found".into()));
+    }
+    Ok(roots)
+}
+
 /// How upstream connections are made, built once and shared by every
 /// connection: the TLS client configuration, and whether only public
 /// addresses may be dialled.
@@ -122,24 +146,7 @@ impl TlsConnector {
     /// (PEM), e.g. a private CA or a test server's self-signed certificate.
     /// Certificates are always verified; there is no switch to turn that off.
     pub fn new(extra_ca_file: Option<&Path>) -> Result<Self, NetError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = extra_ca_file {
-            let ca_error = |reason: String| NetError::CaFile {
-                path: path.to_owned(),
-                reason,
-            };
-            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-            let mut added = 0;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| ca_error(e.to_string()))?;
-                roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(ca_error("no certificate found".into()));
-            }
-        }
+        let roots = trusted_roots(extra_ca_file)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

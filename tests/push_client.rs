@@ -1,17 +1,22 @@
 //! Sending pushes through `PushClient` to a real test push service: the body
-//! decrypts with an independent implementation, the VAPID JWT verifies, and
-//! each push-service answer becomes the right outcome.
+//! decrypts with an independent implementation, the VAPID JWT verifies, each
+//! push-service answer becomes the right outcome, and over HTTPS the push
+//! goes by HTTP/2 or HTTP/1.1, whichever the service offers.
 
 mod support;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use axum::http::Version;
 
 use lemonade::notify::{
     topic_for, PushClient, PushClientConfig, PushOutcome, Urgency, VapidKey, VapidSigner,
     MAX_PLAINTEXT,
 };
 use lemonade::store::PushSubscription;
+use support::certs::make_certificates;
 use support::push::*;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -23,6 +28,14 @@ struct Setup {
 }
 
 async fn setup(allow_private_endpoints: bool) -> Setup {
+    setup_with(PushReceiver::start().await, allow_private_endpoints, None)
+}
+
+fn setup_with(
+    receiver: PushReceiver,
+    allow_private_endpoints: bool,
+    extra_ca_file: Option<PathBuf>,
+) -> Setup {
     let key_dir = tempfile::tempdir().unwrap();
     let key = VapidKey::load_or_generate(&key_dir.path().join("vapid.pem")).unwrap();
     let signer = Arc::new(VapidSigner::new(key, "mailto:ops@example.org").unwrap());
@@ -30,12 +43,61 @@ async fn setup(allow_private_endpoints: bool) -> Setup {
         allow_private_endpoints,
         request_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(1),
+        extra_ca_file,
     };
     Setup {
-        receiver: PushReceiver::start().await,
+        receiver,
         client: PushClient::new(config, signer).unwrap(),
         _key_dir: key_dir,
     }
+}
+
+/// A push to an HTTPS push service offering `alpn`, trusted through
+/// `push.extra_ca_file`: delivered, decrypted and verified, and the HTTP
+/// version it went by.
+async fn push_over_https(alpn: &[&[u8]]) -> Version {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path(), "Push test CA");
+    let receiver = PushReceiver::start_tls(certs.path(), alpn).await;
+    let s = setup_with(receiver, true, Some(certs.path().join("ca.pem")));
+    let device = TestDevice::new(&s.receiver);
+    assert!(device.endpoint().starts_with("https://127.0.0.1:"));
+
+    let outcome = send(&s.client, &device.subscription(), b"over TLS").await;
+    assert_eq!(outcome, PushOutcome::Delivered);
+    let push = device.next_push(WAIT).await;
+    assert_eq!(push.plaintext, b"over TLS");
+    assert_eq!(push.vapid_claims["aud"], s.receiver.origin());
+    push.request.version
+}
+
+#[tokio::test]
+async fn over_https_a_push_goes_by_http2_when_offered() {
+    assert_eq!(
+        push_over_https(&[b"h2", b"http/1.1"]).await,
+        Version::HTTP_2
+    );
+}
+
+#[tokio::test]
+async fn over_https_a_push_goes_by_http1_when_only_that_is_offered() {
+    assert_eq!(push_over_https(&[b"http/1.1"]).await, Version::HTTP_11);
+}
+
+/// A certificate the gateway does not trust: nothing is sent, and the push
+/// is tried again later (the service may fix its certificate).
+#[tokio::test]
+async fn a_push_service_with_an_untrusted_certificate_gets_nothing() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path(), "Untrusted CA");
+    let receiver = PushReceiver::start_tls(certs.path(), &[b"h2", b"http/1.1"]).await;
+    let s = setup_with(receiver, true, None);
+    let device = TestDevice::new(&s.receiver);
+    assert_eq!(
+        send(&s.client, &device.subscription(), b"x").await,
+        PushOutcome::Retry { after: None }
+    );
+    assert!(s.receiver.all_requests().is_empty());
 }
 
 async fn send(

@@ -7,6 +7,7 @@
 //! tells the delivery queue what to do next. Redirects are never followed and
 //! proxies are never used, so a request goes only where the guard allowed.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +22,7 @@ use super::ece::{self, EceError};
 use super::endpoint::{check_endpoint, BlockedAddress, PublicOnlyResolver};
 use super::vapid::VapidSigner;
 use crate::error::ErrorClass;
+use crate::net::{trusted_roots, NetError};
 use crate::store::PushSubscription;
 
 /// The longest `Topic` header value RFC 8030 §5.4 allows.
@@ -84,6 +86,8 @@ pub struct PushClientConfig {
     pub request_timeout: Duration,
     /// Limit on establishing the connection (TCP and TLS).
     pub connect_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted besides the web PKI roots.
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for PushClientConfig {
@@ -92,6 +96,7 @@ impl Default for PushClientConfig {
             allow_private_endpoints: false,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            extra_ca_file: None,
         }
     }
 }
@@ -102,6 +107,8 @@ impl Default for PushClientConfig {
 pub enum PushClientError {
     #[error("TLS configuration failed: {0}")]
     Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    CaFile(#[from] NetError),
     #[error("HTTP client could not be built: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -123,13 +130,13 @@ pub struct PushClient {
 
 impl PushClient {
     /// A client with its own rustls configuration (ring provider, webpki
-    /// roots), so no process-wide crypto provider needs installing.
+    /// roots and `extra_ca_file`), so no process-wide crypto provider needs
+    /// installing. It offers HTTP/2 and HTTP/1.1 by ALPN.
     pub fn new(
         config: PushClientConfig,
         signer: Arc<VapidSigner>,
     ) -> Result<Self, PushClientError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let roots = trusted_roots(config.extra_ca_file.as_deref())?;
         let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

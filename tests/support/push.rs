@@ -1,7 +1,8 @@
 //! A real Web Push service for integration tests, and devices subscribed to it.
 //!
 //! [`PushReceiver::start`] serves HTTP on `127.0.0.1:0` and records every
-//! request. Each endpoint path answers from a programmable sequence
+//! request; [`PushReceiver::start_tls`] serves HTTPS, HTTP/2 or HTTP/1.1 by
+//! ALPN, as real push services do. Each endpoint path answers from a programmable sequence
 //! ([`PushReceiver::respond_with`]), `201 Created` once the sequence is used up.
 //! [`TestDevice`] holds a P-256 key pair and auth secret made with the `ece`
 //! crate (independent of the gateway's ring code), hands out its subscription
@@ -24,15 +25,19 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use lemonade::store::PushSubscription;
 use p256::ecdsa::signature::Verifier;
 use serde_json::{json, Value};
@@ -70,6 +75,7 @@ impl From<u16> for Answer {
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     pub method: Method,
+    pub version: Version,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
@@ -111,6 +117,8 @@ impl ReceiverState {
 
 /// The test push service. Stops when dropped.
 pub struct PushReceiver {
+    /// `http` or `https`.
+    scheme: &'static str,
     addr: SocketAddr,
     state: Arc<ReceiverState>,
     server: tokio::task::JoinHandle<()>,
@@ -123,32 +131,71 @@ impl Drop for PushReceiver {
 }
 
 impl PushReceiver {
-    /// Starts serving on `127.0.0.1` at a free port.
+    /// Starts serving HTTP/1.1 on `127.0.0.1` at a free port.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the push receiver");
-        let addr = listener.local_addr().expect("receiver address");
-        let state = Arc::new(ReceiverState {
-            recorded: Mutex::new(Recorded::default()),
-            arrivals: watch::channel(0).0,
-        });
-        let router = axum::Router::new()
-            .fallback(receive)
-            .with_state(state.clone());
+        let (listener, addr) = bind().await;
+        let (state, router) = recorder();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
         Self {
+            scheme: "http",
             addr,
             state,
             server,
         }
     }
 
-    /// `http://127.0.0.1:PORT`, the audience a VAPID JWT must name.
+    /// Starts serving HTTPS on `127.0.0.1` at a free port, with the server
+    /// certificate `make_certificates` wrote into `certs`, offering the
+    /// `alpn` protocols (`h2`, `http/1.1`) and speaking the one agreed.
+    pub async fn start_tls(certs: &Path, alpn: &[&[u8]]) -> Self {
+        let chain = std::fs::read(certs.join("server.pem")).expect("read server.pem");
+        let chain = rustls_pemfile::certs(&mut chain.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("parse server.pem");
+        let key = std::fs::read(certs.join("server.key")).expect("read server.key");
+        let key = rustls_pemfile::private_key(&mut key.as_slice())
+            .expect("parse server.key")
+            .expect("a key in server.key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server certificate");
+        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        let (listener, addr) = bind().await;
+        let (state, router) = recorder();
+        let service = TowerToHyperService::new(router);
+        let server = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            scheme: "https",
+            addr,
+            state,
+            server,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (or `https://`), the audience a VAPID JWT must name.
     pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The full URL of `path` (which starts with `/`).
@@ -198,9 +245,30 @@ impl PushReceiver {
     }
 }
 
+async fn bind() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the push receiver");
+    let addr = listener.local_addr().expect("receiver address");
+    (listener, addr)
+}
+
+/// The state every request is recorded in, and the router that records them.
+fn recorder() -> (Arc<ReceiverState>, axum::Router) {
+    let state = Arc::new(ReceiverState {
+        recorded: Mutex::new(Recorded::default()),
+        arrivals: watch::channel(0).0,
+    });
+    let router = axum::Router::new()
+        .fallback(receive)
+        .with_state(state.clone());
+    (state, router)
+}
+
 async fn receive(
     State(state): State<Arc<ReceiverState>>,
     method: Method,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -215,6 +283,7 @@ async fn receive(
             .unwrap_or(Answer::status(201));
         recorded.requests.push(RecordedRequest {
             method,
+            version,
             path,
             headers,
             body: body.to_vec(),
