@@ -376,6 +376,40 @@ async fn tokens_and_devices_are_checked() {
     let (_, listed) = gateway.get("/v1/devices", Some(&alice)).await;
     assert_eq!(listed["devices"].as_array().unwrap().len(), 2, "{listed}");
 
+    // Tokens are revoked all but the caller's (after a phone was lost), or
+    // one by one; the account and its devices stay.
+    let (_, second_token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    let (_, third_token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    let (status, body) = gateway.delete("/v1/tokens", Some(&third_token)).await;
+    assert_eq!((status, body["revoked"].clone()), (200, json!(2)), "{body}");
+    for revoked in [&alice, &second_token] {
+        let (status, _) = gateway.get("/v1/accounts/me", Some(revoked)).await;
+        assert_eq!(status, 401);
+    }
+    let (status, me) = gateway.get("/v1/accounts/me", Some(&third_token)).await;
+    assert_eq!((status, me["devices"].clone()), (200, json!(2)), "{me}");
+    let (status, _) = gateway.get("/v1/accounts/me", Some(&bob)).await;
+    assert_eq!(status, 200);
+    let (status, _) = gateway
+        .delete("/v1/tokens/current", Some(&third_token))
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = gateway.get("/v1/accounts/me", Some(&third_token)).await;
+    assert_eq!(status, 401);
+    let (status, _) = gateway
+        .delete("/v1/tokens/current", Some(&third_token))
+        .await;
+    assert_eq!(status, 401);
+    let (_, alice) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    let (_, me) = gateway.get("/v1/accounts/me", Some(&alice)).await;
+    assert_eq!(me["devices"], 2, "{me}");
+
     // Deleting the account revokes its token.
     let (status, _) = gateway.delete("/v1/accounts/me", Some(&alice)).await;
     assert_eq!(status, 204);

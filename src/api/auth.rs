@@ -1,8 +1,13 @@
-//! Bearer tokens: issued once at registration, stored only as SHA-256 hashes.
+//! Bearer tokens: issued once at registration, stored only as SHA-256
+//! hashes, and revoked one by one (`DELETE /v1/tokens/current`) or all but
+//! the caller's (`DELETE /v1/tokens`), e.g. after a phone was lost.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
 use rand::RngCore;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
@@ -42,6 +47,22 @@ impl FromRequestParts<AppState> for AccountId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Bearer::from_request_parts(parts, state)
+            .await
+            .map(|bearer| AccountId(bearer.account_id))
+    }
+}
+
+/// A request's valid bearer token: its hash and its account.
+pub struct Bearer {
+    pub account_id: String,
+    pub token_hash: [u8; 32],
+}
+
+impl FromRequestParts<AppState> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -51,10 +72,38 @@ impl FromRequestParts<AppState> for AccountId {
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(ApiError::unauthorized());
         }
-        let account = state
+        let token_hash = hash_token(token.trim());
+        let account_id = state
             .store
-            .account_for_token(&hash_token(token.trim()))?
+            .account_for_token(&token_hash)?
             .ok_or_else(ApiError::unauthorized)?;
-        Ok(AccountId(account))
+        Ok(Bearer {
+            account_id,
+            token_hash,
+        })
     }
+}
+
+/// `DELETE /v1/tokens/current`: the caller's token stops working.
+pub async fn revoke_current(
+    State(state): State<AppState>,
+    bearer: Bearer,
+) -> Result<StatusCode, ApiError> {
+    state.store.revoke_token(&bearer.token_hash)?;
+    state.store.flush().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/tokens`: every other token of the account stops working
+/// (sign out everywhere else); the caller's stays.
+pub async fn revoke_others(
+    State(state): State<AppState>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    let revoked = state
+        .store
+        .revoke_tokens(&bearer.account_id, Some(&bearer.token_hash))?;
+    state.store.flush().await?;
+    tracing::info!(account = %bearer.account_id, revoked, "other tokens revoked");
+    Ok(Json(json!({ "revoked": revoked })))
 }

@@ -77,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/devices", get(devices::list).post(devices::create))
         .route("/v1/devices/{device_id}", delete(devices::delete))
+        .route("/v1/tokens", delete(auth::revoke_others))
+        .route("/v1/tokens/current", delete(auth::revoke_current))
         .route("/v1/push/vapid", get(vapid))
         .route("/v1/mailboxes", get(mail::mailboxes))
         .route("/v1/mailboxes/{mailbox}/messages", get(mail::messages))

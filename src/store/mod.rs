@@ -88,6 +88,11 @@ pub trait Store: SendStore + Send + Sync + 'static {
     ) -> StoreResult<Option<String>>;
     /// The account a token hash belongs to.
     fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
+    /// Revokes the account's tokens, all but `keep` when given; returns how
+    /// many were revoked.
+    fn revoke_tokens(&self, account_id: &str, keep: Option<&[u8; 32]>) -> StoreResult<usize>;
+    /// Revokes one token; false when it was not there.
+    fn revoke_token(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;
     /// Removes the account, its tokens, devices, cursors and queued pushes;
     /// false when there was no account record (devices and cursors left
     /// under its id are removed all the same).

@@ -243,6 +243,22 @@ impl Store for SledStore {
             .transpose()
     }
 
+    fn revoke_tokens(&self, account_id: &str, keep: Option<&[u8; 32]>) -> StoreResult<usize> {
+        let mut revoked = 0;
+        for entry in self.tokens.iter() {
+            let (hash, owner) = entry?;
+            if owner.as_ref() == account_id.as_bytes() && keep.is_none_or(|k| hash != k[..]) {
+                self.tokens.remove(hash)?;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    fn revoke_token(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
+        Ok(self.tokens.remove(token_hash)?.is_some())
+    }
+
     fn delete_account(&self, id: &str) -> StoreResult<bool> {
         let account = self.account(id)?;
         if let Some(account) = &account {
@@ -253,12 +269,7 @@ impl Store for SledStore {
             );
             self.logins.remove(login)?;
             self.accounts.remove(id)?;
-            for entry in self.tokens.iter() {
-                let (hash, owner) = entry?;
-                if owner.as_ref() == id.as_bytes() {
-                    self.tokens.remove(hash)?;
-                }
-            }
+            self.revoke_tokens(id, None)?;
         }
         // Also without the account record: what a watcher that stopped late
         // wrote after the account was deleted goes the same way.
