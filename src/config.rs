@@ -162,6 +162,10 @@ pub struct WatchConfig {
     /// counted. Up to this many new messages are fetched in one command
     /// after an IDLE wake-up; more are searched first.
     pub fetch_limit: usize,
+    /// A host where a pipelined exchange failed gets one command at a time;
+    /// after this many seconds one connection tries pipelining again (the
+    /// wait doubles after each failed try, up to a day).
+    pub pipelining_retry_secs: u64,
 }
 
 /// Sending mail and uploads.
@@ -266,6 +270,7 @@ impl Default for WatchConfig {
             connections_per_account: 3,
             poll_secs: 120,
             fetch_limit: 20,
+            pipelining_retry_secs: 3600,
         }
     }
 }
@@ -385,6 +390,9 @@ impl Config {
                 "watch.fetch_limit",
                 "fetch_limit and poll_secs must be positive",
             );
+        }
+        if self.watch.pipelining_retry_secs == 0 {
+            return invalid("watch.pipelining_retry_secs", "must be at least 1");
         }
         if self.read.sessions_per_account == 0
             || self.read.idle_secs == 0

@@ -43,7 +43,7 @@ use crate::metrics::Metrics;
 use crate::net::TlsConnector;
 use crate::notify::{DeliveryQueue, PushClient, PushClientConfig, VapidKey, VapidSigner};
 use crate::store::{Sealer, SledStore, Store};
-use crate::watch::{HostLimiter, HostSet, Supervisor, WatchContext, WatchStates};
+use crate::watch::{HostLimiter, PipeliningHosts, Supervisor, WatchContext, WatchStates};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +141,7 @@ pub async fn run(
         states: states.clone(),
         metrics: metrics.clone(),
         limiter: HostLimiter::new(config.upstream.max_connects_per_host),
-        without_pipelining: HostSet::default(),
+        pipelining: PipeliningHosts::new(Duration::from_secs(config.watch.pipelining_retry_secs)),
     });
     let supervisor = Supervisor::new(ctx, shutdown.child_token(), tracker.clone());
     let accounts = supervisor.start_all()?;

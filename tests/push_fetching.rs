@@ -100,6 +100,37 @@ async fn a_server_that_drops_pipelined_commands_gets_them_one_at_a_time() {
     w.finish().await;
 }
 
+/// Once such a server handles pipelining again, the host gets it back: after
+/// `watch.pipelining_retry_secs` one connection tries pipelining, and its
+/// check works, so the host is cleared and later checks pipeline too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_handles_pipelining_again_gets_it_back() {
+    let dovecot = Dovecot::start();
+    let proxy = DropAfterDone::start(dovecot.imap_port()).await;
+    let w = Watched::start_via(dovecot, proxy.port(), "headers", |config| {
+        config.upstream.connect_timeout_secs = 2;
+        config.watch.pipelining_retry_secs = 1;
+    })
+    .await;
+    let uid = w.append("Carol <carol@example.org>", "Dropped once");
+    let push = w.device.next_push(WAIT).await.payload;
+    assert_eq!(uids(&push), vec![u64::from(uid)]);
+    assert_eq!(proxy.dropped(), 1);
+
+    proxy.fix();
+    // Past the retry wait (a test pause, not a measurement).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for n in 1..=2 {
+        let uid = w.append("Carol <carol@example.org>", &format!("Pipelined {n}"));
+        let push = w.device.next_push(WAIT).await.payload;
+        assert_eq!(uids(&push), vec![u64::from(uid)], "{push}");
+    }
+    w.device.expect_no_push(Duration::from_secs(2)).await;
+    assert_eq!(proxy.dropped(), 1);
+    assert!(proxy.passed_pipelined() >= 1);
+    w.finish().await;
+}
+
 /// A device registered while the watcher's check for a new message is
 /// waiting for its answer gets that message: the check found it after the
 /// registration was answered. Then both devices get the next one, once.

@@ -320,7 +320,7 @@ async fn without_pipelining_done_the_command_and_idle_go_one_at_a_time() {
     ])
     .await;
     let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
-    client.disable_pipelining();
+    client.set_pipelining(false);
     client.idle_start().await.unwrap();
     assert_eq!(client.idle_next().await.unwrap(), IdleEvent::Exists(4));
     let new = client

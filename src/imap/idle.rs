@@ -79,10 +79,19 @@ impl ImapClient {
         }
     }
 
-    /// Sends DONE, commands and IDLE each on their own from now on, waiting
-    /// for every answer, for a server that mishandles pipelining.
-    pub fn disable_pipelining(&mut self) {
-        self.pipelining = false;
+    /// With `false`, sends DONE, commands and IDLE each on their own from now
+    /// on, waiting for every answer, for a server that mishandles
+    /// pipelining; with `true` (the default), pipelines them again.
+    pub fn set_pipelining(&mut self, on: bool) {
+        self.pipelining = on;
+        if on {
+            self.pipelining_failed = false;
+        }
+    }
+
+    /// Whether DONE, commands and IDLE are pipelined.
+    pub fn pipelines(&self) -> bool {
+        self.pipelining
     }
 
     /// Whether an exchange that pipelined DONE or IDLE with a command failed

@@ -12,13 +12,15 @@
 
 mod account;
 mod cursor;
+mod pipelining;
 mod session;
 mod status;
 mod supervisor;
 
 pub use cursor::{catch_up, found, CatchUp, Found};
+pub use pipelining::{PipeliningHosts, Verdict};
 pub use status::{WatchState, WatchStates, WatchStatus};
-pub use supervisor::{HostLimiter, HostSet, Supervisor, WatchContext};
+pub use supervisor::{HostLimiter, Supervisor, WatchContext};
 
 use crate::error::ErrorClass;
 use crate::imap::ImapError;

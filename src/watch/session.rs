@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::cursor::{catch_up, found, Arrivals, CatchUp, Found};
+use super::pipelining::Verdict;
 use super::status::WatchState;
 use super::supervisor::WatchContext;
 use super::{WatchError, INBOX};
@@ -121,6 +122,24 @@ pub(crate) struct Session {
     selected_cursor: Option<Cursor>,
     /// Counts the selected mailbox's messages between checks.
     arrivals: Arrivals,
+    /// Set while this connection tries pipelining again on a marked host.
+    probe: Option<Box<Probe>>,
+}
+
+/// A connection's try of pipelining on a marked host. Dropped before its
+/// check reported (the connection ended first), it lets another connection try.
+struct Probe {
+    ctx: Arc<WatchContext>,
+    host: String,
+    reported: bool,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.ctx.pipelining.probe_ended(&self.host);
+        }
+    }
 }
 
 impl Session {
@@ -139,9 +158,6 @@ impl Session {
         let timeout = Duration::from_secs(ctx.config.upstream.connect_timeout_secs);
         let permit = ctx.limiter.acquire(&upstream.host).await;
         let mut client = ImapClient::connect(&upstream, &ctx.tls, timeout).await?;
-        if ctx.without_pipelining.contains(&upstream.host) {
-            client.disable_pipelining();
-        }
         let password = ctx
             .sealer
             .open(&account.id, &account.imap.password_sealed)?;
@@ -162,6 +178,7 @@ impl Session {
             device_changes,
             selected_cursor: None,
             arrivals: Arrivals::default(),
+            probe: None,
         })
     }
 
@@ -265,11 +282,10 @@ impl Session {
             if let Some(detected) = work.selected {
                 // Nothing else to do after this check: IDLE can go out behind it.
                 let then_idle = has_idle && work.others.is_empty() && !work.timer;
+                self.follow_pipelining_verdict();
                 let checked =
                     Box::pin(self.check_selected(&group.idle, Some(detected), then_idle)).await;
-                if checked.is_err() && self.client.pipelining_failed() {
-                    self.stop_pipelining();
-                }
+                self.report_pipelining(checked.is_ok());
                 checked?;
             }
             for mailbox in &work.others {
@@ -284,12 +300,44 @@ impl Session {
         }
     }
 
-    /// The check pipelined behind DONE (and before IDLE) failed as it would
-    /// with a server that mishandles pipelining: this host's connections,
-    /// starting with the reconnect that follows, send one thing at a time.
-    fn stop_pipelining(&self) {
-        if self.ctx.without_pipelining.insert(&self.host) {
-            tracing::warn!(host = %self.host, "a pipelined command failed; this host's connections now send DONE, commands and IDLE one at a time");
+    /// Before a check, which pipelines DONE, the command and IDLE: a
+    /// connection to a host marked in [`PipeliningHosts`] sends one at a
+    /// time, unless it is the one trying the host again.
+    ///
+    /// [`PipeliningHosts`]: super::PipeliningHosts
+    fn follow_pipelining_verdict(&mut self) {
+        if self.probe.is_some() {
+            return;
+        }
+        let verdict = self.ctx.pipelining.verdict(&self.host);
+        if verdict == Verdict::Probe {
+            self.probe = Some(Box::new(Probe {
+                ctx: self.ctx.clone(),
+                host: self.host.clone(),
+                reported: false,
+            }));
+        }
+        self.client.set_pipelining(verdict != Verdict::OneAtATime);
+    }
+
+    /// What a check says about pipelining on this host: failing as it would
+    /// with a server that mishandles pipelining marks the host (its
+    /// connections then send one thing at a time, this one from its
+    /// reconnect on); the trying connection's success clears the mark.
+    fn report_pipelining(&mut self, ok: bool) {
+        if !ok && self.client.pipelining_failed() {
+            if let Some(mut probe) = self.probe.take() {
+                probe.reported = true;
+            }
+            if self.ctx.pipelining.failed(&self.host) {
+                tracing::warn!(host = %self.host, "a pipelined command failed; this host's connections now send DONE, commands and IDLE one at a time");
+            }
+        } else if ok {
+            if let Some(mut probe) = self.probe.take() {
+                probe.reported = true;
+                self.ctx.pipelining.probe_worked(&self.host);
+                tracing::info!(host = %self.host, "pipelined commands work again on this host");
+            }
         }
     }
 

@@ -1,8 +1,7 @@
-//! The supervisor: starts, reconfigures and stops one actor per account,
-//! limits concurrent connection attempts per upstream host, and remembers
-//! the hosts that mishandle pipelined commands.
+//! The supervisor: starts, reconfigures and stops one actor per account, and
+//! limits concurrent connection attempts per upstream host.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::account::AccountActor;
+use super::pipelining::PipeliningHosts;
 use super::status::WatchStates;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -30,26 +30,7 @@ pub struct WatchContext {
     pub metrics: Arc<Metrics>,
     pub limiter: HostLimiter,
     /// Hosts whose connections send DONE, commands and IDLE one at a time.
-    pub without_pipelining: HostSet,
-}
-
-/// A set of upstream host names (case-insensitive), shared by all actors.
-#[derive(Default)]
-pub struct HostSet {
-    hosts: Mutex<HashSet<String>>,
-}
-
-impl HostSet {
-    /// Adds `host`; false when it was there already.
-    pub fn insert(&self, host: &str) -> bool {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        hosts.insert(host.to_ascii_lowercase())
-    }
-
-    pub fn contains(&self, host: &str) -> bool {
-        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        hosts.contains(&host.to_ascii_lowercase())
-    }
+    pub pipelining: PipeliningHosts,
 }
 
 /// At most N connection attempts (connect, TLS, login) at once per upstream

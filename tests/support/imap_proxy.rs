@@ -3,12 +3,12 @@
 //! - [`DropAfterDone`] plays a server which mishandles pipelining: of a read
 //!   from the client that holds `DONE` and more, it passes on `DONE` and
 //!   drops the rest, as a server that discards its input buffer when IDLE
-//!   ends would;
+//!   ends would (until the test fixes it);
 //! - [`HoldFetchAnswer`] holds the answer to one `UID FETCH` until the test
 //!   lets it go, which keeps a watcher's check open at a chosen moment.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,19 +41,28 @@ const DONE: &[u8] = b"DONE\r\n";
 
 pub struct DropAfterDone {
     port: u16,
-    dropped: Arc<AtomicUsize>,
+    counts: Arc<PipelinedReads>,
+}
+
+/// What [`DropAfterDone`] did with reads that hold `DONE` and more.
+#[derive(Default)]
+struct PipelinedReads {
+    /// Passes them whole instead (the server was fixed).
+    fixed: AtomicBool,
+    dropped: AtomicUsize,
+    passed: AtomicUsize,
 }
 
 impl DropAfterDone {
     /// Listens on a loopback port and forwards each connection to `upstream_port`.
     pub async fn start(upstream_port: u16) -> DropAfterDone {
-        let dropped = Arc::new(AtomicUsize::new(0));
-        let counter = dropped.clone();
+        let counts = Arc::new(PipelinedReads::default());
+        let shared = counts.clone();
         let port = listen(upstream_port, move |client, server| {
-            drop_after_done(client, server, counter.clone())
+            drop_after_done(client, server, shared.clone())
         })
         .await;
-        DropAfterDone { port, dropped }
+        DropAfterDone { port, counts }
     }
 
     pub fn port(&self) -> u16 {
@@ -62,11 +71,21 @@ impl DropAfterDone {
 
     /// How many reads lost what followed their `DONE`.
     pub fn dropped(&self) -> usize {
-        self.dropped.load(Ordering::SeqCst)
+        self.counts.dropped.load(Ordering::SeqCst)
+    }
+
+    /// From now on, passes what follows `DONE` as a sound server would.
+    pub fn fix(&self) {
+        self.counts.fixed.store(true, Ordering::SeqCst);
+    }
+
+    /// How many reads with `DONE` and more were passed whole after [`Self::fix`].
+    pub fn passed_pipelined(&self) -> usize {
+        self.counts.passed.load(Ordering::SeqCst)
     }
 }
 
-async fn drop_after_done(client: TcpStream, server: TcpStream, dropped: Arc<AtomicUsize>) {
+async fn drop_after_done(client: TcpStream, server: TcpStream, counts: Arc<PipelinedReads>) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     tokio::spawn(async move {
@@ -81,8 +100,13 @@ async fn drop_after_done(client: TcpStream, server: TcpStream, dropped: Arc<Atom
         let chunk = &buf[..n];
         let pass = match chunk.windows(DONE.len()).position(|w| w == DONE) {
             Some(at) if at + DONE.len() < n => {
-                dropped.fetch_add(1, Ordering::SeqCst);
-                &chunk[..at + DONE.len()]
+                if counts.fixed.load(Ordering::SeqCst) {
+                    counts.passed.fetch_add(1, Ordering::SeqCst);
+                    chunk
+                } else {
+                    counts.dropped.fetch_add(1, Ordering::SeqCst);
+                    &chunk[..at + DONE.len()]
+                }
             }
             _ => chunk,
         };
