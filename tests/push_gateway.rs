@@ -483,6 +483,43 @@ async fn a_pending_retry_survives_a_gateway_restart() {
     w.finish().await;
 }
 
+/// A push the push service refuses for now is listed under its device, with
+/// its attempts and when it is tried next, until it is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_waiting_for_a_retry_is_listed_under_its_device() {
+    let w = Watched::start("headers").await;
+    let path = w.device.path().to_string();
+    w.receiver.respond_with(
+        &path,
+        [support::push::Answer::status(503).retry_after("3600")],
+    );
+    let (_, listed) = w.gateway().get("/v1/devices", Some(&w.token)).await;
+    assert_eq!(listed["devices"][0]["queued"], json!([]), "{listed}");
+
+    w.append("a@example.org", "refused for now");
+    w.receiver.wait_for_requests(&path, 1, WAIT).await;
+    let mut queued = json!([]);
+    for _ in 0..200 {
+        let (_, listed) = w.gateway().get("/v1/devices", Some(&w.token)).await;
+        queued = listed["devices"][0]["queued"].clone();
+        if queued[0]["attempts"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(queued.as_array().map(Vec::len), Some(1), "{queued}");
+    assert_eq!(queued[0]["mailbox"], "INBOX");
+    assert_eq!(
+        (queued[0]["count"].clone(), queued[0]["attempts"].clone()),
+        (json!(1), json!(1))
+    );
+    let next = queued[0]["next_attempt_at"].as_str().unwrap();
+    let expires = queued[0]["expires_at"].as_str().unwrap();
+    assert!(next < expires, "{queued}");
+    assert_eq!(w.device.push_count(), 0);
+    w.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_refused_as_too_large_is_resent_smaller() {
     let mut w = Watched::start("preview").await;

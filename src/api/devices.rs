@@ -202,28 +202,43 @@ async fn check_mailboxes_exist(
     }
 }
 
-/// `GET /v1/devices`: the account's devices, oldest first. The push service
-/// is named by its origin only: the endpoint itself lets anyone who holds
-/// it send to the device, and the client that registered it has it anyway.
+/// `GET /v1/devices`: the account's devices, oldest first, each with the
+/// pushes still queued for it (a push service that keeps refusing shows as
+/// attempts piling up). The push service is named by its origin only: the
+/// endpoint itself lets anyone who holds it send to the device, and the
+/// client that registered it has it anyway.
 pub async fn list(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut devices = state.store.devices_of(&account_id)?;
     devices.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    let devices: Vec<_> = devices
-        .iter()
-        .map(|d| {
-            json!({
-                "device_id": d.id,
-                "push_service": push_service(&d.subscription.endpoint),
-                "mailboxes": d.mailboxes,
-                "payload": d.payload,
-                "created_at": rfc3339(d.created_at),
+    let mut listed = Vec::with_capacity(devices.len());
+    for device in &devices {
+        let queued: Vec<_> = state
+            .store
+            .pending_pushes_of_device(&device.id)?
+            .iter()
+            .map(|push| {
+                json!({
+                    "mailbox": push.key.mailbox,
+                    "count": push.count,
+                    "attempts": push.attempts,
+                    "next_attempt_at": rfc3339(push.not_before_ms / 1000),
+                    "expires_at": rfc3339(push.expires_at_ms / 1000),
+                })
             })
-        })
-        .collect();
-    Ok(Json(json!({ "devices": devices })))
+            .collect();
+        listed.push(json!({
+            "device_id": device.id,
+            "push_service": push_service(&device.subscription.endpoint),
+            "mailboxes": device.mailboxes,
+            "payload": device.payload,
+            "created_at": rfc3339(device.created_at),
+            "queued": queued,
+        }));
+    }
+    Ok(Json(json!({ "devices": listed })))
 }
 
 /// The origin (scheme, host, port) of a push endpoint.

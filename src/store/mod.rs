@@ -118,6 +118,8 @@ pub trait Store: SendStore + Send + Sync + 'static {
     fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>>;
 
     fn pending_pushes(&self) -> StoreResult<Vec<PendingPush>>;
+    /// The pushes queued for one device, by mailbox.
+    fn pending_pushes_of_device(&self, device_id: &str) -> StoreResult<Vec<PendingPush>>;
     fn pending_push(&self, key: &PushKey) -> StoreResult<Option<PendingPush>>;
     /// Records that `delivered` (the push as read before sending) reached the
     /// device: removes the push if nothing merged into it since; otherwise

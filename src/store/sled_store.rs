@@ -383,6 +383,14 @@ impl Store for SledStore {
         self.pushes.iter().values().map(|v| decode(&v?)).collect()
     }
 
+    fn pending_pushes_of_device(&self, device_id: &str) -> StoreResult<Vec<PendingPush>> {
+        self.pushes
+            .scan_prefix(prefix(device_id))
+            .values()
+            .map(|v| decode(&v?))
+            .collect()
+    }
+
     fn pending_push(&self, key: &PushKey) -> StoreResult<Option<PendingPush>> {
         self.pushes
             .get(push_key(key))?
