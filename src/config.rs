@@ -99,6 +99,11 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Upper bound on handling one request (account registration logs in upstream).
     pub request_timeout_secs: u64,
+    /// Refused IMAP logins allowed per login (host, port, username) within
+    /// `login_failure_window_secs` before registrations for it get 429.
+    pub login_failures_allowed: u32,
+    /// The window of `login_failures_allowed`, in seconds.
+    pub login_failure_window_secs: u64,
 }
 
 /// Web Push delivery.
@@ -225,6 +230,8 @@ impl Default for ApiConfig {
         ApiConfig {
             max_body_bytes: 64 * 1024,
             request_timeout_secs: 60,
+            login_failures_allowed: 5,
+            login_failure_window_secs: 900,
         }
     }
 }
@@ -346,6 +353,12 @@ impl Config {
         }
         if self.push.concurrency == 0 {
             return invalid("push.concurrency", "must be at least 1");
+        }
+        if self.api.login_failures_allowed == 0 || self.api.login_failure_window_secs == 0 {
+            return invalid(
+                "api.login_failures_allowed",
+                "login_failures_allowed and login_failure_window_secs must be positive",
+            );
         }
         if self.push.max_devices_per_account == 0 {
             return invalid("push.max_devices_per_account", "must be at least 1");

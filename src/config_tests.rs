@@ -83,6 +83,11 @@ fn bad_input_is_named() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("push.extra_ca_file"), "{err}");
+    let err = Config::load(None, env(&[("LEMONADE_API_LOGIN_FAILURES_ALLOWED", "0")])).unwrap_err();
+    assert!(
+        err.to_string().contains("api.login_failures_allowed"),
+        "{err}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

@@ -190,6 +190,10 @@ pub async fn run(
         metrics,
         vapid_public_key,
         pool,
+        login_guard: Arc::new(api::LoginGuard::new(
+            config.api.login_failures_allowed,
+            Duration::from_secs(config.api.login_failure_window_secs),
+        )),
     });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -142,6 +142,43 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
     gateway.stop().await;
     assert_eq!(stored_accounts(&dir), 0);
 
+    // A login refused too often is not tried again until its window ends,
+    // whatever the password; other logins are not affected.
+    let mut config = test_config(&dir);
+    config.api.login_failures_allowed = 2;
+    let gateway = Gateway::start_with(config).await;
+    for _ in 0..2 {
+        let wrong = account_body(host, port, "alice", "wrong");
+        let (status, body) = gateway.post("/v1/accounts", None, &wrong).await;
+        assert_eq!((status, error_code(&body)), (422, "imap_auth_failed"));
+    }
+    let response = gateway
+        .http
+        .post(gateway.at("/v1/accounts"))
+        .json(&account_body(host, port, "alice", "secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&wait), "{wait}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "too_many_failed_logins");
+    dovecot.add_user("carol", "pass");
+    let carol = account_body(host, port, "carol", "pass");
+    let (status, body) = gateway.post("/v1/accounts", None, &carol).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = gateway
+        .delete("/v1/accounts/me", body["token"].as_str())
+        .await;
+    assert_eq!(status, 204);
+    gateway.stop().await;
+    assert_eq!(stored_accounts(&dir), 0);
+
     // With plaintext upstreams disallowed (the default), "plain" is refused before any login.
     let mut config = test_config(&dir);
     config.upstream.allow_plaintext = false;

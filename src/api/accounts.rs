@@ -184,8 +184,19 @@ pub async fn create(
 }
 
 /// Logs in to the account's IMAP server, so nothing is stored for
-/// credentials that do not work.
+/// credentials that do not work; a login refused too often is not tried
+/// (see [`LoginGuard`](super::LoginGuard)).
 async fn check_imap_login(state: &AppState, server: &ServerInput) -> Result<(), ApiError> {
+    let guard = &state.login_guard;
+    let (host, port, user) = (&server.host, server.port, &server.username);
+    if let Err(wait) = guard.check(host, port, user) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failed_logins",
+            "the IMAP server refused this login too often; try again later",
+        )
+        .retry_after(wait));
+    }
     let (upstream, timeout) = server.upstream(state);
     let attempt = async {
         let mut client = ImapClient::connect(&upstream, &state.tls, timeout).await?;
@@ -193,7 +204,13 @@ async fn check_imap_login(state: &AppState, server: &ServerInput) -> Result<(), 
         client.logout().await;
         Ok::<_, crate::imap::ImapError>(())
     };
-    attempt.await.map_err(|e| {
+    let result = attempt.await;
+    match &result {
+        Ok(()) => guard.succeeded(host, port, user),
+        Err(e) if e.class() == ErrorClass::Auth => guard.failed(host, port, user),
+        Err(_) => {}
+    }
+    result.map_err(|e| {
         let private = matches!(e, ImapError::Net(NetError::PrivateAddress { .. }));
         check_failed(Checked::Imap, private, e.class(), e)
     })

@@ -9,6 +9,7 @@ mod auth;
 pub mod codec;
 mod devices;
 mod error;
+mod login_guard;
 mod mail;
 pub mod openapi;
 mod send;
@@ -27,6 +28,7 @@ use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
+pub use login_guard::LoginGuard;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub pool: crate::read::SessionPool,
     /// Runs send jobs.
     pub outbox: crate::send::Outbox,
+    /// Counts refused registration logins.
+    pub login_guard: Arc<LoginGuard>,
 }
 
 /// A JSON body whose rejections become our error format (400 malformed,
