@@ -95,18 +95,21 @@ pub async fn run(
     // Opening may wait for a previous instance's file lock: off the runtime.
     let db_dir = data_dir.join("db");
     let window = Duration::from_millis(config.store.commit_window_ms);
-    let store: Arc<dyn Store> = Arc::new(
+    let sled_store =
         tokio::task::spawn_blocking(move || SledStore::open_with_commit_window(&db_dir, window))
             .await
-            .map_err(|e| store::StoreError::Backend(e.to_string()))??,
-    );
+            .map_err(|e| store::StoreError::Backend(e.to_string()))??;
+    let metrics = Arc::new(Metrics {
+        store_flush: sled_store.flush_times(),
+        ..Metrics::default()
+    });
+    let store: Arc<dyn Store> = Arc::new(sled_store);
     let tls = TlsConnector::new(config.upstream.extra_ca_file.as_deref())?;
     let tls = if config.upstream.allow_private_hosts {
         tls
     } else {
         tls.public_only()
     };
-    let metrics = Arc::new(Metrics::default());
     let signer = Arc::new(VapidSigner::new(vapid, &config.push.vapid_subject)?);
     let push_client = Arc::new(PushClient::new(
         PushClientConfig {

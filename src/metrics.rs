@@ -1,11 +1,12 @@
-//! Counters and the push latency histogram, rendered in the Prometheus text
-//! format at `/metrics`.
+//! Counters, the push latency histogram and the store's flush durations,
+//! rendered in the Prometheus text format at `/metrics`.
 //!
 //! A handful of atomics is all the gateway needs, so no metrics crate: each
 //! value has one owner that updates it and the API renders them on demand.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds: fine below 100 ms, where
@@ -70,6 +71,9 @@ pub struct Metrics {
     pub reconnects: AtomicU64,
     /// From the IMAP line that announced new mail to the push service's answer.
     pub push_latency: Histogram,
+    /// How long each of the store's flushes (a write and an fsync) took;
+    /// new mail is pushed only after one, so its tail is the disk's.
+    pub store_flush: Arc<Histogram>,
 }
 
 impl Metrics {
@@ -120,6 +124,10 @@ impl Metrics {
         out.push_str("# TYPE lemonade_push_latency_seconds histogram\n");
         self.push_latency
             .render("lemonade_push_latency_seconds", &mut out);
+        out.push_str("# HELP lemonade_store_flush_seconds How long each flush of the store (write and fsync) took.\n");
+        out.push_str("# TYPE lemonade_store_flush_seconds histogram\n");
+        self.store_flush
+            .render("lemonade_store_flush_seconds", &mut out);
         out
     }
 }
@@ -142,5 +150,9 @@ mod tests {
         assert!(text.contains("lemonade_push_latency_seconds_bucket{le=\"30\"} 1"));
         assert!(text.contains("lemonade_push_latency_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("lemonade_push_latency_seconds_count 2"));
+        m.store_flush.observe(Duration::from_millis(30));
+        let text = m.render(&[]);
+        assert!(text.contains("lemonade_store_flush_seconds_bucket{le=\"0.03\"} 1"));
+        assert!(text.contains("lemonade_store_flush_seconds_count 1"));
     }
 }

@@ -209,6 +209,13 @@ async fn mail_delivered_while_the_server_restarts_is_pushed_once() {
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(reconnects >= 1, "{metrics}");
+    // Every push waited for a flush of the store, and each flush is timed.
+    let flushes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lemonade_store_flush_seconds_count "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(flushes >= 2, "{metrics}");
     w.finish().await;
 }
 

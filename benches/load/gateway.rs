@@ -171,13 +171,19 @@ impl Gateway {
 
     /// User plus system CPU time so far.
     pub fn cpu_seconds(&self) -> f64 {
+        let (user, system) = self.cpu_times();
+        user + system
+    }
+
+    /// User and system (kernel, on the gateway's behalf) CPU time so far.
+    pub fn cpu_times(&self) -> (f64, f64) {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
         let after = stat.rsplit_once(')').unwrap().1;
         let f: Vec<f64> = after
             .split_whitespace()
             .map(|v| v.parse().unwrap_or(0.0))
             .collect();
-        (f[11] + f[12]) / clock_ticks()
+        (f[11] / clock_ticks(), f[12] / clock_ticks())
     }
 
     pub async fn metrics(&self) -> String {
@@ -224,10 +230,20 @@ impl Gateway {
     }
 
     pub async fn latency_histogram(&self) -> Histogram {
+        self.histogram("lemonade_push_latency_seconds").await
+    }
+
+    /// The durations of the store's flushes so far.
+    pub async fn flush_histogram(&self) -> Histogram {
+        self.histogram("lemonade_store_flush_seconds").await
+    }
+
+    async fn histogram(&self, name: &str) -> Histogram {
         let text = self.metrics().await;
+        let prefix = format!("{name}_bucket{{le=\"");
         let mut h = Histogram::default();
         for line in text.lines() {
-            let Some(rest) = line.strip_prefix("lemonade_push_latency_seconds_bucket{le=\"") else {
+            let Some(rest) = line.strip_prefix(prefix.as_str()) else {
                 continue;
             };
             let Some((bound, value)) = rest.split_once("\"} ") else {
@@ -282,6 +298,24 @@ impl Histogram {
                 .map(|((b, v), (_, w))| (*b, v - w))
                 .collect(),
         }
+    }
+
+    /// How many values were observed.
+    pub fn count(&self) -> f64 {
+        self.buckets.last().map_or(0.0, |&(_, total)| total)
+    }
+
+    /// The upper bound of the bucket of the largest value.
+    pub fn slowest_bound(&self) -> f64 {
+        let mut below = 0.0;
+        let mut slowest = f64::NAN;
+        for &(bound, cumulative) in &self.buckets {
+            if cumulative > below {
+                slowest = bound;
+            }
+            below = cumulative;
+        }
+        slowest
     }
 
     /// Like Prometheus' `histogram_quantile`: linear within the bucket.

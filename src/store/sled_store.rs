@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -19,6 +20,7 @@ use super::{
     lists_mailbox, AccountRecord, Cursor, DeviceRecord, NewMail, PendingPush, PushKey, Store,
     StoreError, StoreResult, MAX_QUEUED_MESSAGES,
 };
+use crate::metrics::Histogram;
 
 /// [`Store`] on an embedded sled database.
 pub struct SledStore {
@@ -37,6 +39,8 @@ pub struct SledStore {
     pushes: sled::Tree,
     /// Serves `flush` for every caller at once.
     commit: GroupCommit,
+    /// How long each flush took.
+    flush_times: Arc<Histogram>,
 }
 
 fn pair_key(a: &str, b: &str) -> Vec<u8> {
@@ -138,10 +142,17 @@ fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> Pen
 /// calls to `flush_async` deadlock in sled 0.34 (spacejam/sled#1308, seen
 /// here with a few dozen registrations at once), and one flush at a time
 /// serving every waiting caller costs far less than one per caller.
-fn start_group_commit(db: &sled::Db, window: Duration) -> StoreResult<GroupCommit> {
+fn start_group_commit(
+    db: &sled::Db,
+    window: Duration,
+    flush_times: Arc<Histogram>,
+) -> StoreResult<GroupCommit> {
     let db = db.clone();
     GroupCommit::start("lemonade-flush", window, move || {
-        db.flush().map(drop).map_err(|e| e.to_string())
+        let started = std::time::Instant::now();
+        let flushed = db.flush().map(drop).map_err(|e| e.to_string());
+        flush_times.observe(started.elapsed());
+        flushed
     })
     .map_err(|e| StoreError::Backend(format!("cannot start the flushing thread: {e}")))
 }
@@ -156,6 +167,7 @@ impl SledStore {
     /// `window` for more writers to join it (see `group_commit`).
     pub fn open_with_commit_window(dir: &Path, window: Duration) -> StoreResult<Self> {
         let db = open_when_released(dir)?;
+        let flush_times = Arc::new(Histogram::default());
         Ok(SledStore {
             accounts: db.open_tree("accounts")?,
             tokens: db.open_tree("tokens")?,
@@ -164,9 +176,15 @@ impl SledStore {
             account_devices: db.open_tree("account_devices")?,
             cursors: db.open_tree("cursors")?,
             pushes: db.open_tree("pushes")?,
-            commit: start_group_commit(&db, window)?,
+            commit: start_group_commit(&db, window, flush_times.clone())?,
+            flush_times,
             db,
         })
+    }
+
+    /// The durations of this store's flushes, for `/metrics`.
+    pub fn flush_times(&self) -> Arc<Histogram> {
+        self.flush_times.clone()
     }
 
     /// The database, for the send path's trees (`sled_send.rs`).
