@@ -58,8 +58,12 @@ fn prefix(a: &str) -> Vec<u8> {
 }
 
 /// How long opening waits for a previous process (or a previous instance in
-/// this process) to let go of the database's file lock.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// this process) to let go of the database's file lock. Generous: sled lets
+/// go only once its IO threads have written and synced their last buffers,
+/// and on ext4 an fsync can wait seconds behind other processes' unwritten
+/// data (gigabytes, just after a build); waiting costs nothing when the
+/// lock is free.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Opens the database. sled releases its file lock from a background thread
 /// a moment after the last handle is dropped, so a quick restart (a service
