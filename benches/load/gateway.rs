@@ -177,13 +177,7 @@ impl Gateway {
 
     /// User and system (kernel, on the gateway's behalf) CPU time so far.
     pub fn cpu_times(&self) -> (f64, f64) {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
-        let after = stat.rsplit_once(')').unwrap().1;
-        let f: Vec<f64> = after
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0.0))
-            .collect();
-        (f[11] / clock_ticks(), f[12] / clock_ticks())
+        crate::cpu_time::user_and_system(&format!("/proc/{}/stat", self.pid))
     }
 
     pub async fn metrics(&self) -> String {
@@ -271,15 +265,6 @@ impl Gateway {
             let _ = self.child.kill().await;
         }
     }
-}
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// Cumulative latency buckets, as `/metrics` shows them.

@@ -17,6 +17,8 @@
 
 #[path = "../../tests/support/certs.rs"]
 mod certs;
+#[path = "../common/cpu_time.rs"]
+mod cpu_time;
 mod fake_imap;
 mod gateway;
 mod receiver;
