@@ -197,6 +197,7 @@ pub async fn run(
             config.api.login_failures_allowed,
             Duration::from_secs(config.api.login_failure_window_secs),
         )),
+        locks: Arc::default(),
     });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

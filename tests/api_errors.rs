@@ -458,3 +458,74 @@ async fn tokens_and_devices_are_checked() {
     assert_eq!((status, error_code(&body)), (404, "not_found"));
     gateway.stop().await;
 }
+
+/// Requests that race (a phone retrying on a flaky link) store what one of
+/// them would: one account per login, one device per subscription, and
+/// never more devices than allowed. The devices ask for `Sent` as well, so
+/// each registration dials Dovecot to check it exists: a wide window for
+/// the requests to overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_registrations_store_what_one_would() {
+    use futures_util::future::join_all;
+
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let receiver = PushReceiver::start().await;
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.push.max_devices_per_account = 3;
+    let gateway = Gateway::start_with(config).await;
+
+    let body = account_body(dovecot.host(), dovecot.imap_port(), "alice", "secret");
+    let registered = join_all((0..6).map(|_| gateway.post("/v1/accounts", None, &body))).await;
+    let mut ids: Vec<&str> = registered
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 201, "{body}");
+            body["account_id"].as_str().unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one login, several accounts: {ids:?}");
+    let token = registered[0].1["token"].as_str().unwrap();
+
+    // One subscription registered eight times at once: one device.
+    let phone = TestDevice::new(&receiver);
+    let device = json!({"subscription": phone.subscription_json(), "mailboxes": ["INBOX", "Sent"]});
+    let answers = join_all((0..8).map(|_| gateway.post("/v1/devices", Some(token), &device))).await;
+    let mut device_ids: Vec<&str> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 201, "{body}");
+            body["device_id"].as_str().unwrap()
+        })
+        .collect();
+    device_ids.sort_unstable();
+    device_ids.dedup();
+    assert_eq!(device_ids.len(), 1, "{device_ids:?}");
+    let (_, listed) = gateway.get("/v1/devices", Some(token)).await;
+    assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Six new subscriptions at once with room for two more: two stored.
+    let phones: Vec<TestDevice> = (0..6).map(|_| TestDevice::new(&receiver)).collect();
+    let bodies: Vec<Value> = phones
+        .iter()
+        .map(|phone| json!({"subscription": phone.subscription_json(), "mailboxes": ["INBOX", "Sent"]}))
+        .collect();
+    let answers = join_all(
+        bodies
+            .iter()
+            .map(|body| gateway.post("/v1/devices", Some(token), body)),
+    )
+    .await;
+    let stored = answers.iter().filter(|(status, _)| *status == 201).count();
+    let refused = answers
+        .iter()
+        .filter(|(status, body)| (*status, error_code(body)) == (422, "too_many_devices"))
+        .count();
+    assert_eq!((stored, refused), (2, 4), "{answers:?}");
+    let (_, listed) = gateway.get("/v1/devices", Some(token)).await;
+    assert_eq!(listed["devices"].as_array().unwrap().len(), 3, "{listed}");
+    gateway.stop().await;
+}

@@ -111,6 +111,23 @@ fn validate_server(
     Ok(())
 }
 
+/// The lock held while a registration looks up and writes its login's
+/// account, named like the store's login index (host case-insensitive).
+fn login_lock(server: &ServerInput) -> String {
+    format!(
+        "login\0{}\0{}\0{}",
+        server.host.to_ascii_lowercase(),
+        server.port,
+        server.username
+    )
+}
+
+/// The lock held while an account's devices are changed or the account is
+/// deleted.
+pub(super) fn account_lock(account_id: &str) -> String {
+    format!("account\0{account_id}")
+}
+
 fn validate_email(email: &str) -> bool {
     text_ok(email, 254)
         && !email.contains(char::is_whitespace)
@@ -143,13 +160,22 @@ pub async fn create(
     }
 
     // Registering the same mailbox again (a reinstalled app) gives a new
-    // token for the same account, keeping its devices and cursors.
+    // token for the same account, keeping its devices and cursors. Two
+    // registrations of one login at once find the same account: the second
+    // looks only once the first has written it.
+    let _login = state.locks.lock(&login_lock(&input.imap)).await;
+    let mut _account = None;
     let existing = match state.store.account_for_login(
         &input.imap.host,
         input.imap.port,
         &input.imap.username,
     )? {
-        Some(id) => state.store.account(&id)?,
+        Some(id) => {
+            // Not while the account is being deleted; gone after that, the
+            // registration makes a new one.
+            _account = Some(state.locks.lock(&account_lock(&id)).await);
+            state.store.account(&id)?
+        }
         None => None,
     };
     let id = existing
@@ -356,6 +382,7 @@ pub async fn delete(
     State(state): State<AppState>,
     AccountId(id): AccountId,
 ) -> Result<StatusCode, ApiError> {
+    let _account = state.locks.lock(&account_lock(&id)).await;
     state.supervisor.stop(&id).await;
     let send_data = state.store.remove_send_data(&id)?;
     state.store.delete_account(&id)?;

@@ -11,6 +11,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::accounts::account_lock;
 use super::auth::{new_id, AccountId};
 use super::error::ApiError;
 use super::{ApiJson, AppState};
@@ -105,6 +106,17 @@ pub async fn create(
     };
     validate_keys(&p256dh, &auth).map_err(|e| ApiError::invalid("invalid_keys", e.to_string()))?;
     let mailboxes = validate_mailboxes(input.mailboxes)?;
+    check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
+
+    // Read, check and write under the account's lock: two registrations of
+    // one subscription at once would otherwise both find none and store the
+    // phone twice (every mail pushed to it twice), and two new ones could
+    // both pass the limit.
+    let _account = state.locks.lock(&account_lock(&account_id)).await;
+    if state.store.account(&account_id)?.is_none() {
+        // Deleted while this request waited for the lock.
+        return Err(ApiError::unauthorized());
+    }
     // The same subscription registered again replaces the old registration.
     let devices = state.store.devices_of(&account_id)?;
     let previous = devices.iter().find(|d| d.subscription.endpoint == endpoint);
@@ -115,7 +127,6 @@ pub async fn create(
             format!("this account already has {most} devices, the most allowed; delete one first"),
         ));
     }
-    check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
 
     let device = DeviceRecord {
         id: previous.map(|d| d.id.clone()).unwrap_or_else(new_id),

@@ -9,6 +9,7 @@ mod auth;
 pub mod codec;
 mod devices;
 mod error;
+mod keyed_locks;
 mod login_guard;
 mod mail;
 pub mod openapi;
@@ -28,6 +29,7 @@ use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
+pub use keyed_locks::KeyedLocks;
 pub use login_guard::LoginGuard;
 
 use crate::config::Config;
@@ -54,6 +56,9 @@ pub struct AppState {
     pub outbox: crate::send::Outbox,
     /// Counts refused registration logins.
     pub login_guard: Arc<LoginGuard>,
+    /// Keeps read-check-write steps on one login or account from
+    /// interleaving.
+    pub locks: Arc<KeyedLocks>,
 }
 
 /// A JSON body whose rejections become our error format (400 malformed,

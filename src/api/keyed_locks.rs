@@ -1,0 +1,116 @@
+//! Async locks by name, for the API's read-check-write steps that must not
+//! interleave: a registration looks up the login's account and then writes
+//! it; a device registration reads the account's devices (the same endpoint
+//! again? the limit reached?) and then writes one. Two such requests at once
+//! (a phone retrying on a flaky link) would otherwise both see "nothing
+//! there" and both write: two accounts for one mailbox, or one phone
+//! registered twice and pushed every mail twice.
+//!
+//! The gateway is the store's only writer (sled locks its directory), so a
+//! lock in this process is enough. Only the short store steps are held under
+//! a lock; the slow checks (IMAP logins, DNS) run before it is taken. A name
+//! is kept only while somebody holds or waits for its lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::OwnedMutexGuard;
+
+/// Names held before unused ones are swept.
+const SWEEP_FIRST_AT: usize = 1024;
+
+type Lock = tokio::sync::Mutex<()>;
+
+#[derive(Debug)]
+struct Names {
+    locks: HashMap<String, Weak<Lock>>,
+    /// Sweep unused names when this many are kept: twice the count after
+    /// the last sweep, so sweeping costs O(1) per call on average.
+    sweep_at: usize,
+}
+
+#[derive(Debug)]
+pub struct KeyedLocks {
+    names: Mutex<Names>,
+}
+
+impl Default for KeyedLocks {
+    fn default() -> Self {
+        KeyedLocks {
+            names: Mutex::new(Names {
+                locks: HashMap::new(),
+                sweep_at: SWEEP_FIRST_AT,
+            }),
+        }
+    }
+}
+
+impl KeyedLocks {
+    /// Waits for the lock of `name`; it is released when the guard drops.
+    pub async fn lock(&self, name: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            if names.locks.len() >= names.sweep_at {
+                names.locks.retain(|_, lock| lock.strong_count() > 0);
+                names.sweep_at = (names.locks.len() * 2).max(SWEEP_FIRST_AT);
+            }
+            match names.locks.get(name).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(Lock::new(()));
+                    names.locks.insert(name.to_string(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.names.lock().unwrap().locks.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::{poll_fn, Future};
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    use super::*;
+
+    /// Polls once: whether the lock is still being waited for.
+    async fn waits<F: Future + Unpin>(future: &mut F) -> bool {
+        poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx).is_pending())).await
+    }
+
+    #[tokio::test]
+    async fn one_holder_per_name_and_other_names_go_ahead() {
+        let locks = KeyedLocks::default();
+        let held = locks.lock("account:a").await;
+        // Another name is not held up.
+        let other = locks.lock("account:b").await;
+        drop(other);
+        // The same name waits until the holder lets go.
+        let mut waiting = Box::pin(locks.lock("account:a"));
+        assert!(waits(&mut waiting).await);
+        drop(held);
+        let _again = waiting.await;
+    }
+
+    #[tokio::test]
+    async fn unused_names_are_swept() {
+        let locks = KeyedLocks::default();
+        let kept = locks.lock("kept").await;
+        for i in 0..SWEEP_FIRST_AT * 3 {
+            drop(locks.lock(&format!("gone {i}")).await);
+        }
+        assert!(locks.kept() <= SWEEP_FIRST_AT, "{} kept", locks.kept());
+        // The held name survives the sweeps and still excludes.
+        let mut waiting = Box::pin(locks.lock("kept"));
+        assert!(waits(&mut waiting).await);
+        drop(kept);
+        waiting.await;
+    }
+}
