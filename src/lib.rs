@@ -198,6 +198,7 @@ pub async fn run(
             Duration::from_secs(config.api.login_failure_window_secs),
         )),
         locks: Arc::default(),
+        upload_reservations: Arc::default(),
     });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

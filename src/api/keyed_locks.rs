@@ -6,6 +6,9 @@
 //! there" and both write: two accounts for one mailbox, or one phone
 //! registered twice and pushed every mail twice.
 //!
+//! A resumable upload is appended to by one request at a time: a second
+//! `PATCH` while one streams is refused (`try_lock`) rather than queued.
+//!
 //! The gateway is the store's only writer (sled locks its directory), so a
 //! lock in this process is enough. Only the short store steps are held under
 //! a lock; the slow checks (IMAP logins, DNS) run before it is taken. A name
@@ -48,22 +51,28 @@ impl Default for KeyedLocks {
 impl KeyedLocks {
     /// Waits for the lock of `name`; it is released when the guard drops.
     pub async fn lock(&self, name: &str) -> OwnedMutexGuard<()> {
-        let lock = {
-            let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-            if names.locks.len() >= names.sweep_at {
-                names.locks.retain(|_, lock| lock.strong_count() > 0);
-                names.sweep_at = (names.locks.len() * 2).max(SWEEP_FIRST_AT);
+        self.named(name).lock_owned().await
+    }
+
+    /// The lock of `name` if nobody holds it now.
+    pub fn try_lock(&self, name: &str) -> Option<OwnedMutexGuard<()>> {
+        self.named(name).try_lock_owned().ok()
+    }
+
+    fn named(&self, name: &str) -> Arc<Lock> {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if names.locks.len() >= names.sweep_at {
+            names.locks.retain(|_, lock| lock.strong_count() > 0);
+            names.sweep_at = (names.locks.len() * 2).max(SWEEP_FIRST_AT);
+        }
+        match names.locks.get(name).and_then(Weak::upgrade) {
+            Some(lock) => lock,
+            None => {
+                let lock = Arc::new(Lock::new(()));
+                names.locks.insert(name.to_string(), Arc::downgrade(&lock));
+                lock
             }
-            match names.locks.get(name).and_then(Weak::upgrade) {
-                Some(lock) => lock,
-                None => {
-                    let lock = Arc::new(Lock::new(()));
-                    names.locks.insert(name.to_string(), Arc::downgrade(&lock));
-                    lock
-                }
-            }
-        };
-        lock.lock_owned().await
+        }
     }
 
     #[cfg(test)]
@@ -95,8 +104,11 @@ mod tests {
         // The same name waits until the holder lets go.
         let mut waiting = Box::pin(locks.lock("account:a"));
         assert!(waits(&mut waiting).await);
+        assert!(locks.try_lock("account:a").is_none());
         drop(held);
-        let _again = waiting.await;
+        let again = waiting.await;
+        drop(again);
+        assert!(locks.try_lock("account:a").is_some());
     }
 
     #[tokio::test]

@@ -59,6 +59,8 @@ pub struct AppState {
     /// Keeps read-check-write steps on one login or account from
     /// interleaving.
     pub locks: Arc<KeyedLocks>,
+    /// What uploads still streaming may add to their accounts' quotas.
+    pub upload_reservations: Arc<uploads::UploadReservations>,
 }
 
 /// A JSON body whose rejections become our error format (400 malformed,

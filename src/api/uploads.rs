@@ -5,8 +5,12 @@
 //! (tus-style): the record exists before the first byte arrives, whatever
 //! arrives is kept when the connection breaks, `HEAD` answers
 //! `Upload-Offset`, and `PATCH` with a matching `Upload-Offset` appends the
-//! rest. Uploads expire after `send.upload_ttl_secs` and count against
-//! `send.upload_quota_bytes` per account.
+//! rest; one `PATCH` at a time per upload. Uploads expire after
+//! `send.upload_ttl_secs` and count against `send.upload_quota_bytes` per
+//! account, those still streaming included (`UploadReservations`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -18,11 +22,58 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::accounts::account_lock;
 use super::auth::AccountId;
 use super::error::ApiError;
 use super::AppState;
 use crate::send::prepare::{new_id, upload_file, valid_id};
 use crate::store::send::UploadRecord;
+
+/// Bytes that uploads still streaming may add, per account. Their records
+/// are written when they end, so without this parallel uploads would each
+/// pass the quota check and together exceed it.
+#[derive(Debug, Default)]
+pub struct UploadReservations {
+    bytes: Mutex<HashMap<String, u64>>,
+}
+
+impl UploadReservations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.bytes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn of(&self, account: &str) -> u64 {
+        self.lock().get(account).copied().unwrap_or(0)
+    }
+
+    fn reserve(self: &Arc<Self>, account: &str, bytes: u64) -> Reservation {
+        *self.lock().entry(account.to_string()).or_default() += bytes;
+        Reservation {
+            owner: self.clone(),
+            account: account.to_string(),
+            bytes,
+        }
+    }
+}
+
+/// Gives its bytes back when dropped (the upload ended, however it ended).
+struct Reservation {
+    owner: Arc<UploadReservations>,
+    account: String,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self.owner.lock();
+        if let Some(bytes) = reserved.get_mut(&self.account) {
+            *bytes = bytes.saturating_sub(self.bytes);
+            if *bytes == 0 {
+                reserved.remove(&self.account);
+            }
+        }
+    }
+}
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
     match headers.get(name) {
@@ -106,22 +157,6 @@ pub async fn create(
     if declared.is_some_and(|n| n > max) {
         return Err(too_large(max));
     }
-    sweep(&state)?;
-    let used: u64 = state
-        .store
-        .uploads()?
-        .iter()
-        .filter(|u| u.account_id == account)
-        .map(|u| u.length.unwrap_or(u.offset))
-        .sum();
-    let quota = state.config.send.upload_quota_bytes;
-    if used + declared.unwrap_or(0) > quota {
-        return Err(ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "upload_quota_exceeded",
-            format!("uploads of this account would exceed {quota} bytes; send or wait for old ones to expire"),
-        ));
-    }
     let now = crate::unix_millis();
     let mut upload = UploadRecord {
         id: new_id(),
@@ -141,25 +176,51 @@ pub async fn create(
         tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
     }
     tokio::fs::File::create(&path).await.map_err(io_error)?;
-    if length.is_some() {
-        // Resumable: the record exists before the first byte arrives.
-        state.store.put_upload(&upload)?;
-    }
-    let limit = length.unwrap_or(max).min(max);
+    let mut limit = length.unwrap_or(max).min(max);
+    let mut cut_by_quota = false;
+    // The quota is checked, and what this upload may add is counted, under
+    // the account's lock: parallel uploads each see the others.
+    let reservation = {
+        let _account = state.locks.lock(&account_lock(&upload.account_id)).await;
+        sweep(&state)?;
+        let used = stored_bytes(&state, &upload.account_id)?
+            + state.upload_reservations.of(&upload.account_id);
+        let room = state.config.send.upload_quota_bytes.saturating_sub(used);
+        if declared.is_some_and(|n| n > room) || room == 0 {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(quota_exceeded(state.config.send.upload_quota_bytes));
+        }
+        if length.is_some() {
+            // Resumable: the record exists before the first byte arrives,
+            // and counts its whole length.
+            state.store.put_upload(&upload)?;
+            None
+        } else {
+            // Of unknown length: what is left of the quota, at most.
+            let wanted = declared.unwrap_or(limit).min(limit);
+            cut_by_quota = room < wanted;
+            limit = wanted.min(room);
+            Some(state.upload_reservations.reserve(&upload.account_id, limit))
+        }
+    };
     let received = append_body(&path, body, limit).await;
     match received {
         Ok(n) => upload.offset = n,
         Err(BodyError::TooLong) => {
             let _ = tokio::fs::remove_file(&path).await;
             state.store.delete_upload(&upload.id)?;
-            return Err(too_large(limit));
+            return Err(if cut_by_quota {
+                // Stopped by what was left of the quota, not the size limit.
+                quota_exceeded(state.config.send.upload_quota_bytes)
+            } else {
+                too_large(limit)
+            });
         }
         Err(BodyError::Broken(n)) => {
             // The client went away: keep what arrived for a resumable upload.
             if length.is_some() {
                 upload.offset = n;
-                state.store.put_upload(&upload)?;
-                state.store.flush().await?;
+                keep(&state, &upload, &path).await?;
             } else {
                 let _ = tokio::fs::remove_file(&path).await;
             }
@@ -176,9 +237,53 @@ pub async fn create(
         }
     }
     finish_if_complete(&mut upload, &path).await?;
-    state.store.put_upload(&upload)?;
-    state.store.flush().await?;
+    keep(&state, &upload, &path).await?;
+    // The record counts the bytes now.
+    drop(reservation);
     Ok(with_offset(StatusCode::CREATED, &upload))
+}
+
+/// Bytes of the account's stored uploads: a resumable one counts its whole
+/// announced length from the start.
+fn stored_bytes(state: &AppState, account: &str) -> Result<u64, ApiError> {
+    Ok(state
+        .store
+        .uploads()?
+        .iter()
+        .filter(|u| u.account_id == account)
+        .map(|u| u.length.unwrap_or(u.offset))
+        .sum())
+}
+
+fn quota_exceeded(quota: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "upload_quota_exceeded",
+        format!(
+            "uploads of this account would exceed {quota} bytes; send or wait for old ones to expire"
+        ),
+    )
+}
+
+/// Writes the upload's record, unless its account was deleted while the
+/// body streamed: then the file and any record go, and the caller gets 401.
+/// Deletion holds the account's lock, so a record written under it cannot
+/// outlive the account.
+async fn keep(
+    state: &AppState,
+    upload: &UploadRecord,
+    path: &std::path::Path,
+) -> Result<(), ApiError> {
+    let _account = state.locks.lock(&account_lock(&upload.account_id)).await;
+    if state.store.account(&upload.account_id)?.is_none() {
+        let _ = tokio::fs::remove_file(path).await;
+        state.store.delete_upload(&upload.id)?;
+        state.store.flush().await?;
+        return Err(ApiError::unauthorized());
+    }
+    state.store.put_upload(upload)?;
+    state.store.flush().await?;
+    Ok(())
 }
 
 fn owned(state: &AppState, account: &str, id: &str) -> Result<UploadRecord, ApiError> {
@@ -216,6 +321,16 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // One request appends at a time; a second one (a retry while the first
+    // still streams, or its connection is not yet known to be dead) is told
+    // to ask for the offset again later.
+    let Some(_appending) = state.locks.try_lock(&format!("upload\0{id}")) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload_in_progress",
+            "another request is appending to this upload; ask HEAD for the offset once it ends",
+        ));
+    };
     let mut upload = owned(&state, &account, &id)?;
     let offset = header_u64(&headers, "upload-offset")?.ok_or_else(|| {
         ApiError::new(
@@ -263,8 +378,7 @@ pub async fn patch(
     };
     upload.offset += added;
     finish_if_complete(&mut upload, &path).await?;
-    state.store.put_upload(&upload)?;
-    state.store.flush().await?;
+    keep(&state, &upload, &path).await?;
     match error {
         Some(e) => Err(e),
         None => Ok(with_offset(StatusCode::OK, &upload)),
