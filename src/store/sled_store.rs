@@ -76,15 +76,22 @@ fn open_when_released(dir: &Path) -> StoreResult<sled::Db> {
     let mut waited = std::time::Duration::ZERO;
     loop {
         match config.open() {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && waited < LOCK_WAIT =>
-            {
+            Err(sled::Error::Io(e)) if lock_held(&e) && waited < LOCK_WAIT => {
                 std::thread::sleep(step);
                 waited += step;
             }
             result => return Ok(result?),
         }
     }
+}
+
+/// Whether opening failed because another handle holds the file lock. sled
+/// 0.34 reports it as `ErrorKind::Other` with the lock's own error only in
+/// the message ("could not acquire lock on ...: ... WouldBlock ..."), so
+/// the kind alone never matches.
+fn lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.to_string().starts_with("could not acquire lock")
 }
 
 fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {

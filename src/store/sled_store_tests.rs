@@ -263,3 +263,23 @@ async fn many_concurrent_flushes_all_complete() {
     });
     assert!(all.await.is_ok(), "a flush never completed");
 }
+
+#[test]
+fn opening_waits_for_the_previous_handle_to_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SledStore::open(dir.path()).unwrap();
+    first.create_account(&account("a1"), &[1; 32]).unwrap();
+    first.db.flush().unwrap();
+    let path = dir.path().to_path_buf();
+    // The second open starts while the first holds the lock, and must not
+    // fail for it: it waits until the first is dropped.
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let second = std::thread::spawn(move || {
+        started_tx.send(()).unwrap();
+        SledStore::open(&path).map(|store| store.accounts().unwrap().len())
+    });
+    started.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(first);
+    assert_eq!(second.join().unwrap().unwrap(), 1);
+}
