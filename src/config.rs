@@ -102,8 +102,17 @@ pub struct ApiConfig {
     /// Refused IMAP logins allowed per login (host, port, username) within
     /// `login_failure_window_secs` before registrations for it get 429.
     pub login_failures_allowed: u32,
-    /// The window of `login_failures_allowed`, in seconds.
+    /// Refused IMAP logins allowed per client (its address, an IPv6 one by
+    /// its /64) within `login_failure_window_secs`, whatever logins they
+    /// were for, before its registrations get 429: against one client
+    /// trying a common password on many mailboxes.
+    pub client_failures_allowed: u32,
+    /// The window of `login_failures_allowed` and `client_failures_allowed`,
+    /// in seconds.
     pub login_failure_window_secs: u64,
+    /// Addresses of proxies in front of the API whose `X-Forwarded-For` is
+    /// believed; for any other peer the peer is the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Web Push delivery.
@@ -231,7 +240,9 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             request_timeout_secs: 60,
             login_failures_allowed: 5,
+            client_failures_allowed: 20,
             login_failure_window_secs: 900,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -354,10 +365,13 @@ impl Config {
         if self.push.concurrency == 0 {
             return invalid("push.concurrency", "must be at least 1");
         }
-        if self.api.login_failures_allowed == 0 || self.api.login_failure_window_secs == 0 {
+        if self.api.login_failures_allowed == 0
+            || self.api.client_failures_allowed == 0
+            || self.api.login_failure_window_secs == 0
+        {
             return invalid(
                 "api.login_failures_allowed",
-                "login_failures_allowed and login_failure_window_secs must be positive",
+                "login_failures_allowed, client_failures_allowed and login_failure_window_secs must be positive",
             );
         }
         if self.push.max_devices_per_account == 0 {

@@ -36,9 +36,17 @@ fn env_overrides_file_which_overrides_defaults() {
             ("LEMONADE_UPSTREAM_ALLOW_PLAINTEXT", "true"),
             ("LEMONADE_DATA_DIR", "/var/lib/lemonade"),
             ("LEMONADE_UPSTREAM_EXTRA_CA_FILE", file.to_str().unwrap()),
+            ("LEMONADE_API_TRUSTED_PROXIES", r#"["127.0.0.1", "::1"]"#),
         ]),
     )
     .unwrap();
+    assert_eq!(
+        config.api.trusted_proxies,
+        [
+            "127.0.0.1".parse::<std::net::IpAddr>().unwrap(),
+            "::1".parse().unwrap()
+        ]
+    );
     assert_eq!(config.listen.port(), 9100);
     assert_eq!(config.push.ttl_secs, 60);
     assert!(config.push.allow_private_endpoints);

@@ -195,14 +195,18 @@ pub async fn run(
         pool,
         login_guard: Arc::new(api::LoginGuard::new(
             config.api.login_failures_allowed,
+            config.api.client_failures_allowed,
             Duration::from_secs(config.api.login_failure_window_secs),
         )),
         locks: Arc::default(),
         upload_reservations: Arc::default(),
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await;
 
     shutdown.cancel();
     tracker.close();

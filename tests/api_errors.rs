@@ -233,6 +233,76 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
     assert_eq!(stored_accounts(&dir), 0);
 }
 
+/// A client refused too often is not let try any login until the window
+/// ends (password spraying: one common password against many mailboxes);
+/// what it claims in X-Forwarded-For does not matter unless its peer is a
+/// trusted proxy, and then clients behind the proxy are counted apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_limits_refused_logins_per_client() {
+    let dovecot = Dovecot::builder().without_auth_penalty().start();
+    dovecot.add_user("alice", "secret");
+    let (host, port) = (dovecot.host(), dovecot.imap_port());
+    let (_tmp, dir) = data_dir();
+    let post_from = |gateway: &Gateway, forwarded_for: Option<&str>, user: &str, password: &str| {
+        let mut request = gateway
+            .http
+            .post(gateway.at("/v1/accounts"))
+            .json(&account_body(host, port, user, password));
+        if let Some(client) = forwarded_for {
+            request = request.header("x-forwarded-for", client);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, error_code(&body).to_string())
+        }
+    };
+    let refused = (422, "imap_auth_failed".to_string());
+    let blocked = (429, "too_many_failed_logins".to_string());
+    let mut config = test_config(&dir);
+    config.api.client_failures_allowed = 3;
+    let gateway = Gateway::start_with(config).await;
+    for user in ["bob", "dave", "erin"] {
+        assert_eq!(post_from(&gateway, None, user, "123456").await, refused);
+    }
+    assert_eq!(post_from(&gateway, None, "alice", "secret").await, blocked);
+    assert_eq!(
+        post_from(&gateway, Some("203.0.113.7"), "alice", "secret").await,
+        blocked
+    );
+    gateway.stop().await;
+    let mut config = test_config(&dir);
+    config.api.client_failures_allowed = 3;
+    config.api.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let gateway = Gateway::start_with(config).await;
+    for user in ["bob", "dave", "erin"] {
+        let sprayer = Some("198.51.100.7");
+        assert_eq!(post_from(&gateway, sprayer, user, "123456").await, refused);
+    }
+    assert_eq!(
+        post_from(&gateway, Some("198.51.100.7"), "alice", "secret").await,
+        blocked
+    );
+    // The sprayer cannot pass for someone else by writing an address first.
+    assert_eq!(
+        post_from(
+            &gateway,
+            Some("203.0.113.7, 198.51.100.7"),
+            "alice",
+            "secret"
+        )
+        .await,
+        blocked
+    );
+    assert_eq!(
+        post_from(&gateway, Some("198.51.100.8"), "alice", "secret").await,
+        (201, String::new())
+    );
+    gateway.stop().await;
+    assert_eq!(stored_accounts(&dir), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_devices_are_checked() {
     let dovecot = Dovecot::start();

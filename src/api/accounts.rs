@@ -1,6 +1,7 @@
 //! `/v1/accounts`: registering a mail account (after a real IMAP login),
 //! reading its watch state, and deleting it.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::{new_id, new_token, AccountId};
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::{ApiJson, AppState};
 use crate::error::ErrorClass;
@@ -137,6 +139,7 @@ fn validate_email(email: &str) -> bool {
 /// `POST /v1/accounts`
 pub async fn create(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     ApiJson(input): ApiJson<CreateAccount>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !validate_email(&input.email) {
@@ -154,7 +157,7 @@ pub async fn create(
     if let Some(smtp) = &input.smtp {
         check_smtp_host(&state, smtp).await?;
     }
-    check_imap_login(&state, &input.imap).await?;
+    check_imap_login(&state, client, &input.imap).await?;
     if let Some(smtp) = &input.smtp {
         check_smtp_login(&state, smtp).await?;
     }
@@ -212,14 +215,18 @@ pub async fn create(
 /// Logs in to the account's IMAP server, so nothing is stored for
 /// credentials that do not work; a login refused too often is not tried
 /// (see [`LoginGuard`](super::LoginGuard)).
-async fn check_imap_login(state: &AppState, server: &ServerInput) -> Result<(), ApiError> {
+async fn check_imap_login(
+    state: &AppState,
+    client: IpAddr,
+    server: &ServerInput,
+) -> Result<(), ApiError> {
     let guard = &state.login_guard;
     let (host, port, user) = (&server.host, server.port, &server.username);
-    if let Err(wait) = guard.check(host, port, user) {
+    if let Err(wait) = guard.check(client, host, port, user) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_failed_logins",
-            "the IMAP server refused this login too often; try again later",
+            "IMAP logins were refused too often, for this login or from this client; try again later",
         )
         .retry_after(wait));
     }
@@ -233,7 +240,7 @@ async fn check_imap_login(state: &AppState, server: &ServerInput) -> Result<(), 
     let result = attempt.await;
     match &result {
         Ok(()) => guard.succeeded(host, port, user),
-        Err(e) if e.class() == ErrorClass::Auth => guard.failed(host, port, user),
+        Err(e) if e.class() == ErrorClass::Auth => guard.failed(client, host, port, user),
         Err(_) => {}
     }
     result.map_err(|e| {

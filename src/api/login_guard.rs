@@ -1,20 +1,25 @@
-//! Refused registration logins, counted per IMAP login (host, port and
-//! username): after `api.login_failures_allowed` refusals within
-//! `api.login_failure_window_secs`, registrations for that login get 429
-//! until the window ends, whatever password they carry, so the gateway
-//! cannot be used to guess a mailbox's password. A successful login clears
-//! the count.
+//! Refused registration logins, counted twice: per IMAP login (host, port
+//! and username) and per client (the address the request came from, an
+//! IPv6 client by its /64). After `api.login_failures_allowed` refusals of
+//! one login, or `api.client_failures_allowed` refusals for one client,
+//! within `api.login_failure_window_secs`, registrations for that login, or
+//! from that client, get 429 until the window ends, whatever password they
+//! carry. The first stops guessing one mailbox's password; the second stops
+//! one client from trying a common password against many mailboxes
+//! (password spraying). A successful login clears its login's count, not
+//! its client's: a sprayer's hit must not buy more guesses.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Above this many logins counted, windows that ended are pruned.
+/// Above this many keys counted, windows that ended are pruned.
 const PRUNE_ABOVE: usize = 10_000;
-/// Never more logins counted than this (about 100 bytes each); beyond it
-/// new logins are not counted until old windows end.
+/// Never more keys counted than this (about 100 bytes each); beyond it new
+/// keys are not counted until old windows end.
 const MOST_COUNTED: usize = 100_000;
 
 #[derive(Debug)]
@@ -23,63 +28,40 @@ struct Failures {
     since: Instant,
 }
 
+/// Refusals per key within a window.
 #[derive(Debug)]
-pub struct LoginGuard {
+struct Counter {
     allowed: u32,
-    window: Duration,
-    failures: Mutex<HashMap<String, Failures>>,
+    counts: HashMap<String, Failures>,
 }
 
-impl LoginGuard {
-    pub fn new(allowed: u32, window: Duration) -> Self {
-        LoginGuard {
+impl Counter {
+    fn new(allowed: u32) -> Self {
+        Counter {
             allowed,
-            window,
-            failures: Mutex::default(),
+            counts: HashMap::new(),
         }
     }
 
-    fn key(host: &str, port: u16, username: &str) -> String {
-        format!("{}:{port}:{username}", host.to_ascii_lowercase())
+    /// How long `key` must wait, if it must.
+    fn wait(&self, key: &str, window: Duration, now: Instant) -> Option<Duration> {
+        let f = self.counts.get(key)?;
+        let ends = f.since + window;
+        (f.count >= self.allowed && now < ends).then(|| ends - now)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `Err(wait)` while this login may not be tried: how long until it may.
-    pub fn check(&self, host: &str, port: u16, username: &str) -> Result<(), Duration> {
-        let failures = self.lock();
-        match failures.get(&Self::key(host, port, username)) {
-            Some(f) if f.count >= self.allowed => {
-                let ends = f.since + self.window;
-                let now = Instant::now();
-                if now < ends {
-                    Err(ends - now)
-                } else {
-                    Ok(())
-                }
-            }
-            _ => Ok(()),
+    fn failed(&mut self, key: String, window: Duration, now: Instant) {
+        if self.counts.len() > PRUNE_ABOVE {
+            self.counts.retain(|_, f| now < f.since + window);
         }
-    }
-
-    /// The server refused this login.
-    pub fn failed(&self, host: &str, port: u16, username: &str) {
-        let now = Instant::now();
-        let mut failures = self.lock();
-        if failures.len() > PRUNE_ABOVE {
-            failures.retain(|_, f| now < f.since + self.window);
-        }
-        let key = Self::key(host, port, username);
-        if failures.len() >= MOST_COUNTED && !failures.contains_key(&key) {
+        if self.counts.len() >= MOST_COUNTED && !self.counts.contains_key(&key) {
             return;
         }
-        let entry = failures.entry(key).or_insert(Failures {
+        let entry = self.counts.entry(key).or_insert(Failures {
             count: 0,
             since: now,
         });
-        if now >= entry.since + self.window {
+        if now >= entry.since + window {
             *entry = Failures {
                 count: 0,
                 since: now,
@@ -87,10 +69,96 @@ impl LoginGuard {
         }
         entry.count += 1;
     }
+}
+
+#[derive(Debug)]
+struct Counters {
+    logins: Counter,
+    clients: Counter,
+}
+
+#[derive(Debug)]
+pub struct LoginGuard {
+    window: Duration,
+    counters: Mutex<Counters>,
+}
+
+impl LoginGuard {
+    /// `per_login` and `per_client` refusals allowed within `window`.
+    pub fn new(per_login: u32, per_client: u32, window: Duration) -> Self {
+        LoginGuard {
+            window,
+            counters: Mutex::new(Counters {
+                logins: Counter::new(per_login),
+                clients: Counter::new(per_client),
+            }),
+        }
+    }
+
+    fn login_key(host: &str, port: u16, username: &str) -> String {
+        format!("{}:{port}:{username}", host.to_ascii_lowercase())
+    }
+
+    /// An IPv4 client by its address, an IPv6 one by its /64: one host
+    /// usually has a whole /64 to pick addresses from.
+    fn client_key(client: IpAddr) -> String {
+        match client {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Err(wait)` while this login may not be tried from this client: how
+    /// long until it may.
+    pub fn check(
+        &self,
+        client: IpAddr,
+        host: &str,
+        port: u16,
+        username: &str,
+    ) -> Result<(), Duration> {
+        let counters = self.lock();
+        let now = Instant::now();
+        let login = counters
+            .logins
+            .wait(&Self::login_key(host, port, username), self.window, now);
+        let client = counters
+            .clients
+            .wait(&Self::client_key(client), self.window, now);
+        match login.max(client) {
+            Some(wait) => Err(wait),
+            None => Ok(()),
+        }
+    }
+
+    /// The server refused this login, tried from this client.
+    pub fn failed(&self, client: IpAddr, host: &str, port: u16, username: &str) {
+        let now = Instant::now();
+        let mut counters = self.lock();
+        counters
+            .logins
+            .failed(Self::login_key(host, port, username), self.window, now);
+        counters
+            .clients
+            .failed(Self::client_key(client), self.window, now);
+    }
 
     /// The server accepted this login.
     pub fn succeeded(&self, host: &str, port: u16, username: &str) {
-        self.lock().remove(&Self::key(host, port, username));
+        self.lock()
+            .logins
+            .counts
+            .remove(&Self::login_key(host, port, username));
     }
 }
 
@@ -99,37 +167,97 @@ mod tests {
     use super::*;
 
     const WINDOW: Duration = Duration::from_secs(900);
+    const PHONE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
 
     #[tokio::test(start_paused = true)]
     async fn a_login_refused_too_often_waits_for_its_window_to_end() {
-        let guard = LoginGuard::new(3, WINDOW);
+        let guard = LoginGuard::new(3, 100, WINDOW);
         for _ in 0..3 {
-            assert_eq!(guard.check("imap.example.org", 993, "alice"), Ok(()));
-            guard.failed("IMAP.example.org", 993, "alice");
+            assert_eq!(guard.check(PHONE, "imap.example.org", 993, "alice"), Ok(()));
+            guard.failed(PHONE, "IMAP.example.org", 993, "alice");
         }
-        assert_eq!(guard.check("imap.example.org", 993, "alice"), Err(WINDOW));
+        assert_eq!(
+            guard.check(PHONE, "imap.example.org", 993, "alice"),
+            Err(WINDOW)
+        );
+        // From anywhere: the login is what is being guessed.
+        let elsewhere: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(
+            guard.check(elsewhere, "imap.example.org", 993, "alice"),
+            Err(WINDOW)
+        );
         // Other logins, and the same user elsewhere, are not affected.
-        assert_eq!(guard.check("imap.example.org", 993, "bob"), Ok(()));
-        assert_eq!(guard.check("imap.example.org", 143, "alice"), Ok(()));
+        assert_eq!(guard.check(PHONE, "imap.example.org", 993, "bob"), Ok(()));
+        assert_eq!(guard.check(PHONE, "imap.example.org", 143, "alice"), Ok(()));
 
         tokio::time::advance(Duration::from_secs(600)).await;
         assert_eq!(
-            guard.check("imap.example.org", 993, "alice"),
+            guard.check(PHONE, "imap.example.org", 993, "alice"),
             Err(Duration::from_secs(300))
         );
         tokio::time::advance(Duration::from_secs(300)).await;
-        assert_eq!(guard.check("imap.example.org", 993, "alice"), Ok(()));
+        assert_eq!(guard.check(PHONE, "imap.example.org", 993, "alice"), Ok(()));
         // A new window starts with the next refusal.
-        guard.failed("imap.example.org", 993, "alice");
-        assert_eq!(guard.check("imap.example.org", 993, "alice"), Ok(()));
+        guard.failed(PHONE, "imap.example.org", 993, "alice");
+        assert_eq!(guard.check(PHONE, "imap.example.org", 993, "alice"), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_successful_login_clears_the_count() {
-        let guard = LoginGuard::new(2, WINDOW);
-        guard.failed("imap.example.org", 993, "alice");
+    async fn a_successful_login_clears_the_count_of_the_login_only() {
+        let guard = LoginGuard::new(2, 3, WINDOW);
+        guard.failed(PHONE, "imap.example.org", 993, "alice");
         guard.succeeded("imap.example.org", 993, "alice");
-        guard.failed("imap.example.org", 993, "alice");
-        assert_eq!(guard.check("imap.example.org", 993, "alice"), Ok(()));
+        guard.failed(PHONE, "imap.example.org", 993, "alice");
+        assert_eq!(guard.check(PHONE, "imap.example.org", 993, "alice"), Ok(()));
+        // The client's two refusals still count: one more blocks it.
+        guard.failed(PHONE, "imap.example.org", 993, "bob");
+        assert_eq!(
+            guard.check(PHONE, "imap.example.org", 993, "carol"),
+            Err(WINDOW)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_refused_too_often_waits_whatever_login_it_tries() {
+        let guard = LoginGuard::new(5, 3, WINDOW);
+        for user in ["alice", "bob", "carol"] {
+            assert_eq!(guard.check(PHONE, "imap.example.org", 993, user), Ok(()));
+            guard.failed(PHONE, "imap.example.org", 993, user);
+        }
+        assert_eq!(
+            guard.check(PHONE, "other.example.net", 993, "dave"),
+            Err(WINDOW)
+        );
+        // Another client may still try those logins.
+        let other: IpAddr = "198.51.100.8".parse().unwrap();
+        assert_eq!(guard.check(other, "imap.example.org", 993, "alice"), Ok(()));
+        tokio::time::advance(WINDOW).await;
+        assert_eq!(guard.check(PHONE, "other.example.net", 993, "dave"), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ipv6_client_is_counted_by_its_64() {
+        let guard = LoginGuard::new(5, 2, WINDOW);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let next_net: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        guard.failed(a, "imap.example.org", 993, "alice");
+        guard.failed(b, "imap.example.org", 993, "bob");
+        assert_eq!(
+            guard.check(b, "imap.example.org", 993, "carol"),
+            Err(WINDOW)
+        );
+        assert_eq!(
+            guard.check(next_net, "imap.example.org", 993, "carol"),
+            Ok(())
+        );
+        // An IPv4 client seen through an IPv6 socket is the IPv4 address.
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        guard.failed(mapped, "imap.example.org", 993, "alice");
+        guard.failed(PHONE, "imap.example.org", 993, "bob");
+        assert_eq!(
+            guard.check(PHONE, "imap.example.org", 993, "carol"),
+            Err(WINDOW)
+        );
     }
 }

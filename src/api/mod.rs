@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auth;
+mod client_ip;
 pub mod codec;
 mod devices;
 mod error;
