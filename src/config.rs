@@ -97,7 +97,9 @@ impl Default for ReadConfig {
 pub struct ApiConfig {
     /// Largest accepted JSON request body, in bytes.
     pub max_body_bytes: usize,
-    /// Upper bound on handling one request (account registration logs in upstream).
+    /// Upper bound on handling one request (account registration logs in
+    /// upstream). Uploads have none as a whole; each wait for more of their
+    /// body has this one.
     pub request_timeout_secs: u64,
     /// Refused IMAP logins allowed per login (host, port, username) within
     /// `login_failure_window_secs` before registrations for it get 429.

@@ -336,3 +336,144 @@ async fn one_patch_appends_at_a_time() {
     assert!(listed["sha256"].is_string(), "{listed}");
     gateway.stop().await;
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Uploads have no overall time limit (a large file over a phone's uplink
+/// takes minutes) but an idle one: an upload that keeps sending outlasts
+/// `api.request_timeout_secs`; one that stalls gets 408, and keeps what
+/// arrived when it is resumable. Bytes in the file that the record does not
+/// count (a request cut off when the gateway stopped) are counted, so the
+/// next PATCH appends after them and the file stays what the client sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_bounded_by_silence_not_by_length() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.api.request_timeout_secs = 3;
+    let gateway = Gateway::start_with(config).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+
+    // Eight parts half a second apart: longer than the timeout in all.
+    let head = upload_head(
+        &gateway,
+        "POST",
+        "/v1/uploads",
+        &token,
+        "content-length: 8000\r\n",
+    );
+    let (tx, mut answers) = mpsc::unbounded_channel();
+    let mut writer = open_request(&gateway, 0, head, &[7u8; 1_000], tx).await;
+    for _ in 1..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        writer.write_all(&[7u8; 1_000]).await.unwrap();
+    }
+    let (_, status, body) = next_answer(&mut answers, Duration::from_secs(60))
+        .await
+        .expect("the slow upload is answered");
+    assert_eq!(
+        (status, body["size"].clone()),
+        (201, json!(8_000)),
+        "{body}"
+    );
+
+    // A resumable upload that stalls after 1,000 bytes keeps them.
+    let data: Vec<u8> = (0..6_000u32).map(|i| (i % 251) as u8).collect();
+    let created = gateway
+        .http
+        .post(gateway.at("/v1/uploads"))
+        .bearer_auth(&token)
+        .header("upload-length", data.len())
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    let id = created.json::<Value>().await.unwrap()["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/uploads/{id}");
+    let head = upload_head(
+        &gateway,
+        "PATCH",
+        &path,
+        &token,
+        "upload-offset: 0\r\ncontent-length: 6000\r\n",
+    );
+    let (tx, mut answers) = mpsc::unbounded_channel();
+    let _stalled = open_request(&gateway, 0, head, &data[..1_000], tx).await;
+    let (_, status, body) = next_answer(&mut answers, Duration::from_secs(60))
+        .await
+        .expect("the stalled PATCH is answered");
+    assert_eq!(
+        (status, error_code(&body)),
+        (408, "upload_stalled"),
+        "{body}"
+    );
+    let offset = |gateway: &Gateway| {
+        let request = gateway.http.head(gateway.at(&path)).bearer_auth(&token);
+        async move {
+            let response = request.send().await.unwrap();
+            response.headers()["upload-offset"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(offset(&gateway).await, "1000");
+
+    // As a request cut off by a stop would leave it: 500 more bytes in the
+    // file than in the record.
+    let file = dir.join("uploads").join(&id);
+    let mut on_disk = std::fs::read(&file).unwrap();
+    on_disk.extend_from_slice(&data[1_000..1_500]);
+    std::fs::write(&file, &on_disk).unwrap();
+    assert_eq!(offset(&gateway).await, "1500");
+    let r = gateway
+        .http
+        .patch(gateway.at(&path))
+        .bearer_auth(&token)
+        .header("upload-offset", 1_500)
+        .body(data[1_500..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, view) = gateway.get(&path, Some(&token)).await;
+    assert_eq!(view["size"], 6_000, "{view}");
+    assert_eq!(view["sha256"], sha256_hex(&data), "{view}");
+
+    // A stalled upload that is not resumable leaves no file behind.
+    let head = upload_head(
+        &gateway,
+        "POST",
+        "/v1/uploads",
+        &token,
+        "content-length: 5000\r\n",
+    );
+    let (tx, mut answers) = mpsc::unbounded_channel();
+    let _stalled = open_request(&gateway, 0, head, &[8u8; 1_000], tx).await;
+    let (_, status, body) = next_answer(&mut answers, Duration::from_secs(60))
+        .await
+        .expect("the stalled upload is answered");
+    assert_eq!(
+        (status, error_code(&body)),
+        (408, "upload_stalled"),
+        "{body}"
+    );
+    gateway.stop().await;
+    let files = std::fs::read_dir(dir.join("uploads")).unwrap().count();
+    assert_eq!(
+        files, 2,
+        "the slow upload and the resumable one, nothing else"
+    );
+}

@@ -102,20 +102,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/delete", post(mail::delete))
         .route("/v1/search", get(mail::search))
         .route("/v1/openapi.json", get(openapi::serve))
-        .route(
-            "/v1/uploads",
-            post(uploads::create)
-                .layer(axum::extract::DefaultBodyLimit::disable())
-                .layer(axum::middleware::map_response(close_after_refusal)),
-        )
-        .route(
-            "/v1/uploads/{upload_id}",
-            get(uploads::head)
-                .head(uploads::head)
-                .patch(uploads::patch)
-                .layer(axum::extract::DefaultBodyLimit::disable())
-                .layer(axum::middleware::map_response(close_after_refusal)),
-        )
         .route("/v1/send", post(send::create))
         .route(
             "/v1/send/settings",
@@ -130,6 +116,24 @@ pub fn router(state: AppState) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             timeout,
         ))
+        // Added after the timeout, so it does not apply: an upload of
+        // `send.max_upload_bytes` over a phone's uplink can take many
+        // minutes. Instead each wait for more of the body is bounded by
+        // the same `api.request_timeout_secs` (see `uploads`).
+        .route(
+            "/v1/uploads",
+            post(uploads::create)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(axum::middleware::map_response(close_after_refusal)),
+        )
+        .route(
+            "/v1/uploads/{upload_id}",
+            get(uploads::head)
+                .head(uploads::head)
+                .patch(uploads::patch)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(axum::middleware::map_response(close_after_refusal)),
+        )
         .layer(
             tower_http::compression::CompressionLayer::new()
                 .quality(tower_http::CompressionLevel::Precise(7)),

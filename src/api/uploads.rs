@@ -5,12 +5,15 @@
 //! (tus-style): the record exists before the first byte arrives, whatever
 //! arrives is kept when the connection breaks, `HEAD` answers
 //! `Upload-Offset`, and `PATCH` with a matching `Upload-Offset` appends the
-//! rest; one `PATCH` at a time per upload. Uploads expire after
+//! rest; one `PATCH` at a time per upload. An upload has no overall time
+//! limit, but each wait for more of its body is bounded by
+//! `api.request_timeout_secs` (408). Uploads expire after
 //! `send.upload_ttl_secs` and count against `send.upload_quota_bytes` per
 //! account, those still streaming included (`UploadReservations`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -176,6 +179,7 @@ pub async fn create(
         tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
     }
     tokio::fs::File::create(&path).await.map_err(io_error)?;
+    let mut file = RemoveUnlessKept::new(&path);
     let mut limit = length.unwrap_or(max).min(max);
     let mut cut_by_quota = false;
     // The quota is checked, and what this upload may add is counted, under
@@ -187,13 +191,13 @@ pub async fn create(
             + state.upload_reservations.of(&upload.account_id);
         let room = state.config.send.upload_quota_bytes.saturating_sub(used);
         if declared.is_some_and(|n| n > room) || room == 0 {
-            let _ = tokio::fs::remove_file(&path).await;
             return Err(quota_exceeded(state.config.send.upload_quota_bytes));
         }
         if length.is_some() {
             // Resumable: the record exists before the first byte arrives,
-            // and counts its whole length.
+            // and counts its whole length; the file stays with it.
             state.store.put_upload(&upload)?;
+            file.keep();
             None
         } else {
             // Of unknown length: what is left of the quota, at most.
@@ -203,7 +207,8 @@ pub async fn create(
             Some(state.upload_reservations.reserve(&upload.account_id, limit))
         }
     };
-    let received = append_body(&path, body, limit).await;
+    let idle = Duration::from_secs(state.config.api.request_timeout_secs);
+    let received = append_body(&path, body, limit, idle).await;
     match received {
         Ok(n) => upload.offset = n,
         Err(BodyError::TooLong) => {
@@ -216,19 +221,14 @@ pub async fn create(
                 too_large(limit)
             });
         }
-        Err(BodyError::Broken(n)) => {
-            // The client went away: keep what arrived for a resumable upload.
+        Err(e @ (BodyError::Broken(n) | BodyError::Stalled(n))) => {
+            // The client went away or stalled: keep what arrived for a
+            // resumable upload (the file of any other goes with `file`).
             if length.is_some() {
                 upload.offset = n;
                 keep(&state, &upload, &path).await?;
-            } else {
-                let _ = tokio::fs::remove_file(&path).await;
             }
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "upload_interrupted",
-                "the request body ended early",
-            ));
+            return Err(cut_short(matches!(e, BodyError::Stalled(_))));
         }
         Err(BodyError::Io(e)) => {
             let _ = tokio::fs::remove_file(&path).await;
@@ -238,9 +238,66 @@ pub async fn create(
     }
     finish_if_complete(&mut upload, &path).await?;
     keep(&state, &upload, &path).await?;
+    file.keep();
     // The record counts the bytes now.
     drop(reservation);
     Ok(with_offset(StatusCode::CREATED, &upload))
+}
+
+/// Held by the request appending to an upload.
+fn appending_lock(upload_id: &str) -> String {
+    format!("upload\0{upload_id}")
+}
+
+/// Counts what a resumable upload's file holds, when its record says less
+/// (or more). A request cut off mid-body without an error to handle (its
+/// future dropped when the gateway stopped) wrote bytes its record never
+/// counted.
+/// With one writer at a time the file is always a prefix of what the
+/// client sent, so those bytes are good; counting them keeps the next
+/// `PATCH` from appending the same bytes a second time.
+async fn count_what_arrived(state: &AppState, upload: &mut UploadRecord) -> Result<(), ApiError> {
+    let (Some(length), None) = (upload.length, &upload.sha256) else {
+        return Ok(());
+    };
+    let path = upload_file(&state.config.data_dir, &upload.id);
+    let Ok(meta) = tokio::fs::metadata(&path).await else {
+        return Ok(());
+    };
+    let received = meta.len().min(length);
+    if received == upload.offset {
+        return Ok(());
+    }
+    upload.offset = received;
+    finish_if_complete(upload, &path).await?;
+    keep(state, upload, &path).await
+}
+
+/// Deletes a new upload's file when dropped, unless kept: a request that
+/// ends without a record naming its file (an error, or its future dropped
+/// mid-body at shutdown) leaves no file that nothing would ever delete.
+struct RemoveUnlessKept {
+    path: Option<std::path::PathBuf>,
+}
+
+impl RemoveUnlessKept {
+    fn new(path: &std::path::Path) -> Self {
+        RemoveUnlessKept {
+            path: Some(path.to_path_buf()),
+        }
+    }
+
+    fn keep(&mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for RemoveUnlessKept {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Bytes of the account's stored uploads: a resumable one counts its whole
@@ -303,7 +360,11 @@ pub async fn head(
     AccountId(account): AccountId,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let upload = owned(&state, &account, &id)?;
+    let mut upload = owned(&state, &account, &id)?;
+    // Not while a PATCH appends: it counts its bytes when it ends.
+    if let Some(_appending) = state.locks.try_lock(&appending_lock(&id)) {
+        count_what_arrived(&state, &mut upload).await?;
+    }
     let mut response = with_offset(StatusCode::OK, &upload);
     if let Some(length) = upload.length {
         response
@@ -324,7 +385,7 @@ pub async fn patch(
     // One request appends at a time; a second one (a retry while the first
     // still streams, or its connection is not yet known to be dead) is told
     // to ask for the offset again later.
-    let Some(_appending) = state.locks.try_lock(&format!("upload\0{id}")) else {
+    let Some(_appending) = state.locks.try_lock(&appending_lock(&id)) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "upload_in_progress",
@@ -332,6 +393,7 @@ pub async fn patch(
         ));
     };
     let mut upload = owned(&state, &account, &id)?;
+    count_what_arrived(&state, &mut upload).await?;
     let offset = header_u64(&headers, "upload-offset")?.ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -362,17 +424,12 @@ pub async fn patch(
     };
     let path = upload_file(&state.config.data_dir, &upload.id);
     // Anything beyond the announced length is refused; what fits is kept.
-    let result = append_body(&path, body, length - upload.offset).await;
+    let idle = Duration::from_secs(state.config.api.request_timeout_secs);
+    let result = append_body(&path, body, length - upload.offset, idle).await;
     let (added, error) = match result {
         Ok(n) => (n, None),
-        Err(BodyError::Broken(n)) => (
-            n,
-            Some(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "upload_interrupted",
-                "the request body ended early",
-            )),
-        ),
+        Err(BodyError::Broken(n)) => (n, Some(cut_short(false))),
+        Err(BodyError::Stalled(n)) => (n, Some(cut_short(true))),
         Err(BodyError::TooLong) => return Err(too_large(length)),
         Err(BodyError::Io(e)) => return Err(io_error(e)),
     };
@@ -389,12 +446,19 @@ enum BodyError {
     TooLong,
     /// The body ended with an error after this many bytes were written.
     Broken(u64),
+    /// No more of the body came for the idle timeout, after this many bytes.
+    Stalled(u64),
     Io(std::io::Error),
 }
 
 /// Appends the body to `path`, refusing more than `limit` bytes. Bytes are
 /// flushed to the file as they come, so a broken upload keeps them.
-async fn append_body(path: &std::path::Path, body: Body, limit: u64) -> Result<u64, BodyError> {
+async fn append_body(
+    path: &std::path::Path,
+    body: Body,
+    limit: u64,
+    idle: Duration,
+) -> Result<u64, BodyError> {
     let mut file = tokio::fs::OpenOptions::new()
         .append(true)
         .open(path)
@@ -403,11 +467,20 @@ async fn append_body(path: &std::path::Path, body: Body, limit: u64) -> Result<u
     let start = file.metadata().await.map_err(BodyError::Io)?.len();
     let mut stream = body.into_data_stream();
     let mut written = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            file.flush().await.map_err(BodyError::Io)?;
-            file.sync_all().await.map_err(BodyError::Io)?;
-            return Err(BodyError::Broken(written));
+    loop {
+        let next = tokio::time::timeout(idle, stream.next()).await;
+        let chunk = match next {
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(_))) | Err(_) => {
+                file.flush().await.map_err(BodyError::Io)?;
+                file.sync_all().await.map_err(BodyError::Io)?;
+                return Err(if next.is_err() {
+                    BodyError::Stalled(written)
+                } else {
+                    BodyError::Broken(written)
+                });
+            }
         };
         if written + chunk.len() as u64 > limit {
             // Keep the file as it was before this request.
@@ -448,6 +521,24 @@ async fn finish_if_complete(
             .collect(),
     );
     Ok(())
+}
+
+/// The answer to a body that stopped before its end: the client went
+/// away, or sent nothing more for the idle timeout.
+fn cut_short(stalled: bool) -> ApiError {
+    if stalled {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "upload_stalled",
+            "no more of the body arrived for a while; what arrived of a resumable upload is kept",
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "upload_interrupted",
+            "the request body ended early",
+        )
+    }
 }
 
 fn too_large(max: u64) -> ApiError {
