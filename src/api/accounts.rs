@@ -162,6 +162,19 @@ pub async fn create(
         check_smtp_login(&state, smtp).await?;
     }
 
+    let (id, token) = super::to_completion(store_account(state, input)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"account_id": id, "token": token})),
+    ))
+}
+
+/// Stores the account (a new one, or a new token for the login's account)
+/// and starts watching it; returns its id and the new token.
+async fn store_account(
+    state: AppState,
+    input: CreateAccount,
+) -> Result<(String, String), ApiError> {
     // Registering the same mailbox again (a reinstalled app) gives a new
     // token for the same account, keeping its devices and cursors. Two
     // registrations of one login at once find the same account: the second
@@ -206,10 +219,7 @@ pub async fn create(
     state.store.flush().await?;
     state.supervisor.start(&id);
     tracing::info!(account = %id, "account registered");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"account_id": id, "token": token})),
-    ))
+    Ok((id, token))
 }
 
 /// Logs in to the account's IMAP server, so nothing is stored for
@@ -389,6 +399,11 @@ pub async fn delete(
     State(state): State<AppState>,
     AccountId(id): AccountId,
 ) -> Result<StatusCode, ApiError> {
+    super::to_completion(delete_account(state, id)).await
+}
+
+/// Stops the account's watcher, then deletes its records and files.
+async fn delete_account(state: AppState, id: String) -> Result<StatusCode, ApiError> {
     let _account = state.locks.lock(&account_lock(&id)).await;
     state.supervisor.stop(&id).await;
     let send_data = state.store.remove_send_data(&id)?;

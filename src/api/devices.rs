@@ -108,6 +108,38 @@ pub async fn create(
     let mailboxes = validate_mailboxes(input.mailboxes)?;
     check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
 
+    let device = super::to_completion(store_device(
+        state,
+        account_id,
+        PushSubscription {
+            endpoint,
+            p256dh,
+            auth,
+        },
+        mailboxes,
+        input.payload,
+    ))
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "device_id": device.id,
+            "mailboxes": device.mailboxes,
+            "payload": device.payload,
+        })),
+    ))
+}
+
+/// Stores the device (replacing an earlier registration of its endpoint)
+/// and tells the account's watcher.
+async fn store_device(
+    state: AppState,
+    account_id: String,
+    subscription: PushSubscription,
+    mailboxes: Vec<String>,
+    payload: PayloadTier,
+) -> Result<DeviceRecord, ApiError> {
+    let endpoint = &subscription.endpoint;
     // Read, check and write under the account's lock: two registrations of
     // one subscription at once would otherwise both find none and store the
     // phone twice (every mail pushed to it twice), and two new ones could
@@ -119,7 +151,9 @@ pub async fn create(
     }
     // The same subscription registered again replaces the old registration.
     let devices = state.store.devices_of(&account_id)?;
-    let previous = devices.iter().find(|d| d.subscription.endpoint == endpoint);
+    let previous = devices
+        .iter()
+        .find(|d| d.subscription.endpoint == *endpoint);
     let most = state.config.push.max_devices_per_account;
     if previous.is_none() && devices.len() >= most {
         return Err(ApiError::invalid(
@@ -131,26 +165,15 @@ pub async fn create(
     let device = DeviceRecord {
         id: previous.map(|d| d.id.clone()).unwrap_or_else(new_id),
         account_id: account_id.clone(),
-        subscription: PushSubscription {
-            endpoint,
-            p256dh,
-            auth,
-        },
+        subscription,
         mailboxes,
-        payload: input.payload,
+        payload,
         created_at: crate::unix_millis() / 1000,
     };
     state.store.put_device(&device)?;
     state.store.flush().await?;
     state.supervisor.reconfigure(&account_id);
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "device_id": device.id,
-            "mailboxes": device.mailboxes,
-            "payload": device.payload,
-        })),
-    ))
+    Ok(device)
 }
 
 /// Asks the account's IMAP server whether the mailboxes other than INBOX
@@ -278,10 +301,13 @@ pub async fn delete(
         .device(&device_id)?
         .filter(|d| d.account_id == account_id)
         .ok_or_else(|| ApiError::not_found("device"))?;
-    state.store.delete_device(&device_id)?;
-    state.store.flush().await?;
-    state.supervisor.reconfigure(&account_id);
-    Ok(StatusCode::NO_CONTENT)
+    super::to_completion(async move {
+        state.store.delete_device(&device_id)?;
+        state.store.flush().await?;
+        state.supervisor.reconfigure(&account_id);
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -64,6 +64,27 @@ pub struct AppState {
     pub upload_reservations: Arc<uploads::UploadReservations>,
 }
 
+/// Runs a handler's store-changing steps to their end even when the request
+/// is dropped: hyper drops a handler's future when its client goes away (a
+/// phone losing its link), and the timeout layer when it fires. A step that
+/// wrote to the store must not stop before what makes the write take effect
+/// (starting the account's watcher, telling it of a device, starting a
+/// send), or the write sits unused until the gateway restarts.
+pub(crate) async fn to_completion<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(work).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a request's steps panicked");
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the gateway failed to finish the request",
+        ))
+    })
+}
+
 /// A JSON body whose rejections become our error format (400 malformed,
 /// 413 too large, 415 wrong content type, 422 wrong shape).
 pub struct ApiJson<T>(pub T);
@@ -169,4 +190,43 @@ async fn close_after_refusal(mut response: axum::response::Response) -> axum::re
 
 async fn not_found() -> ApiError {
     ApiError::not_found("route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn steps_run_to_their_end_when_the_request_is_dropped() {
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let (finish_tx, finish) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let request = tokio::spawn(to_completion(async move {
+            let _ = started_tx.send(());
+            let _ = finish.await;
+            let _ = done_tx.send(());
+            Ok(())
+        }));
+        started.await.unwrap();
+        // The client goes away: the handler's future is dropped.
+        request.abort();
+        assert!(request.await.unwrap_err().is_cancelled());
+        let _ = finish_tx.send(());
+        done.await.expect("the steps ran to their end");
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_steps_is_an_internal_error() {
+        let answer = to_completion(async {
+            if true {
+                panic!("broken step");
+            }
+            Ok(())
+        })
+        .await;
+        assert_eq!(
+            answer.unwrap_err().status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 }

@@ -105,6 +105,9 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     if let Some(key) = &key {
         if let Some(existing) = state.store.send_id_for_key(&account_id, key)? {
+            // A job stored by a request that ended before starting it (its
+            // flush failed) starts now; one running or done is left alone.
+            state.outbox.start(&existing);
             return settle(&state, &existing).await;
         }
     }
@@ -151,17 +154,29 @@ pub async fn create(
     };
     match created {
         Created::New => {
-            if let Err(e) = state.store.flush().await {
-                tokio::spawn(connections.close());
-                return Err(e.into());
-            }
+            // Durable first (a crash after sending but before the job is on
+            // disk would let a retry send it again), then started, even if
+            // the client goes away in between.
+            let started = {
+                let state = state.clone();
+                let id = job.id.clone();
+                super::to_completion(async move {
+                    if let Err(e) = state.store.flush().await {
+                        tokio::spawn(connections.close());
+                        return Err(e.into());
+                    }
+                    state.outbox.start_with(&id, connections);
+                    Ok(())
+                })
+            };
+            started.await?;
             tracing::info!(send = %job.id, path = ?job.path, size = job.size, "send queued");
-            state.outbox.start_with(&job.id, connections);
             settle(&state, &job.id).await
         }
         Created::Existing(id) => {
             tokio::spawn(connections.close());
             let _ = std::fs::remove_dir_all(ctx.job_dir(&job.id));
+            state.outbox.start(&id);
             settle(&state, &id).await
         }
     }
