@@ -181,6 +181,10 @@ pub async fn run(
     if resumed > 0 {
         tracing::info!(resumed, "resuming unfinished sends");
     }
+    let removed = api::remove_unnamed_upload_files(store.as_ref(), data_dir)?;
+    if removed > 0 {
+        tracing::info!(removed, "removed upload files no record named");
+    }
 
     let app = api::router(api::AppState {
         config: config.clone(),

@@ -32,6 +32,7 @@ use tower_http::timeout::TimeoutLayer;
 pub use error::ApiError;
 pub use keyed_locks::KeyedLocks;
 pub use login_guard::LoginGuard;
+pub use uploads::remove_unnamed_files as remove_unnamed_upload_files;
 
 use crate::config::Config;
 use crate::metrics::Metrics;

@@ -178,6 +178,9 @@ pub async fn create(
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
     }
+    // Held while this request appends, as a PATCH holds it (HEAD then
+    // leaves the record alone).
+    let _appending = state.locks.lock(&appending_lock(&upload.id)).await;
     tokio::fs::File::create(&path).await.map_err(io_error)?;
     let mut file = RemoveUnlessKept::new(&path);
     let mut limit = length.unwrap_or(max).min(max);
@@ -252,8 +255,7 @@ fn appending_lock(upload_id: &str) -> String {
 /// Counts what a resumable upload's file holds, when its record says less
 /// (or more). A request cut off mid-body without an error to handle (its
 /// future dropped when the gateway stopped) wrote bytes its record never
-/// counted.
-/// With one writer at a time the file is always a prefix of what the
+/// counted. With one writer at a time the file is always a prefix of what the
 /// client sent, so those bytes are good; counting them keeps the next
 /// `PATCH` from appending the same bytes a second time.
 async fn count_what_arrived(state: &AppState, upload: &mut UploadRecord) -> Result<(), ApiError> {
@@ -298,6 +300,31 @@ impl Drop for RemoveUnlessKept {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Deletes upload files that no record names, and returns how many. A
+/// request cut off before writing its record could leave one (before
+/// `RemoveUnlessKept` removed them), and nothing else would ever delete it.
+/// Run at start, before any request can be creating an upload; only files
+/// named like uploads are touched.
+pub fn remove_unnamed_files(
+    store: &dyn crate::store::Store,
+    data_dir: &std::path::Path,
+) -> Result<usize, crate::store::StoreError> {
+    let named: std::collections::HashSet<String> =
+        store.uploads()?.into_iter().map(|u| u.id).collect();
+    let Ok(entries) = std::fs::read_dir(data_dir.join("uploads")) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if valid_id(name) && !named.contains(name) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Bytes of the account's stored uploads: a resumable one counts its whole
@@ -556,4 +583,40 @@ fn io_error(e: std::io::Error) -> ApiError {
         "storage_error",
         "the gateway could not write the upload",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SendStore, SledStore};
+
+    #[test]
+    fn files_no_record_names_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        let named = new_id();
+        store
+            .put_upload(&UploadRecord {
+                id: named.clone(),
+                account_id: "a1".into(),
+                content_type: "text/plain".into(),
+                length: None,
+                offset: 1,
+                sha256: None,
+                created_ms: 0,
+                expires_ms: i64::MAX,
+            })
+            .unwrap();
+        let unnamed = new_id();
+        for name in [named.as_str(), unnamed.as_str(), "notes.txt"] {
+            let path = dir.path().join("uploads").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        assert_eq!(remove_unnamed_files(&store, dir.path()).unwrap(), 1);
+        let uploads = dir.path().join("uploads");
+        assert!(uploads.join(&named).exists());
+        assert!(!uploads.join(&unnamed).exists());
+        assert!(uploads.join("notes.txt").exists());
+    }
 }
