@@ -54,7 +54,8 @@ pub struct Config {
 pub struct StoreConfig {
     /// Under load (the last flush served several writers), how long the
     /// next flush waits for more writes to join it (group commit). Longer:
-    /// fewer flushes and less CPU, later pushes. A lone writer never waits.
+    /// fewer flushes and less CPU; watchers wait longer before their next
+    /// check (pushes do not wait for flushes). A lone writer never waits.
     pub commit_window_ms: u64,
 }
 

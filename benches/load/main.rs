@@ -374,7 +374,7 @@ async fn run_mode(
         e2e.last().copied().unwrap_or(f64::NAN),
     );
     println!(
-        "  store flushes (each new mail waits for one): {:.0}, p50 {:.1} ms, p99 {:.1} ms, slowest at most {:.0} ms",
+        "  store flushes (watchers wait for them; pushes do not): {:.0}, p50 {:.1} ms, p99 {:.1} ms, slowest at most {:.0} ms",
         flushes.count(),
         flushes.quantile(0.5) * 1000.0,
         flushes.quantile(0.99) * 1000.0,

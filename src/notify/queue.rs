@@ -200,7 +200,10 @@ impl DeliveryQueue {
                     self.metrics.push_latency.observe(detected.elapsed());
                 }
                 let finished = self.store.finish_push(key, &push)?;
-                self.store.flush().await?;
+                // Durable soon; waiting for it would hold this delivery's
+                // slot through a slow fsync and change nothing: a crash
+                // before that flush repeats the push either way.
+                self.store.request_flush();
                 // Not finished: mail merged in while this push was on its way.
                 Ok(if finished {
                     Next::Done

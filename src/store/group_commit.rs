@@ -107,15 +107,22 @@ impl GroupCommit {
         })
     }
 
-    /// Waits until a flush that started after this call has finished.
-    pub async fn flush(&self) -> Result<(), String> {
-        let mut rounds = self.shared.done.subscribe();
+    /// Asks for a flush that starts after this call, without waiting for it;
+    /// returns its ticket.
+    pub fn request(&self) -> u64 {
         let ticket = {
             let mut requests = lock(&self.shared.requests);
             requests.taken += 1;
             requests.taken
         };
         self.shared.wake.notify_one();
+        ticket
+    }
+
+    /// Waits until a flush that started after this call has finished.
+    pub async fn flush(&self) -> Result<(), String> {
+        let mut rounds = self.shared.done.subscribe();
+        let ticket = self.request();
         let round = rounds
             .wait_for(|round| round.through >= ticket)
             .await
@@ -194,6 +201,19 @@ mod tests {
             assert_eq!(t.await.unwrap(), Ok(()));
         }
         assert!(started.try_recv().is_err(), "a third flush ran");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_nobody_waits_for_is_flushed() {
+        let (commit, started, release) = gated();
+        commit.request();
+        started.recv().unwrap();
+        release.send(true).unwrap();
+        // A flush asked for afterwards is a round of its own.
+        let waiting = tokio::spawn(async move { commit.flush().await });
+        started.recv().unwrap();
+        release.send(true).unwrap();
+        assert_eq!(waiting.await.unwrap(), Ok(()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,4 +141,8 @@ pub trait Store: SendStore + Send + Sync + 'static {
 
     /// Makes every write so far durable.
     fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>>;
+
+    /// Asks for every write so far to be made durable soon, without waiting
+    /// (a failure reaches only those who wait, at their next `flush`).
+    fn request_flush(&self);
 }

@@ -502,6 +502,10 @@ impl Store for SledStore {
     fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
         Box::pin(async move { self.commit.flush().await.map_err(StoreError::Backend) })
     }
+
+    fn request_flush(&self) {
+        self.commit.request();
+    }
 }
 
 fn tx_error(e: TransactionError<StoreError>) -> StoreError {

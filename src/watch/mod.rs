@@ -6,7 +6,7 @@
 //! Flow of one account: connect (admission-controlled per upstream host) →
 //! log in → read capabilities → for each watched mailbox compare the stored
 //! cursor with UIDVALIDITY/UIDNEXT → IDLE → on EXISTS fetch summaries, queue
-//! pushes, then advance the cursor, flush both → wake the notifier. Any
+//! pushes, then advance the cursor → wake the notifier → flush both. Any
 //! error backs off with jitter and reconnects; refused credentials stop the
 //! actor in `auth_failed`.
 
