@@ -20,6 +20,20 @@ fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
+/// The distinct values of `field` in answers that must all be 201.
+fn distinct_created<'a>(answers: &'a [(u16, Value)], field: &str) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 201, "{body}");
+            body[field].as_str().unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Requests that race (a phone retrying on a flaky link) store what one of
 /// them would: one account per login, one device per subscription, and
 /// never more devices than allowed. The devices ask for `Sent` as well, so
@@ -39,15 +53,7 @@ async fn racing_registrations_store_what_one_would() {
 
     let body = account_body(dovecot.host(), dovecot.imap_port(), "alice", "secret");
     let registered = join_all((0..6).map(|_| gateway.post("/v1/accounts", None, &body))).await;
-    let mut ids: Vec<&str> = registered
-        .iter()
-        .map(|(status, body)| {
-            assert_eq!(*status, 201, "{body}");
-            body["account_id"].as_str().unwrap()
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = distinct_created(&registered, "account_id");
     assert_eq!(ids.len(), 1, "one login, several accounts: {ids:?}");
     let token = registered[0].1["token"].as_str().unwrap();
 
@@ -55,15 +61,7 @@ async fn racing_registrations_store_what_one_would() {
     let phone = TestDevice::new(&receiver);
     let device = json!({"subscription": phone.subscription_json(), "mailboxes": ["INBOX", "Sent"]});
     let answers = join_all((0..8).map(|_| gateway.post("/v1/devices", Some(token), &device))).await;
-    let mut device_ids: Vec<&str> = answers
-        .iter()
-        .map(|(status, body)| {
-            assert_eq!(*status, 201, "{body}");
-            body["device_id"].as_str().unwrap()
-        })
-        .collect();
-    device_ids.sort_unstable();
-    device_ids.dedup();
+    let device_ids = distinct_created(&answers, "device_id");
     assert_eq!(device_ids.len(), 1, "{device_ids:?}");
     let (_, listed) = gateway.get("/v1/devices", Some(token)).await;
     assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
@@ -154,22 +152,66 @@ async fn next_answer(
         .flatten()
 }
 
+/// The answer that must come; the bound only turns a hang into a failure.
+async fn answer(answers: &mut mpsc::UnboundedReceiver<(usize, u16, Value)>) -> (usize, u16, Value) {
+    next_answer(answers, Duration::from_secs(60))
+        .await
+        .expect("the request is answered")
+}
+
+/// A gateway configured by `configure`, with alice registered against a
+/// Dovecot of her own: (Dovecot, data directory, its guard, gateway, token).
+async fn alice_on(
+    configure: impl FnOnce(&mut lemonade::config::Config),
+) -> (
+    Dovecot,
+    std::path::PathBuf,
+    tempfile::TempDir,
+    Gateway,
+    String,
+) {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let (tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    configure(&mut config);
+    let gateway = Gateway::start_with(config).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    (dovecot, dir, tmp, gateway, token)
+}
+
+/// Creates an empty resumable upload of `length` bytes; returns its path.
+async fn create_resumable(gateway: &Gateway, token: &str, length: usize) -> String {
+    let created = gateway
+        .http
+        .post(gateway.at("/v1/uploads"))
+        .bearer_auth(token)
+        .header("upload-length", length)
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let id = created.json::<Value>().await.unwrap()["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    format!("/v1/uploads/{id}")
+}
+
 /// Four uploads at once, each fitting the quota alone, two of them
 /// together: two are stored and two refused, although no record exists yet
 /// while they stream. And an upload still streaming when its account is
 /// deleted leaves neither record nor file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_uploads_share_the_quota_and_die_with_their_account() {
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    let (_tmp, dir) = data_dir();
-    let mut config = test_config(&dir);
-    config.send.max_upload_bytes = 10_000;
-    config.send.upload_quota_bytes = 25_000;
-    let gateway = Gateway::start_with(config).await;
-    let (_, token) = gateway
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
+    let (_dovecot, dir, _tmp, gateway, token) = alice_on(|config| {
+        config.send.max_upload_bytes = 10_000;
+        config.send.upload_quota_bytes = 25_000;
+    })
+    .await;
 
     let (tx, mut answers) = mpsc::unbounded_channel();
     let mut writers = Vec::new();
@@ -205,9 +247,7 @@ async fn parallel_uploads_share_the_quota_and_die_with_their_account() {
     }
     let mut stored = 0;
     while refused.len() + stored < 4 {
-        let (_, status, body) = next_answer(&mut answers, Duration::from_secs(60))
-            .await
-            .expect("every upload is answered");
+        let (_, status, body) = answer(&mut answers).await;
         match status {
             201 => stored += 1,
             _ => panic!("{status} {body}"),
@@ -233,9 +273,7 @@ async fn parallel_uploads_share_the_quota_and_die_with_their_account() {
     let (status, _) = gateway.delete("/v1/accounts/me", Some(&token)).await;
     assert_eq!(status, 204);
     writer.write_all(&[4u8; 4_000]).await.unwrap();
-    let (_, status, _) = next_answer(&mut answers, Duration::from_secs(60))
-        .await
-        .expect("the upload is answered");
+    let (_, status, _) = answer(&mut answers).await;
     assert_eq!(status, 401);
     gateway.stop().await;
 
@@ -256,28 +294,8 @@ async fn parallel_uploads_share_the_quota_and_die_with_their_account() {
 /// instead of appending the same bytes again; the first one completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_patch_appends_at_a_time() {
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    let (_tmp, dir) = data_dir();
-    let gateway = Gateway::start(&dir).await;
-    let (_, token) = gateway
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
-    let created = gateway
-        .http
-        .post(gateway.at("/v1/uploads"))
-        .bearer_auth(&token)
-        .header("upload-length", 6_000)
-        .body(Vec::new())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status().as_u16(), 201);
-    let id = created.json::<Value>().await.unwrap()["upload_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let path = format!("/v1/uploads/{id}");
+    let (_dovecot, _dir, _tmp, gateway, token) = alice_on(|_| {}).await;
+    let path = create_resumable(&gateway, &token, 6_000).await;
 
     let head = upload_head(
         &gateway,
@@ -287,11 +305,21 @@ async fn one_patch_appends_at_a_time() {
         "upload-offset: 0\r\ncontent-length: 6000\r\n",
     );
     let (tx, mut answers) = mpsc::unbounded_channel();
-    let mut writer = open_request(&gateway, 0, head, &[5u8; 1_000], tx).await;
+    let mut writer = open_request(&gateway, 0, head.clone(), &[5u8; 1_000], tx.clone()).await;
     // A second PATCH at another offset never appends: it is refused as busy
-    // once the first holds the upload, and as out of step before that.
+    // once the first holds the upload, and as out of step before that. A
+    // first PATCH that arrived while a second one held the upload is
+    // refused as busy itself, and is sent again.
     let mut busy = false;
     for _ in 0..400 {
+        if let Ok((_, status, body)) = answers.try_recv() {
+            assert_eq!(
+                (status, error_code(&body)),
+                (409, "upload_in_progress"),
+                "{body}"
+            );
+            writer = open_request(&gateway, 0, head.clone(), &[5u8; 1_000], tx.clone()).await;
+        }
         let r = gateway
             .http
             .patch(gateway.at(&path))
@@ -319,9 +347,7 @@ async fn one_patch_appends_at_a_time() {
         "a second PATCH was never refused while the first streamed"
     );
     writer.write_all(&[5u8; 5_000]).await.unwrap();
-    let (_, status, body) = next_answer(&mut answers, Duration::from_secs(60))
-        .await
-        .expect("the PATCH is answered");
+    let (_, status, body) = answer(&mut answers).await;
     assert_eq!(
         (status, body["size"].clone()),
         (200, json!(6_000)),
@@ -353,15 +379,10 @@ fn sha256_hex(data: &[u8]) -> String {
 /// next PATCH appends after them and the file stays what the client sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_are_bounded_by_silence_not_by_length() {
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    let (_tmp, dir) = data_dir();
-    let mut config = test_config(&dir);
-    config.api.request_timeout_secs = 3;
-    let gateway = Gateway::start_with(config).await;
-    let (_, token) = gateway
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
+    let (_dovecot, dir, _tmp, gateway, token) = alice_on(|config| {
+        config.api.request_timeout_secs = 3;
+    })
+    .await;
 
     // Eight parts half a second apart: longer than the timeout in all.
     let head = upload_head(
@@ -377,9 +398,7 @@ async fn uploads_are_bounded_by_silence_not_by_length() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         writer.write_all(&[7u8; 1_000]).await.unwrap();
     }
-    let (_, status, body) = next_answer(&mut answers, Duration::from_secs(60))
-        .await
-        .expect("the slow upload is answered");
+    let (_, status, body) = answer(&mut answers).await;
     assert_eq!(
         (status, body["size"].clone()),
         (201, json!(8_000)),
@@ -388,20 +407,8 @@ async fn uploads_are_bounded_by_silence_not_by_length() {
 
     // A resumable upload that stalls after 1,000 bytes keeps them.
     let data: Vec<u8> = (0..6_000u32).map(|i| (i % 251) as u8).collect();
-    let created = gateway
-        .http
-        .post(gateway.at("/v1/uploads"))
-        .bearer_auth(&token)
-        .header("upload-length", data.len())
-        .body(Vec::new())
-        .send()
-        .await
-        .unwrap();
-    let id = created.json::<Value>().await.unwrap()["upload_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let path = format!("/v1/uploads/{id}");
+    let path = create_resumable(&gateway, &token, data.len()).await;
+    let id = path.rsplit('/').next().unwrap().to_string();
     let head = upload_head(
         &gateway,
         "PATCH",
@@ -411,9 +418,7 @@ async fn uploads_are_bounded_by_silence_not_by_length() {
     );
     let (tx, mut answers) = mpsc::unbounded_channel();
     let _stalled = open_request(&gateway, 0, head, &data[..1_000], tx).await;
-    let (_, status, body) = next_answer(&mut answers, Duration::from_secs(60))
-        .await
-        .expect("the stalled PATCH is answered");
+    let (_, status, body) = answer(&mut answers).await;
     assert_eq!(
         (status, error_code(&body)),
         (408, "upload_stalled"),
@@ -462,9 +467,7 @@ async fn uploads_are_bounded_by_silence_not_by_length() {
     );
     let (tx, mut answers) = mpsc::unbounded_channel();
     let _stalled = open_request(&gateway, 0, head, &[8u8; 1_000], tx).await;
-    let (_, status, body) = next_answer(&mut answers, Duration::from_secs(60))
-        .await
-        .expect("the stalled upload is answered");
+    let (_, status, body) = answer(&mut answers).await;
     assert_eq!(
         (status, error_code(&body)),
         (408, "upload_stalled"),
