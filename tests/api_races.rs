@@ -152,6 +152,23 @@ async fn next_answer(
         .flatten()
 }
 
+/// One hand-written request, as `open_request`, with a channel of its own.
+async fn open_one(
+    gateway: &Gateway,
+    method: &str,
+    path: &str,
+    token: &str,
+    extra: &str,
+    first_part: &[u8],
+) -> (OwnedWriteHalf, mpsc::UnboundedReceiver<(usize, u16, Value)>) {
+    let (tx, answers) = mpsc::unbounded_channel();
+    let head = upload_head(gateway, method, path, token, extra);
+    (
+        open_request(gateway, 0, head, first_part, tx).await,
+        answers,
+    )
+}
+
 /// The answer that must come; the bound only turns a hang into a failure.
 async fn answer(answers: &mut mpsc::UnboundedReceiver<(usize, u16, Value)>) -> (usize, u16, Value) {
     next_answer(answers, Duration::from_secs(60))
@@ -261,15 +278,15 @@ async fn parallel_uploads_share_the_quota_and_die_with_their_account() {
 
     // The stored two are kept; an upload that streams while the account is
     // deleted is not.
-    let head = upload_head(
+    let (mut writer, mut answers) = open_one(
         &gateway,
         "POST",
         "/v1/uploads",
         &token,
         "content-length: 5000\r\n",
-    );
-    let (tx, mut answers) = mpsc::unbounded_channel();
-    let mut writer = open_request(&gateway, 0, head, &[3u8; 1_000], tx).await;
+        &[3u8; 1_000],
+    )
+    .await;
     let (status, _) = gateway.delete("/v1/accounts/me", Some(&token)).await;
     assert_eq!(status, 204);
     writer.write_all(&[4u8; 4_000]).await.unwrap();
@@ -385,15 +402,15 @@ async fn uploads_are_bounded_by_silence_not_by_length() {
     .await;
 
     // Eight parts half a second apart: longer than the timeout in all.
-    let head = upload_head(
+    let (mut writer, mut answers) = open_one(
         &gateway,
         "POST",
         "/v1/uploads",
         &token,
         "content-length: 8000\r\n",
-    );
-    let (tx, mut answers) = mpsc::unbounded_channel();
-    let mut writer = open_request(&gateway, 0, head, &[7u8; 1_000], tx).await;
+        &[7u8; 1_000],
+    )
+    .await;
     for _ in 1..8 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         writer.write_all(&[7u8; 1_000]).await.unwrap();
@@ -409,15 +426,15 @@ async fn uploads_are_bounded_by_silence_not_by_length() {
     let data: Vec<u8> = (0..6_000u32).map(|i| (i % 251) as u8).collect();
     let path = create_resumable(&gateway, &token, data.len()).await;
     let id = path.rsplit('/').next().unwrap().to_string();
-    let head = upload_head(
+    let (_stalled, mut answers) = open_one(
         &gateway,
         "PATCH",
         &path,
         &token,
         "upload-offset: 0\r\ncontent-length: 6000\r\n",
-    );
-    let (tx, mut answers) = mpsc::unbounded_channel();
-    let _stalled = open_request(&gateway, 0, head, &data[..1_000], tx).await;
+        &data[..1_000],
+    )
+    .await;
     let (_, status, body) = answer(&mut answers).await;
     assert_eq!(
         (status, error_code(&body)),
@@ -458,15 +475,15 @@ async fn uploads_are_bounded_by_silence_not_by_length() {
     assert_eq!(view["sha256"], sha256_hex(&data), "{view}");
 
     // A stalled upload that is not resumable leaves no file behind.
-    let head = upload_head(
+    let (_stalled, mut answers) = open_one(
         &gateway,
         "POST",
         "/v1/uploads",
         &token,
         "content-length: 5000\r\n",
-    );
-    let (tx, mut answers) = mpsc::unbounded_channel();
-    let _stalled = open_request(&gateway, 0, head, &[8u8; 1_000], tx).await;
+        &[8u8; 1_000],
+    )
+    .await;
     let (_, status, body) = answer(&mut answers).await;
     assert_eq!(
         (status, error_code(&body)),

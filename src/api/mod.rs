@@ -15,6 +15,7 @@ mod login_guard;
 mod mail;
 pub mod openapi;
 mod send;
+mod upload_quota;
 mod uploads;
 
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub struct AppState {
     /// interleaving.
     pub locks: Arc<KeyedLocks>,
     /// What uploads still streaming may add to their accounts' quotas.
-    pub upload_reservations: Arc<uploads::UploadReservations>,
+    pub upload_reservations: Arc<upload_quota::UploadReservations>,
 }
 
 /// Runs a handler's store-changing steps to their end even when the request

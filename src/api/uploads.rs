@@ -9,10 +9,8 @@
 //! limit, but each wait for more of its body is bounded by
 //! `api.request_timeout_secs` (408). Uploads expire after
 //! `send.upload_ttl_secs` and count against `send.upload_quota_bytes` per
-//! account, those still streaming included (`UploadReservations`).
+//! account, those still streaming included (`upload_quota`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,55 +26,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::accounts::account_lock;
 use super::auth::AccountId;
 use super::error::ApiError;
+use super::upload_quota::{quota_exceeded, stored_bytes};
 use super::AppState;
 use crate::send::prepare::{new_id, upload_file, valid_id};
 use crate::store::send::UploadRecord;
-
-/// Bytes that uploads still streaming may add, per account. Their records
-/// are written when they end, so without this parallel uploads would each
-/// pass the quota check and together exceed it.
-#[derive(Debug, Default)]
-pub struct UploadReservations {
-    bytes: Mutex<HashMap<String, u64>>,
-}
-
-impl UploadReservations {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.bytes.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn of(&self, account: &str) -> u64 {
-        self.lock().get(account).copied().unwrap_or(0)
-    }
-
-    fn reserve(self: &Arc<Self>, account: &str, bytes: u64) -> Reservation {
-        *self.lock().entry(account.to_string()).or_default() += bytes;
-        Reservation {
-            owner: self.clone(),
-            account: account.to_string(),
-            bytes,
-        }
-    }
-}
-
-/// Gives its bytes back when dropped (the upload ended, however it ended).
-struct Reservation {
-    owner: Arc<UploadReservations>,
-    account: String,
-    bytes: u64,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        let mut reserved = self.owner.lock();
-        if let Some(bytes) = reserved.get_mut(&self.account) {
-            *bytes = bytes.saturating_sub(self.bytes);
-            if *bytes == 0 {
-                reserved.remove(&self.account);
-            }
-        }
-    }
-}
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
     match headers.get(name) {
@@ -325,28 +278,6 @@ pub fn remove_unnamed_files(
         }
     }
     Ok(removed)
-}
-
-/// Bytes of the account's stored uploads: a resumable one counts its whole
-/// announced length from the start.
-fn stored_bytes(state: &AppState, account: &str) -> Result<u64, ApiError> {
-    Ok(state
-        .store
-        .uploads()?
-        .iter()
-        .filter(|u| u.account_id == account)
-        .map(|u| u.length.unwrap_or(u.offset))
-        .sum())
-}
-
-fn quota_exceeded(quota: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::INSUFFICIENT_STORAGE,
-        "upload_quota_exceeded",
-        format!(
-            "uploads of this account would exceed {quota} bytes; send or wait for old ones to expire"
-        ),
-    )
 }
 
 /// Writes the upload's record, unless its account was deleted while the
