@@ -487,8 +487,8 @@ impl Session {
     /// that flush also covers this write, which came first in the store's
     /// log. Nor can mail be lost: a crash before this write is durable leaves
     /// the cursor where it was, and the mail is found again. What waiting
-    /// did cost was every mail found during a slow fsync (75-100 ms, seen on
-    /// the development VM) waiting for it before its push went out.
+    /// did cost was every mail found during a slow fsync (75-250 ms, seen in
+    /// the load benchmark) waiting for it before its push went out.
     async fn queue(
         &mut self,
         mailbox: &str,
