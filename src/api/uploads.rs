@@ -193,8 +193,15 @@ pub async fn create(
         }
     }
     finish_if_complete(&mut upload, &path).await?;
-    keep(&state, &upload, &path).await?;
+    // From here the record is written even if the client goes away, so the
+    // file is no longer this request's to remove (`keep` removes it if the
+    // account is gone; a store failure leaves it to the sweep at start).
     file.keep();
+    let kept = {
+        let (state, upload, path) = (state.clone(), upload.clone(), path.clone());
+        super::to_completion(async move { keep(&state, &upload, &path).await })
+    };
+    kept.await?;
     // The record counts the bytes now.
     drop(reservation);
     Ok(with_offset(StatusCode::CREATED, &upload))
