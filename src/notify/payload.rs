@@ -11,10 +11,17 @@
 //! oldest messages first, then shortens the one left (preview, then subject,
 //! then sender name, on character boundaries), and only then falls back to
 //! smaller shapes. `count` is always the real count, whatever was dropped.
+//! Control characters (NUL included) in what a server sent become spaces.
+//!
+//! [`trim_queued`] cuts queued summaries to what a payload can carry, so the
+//! push queue never stores (and rewrites) more than a push could use.
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 
 use crate::mail::{MessageSummary, PREVIEW_CHARS};
+use crate::notify::ece::MAX_PLAINTEXT;
 use crate::store::PayloadTier;
 
 /// The payload format version; bump when a field changes meaning.
@@ -82,16 +89,26 @@ pub fn build(
 
     let mut newest_first: Vec<&MessageSummary> = messages.iter().collect();
     newest_first.sort_by_key(|m| std::cmp::Reverse(m.uid));
+    // Cut before cleaning: cleaning never makes a text longer.
+    let cleaned: Vec<[Cow<str>; 4]> = newest_first
+        .iter()
+        .map(|m| {
+            [
+                clean(truncate_bytes(&m.from.name, max_bytes)),
+                clean(truncate_bytes(&m.from.email, max_bytes)),
+                clean(truncate_bytes(&m.subject, max_bytes)),
+                clean(truncate_chars(&m.preview, PREVIEW_CHARS)),
+            ]
+        })
+        .collect();
     let entries: Vec<MessageEntry> = newest_first
         .iter()
-        .map(|m| MessageEntry {
+        .zip(&cleaned)
+        .map(|(m, [name, email, subject, preview])| MessageEntry {
             uid: m.uid,
-            from: SenderEntry {
-                name: truncate_bytes(&m.from.name, max_bytes),
-                email: truncate_bytes(&m.from.email, max_bytes),
-            },
-            subject: truncate_bytes(&m.subject, max_bytes),
-            preview: with_preview.then(|| truncate_chars(&m.preview, PREVIEW_CHARS)),
+            from: SenderEntry { name, email },
+            subject,
+            preview: with_preview.then_some(&**preview),
         })
         .collect();
 
@@ -229,6 +246,64 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Cuts queued summaries to what a payload can carry: each text to what the
+/// largest payload could show of it (control characters already spaces),
+/// and then the oldest messages whose texts could no longer fit beside the
+/// newer ones. [`build`] renders the same payload from the result as from
+/// the original, for every budget up to [`MAX_PLAINTEXT`]; the newest
+/// message is always kept.
+pub fn trim_queued(messages: &mut Vec<MessageSummary>) {
+    let mut cost_by_uid: Vec<(u32, usize)> = Vec::with_capacity(messages.len());
+    for m in messages.iter_mut() {
+        trim_text(&mut m.from.name, MAX_PLAINTEXT);
+        trim_text(&mut m.from.email, MAX_PLAINTEXT);
+        trim_text(&mut m.subject, MAX_PLAINTEXT);
+        let preview = truncate_chars(&m.preview, PREVIEW_CHARS).len();
+        trim_text(&mut m.preview, preview);
+        let cost = m.from.name.len() + m.from.email.len() + m.subject.len() + m.preview.len();
+        cost_by_uid.push((m.uid, cost));
+    }
+    // An entry renders to more than its texts' bytes, so once the texts of
+    // the newest messages add up past the limit, the older ones never fit.
+    cost_by_uid.sort_by_key(|&(uid, _)| std::cmp::Reverse(uid));
+    let mut total = 0usize;
+    let mut oldest_kept = None;
+    for (i, &(uid, cost)) in cost_by_uid.iter().enumerate() {
+        total = total.saturating_add(cost);
+        if i > 0 && total > MAX_PLAINTEXT {
+            break;
+        }
+        oldest_kept = Some(uid);
+    }
+    if let Some(oldest) = oldest_kept {
+        messages.retain(|m| m.uid >= oldest);
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, with its
+/// control characters made spaces.
+fn trim_text(text: &mut String, max: usize) {
+    let end = truncate_bytes(text, max).len();
+    text.truncate(end);
+    if let Cow::Owned(cleaned) = clean(text) {
+        *text = cleaned;
+    }
+}
+
+/// `text` with every control character (NUL, line breaks, escapes) made a
+/// space: a payload is shown as one line, and some push clients stop at NUL.
+/// Never longer than `text`.
+fn clean(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
+}
+
 /// At most `max` characters of `text`.
 fn truncate_chars(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
@@ -356,7 +431,7 @@ mod tests {
 
     #[test]
     fn json_special_characters_are_escaped() {
-        let msg = message(1, "quote \" backslash \\ newline \n tab \t", "\u{1} ctl");
+        let msg = message(1, "quote \" backslash \\ slash /", "<b>&amp;</b> 'x'");
         let out = build(
             PayloadTier::Preview,
             "a",
@@ -368,6 +443,57 @@ mod tests {
         let value = parse(&out);
         assert_eq!(value["messages"][0]["subject"], msg.subject.as_str());
         assert_eq!(value["messages"][0]["preview"], msg.preview.as_str());
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_payload() {
+        let mut msg = message(1, "nul\0 newline\n tab\t", "\u{1}ctl\u{7f}del\u{85}nel");
+        msg.from.name = "Ann\0\r\nBcc: x".into();
+        let out = build(
+            PayloadTier::Preview,
+            "a",
+            "INBOX",
+            1,
+            std::slice::from_ref(&msg),
+            4096,
+        );
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(!text.contains("\\u0000") && !text.contains('\0'), "{text}");
+        let value = parse(&out);
+        assert_eq!(value["messages"][0]["subject"], "nul  newline  tab ");
+        assert_eq!(value["messages"][0]["preview"], " ctl del nel");
+        assert_eq!(value["messages"][0]["from"]["name"], "Ann   Bcc: x");
+    }
+
+    #[test]
+    fn queued_summaries_keep_only_what_a_payload_can_carry() {
+        let huge = "S".repeat(1 << 20);
+        let mut messages: Vec<MessageSummary> = (1..=20)
+            .map(|uid| {
+                let mut m = message(uid, &huge, &"p\0".repeat(100_000));
+                m.from.name = huge.clone();
+                m
+            })
+            .collect();
+        let untrimmed = messages.clone();
+        trim_queued(&mut messages);
+        // The newest only: its texts alone fill a payload.
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].uid, 20);
+        assert_eq!(messages[0].subject.len(), MAX_PLAINTEXT);
+        assert_eq!(messages[0].preview.chars().count(), PREVIEW_CHARS);
+        assert!(!messages[0].preview.contains('\0'));
+        for max in [MAX_PLAINTEXT, 1024, 300] {
+            assert_eq!(
+                build(PayloadTier::Preview, "a", "INBOX", 20, &messages, max),
+                build(PayloadTier::Preview, "a", "INBOX", 20, &untrimmed, max),
+            );
+        }
+
+        // Small summaries are all kept, unchanged.
+        let mut small = two_messages();
+        trim_queued(&mut small);
+        assert_eq!(small, two_messages());
     }
 
     #[test]
@@ -504,3 +630,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "payload_props.rs"]
+mod props;
