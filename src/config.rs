@@ -139,6 +139,9 @@ pub struct PushConfig {
     pub concurrency_per_account: usize,
     /// Deliveries to one push service (endpoint origin) in flight at once.
     pub concurrency_per_service: usize,
+    /// Deliveries in flight at once to all push services whose last
+    /// request timed out (until they answer again).
+    pub concurrency_timed_out: usize,
     /// Devices one account may register: each gets every push, so this
     /// bounds what one account's mail makes the gateway send.
     pub max_devices_per_account: usize,
@@ -271,6 +274,10 @@ impl Default for PushConfig {
             // Half: the big push services (FCM, Mozilla, Apple) answer fast
             // and carry most devices, but one that hangs leaves half free.
             concurrency_per_service: 32,
+            // A quarter: however many accounts and origins endpoints that
+            // never answer are spread over, three quarters stay free once
+            // they have timed out once.
+            concurrency_timed_out: 16,
             max_devices_per_account: 20,
             extra_ca_file: None,
         }
@@ -385,6 +392,9 @@ impl Config {
         }
         if self.push.concurrency_per_service == 0 {
             return invalid("push.concurrency_per_service", "must be at least 1");
+        }
+        if self.push.concurrency_timed_out == 0 {
+            return invalid("push.concurrency_timed_out", "must be at least 1");
         }
         if self.api.login_failures_allowed == 0
             || self.api.client_failures_allowed == 0

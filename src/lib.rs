@@ -134,6 +134,7 @@ pub async fn run(
             total: config.push.concurrency,
             per_account: config.push.concurrency_per_account,
             per_service: config.push.concurrency_per_service,
+            timed_out: config.push.concurrency_timed_out,
         },
         devices_removed,
     }

@@ -10,7 +10,10 @@
 //! may take its whole request timeout. Slots are shared fairly: besides the
 //! total, each account and each push service (endpoint origin) has a share
 //! it cannot exceed, so endpoints that never answer hold at most their
-//! share while everyone else's pushes go out. A failed attempt (5xx, 429,
+//! share while everyone else's pushes go out; and once they have timed out,
+//! all services that did share a smaller pool until they answer again,
+//! however many accounts and origins they are spread over. A failed
+//! attempt (5xx, 429,
 //! no answer) holds its entry back for the longer of the push service's
 //! Retry-After and an exponential backoff from one second; new mail does
 //! not bring a held entry forward.
@@ -24,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::schedule::{DeliveryLimits, Route, Schedule, Slots};
+use super::schedule::{DeliveryLimits, Heard, Route, Schedule, Slots};
 use super::{payload, service_of, topic_for, PushOutcome, PushSender, Urgency, MAX_PLAINTEXT};
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
@@ -114,22 +117,22 @@ impl DeliveryQueue {
             Err(e) => tracing::error!(error = %e, "cannot read the push queue"),
         }
         let mut slots = Slots::new(this.limits);
-        let mut tasks: JoinSet<Next> = JoinSet::new();
+        let mut tasks: JoinSet<(Next, Heard)> = JoinSet::new();
         let mut in_flight: HashSet<PushKey> = HashSet::new();
-        let mut task_keys: HashMap<tokio::task::Id, (PushKey, Route)> = HashMap::new();
+        let mut task_keys: HashMap<tokio::task::Id, (PushKey, Route, bool)> = HashMap::new();
         loop {
             let now = Instant::now();
             while slots.has_room() {
                 let Some(due) = schedule.pop_due(now, &in_flight, &slots) else {
                     break;
                 };
-                slots.take(&due.route);
+                let silent = slots.take(&due.route);
                 in_flight.insert(due.key.clone());
                 let this = this.clone();
                 let task_key = due.key.clone();
                 let detected = due.detected;
                 let handle = tasks.spawn(async move { this.deliver(&task_key, detected).await });
-                task_keys.insert(handle.id(), (due.key, due.route));
+                task_keys.insert(handle.id(), (due.key, due.route, silent));
             }
             // Entries due already but over a share wait for a slot to free.
             let next_due = schedule.next_due_after(now).filter(|_| slots.has_room());
@@ -142,14 +145,15 @@ impl DeliveryQueue {
                     }
                 }
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    let (id, next) = match joined {
-                        Ok((id, next)) => (id, next),
+                    let (id, (next, heard)) = match joined {
+                        Ok(joined) => joined,
                         // A failed delivery task: try its entry again later.
-                        Err(e) => (e.id(), Next::Hold(Instant::now() + STORE_RETRY)),
+                        Err(e) => (e.id(), (Next::Hold(Instant::now() + STORE_RETRY), Heard::Nothing)),
                     };
-                    if let Some((key, route)) = task_keys.remove(&id) {
+                    if let Some((key, route, silent)) = task_keys.remove(&id) {
                         in_flight.remove(&key);
-                        slots.give_back(&route);
+                        slots.give_back(&route, silent);
+                        slots.heard(&route.service, heard);
                         match next {
                             Next::Done => schedule.release(&key),
                             Next::Again => {
@@ -185,20 +189,23 @@ impl DeliveryQueue {
     }
 
     /// One delivery attempt of one queued push.
-    async fn deliver(&self, key: &PushKey, detected: Option<Instant>) -> Next {
-        match self.try_deliver(key, detected).await {
+    async fn deliver(&self, key: &PushKey, detected: Option<Instant>) -> (Next, Heard) {
+        let mut heard = Heard::Nothing;
+        let next = match self.try_deliver(key, detected, &mut heard).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "push queue storage failed");
                 Next::Hold(Instant::now() + STORE_RETRY)
             }
-        }
+        };
+        (next, heard)
     }
 
     async fn try_deliver(
         &self,
         key: &PushKey,
         detected: Option<Instant>,
+        heard: &mut Heard,
     ) -> Result<Next, StoreError> {
         let Some(push) = self.store.pending_push(key)? else {
             return Ok(Next::Done);
@@ -239,6 +246,11 @@ impl DeliveryQueue {
                 &topic,
             )
             .await;
+        *heard = match outcome {
+            PushOutcome::TimedOut => Heard::Silence,
+            PushOutcome::Retry { .. } | PushOutcome::Blocked => Heard::Nothing,
+            _ => Heard::Answer,
+        };
         match outcome {
             PushOutcome::Delivered => {
                 Metrics::inc(&self.metrics.pushes_sent);

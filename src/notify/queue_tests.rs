@@ -8,20 +8,28 @@ use std::sync::Mutex;
 use super::*;
 use crate::store::{Cursor, DeviceRecord, NewMail, PayloadTier, PushSubscription, SledStore};
 
-/// One attempt seen by the stand-in: which endpoint, and when.
+/// One attempt seen by the stand-in: which endpoint, when, and how many
+/// attempts on `slow` endpoints were in flight then (this one included).
 #[derive(Debug)]
 struct Attempt {
     endpoint: String,
     at: Instant,
+    slow_in_flight: usize,
 }
 
-/// Never answers the endpoints in `hanging`; answers the others from their
-/// script, then 201.
+/// Never answers the endpoints in `hanging`; times out on those in `slow`
+/// (after the client's timeout); answers the others from their script,
+/// then 201.
 struct FakeService {
     hanging: HashSet<String>,
+    slow: HashSet<String>,
+    slow_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     scripts: Mutex<HashMap<String, VecDeque<PushOutcome>>>,
     attempts: mpsc::UnboundedSender<Attempt>,
 }
+
+/// The request timeout the stand-in plays for `slow` endpoints.
+const TIMEOUT: Duration = Duration::from_secs(15);
 
 impl PushSender for FakeService {
     fn send_push<'a>(
@@ -32,13 +40,29 @@ impl PushSender for FakeService {
         _urgency: Urgency,
         _topic: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = PushOutcome> + Send + 'a>> {
+        use std::sync::atomic::Ordering::SeqCst;
         let endpoint = subscription.endpoint.clone();
+        let slow = self.slow.contains(&endpoint);
+        let in_flight = self.slow_in_flight.clone();
+        let before = if slow {
+            in_flight.fetch_add(1, SeqCst)
+        } else {
+            in_flight.load(SeqCst)
+        };
         let _ = self.attempts.send(Attempt {
             endpoint: endpoint.clone(),
             at: Instant::now(),
+            slow_in_flight: before + usize::from(slow),
         });
         if self.hanging.contains(&endpoint) {
             return Box::pin(std::future::pending());
+        }
+        if slow {
+            return Box::pin(async move {
+                tokio::time::sleep(TIMEOUT).await;
+                in_flight.fetch_sub(1, SeqCst);
+                PushOutcome::TimedOut
+            });
         }
         let answer = self
             .scripts
@@ -64,11 +88,22 @@ fn start(
     hanging: &[String],
     scripts: Vec<(String, Vec<PushOutcome>)>,
 ) -> Setup {
+    start_with_slow(limits, hanging, &[], scripts)
+}
+
+fn start_with_slow(
+    limits: DeliveryLimits,
+    hanging: &[String],
+    slow: &[String],
+    scripts: Vec<(String, Vec<PushOutcome>)>,
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path()).unwrap());
     let (tx, attempts) = mpsc::unbounded_channel();
     let client = Arc::new(FakeService {
         hanging: hanging.iter().cloned().collect(),
+        slow: slow.iter().cloned().collect(),
+        slow_in_flight: Arc::default(),
         scripts: Mutex::new(
             scripts
                 .into_iter()
@@ -162,6 +197,7 @@ async fn hanging_endpoints_hold_only_their_share_of_the_slots() {
         total: 8,
         per_account: 2,
         per_service: 3,
+        timed_out: 8,
     };
     // Two accounts on one service that never answers; a third with an
     // endpoint of its own for each device, none of which answers either.
@@ -218,6 +254,7 @@ async fn retry_after_zero_is_retried_no_sooner_than_a_growing_floor() {
             total: 4,
             per_account: 4,
             per_service: 4,
+            timed_out: 4,
         },
         &[],
         vec![(endpoint.clone(), vec![zero; 6])],
@@ -247,6 +284,7 @@ async fn new_mail_does_not_bring_a_retry_after_forward() {
             total: 4,
             per_account: 4,
             per_service: 4,
+            timed_out: 4,
         },
         &[],
         vec![(endpoint.clone(), vec![later])],
@@ -265,4 +303,47 @@ async fn new_mail_does_not_bring_a_retry_after_forward() {
         "retried after {:?}",
         second - first
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_that_timed_out_share_a_small_pool_however_many_accounts() {
+    let limits = DeliveryLimits {
+        total: 6,
+        per_account: 6,
+        per_service: 6,
+        timed_out: 2,
+    };
+    // Six accounts, each with an endpoint of its own that never answers.
+    let slow: Vec<String> = (0..6).map(|i| format!("https://h{i}.example/x")).collect();
+    let good = "https://push.example/good".to_string();
+    let mut s = start_with_slow(limits, &[], &slow, Vec::new());
+    for (i, endpoint) in slow.iter().enumerate() {
+        s.device(&format!("h{i}"), &format!("hostile{i}"), endpoint);
+    }
+    s.device("good", "good", &good);
+    for i in 0..6 {
+        s.new_mail(&format!("hostile{i}"), &[format!("h{i}")], 1)
+            .await;
+    }
+    // Unknown services: the first round may take every slot, once.
+    for _ in 0..6 {
+        assert!(slow.contains(&s.next_attempt().await.endpoint));
+    }
+    tokio::time::sleep(TIMEOUT + Duration::from_secs(1)).await;
+    s.new_mail("good", &["good".to_string()], 1).await;
+    let mut retries = Vec::new();
+    loop {
+        let attempt = s.next_attempt().await;
+        if attempt.endpoint == good {
+            break;
+        }
+        retries.push(attempt);
+    }
+    // After their timeouts they share two slots, and the rest stay free.
+    assert!(retries.iter().all(|a| a.slow_in_flight <= 2), "{retries:?}");
+    // More retries keep to the pool.
+    for _ in 0..6 {
+        let attempt = s.next_attempt().await;
+        assert!(attempt.slow_in_flight <= 2, "{attempt:?}");
+    }
 }

@@ -19,12 +19,25 @@ pub struct Route {
     pub service: Arc<str>,
 }
 
-/// How many deliveries may be in flight: in all, per account, per push service.
+/// How many deliveries may be in flight: in all, per account, per push
+/// service, and to all push services whose last request timed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryLimits {
     pub total: usize,
     pub per_account: usize,
     pub per_service: usize,
+    pub timed_out: usize,
+}
+
+/// What an attempt told about its push service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// An HTTP answer that says the service is alive (2xx, 4xx).
+    Answer,
+    /// No answer within the request timeout.
+    Silence,
+    /// Nothing either way (not sent, refused connection, 5xx).
+    Nothing,
 }
 
 /// When each queued push is due. An entry is in the schedule at most once;
@@ -151,12 +164,19 @@ impl Schedule {
     }
 }
 
-/// Deliveries in flight, in all and by account and push service.
+/// Deliveries in flight, in all and by account and push service; and the
+/// push services whose last request timed out, which share a smaller pool
+/// (however many accounts and origins whoever set up such endpoints
+/// has, they cannot hold more than that once they have timed out once).
 pub struct Slots {
     limits: DeliveryLimits,
     total: usize,
     accounts: HashMap<Arc<str>, usize>,
     services: HashMap<Arc<str>, usize>,
+    /// Services whose last request timed out, until one is answered. At
+    /// most one per registered endpoint origin.
+    silent: HashSet<Arc<str>>,
+    silent_in_flight: usize,
 }
 
 impl Slots {
@@ -166,6 +186,8 @@ impl Slots {
             total: 0,
             accounts: HashMap::new(),
             services: HashMap::new(),
+            silent: HashSet::new(),
+            silent_in_flight: 0,
         }
     }
 
@@ -181,15 +203,40 @@ impl Slots {
         self.has_room()
             && used(&self.accounts, &route.account) < self.limits.per_account
             && used(&self.services, &route.service) < self.limits.per_service
+            && (!self.silent.contains(&route.service)
+                || self.silent_in_flight < self.limits.timed_out)
     }
 
-    pub fn take(&mut self, route: &Route) {
+    /// Takes a slot for `route`; true when it counts against the pool of
+    /// silent services (pass that back to [`Slots::give_back`]).
+    pub fn take(&mut self, route: &Route) -> bool {
         self.total += 1;
         *self.accounts.entry(route.account.clone()).or_default() += 1;
         *self.services.entry(route.service.clone()).or_default() += 1;
+        let silent = self.silent.contains(&route.service);
+        if silent {
+            self.silent_in_flight += 1;
+        }
+        silent
     }
 
-    pub fn give_back(&mut self, route: &Route) {
+    /// Records what an attempt told about `service`.
+    pub fn heard(&mut self, service: &Arc<str>, heard: Heard) {
+        match heard {
+            Heard::Answer => {
+                self.silent.remove(service);
+            }
+            Heard::Silence => {
+                self.silent.insert(service.clone());
+            }
+            Heard::Nothing => {}
+        }
+    }
+
+    pub fn give_back(&mut self, route: &Route, silent: bool) {
+        if silent {
+            self.silent_in_flight = self.silent_in_flight.saturating_sub(1);
+        }
         self.total = self.total.saturating_sub(1);
         for (map, name) in [
             (&mut self.accounts, &route.account),
@@ -230,6 +277,7 @@ mod tests {
             total: 100,
             per_account: 100,
             per_service: 100,
+            timed_out: 100,
         })
     }
 
@@ -290,6 +338,7 @@ mod tests {
             total: 4,
             per_account: 2,
             per_service: 2,
+            timed_out: 4,
         });
         for (device, account, service) in [
             ("a1", "greedy", "s1"),
@@ -310,11 +359,39 @@ mod tests {
         assert!(!slots.has_room());
         // Nothing is due later: the waiting entry waits for a slot.
         assert_eq!(schedule.next_due_after(now), None);
-        slots.give_back(&route("greedy", "s1"));
+        slots.give_back(&route("greedy", "s1"), false);
         let due = schedule.pop_due(now, &HashSet::new(), &slots).unwrap();
         assert_eq!(due.key, key("a3"));
         slots.take(&due.route);
         assert_eq!((slots.accounts.len(), slots.services.len()), (3, 4));
         assert_eq!(slots.accounts.get("greedy"), Some(&2));
+    }
+
+    #[test]
+    fn services_that_timed_out_share_a_smaller_pool() {
+        let mut slots = Slots::new(DeliveryLimits {
+            total: 8,
+            per_account: 8,
+            per_service: 8,
+            timed_out: 2,
+        });
+        let hanging: Vec<Route> = (0..4)
+            .map(|i| route(&format!("a{i}"), &format!("s{i}")))
+            .collect();
+        for r in &hanging {
+            slots.heard(&r.service, Heard::Silence);
+        }
+        assert!(slots.take(&hanging[0]) && slots.take(&hanging[1]));
+        assert!(!slots.admits(&hanging[2]));
+        // Others are not held back by them.
+        assert!(slots.admits(&route("a9", "s9")));
+        // An answer clears a service; a slot given back is free again.
+        slots.heard(&hanging[3].service, Heard::Answer);
+        assert!(slots.admits(&hanging[3]));
+        slots.give_back(&hanging[0], true);
+        assert!(slots.admits(&hanging[2]));
+        // A 5xx or a refused connection changes nothing.
+        slots.heard(&hanging[2].service, Heard::Nothing);
+        assert!(slots.silent.contains(&hanging[2].service));
     }
 }
