@@ -517,6 +517,9 @@ impl Store for SledStore {
                     push.attempts = attempts;
                     push.not_before_ms = not_before_ms;
                     push.shrink = shrink;
+                    // An entry queued before summaries were trimmed shrinks
+                    // at its first retry instead of being rewritten whole.
+                    crate::notify::payload::trim_queued(&mut push.messages);
                     serde_json::to_vec(&push).ok()
                 }
                 Err(_) => None,

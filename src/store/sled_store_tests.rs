@@ -381,3 +381,39 @@ fn no_queued_push_outlives_its_account() {
         .collect();
     assert_eq!(left, ["a2"]);
 }
+
+#[test]
+fn an_entry_queued_whole_shrinks_at_its_next_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let key = PushKey {
+        device_id: "d1".into(),
+        mailbox: "INBOX".into(),
+    };
+    let legacy = PendingPush {
+        key: key.clone(),
+        account_id: "a1".into(),
+        messages: vec![MessageSummary {
+            uid: 1,
+            subject: "S".repeat(1 << 20),
+            ..Default::default()
+        }],
+        count: 1,
+        version: 1,
+        attempts: 0,
+        not_before_ms: 0,
+        expires_at_ms: 1000,
+        shrink: false,
+    };
+    store
+        .pushes
+        .insert(push_key(&key), encode(&legacy).unwrap())
+        .unwrap();
+    store.reschedule_push(&key, 1, 500, false).unwrap();
+    let raw = store.pushes.get(push_key(&key)).unwrap().unwrap();
+    assert!(
+        raw.len() <= 2 * crate::notify::MAX_PLAINTEXT,
+        "{}",
+        raw.len()
+    );
+}
