@@ -134,6 +134,14 @@ pub struct PushConfig {
     pub request_timeout_secs: u64,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Deliveries of one account in flight at once: an account whose
+    /// endpoints never answer holds no more slots than this.
+    pub concurrency_per_account: usize,
+    /// Deliveries to one push service (endpoint origin) in flight at once.
+    pub concurrency_per_service: usize,
+    /// Deliveries in flight at once to all push services whose last
+    /// request timed out (until they answer again).
+    pub concurrency_timed_out: usize,
     /// Devices one account may register: each gets every push, so this
     /// bounds what one account's mail makes the gateway send.
     pub max_devices_per_account: usize,
@@ -259,6 +267,17 @@ impl Default for PushConfig {
             urgency: Urgency::Normal,
             request_timeout_secs: 15,
             concurrency: 64,
+            // An eighth of the slots: eight accounts with hanging endpoints
+            // to fill them; a healthy push takes well under a second, so a
+            // burst of one account's devices barely waits.
+            concurrency_per_account: 8,
+            // Half: the big push services (FCM, Mozilla, Apple) answer fast
+            // and carry most devices, but one that hangs leaves half free.
+            concurrency_per_service: 32,
+            // A quarter: however many accounts and origins endpoints that
+            // never answer are spread over, three quarters stay free once
+            // they have timed out once.
+            concurrency_timed_out: 16,
             max_devices_per_account: 20,
             extra_ca_file: None,
         }
@@ -367,6 +386,15 @@ impl Config {
         }
         if self.push.concurrency == 0 {
             return invalid("push.concurrency", "must be at least 1");
+        }
+        if self.push.concurrency_per_account == 0 {
+            return invalid("push.concurrency_per_account", "must be at least 1");
+        }
+        if self.push.concurrency_per_service == 0 {
+            return invalid("push.concurrency_per_service", "must be at least 1");
+        }
+        if self.push.concurrency_timed_out == 0 {
+            return invalid("push.concurrency_timed_out", "must be at least 1");
         }
         if self.api.login_failures_allowed == 0
             || self.api.client_failures_allowed == 0

@@ -41,7 +41,9 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::TlsConnector;
-use crate::notify::{DeliveryQueue, PushClient, PushClientConfig, VapidKey, VapidSigner};
+use crate::notify::{
+    DeliveryLimits, DeliveryQueue, PushClient, PushClientConfig, VapidKey, VapidSigner,
+};
 use crate::store::{Sealer, SledStore, Store};
 use crate::watch::{HostLimiter, PipeliningHosts, Supervisor, WatchContext, WatchStates};
 
@@ -128,7 +130,12 @@ pub async fn run(
         client: push_client,
         metrics: metrics.clone(),
         urgency: config.push.urgency,
-        concurrency: config.push.concurrency,
+        limits: DeliveryLimits {
+            total: config.push.concurrency,
+            per_account: config.push.concurrency_per_account,
+            per_service: config.push.concurrency_per_service,
+            timed_out: config.push.concurrency_timed_out,
+        },
         devices_removed,
     }
     .start(shutdown.child_token());

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::dovecot::Dovecot;
-use support::gateway::{data_dir, Gateway};
-use support::push::{PushReceiver, TestDevice};
+use support::gateway::{data_dir, test_config, Gateway};
+use support::push::{HangingService, PushReceiver, TestDevice};
 use support::scenario::{message, uids, Watched};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -554,4 +554,63 @@ async fn a_push_refused_as_too_large_is_resent_smaller() {
     assert_eq!(push.payload["count"], 15);
     assert!(!uids(&push.payload).is_empty());
     w.finish().await;
+}
+
+/// Endpoints that accept connections and never answer hold at most their
+/// account's share of the delivery slots: another account's push goes out
+/// while they still hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_endpoints_of_one_account_leave_slots_for_others() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    dovecot.add_user("mallory", "secret");
+    let receiver = PushReceiver::start().await;
+    let hanging = HangingService::start().await;
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.push.concurrency = 3;
+    config.push.concurrency_per_account = 2;
+    // Far longer than the test may wait: no hanging push times out in it.
+    config.push.request_timeout_secs = 3600;
+    let gateway = Gateway::start_with(config).await;
+
+    let (_, mallory) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "mallory", "secret")
+        .await;
+    for i in 0..4 {
+        let mut subscription = TestDevice::new(&receiver).subscription_json();
+        subscription["endpoint"] = json!(hanging.url_for(&format!("/hang/{i}")));
+        gateway
+            .add_device(&mallory, subscription, &["INBOX"], "count")
+            .await;
+    }
+    let (_, alice) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    let device = TestDevice::new(&receiver);
+    gateway
+        .add_device(&alice, device.subscription_json(), &["INBOX"], "count")
+        .await;
+    gateway.wait_watching(&mallory, &["INBOX"]).await;
+    gateway.wait_watching(&alice, &["INBOX"]).await;
+
+    dovecot.append(
+        "mallory",
+        "secret",
+        "INBOX",
+        &message("m@example.org", "x", "x"),
+    );
+    // Mallory's four pushes: two on their way (the account's share), and
+    // they never come back.
+    hanging.wait_for_requests(2, WAIT).await;
+    dovecot.append(
+        "alice",
+        "secret",
+        "INBOX",
+        &message("a@example.org", "hi", "hi"),
+    );
+    let push = device.next_push(WAIT).await;
+    assert_eq!(push.payload["count"], 1);
+    assert_eq!(hanging.requests(), 2, "mallory holds more than its share");
+    gateway.stop().await;
 }

@@ -7,7 +7,9 @@
 //! tells the delivery queue what to do next. Redirects are never followed and
 //! proxies are never used, so a request goes only where the guard allowed.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -67,9 +69,14 @@ pub enum PushOutcome {
     Gone,
     /// 413 (or a plaintext over [`ece::MAX_PLAINTEXT`]): send a smaller payload.
     TooLarge,
-    /// 429, 5xx, a network error or a timeout: try again later, no sooner
-    /// than `after` when the push service said so (Retry-After).
+    /// 429, 5xx or a network error: try again later, no sooner than `after`
+    /// when the push service said so (Retry-After).
     Retry { after: Option<Duration> },
+    /// No answer within the request timeout (a push service that accepts
+    /// connections and never answers): transient, retried with the same
+    /// backoff as a 5xx, but worth telling apart, since it held a delivery
+    /// slot for the whole timeout.
+    TimedOut,
     /// Any other answer (other 4xx, a redirect): this push will not be accepted.
     Rejected { status: u16 },
     /// The endpoint is not allowed (private address, plain http, a name that
@@ -245,11 +252,52 @@ impl PushClient {
                 tracing::warn!(error = %err, "push endpoint resolves only to private addresses");
                 PushOutcome::Blocked
             }
+            Err(err) if err.is_timeout() => {
+                tracing::debug!(error = %err, "push service did not answer in time");
+                PushOutcome::TimedOut
+            }
             Err(err) => {
                 tracing::debug!(error = %err, "push request failed");
                 PushOutcome::Retry { after: None }
             }
         }
+    }
+}
+
+/// What the delivery queue sends with: [`PushClient`], or a stand-in that
+/// plays a push service's faults in tests.
+pub trait PushSender: Send + Sync + 'static {
+    /// Sends one push; see [`PushClient::send`].
+    fn send_push<'a>(
+        &'a self,
+        subscription: &'a PushSubscription,
+        plaintext: &'a [u8],
+        ttl_secs: u32,
+        urgency: Urgency,
+        topic: &'a str,
+    ) -> Pin<Box<dyn Future<Output = PushOutcome> + Send + 'a>>;
+}
+
+impl PushSender for PushClient {
+    fn send_push<'a>(
+        &'a self,
+        subscription: &'a PushSubscription,
+        plaintext: &'a [u8],
+        ttl_secs: u32,
+        urgency: Urgency,
+        topic: &'a str,
+    ) -> Pin<Box<dyn Future<Output = PushOutcome> + Send + 'a>> {
+        Box::pin(self.send(subscription, plaintext, ttl_secs, urgency, topic))
+    }
+}
+
+/// The push service an endpoint belongs to, for per-service limits: its
+/// origin (scheme, host, port), as VAPID signs it. An endpoint that does
+/// not parse is its own service.
+pub fn service_of(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(url) => url.origin().ascii_serialization(),
+        Err(_) => endpoint.to_owned(),
     }
 }
 

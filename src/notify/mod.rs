@@ -6,17 +6,23 @@
 //! - [`vapid`] keeps the gateway's VAPID key and signs the per-origin JWT (RFC 8292);
 //! - [`endpoint`] keeps push endpoints out of private networks;
 //! - [`client`] sends one push (RFC 8030) and classifies the push service's answer;
-//! - [`queue`] is the delivery actor: schedule, concurrency, retries and pruning.
+//! - [`queue`] is the delivery actor: schedule, fair shares of the delivery
+//!   slots, retries and pruning (its bookkeeping in `schedule`).
 
 pub mod client;
 pub mod ece;
 pub mod endpoint;
 pub mod payload;
 pub mod queue;
+mod schedule;
 pub mod vapid;
 
-pub use client::{topic_for, PushClient, PushClientConfig, PushClientError, PushOutcome, Urgency};
+pub use client::{
+    service_of, topic_for, PushClient, PushClientConfig, PushClientError, PushOutcome, PushSender,
+    Urgency,
+};
 pub use ece::{EceError, MAX_PLAINTEXT};
 pub use endpoint::{check_endpoint, check_endpoint_resolves, EndpointError};
 pub use queue::{DeliveryQueue, Notifier};
+pub use schedule::DeliveryLimits;
 pub use vapid::{VapidError, VapidKey, VapidSigner};

@@ -11,10 +11,17 @@
 //! oldest messages first, then shortens the one left (preview, then subject,
 //! then sender name, on character boundaries), and only then falls back to
 //! smaller shapes. `count` is always the real count, whatever was dropped.
+//! Control characters (NUL included) in what a server sent become spaces.
+//!
+//! [`trim_queued`] cuts queued summaries to what a payload can carry, so the
+//! push queue never stores (and rewrites) more than a push could use.
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 
 use crate::mail::{MessageSummary, PREVIEW_CHARS};
+use crate::notify::ece::MAX_PLAINTEXT;
 use crate::store::PayloadTier;
 
 /// The payload format version; bump when a field changes meaning.
@@ -82,16 +89,26 @@ pub fn build(
 
     let mut newest_first: Vec<&MessageSummary> = messages.iter().collect();
     newest_first.sort_by_key(|m| std::cmp::Reverse(m.uid));
+    // Cut before cleaning: cleaning never makes a text longer.
+    let cleaned: Vec<[Cow<str>; 4]> = newest_first
+        .iter()
+        .map(|m| {
+            [
+                clean(truncate_bytes(&m.from.name, max_bytes)),
+                clean(truncate_bytes(&m.from.email, max_bytes)),
+                clean(truncate_bytes(&m.subject, max_bytes)),
+                clean(truncate_chars(&m.preview, PREVIEW_CHARS)),
+            ]
+        })
+        .collect();
     let entries: Vec<MessageEntry> = newest_first
         .iter()
-        .map(|m| MessageEntry {
+        .zip(&cleaned)
+        .map(|(m, [name, email, subject, preview])| MessageEntry {
             uid: m.uid,
-            from: SenderEntry {
-                name: truncate_bytes(&m.from.name, max_bytes),
-                email: truncate_bytes(&m.from.email, max_bytes),
-            },
-            subject: truncate_bytes(&m.subject, max_bytes),
-            preview: with_preview.then(|| truncate_chars(&m.preview, PREVIEW_CHARS)),
+            from: SenderEntry { name, email },
+            subject,
+            preview: with_preview.then_some(&**preview),
         })
         .collect();
 
@@ -229,6 +246,64 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Cuts queued summaries to what a payload can carry: each text to what the
+/// largest payload could show of it (control characters already spaces),
+/// and then the oldest messages whose texts could no longer fit beside the
+/// newer ones. [`build`] renders the same payload from the result as from
+/// the original, for every budget up to [`MAX_PLAINTEXT`]; the newest
+/// message is always kept.
+pub fn trim_queued(messages: &mut Vec<MessageSummary>) {
+    let mut cost_by_uid: Vec<(u32, usize)> = Vec::with_capacity(messages.len());
+    for m in messages.iter_mut() {
+        trim_text(&mut m.from.name, MAX_PLAINTEXT);
+        trim_text(&mut m.from.email, MAX_PLAINTEXT);
+        trim_text(&mut m.subject, MAX_PLAINTEXT);
+        let preview = truncate_chars(&m.preview, PREVIEW_CHARS).len();
+        trim_text(&mut m.preview, preview);
+        let cost = m.from.name.len() + m.from.email.len() + m.subject.len() + m.preview.len();
+        cost_by_uid.push((m.uid, cost));
+    }
+    // An entry renders to more than its texts' bytes, so once the texts of
+    // the newest messages add up past the limit, the older ones never fit.
+    cost_by_uid.sort_by_key(|&(uid, _)| std::cmp::Reverse(uid));
+    let mut total = 0usize;
+    let mut oldest_kept = None;
+    for (i, &(uid, cost)) in cost_by_uid.iter().enumerate() {
+        total = total.saturating_add(cost);
+        if i > 0 && total > MAX_PLAINTEXT {
+            break;
+        }
+        oldest_kept = Some(uid);
+    }
+    if let Some(oldest) = oldest_kept {
+        messages.retain(|m| m.uid >= oldest);
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, with its
+/// control characters made spaces.
+fn trim_text(text: &mut String, max: usize) {
+    let end = truncate_bytes(text, max).len();
+    text.truncate(end);
+    if let Cow::Owned(cleaned) = clean(text) {
+        *text = cleaned;
+    }
+}
+
+/// `text` with every control character (NUL, line breaks, escapes) made a
+/// space: a payload is shown as one line, and some push clients stop at NUL.
+/// Never longer than `text`.
+fn clean(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
+}
+
 /// At most `max` characters of `text`.
 fn truncate_chars(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
@@ -250,257 +325,9 @@ fn truncate_bytes(text: &str, max: usize) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mail::Address;
-    use crate::notify::ece::MAX_PLAINTEXT;
-    use serde_json::{json, Value};
+#[path = "payload_tests.rs"]
+mod tests;
 
-    fn message(uid: u32, subject: &str, preview: &str) -> MessageSummary {
-        MessageSummary {
-            uid,
-            from: Address {
-                name: "Ann Example".into(),
-                email: "ann@example.org".into(),
-            },
-            subject: subject.into(),
-            preview: preview.into(),
-        }
-    }
-
-    fn parse(bytes: &[u8]) -> Value {
-        serde_json::from_slice(bytes).unwrap()
-    }
-
-    fn two_messages() -> Vec<MessageSummary> {
-        vec![
-            message(7, "Older", "first text"),
-            message(9, "Newer", "second text"),
-        ]
-    }
-
-    #[test]
-    fn wake_tier_names_only_the_account() {
-        let out = build(PayloadTier::Wake, "acc1", "INBOX", 2, &two_messages(), 4096);
-        assert_eq!(out, br#"{"v":1,"type":"wake","account_id":"acc1"}"#);
-    }
-
-    #[test]
-    fn count_tier_adds_mailbox_and_count() {
-        let out = build(
-            PayloadTier::Count,
-            "acc1",
-            "INBOX",
-            2,
-            &two_messages(),
-            4096,
-        );
-        assert_eq!(
-            out,
-            br#"{"v":1,"type":"mail","account_id":"acc1","mailbox":"INBOX","count":2}"#
-        );
-    }
-
-    #[test]
-    fn headers_tier_lists_sender_and_subject_newest_first() {
-        let out = build(
-            PayloadTier::Headers,
-            "acc1",
-            "INBOX",
-            2,
-            &two_messages(),
-            4096,
-        );
-        assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
-            r#"{"v":1,"type":"mail","account_id":"acc1","mailbox":"INBOX","count":2,"messages":[{"uid":9,"from":{"name":"Ann Example","email":"ann@example.org"},"subject":"Newer"},{"uid":7,"from":{"name":"Ann Example","email":"ann@example.org"},"subject":"Older"}]}"#
-        );
-    }
-
-    #[test]
-    fn preview_tier_adds_the_preview() {
-        let out = build(
-            PayloadTier::Preview,
-            "acc1",
-            "INBOX",
-            2,
-            &two_messages(),
-            4096,
-        );
-        assert_eq!(
-            parse(&out),
-            json!({"v":1,"type":"mail","account_id":"acc1","mailbox":"INBOX","count":2,
-                "messages":[
-                  {"uid":9,"from":{"name":"Ann Example","email":"ann@example.org"},"subject":"Newer","preview":"second text"},
-                  {"uid":7,"from":{"name":"Ann Example","email":"ann@example.org"},"subject":"Older","preview":"first text"}]})
-        );
-    }
-
-    #[test]
-    fn previews_are_capped_at_200_characters() {
-        let long = "é".repeat(500);
-        let out = build(
-            PayloadTier::Preview,
-            "a",
-            "INBOX",
-            1,
-            &[message(1, "s", &long)],
-            4096,
-        );
-        let preview = parse(&out)["messages"][0]["preview"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert_eq!(preview.chars().count(), PREVIEW_CHARS);
-    }
-
-    #[test]
-    fn json_special_characters_are_escaped() {
-        let msg = message(1, "quote \" backslash \\ newline \n tab \t", "\u{1} ctl");
-        let out = build(
-            PayloadTier::Preview,
-            "a",
-            "INBOX",
-            1,
-            std::slice::from_ref(&msg),
-            4096,
-        );
-        let value = parse(&out);
-        assert_eq!(value["messages"][0]["subject"], msg.subject.as_str());
-        assert_eq!(value["messages"][0]["preview"], msg.preview.as_str());
-    }
-
-    #[test]
-    fn many_messages_drop_the_oldest_first_and_keep_the_real_count() {
-        let messages: Vec<MessageSummary> = (1..=100)
-            .map(|uid| message(uid, &format!("Subject number {uid}"), &"p".repeat(200)))
-            .collect();
-        let out = build(
-            PayloadTier::Preview,
-            "acc",
-            "INBOX",
-            250,
-            &messages,
-            MAX_PLAINTEXT,
-        );
-        assert!(out.len() <= MAX_PLAINTEXT);
-        let value = parse(&out);
-        assert_eq!(value["count"], 250);
-        let listed = value["messages"].as_array().unwrap();
-        assert!(!listed.is_empty() && listed.len() < 100);
-        let uids: Vec<u64> = listed.iter().map(|m| m["uid"].as_u64().unwrap()).collect();
-        let expected: Vec<u64> = (0..listed.len() as u64).map(|i| 100 - i).collect();
-        assert_eq!(uids, expected, "newest kept, in order");
-        // Whole messages were dropped, none was shortened.
-        assert!(listed
-            .iter()
-            .all(|m| m["preview"].as_str().unwrap().len() == 200));
-    }
-
-    #[test]
-    fn one_huge_message_is_shortened_preview_first_then_subject() {
-        let huge_subject = "S".repeat(10_000);
-        let messages = [
-            message(1, "old", "old"),
-            message(2, &huge_subject, &"x".repeat(200)),
-        ];
-        let out = build(PayloadTier::Preview, "acc", "INBOX", 2, &messages, 1000);
-        assert!(out.len() <= 1000);
-        let value = parse(&out);
-        let listed = value["messages"].as_array().unwrap();
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0]["uid"], 2);
-        assert_eq!(listed[0]["preview"], "");
-        let subject = listed[0]["subject"].as_str().unwrap();
-        assert!(subject.len() > 500 && subject.chars().all(|c| c == 'S'));
-        assert_eq!(value["count"], 2);
-        // The budget is used well: nothing more would have fitted.
-        assert!(out.len() > 995, "{}", out.len());
-    }
-
-    #[test]
-    fn a_long_preview_is_shortened_before_the_subject() {
-        let messages = [message(3, "Short subject", &"word ".repeat(40))];
-        let full = build(PayloadTier::Preview, "acc", "INBOX", 1, &messages, 4096);
-        let out = build(
-            PayloadTier::Preview,
-            "acc",
-            "INBOX",
-            1,
-            &messages,
-            full.len() - 50,
-        );
-        let value = parse(&out);
-        assert_eq!(value["messages"][0]["subject"], "Short subject");
-        let preview = value["messages"][0]["preview"].as_str().unwrap();
-        assert_eq!(preview.len(), 150);
-        assert_eq!(out.len(), full.len() - 50);
-    }
-
-    #[test]
-    fn multibyte_text_is_cut_on_character_boundaries() {
-        let subject = "日本語のメール🎉".repeat(300);
-        let preview = "Grüße 👋🏽 ".repeat(40);
-        let messages = [message(5, &subject, &preview)];
-        for max in (60..=1200).step_by(7) {
-            let out = build(PayloadTier::Preview, "acc", "INBOX", 1, &messages, max);
-            assert!(out.len() <= max, "{} > {max}", out.len());
-            let value = parse(&out); // valid UTF-8 and JSON
-            if max >= 90 {
-                assert_eq!(value["count"], 1, "{max}");
-            }
-            if max >= 200 {
-                assert_eq!(value["messages"][0]["uid"], 5, "{max}");
-            }
-            if let Some(entry) = value["messages"].get(0) {
-                let got = entry["subject"].as_str().unwrap();
-                assert!(subject.starts_with(got));
-            }
-        }
-    }
-
-    #[test]
-    fn never_exceeds_any_budget() {
-        let messages: Vec<MessageSummary> = (1..=20)
-            .map(|uid| message(uid, &"ü".repeat(uid as usize * 30), &"ö".repeat(300)))
-            .collect();
-        for tier in [
-            PayloadTier::Preview,
-            PayloadTier::Headers,
-            PayloadTier::Count,
-            PayloadTier::Wake,
-        ] {
-            for max in 0..700 {
-                let out = build(tier, "account-1", "INBOX", 20, &messages, max);
-                assert!(out.len() <= max, "{tier:?} {max}: {}", out.len());
-                if !out.is_empty() {
-                    parse(&out);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn tiny_budgets_fall_back_to_smaller_shapes() {
-        let messages = two_messages();
-        let mail = build(PayloadTier::Preview, "acc1", "INBOX", 2, &messages, 70);
-        assert_eq!(
-            mail,
-            br#"{"v":1,"type":"mail","account_id":"acc1","mailbox":"INBOX","count":2}"#
-        );
-        let wake = build(PayloadTier::Preview, "acc1", "INBOX", 2, &messages, 50);
-        assert_eq!(wake, br#"{"v":1,"type":"wake","account_id":"acc1"}"#);
-        let bare = build(PayloadTier::Count, "acc1", "INBOX", 2, &messages, 30);
-        assert_eq!(bare, br#"{"v":1,"type":"wake"}"#);
-        assert!(build(PayloadTier::Headers, "acc1", "INBOX", 2, &messages, 10).is_empty());
-    }
-
-    #[test]
-    fn an_empty_message_list_still_renders_the_list() {
-        let out = build(PayloadTier::Headers, "a", "INBOX", 3, &[], 4096);
-        assert_eq!(
-            out,
-            br#"{"v":1,"type":"mail","account_id":"a","mailbox":"INBOX","count":3,"messages":[]}"#
-        );
-    }
-}
+#[cfg(test)]
+#[path = "payload_props.rs"]
+mod props;

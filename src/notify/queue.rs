@@ -5,8 +5,20 @@
 //! The queue itself lives in the store, written by the watcher together with
 //! the cursor; this actor only keeps *when* each entry is due. On start it
 //! reloads every pending entry, so retries survive a restart.
+//!
+//! Whoever registers an account chooses its push endpoints, so a delivery
+//! may take its whole request timeout. Slots are shared fairly: besides the
+//! total, each account and each push service (endpoint origin) has a share
+//! it cannot exceed, so endpoints that never answer hold at most their
+//! share while everyone else's pushes go out; and once they have timed out,
+//! all services that did share a smaller pool until they answer again,
+//! however many accounts and origins they are spread over. A failed
+//! attempt (5xx, 429,
+//! no answer) holds its entry back for the longer of the push service's
+//! Retry-After and an exponential backoff from one second; new mail does
+//! not bring a held entry forward.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +27,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{payload, topic_for, PushClient, PushOutcome, Urgency, MAX_PLAINTEXT};
+use super::schedule::{DeliveryLimits, Heard, Route, Schedule, Slots};
+use super::{payload, service_of, topic_for, PushOutcome, PushSender, Urgency, MAX_PLAINTEXT};
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::store::{PushKey, Store, StoreError};
@@ -26,6 +39,10 @@ const SHRUNK_PLAINTEXT: usize = 1024;
 const WAKE_CHANNEL: usize = 1024;
 /// After a storage error, try the entry again this much later.
 const STORE_RETRY: Duration = Duration::from_secs(5);
+/// The shortest wait before retrying a push, whatever Retry-After said.
+const RETRY_FLOOR: Duration = Duration::from_secs(1);
+/// The longest backoff between retries (a longer Retry-After is honoured).
+const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// The watcher's handle: "these queued pushes changed".
 #[derive(Clone)]
@@ -51,10 +68,10 @@ impl Notifier {
 /// Settings of the delivery actor.
 pub struct DeliveryQueue {
     pub store: Arc<dyn Store>,
-    pub client: Arc<PushClient>,
+    pub client: Arc<dyn PushSender>,
     pub metrics: Arc<Metrics>,
     pub urgency: Urgency,
-    pub concurrency: usize,
+    pub limits: DeliveryLimits,
     /// Told the account id whenever a device is removed here (gone at its
     /// push service), so the account's watcher can drop mailboxes nobody
     /// asks for any more.
@@ -63,8 +80,12 @@ pub struct DeliveryQueue {
 
 /// What to do with an entry after an attempt.
 enum Next {
+    /// Delivered or dropped.
     Done,
-    At(Instant),
+    /// Try again at once (more merged in, or a smaller payload to send).
+    Again,
+    /// Try again no sooner than this, whatever wakes it meanwhile.
+    Hold(Instant),
 }
 
 impl DeliveryQueue {
@@ -85,45 +106,64 @@ impl DeliveryQueue {
                 let now_ms = crate::unix_millis();
                 for push in pending {
                     let wait = (push.not_before_ms - now_ms).max(0) as u64;
-                    schedule.add(push.key, Instant::now() + Duration::from_millis(wait), None);
+                    let at = Instant::now() + Duration::from_millis(wait);
+                    if wait > 0 {
+                        schedule.hold(&push.key, at);
+                    }
+                    let route = || this.route_for(&push.key);
+                    schedule.add(push.key.clone(), at, None, route);
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot read the push queue"),
         }
-        let mut tasks: JoinSet<Next> = JoinSet::new();
+        let mut slots = Slots::new(this.limits);
+        let mut tasks: JoinSet<(Next, Heard)> = JoinSet::new();
         let mut in_flight: HashSet<PushKey> = HashSet::new();
-        let mut task_keys: HashMap<tokio::task::Id, PushKey> = HashMap::new();
+        let mut task_keys: HashMap<tokio::task::Id, (PushKey, Route, bool)> = HashMap::new();
         loop {
-            while in_flight.len() < this.concurrency {
-                let Some((key, detected)) = schedule.pop_due(Instant::now(), &in_flight) else {
+            let now = Instant::now();
+            while slots.has_room() {
+                let Some(due) = schedule.pop_due(now, &in_flight, &slots) else {
                     break;
                 };
-                in_flight.insert(key.clone());
+                let silent = slots.take(&due.route);
+                in_flight.insert(due.key.clone());
                 let this = this.clone();
-                let task_key = key.clone();
+                let task_key = due.key.clone();
+                let detected = due.detected;
                 let handle = tasks.spawn(async move { this.deliver(&task_key, detected).await });
-                task_keys.insert(handle.id(), key);
+                task_keys.insert(handle.id(), (due.key, due.route, silent));
             }
-            let next_due = schedule
-                .next_due()
-                .filter(|_| in_flight.len() < this.concurrency);
+            // Entries due already but over a share wait for a slot to free.
+            let next_due = schedule.next_due_after(now).filter(|_| slots.has_room());
             tokio::select! {
                 wake = rx.recv() => {
                     let Some(wake) = wake else { break };
                     for key in wake.keys {
-                        schedule.add(key, Instant::now(), wake.detected);
+                        let route = || this.route_for(&key);
+                        schedule.add(key.clone(), Instant::now(), wake.detected, route);
                     }
                 }
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    let (id, next) = match joined {
-                        Ok((id, next)) => (id, next),
+                    let (id, (next, heard)) = match joined {
+                        Ok(joined) => joined,
                         // A failed delivery task: try its entry again later.
-                        Err(e) => (e.id(), Next::At(Instant::now() + STORE_RETRY)),
+                        Err(e) => (e.id(), (Next::Hold(Instant::now() + STORE_RETRY), Heard::Nothing)),
                     };
-                    if let Some(key) = task_keys.remove(&id) {
+                    if let Some((key, route, silent)) = task_keys.remove(&id) {
                         in_flight.remove(&key);
-                        if let Next::At(at) = next {
-                            schedule.add(key, at, None);
+                        slots.give_back(&route, silent);
+                        slots.heard(&route.service, heard);
+                        match next {
+                            Next::Done => schedule.release(&key),
+                            Next::Again => {
+                                schedule.release(&key);
+                                schedule.add(key, Instant::now(), None, || route);
+                            }
+                            Next::Hold(at) => {
+                                schedule.hold(&key, at);
+                                schedule.add(key, at, None, || route);
+                            }
                         }
                     }
                 }
@@ -138,21 +178,34 @@ impl DeliveryQueue {
         .await;
     }
 
+    /// The account and push service a queued push counts against. Read
+    /// when it is first scheduled; a device gone by then is dropped at its
+    /// attempt.
+    fn route_for(&self, key: &PushKey) -> Route {
+        match self.store.device(&key.device_id) {
+            Ok(Some(device)) => route_of(&device.account_id, &device.subscription.endpoint),
+            _ => Route::default(),
+        }
+    }
+
     /// One delivery attempt of one queued push.
-    async fn deliver(&self, key: &PushKey, detected: Option<Instant>) -> Next {
-        match self.try_deliver(key, detected).await {
+    async fn deliver(&self, key: &PushKey, detected: Option<Instant>) -> (Next, Heard) {
+        let mut heard = Heard::Nothing;
+        let next = match self.try_deliver(key, detected, &mut heard).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "push queue storage failed");
-                Next::At(Instant::now() + STORE_RETRY)
+                Next::Hold(Instant::now() + STORE_RETRY)
             }
-        }
+        };
+        (next, heard)
     }
 
     async fn try_deliver(
         &self,
         key: &PushKey,
         detected: Option<Instant>,
+        heard: &mut Heard,
     ) -> Result<Next, StoreError> {
         let Some(push) = self.store.pending_push(key)? else {
             return Ok(Next::Done);
@@ -185,7 +238,7 @@ impl DeliveryQueue {
         let topic = topic_for(&push.account_id, &key.mailbox);
         let outcome = self
             .client
-            .send(
+            .send_push(
                 &device.subscription,
                 &plaintext,
                 ttl_secs,
@@ -193,6 +246,11 @@ impl DeliveryQueue {
                 &topic,
             )
             .await;
+        *heard = match outcome {
+            PushOutcome::TimedOut => Heard::Silence,
+            PushOutcome::Retry { .. } | PushOutcome::Blocked => Heard::Nothing,
+            _ => Heard::Answer,
+        };
         match outcome {
             PushOutcome::Delivered => {
                 Metrics::inc(&self.metrics.pushes_sent);
@@ -205,11 +263,7 @@ impl DeliveryQueue {
                 // before that flush repeats the push either way.
                 self.store.request_flush();
                 // Not finished: mail merged in while this push was on its way.
-                Ok(if finished {
-                    Next::Done
-                } else {
-                    Next::At(Instant::now())
-                })
+                Ok(if finished { Next::Done } else { Next::Again })
             }
             PushOutcome::Gone => {
                 tracing::info!(device = %key.device_id, "push service says the subscription is gone; device removed");
@@ -220,7 +274,7 @@ impl DeliveryQueue {
             PushOutcome::TooLarge if !push.shrink => {
                 self.store
                     .reschedule_push(key, push.attempts + 1, now_ms, true)?;
-                Ok(Next::At(Instant::now()))
+                Ok(Next::Again)
             }
             PushOutcome::Blocked => {
                 tracing::warn!(device = %key.device_id, "push endpoint resolves to a private address; device removed");
@@ -234,12 +288,15 @@ impl DeliveryQueue {
                 self.store.remove_push(key)?;
                 Ok(Next::Done)
             }
-            PushOutcome::Retry { after } => {
-                let attempts = push.attempts + 1;
-                let delay = after.unwrap_or_else(|| {
-                    Backoff::new(Duration::from_secs(1), Duration::from_secs(300))
-                        .delay_for(push.attempts, &mut rand::thread_rng())
-                });
+            PushOutcome::Retry { .. } | PushOutcome::TimedOut => {
+                if matches!(outcome, PushOutcome::TimedOut) {
+                    tracing::debug!(device = %key.device_id, "push service did not answer; backing off");
+                }
+                let after = match outcome {
+                    PushOutcome::Retry { after } => after,
+                    _ => None,
+                };
+                let delay = retry_delay(push.attempts, after);
                 let at_ms = now_ms.saturating_add(delay.as_millis() as i64);
                 if at_ms >= push.expires_at_ms {
                     Metrics::inc(&self.metrics.pushes_failed);
@@ -248,11 +305,30 @@ impl DeliveryQueue {
                 }
                 Metrics::inc(&self.metrics.push_retries);
                 self.store
-                    .reschedule_push(key, attempts, at_ms, push.shrink)?;
+                    .reschedule_push(key, push.attempts + 1, at_ms, push.shrink)?;
                 self.store.flush().await?;
-                Ok(Next::At(Instant::now() + delay))
+                Ok(Next::Hold(Instant::now() + delay))
             }
         }
+    }
+}
+
+/// How long to wait before the next attempt after `attempts` failed ones:
+/// the push service's Retry-After when it gave one, but never less than the
+/// exponential backoff (one second, doubling up to five minutes), so that a
+/// `Retry-After: 0` cannot make a busy loop.
+fn retry_delay(attempts: u32, after: Option<Duration>) -> Duration {
+    let backoff = Backoff::new(RETRY_FLOOR, RETRY_MAX)
+        .delay_for(attempts, &mut rand::thread_rng())
+        .max(RETRY_FLOOR);
+    after.map_or(backoff, |after| after.max(backoff))
+}
+
+/// The route of a push of `account_id` to `endpoint`.
+fn route_of(account_id: &str, endpoint: &str) -> Route {
+    Route {
+        account: account_id.into(),
+        service: service_of(endpoint).into(),
     }
 }
 
@@ -274,85 +350,6 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// When each queued push is due. An entry is in the schedule at most once;
-/// adding it again keeps the earlier time and the earliest detection time.
-#[derive(Default)]
-struct Schedule {
-    by_time: BTreeSet<(Instant, PushKey)>,
-    entries: HashMap<PushKey, (Instant, Option<Instant>)>,
-}
-
-impl Schedule {
-    fn add(&mut self, key: PushKey, at: Instant, detected: Option<Instant>) {
-        match self.entries.get_mut(&key) {
-            Some((due, seen)) => {
-                if at < *due {
-                    self.by_time.remove(&(*due, key.clone()));
-                    self.by_time.insert((at, key));
-                    *due = at;
-                }
-                *seen = match (*seen, detected) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-            None => {
-                self.by_time.insert((at, key.clone()));
-                self.entries.insert(key, (at, detected));
-            }
-        }
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.by_time.first().map(|(at, _)| *at)
-    }
-
-    /// The first entry due by `now` that is not being delivered already.
-    fn pop_due(
-        &mut self,
-        now: Instant,
-        in_flight: &HashSet<PushKey>,
-    ) -> Option<(PushKey, Option<Instant>)> {
-        let (at, key) = self
-            .by_time
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .find(|(_, key)| !in_flight.contains(key))?
-            .clone();
-        self.by_time.remove(&(at, key.clone()));
-        let (_, detected) = self.entries.remove(&key)?;
-        Some((key, detected))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(device: &str) -> PushKey {
-        PushKey {
-            device_id: device.into(),
-            mailbox: "INBOX".into(),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn schedule_keeps_one_entry_per_key_at_its_earliest_time() {
-        let now = Instant::now();
-        let mut schedule = Schedule::default();
-        schedule.add(key("a"), now + Duration::from_secs(10), None);
-        schedule.add(key("a"), now + Duration::from_secs(5), Some(now));
-        schedule.add(key("a"), now + Duration::from_secs(20), None);
-        schedule.add(key("b"), now + Duration::from_secs(7), None);
-        assert_eq!(schedule.next_due(), Some(now + Duration::from_secs(5)));
-        assert!(schedule.pop_due(now, &HashSet::new()).is_none());
-
-        tokio::time::advance(Duration::from_secs(8)).await;
-        let busy: HashSet<_> = [key("a")].into();
-        let (first, _) = schedule.pop_due(Instant::now(), &busy).unwrap();
-        assert_eq!(first, key("b"));
-        let (second, detected) = schedule.pop_due(Instant::now(), &HashSet::new()).unwrap();
-        assert_eq!((second, detected), (key("a"), Some(now)));
-        assert_eq!(schedule.next_due(), None);
-    }
-}
+#[path = "queue_tests.rs"]
+mod tests;

@@ -141,6 +141,8 @@ fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> Pen
         let excess = push.messages.len() - MAX_QUEUED_MESSAGES;
         push.messages.drain(..excess);
     }
+    // What no payload could carry is not stored (nor rewritten at each retry).
+    crate::notify::payload::trim_queued(&mut push.messages);
     push.count = push
         .count
         .saturating_add(mail.count.saturating_sub(repeated));
@@ -213,6 +215,27 @@ impl SledStore {
                 || remaining.iter().any(|d| device_watches(d, mailbox));
             if !watched {
                 self.cursors.remove(pair_key(account_id, mailbox))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every queued push of the account, also those of devices
+    /// already gone: a watcher that read its devices before one was deleted
+    /// may queue for it afterwards. Reads the whole queue, which holds only
+    /// what is undelivered.
+    fn remove_pushes_of_account(&self, account_id: &str) -> StoreResult<()> {
+        #[derive(serde::Deserialize)]
+        struct Owner<'a> {
+            #[serde(borrow)]
+            account_id: std::borrow::Cow<'a, str>,
+        }
+        for entry in self.pushes.iter() {
+            let (key, value) = entry?;
+            let owned = serde_json::from_slice::<Owner>(&value)
+                .is_ok_and(|owner| owner.account_id == account_id);
+            if owned {
+                self.pushes.remove(key)?;
             }
         }
         Ok(())
@@ -313,6 +336,7 @@ impl Store for SledStore {
             let (key, _) = entry?;
             self.cursors.remove(key)?;
         }
+        self.remove_pushes_of_account(id)?;
         Ok(account.is_some())
     }
 
@@ -375,9 +399,16 @@ impl Store for SledStore {
     }
 
     fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>> {
-        let keys: Vec<PushKey> = mail
-            .device_ids
-            .iter()
+        // A device deleted since the caller read the list gets nothing: its
+        // entry would outlive it.
+        let mut device_ids = Vec::with_capacity(mail.device_ids.len());
+        for id in mail.device_ids {
+            if self.devices.contains_key(id.as_bytes())? {
+                device_ids.push(id);
+            }
+        }
+        let keys: Vec<PushKey> = device_ids
+            .into_iter()
             .map(|id| PushKey {
                 device_id: id.clone(),
                 mailbox: mail.mailbox.to_string(),
@@ -486,6 +517,9 @@ impl Store for SledStore {
                     push.attempts = attempts;
                     push.not_before_ms = not_before_ms;
                     push.shrink = shrink;
+                    // An entry queued before summaries were trimmed shrinks
+                    // at its first retry instead of being rewritten whole.
+                    crate::notify::payload::trim_queued(&mut push.messages);
                     serde_json::to_vec(&push).ok()
                 }
                 Err(_) => None,

@@ -283,3 +283,137 @@ fn opening_waits_for_the_previous_handle_to_let_go() {
     drop(first);
     assert_eq!(second.join().unwrap().unwrap(), 1);
 }
+
+#[test]
+fn a_queued_push_stays_small_whatever_the_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    for d in 1..=5 {
+        store
+            .put_device(&device(&format!("d{d}"), "a1", &["INBOX"]))
+            .unwrap();
+    }
+    let huge = "S".repeat(4 << 20);
+    let messages: Vec<MessageSummary> = (1..=3)
+        .map(|uid| MessageSummary {
+            uid,
+            from: crate::mail::Address {
+                name: huge.clone(),
+                email: huge.clone(),
+            },
+            subject: huge.clone(),
+            preview: huge.clone(),
+        })
+        .collect();
+    let keys = record(&store, &messages, 4);
+    assert_eq!(keys.len(), 5);
+    let limit = 4 * crate::notify::MAX_PLAINTEXT + 1024;
+    for key in &keys {
+        store.reschedule_push(key, 3, 5000, false).unwrap();
+        let raw = store.pushes.get(push_key(key)).unwrap().unwrap();
+        assert!(raw.len() <= limit, "{} bytes queued", raw.len());
+        let push = store.pending_push(key).unwrap().unwrap();
+        assert_eq!((push.count, push.messages[0].uid), (3, 3));
+    }
+}
+
+/// One new message in INBOX for `device_ids`.
+fn one_mail<'a>(account_id: &'a str, device_ids: &'a [String]) -> NewMail<'a> {
+    NewMail {
+        account_id,
+        mailbox: "INBOX",
+        device_ids,
+        messages: &[],
+        count: 1,
+        cursor: Cursor {
+            uidvalidity: 7,
+            uidnext: 2,
+            highestmodseq: None,
+        },
+        expires_at_ms: 1000,
+    }
+}
+
+#[test]
+fn no_queued_push_outlives_its_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.create_account(&account("a1"), &[9; 32]).unwrap();
+    store.create_account(&account("a2"), &[8; 32]).unwrap();
+    store.put_device(&device("d1", "a1", &["INBOX"])).unwrap();
+    store.put_device(&device("d2", "a2", &["INBOX"])).unwrap();
+    // The watcher read d1 among a1's devices, then d1 was deleted.
+    store.delete_device("d1").unwrap();
+    let late = ["d1".to_string()];
+    assert!(store
+        .record_new_mail(&one_mail("a1", &late))
+        .unwrap()
+        .is_empty());
+    store
+        .record_new_mail(&one_mail("a2", &["d2".to_string()]))
+        .unwrap();
+    // What slipped in between the check and the write goes with the account.
+    let stray = PendingPush {
+        key: PushKey {
+            device_id: "d1".into(),
+            mailbox: "INBOX".into(),
+        },
+        account_id: "a1".into(),
+        messages: Vec::new(),
+        count: 1,
+        version: 1,
+        attempts: 0,
+        not_before_ms: 0,
+        expires_at_ms: 1000,
+        shrink: false,
+    };
+    store
+        .pushes
+        .insert(push_key(&stray.key), encode(&stray).unwrap())
+        .unwrap();
+
+    assert!(store.delete_account("a1").unwrap());
+    let left: Vec<String> = store
+        .pending_pushes()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.account_id)
+        .collect();
+    assert_eq!(left, ["a2"]);
+}
+
+#[test]
+fn an_entry_queued_whole_shrinks_at_its_next_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let key = PushKey {
+        device_id: "d1".into(),
+        mailbox: "INBOX".into(),
+    };
+    let legacy = PendingPush {
+        key: key.clone(),
+        account_id: "a1".into(),
+        messages: vec![MessageSummary {
+            uid: 1,
+            subject: "S".repeat(1 << 20),
+            ..Default::default()
+        }],
+        count: 1,
+        version: 1,
+        attempts: 0,
+        not_before_ms: 0,
+        expires_at_ms: 1000,
+        shrink: false,
+    };
+    store
+        .pushes
+        .insert(push_key(&key), encode(&legacy).unwrap())
+        .unwrap();
+    store.reschedule_push(&key, 1, 500, false).unwrap();
+    let raw = store.pushes.get(push_key(&key)).unwrap().unwrap();
+    assert!(
+        raw.len() <= 2 * crate::notify::MAX_PLAINTEXT,
+        "{}",
+        raw.len()
+    );
+}
