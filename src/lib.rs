@@ -29,6 +29,7 @@ pub mod read;
 pub mod send;
 pub mod smtp;
 pub mod store;
+pub mod text;
 pub mod watch;
 
 use std::sync::Arc;

@@ -205,6 +205,9 @@ impl hkdf::KeyType for OutputLen {
     }
 }
 
+// The queue trims summaries to the same limit without knowing this module.
+const _: () = assert!(MAX_PLAINTEXT == crate::mail::MAX_PAYLOAD_TEXT);
+
 // Compile-time check that the AEAD tag length matches what MAX_PLAINTEXT assumes.
 const _: () = assert!(TAG_LEN == 16 && MAX_PLAINTEXT == 3993);
 

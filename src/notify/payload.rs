@@ -13,7 +13,7 @@
 //! smaller shapes. `count` is always the real count, whatever was dropped.
 //! Control characters (NUL included) in what a server sent become spaces.
 //!
-//! [`trim_queued`] cuts queued summaries to what a payload can carry, so the
+//! [`crate::mail::trim_queued`] cuts queued summaries to what a payload can carry, so the
 //! push queue never stores (and rewrites) more than a push could use.
 
 use std::borrow::Cow;
@@ -21,8 +21,8 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 use crate::mail::{MessageSummary, PREVIEW_CHARS};
-use crate::notify::ece::MAX_PLAINTEXT;
 use crate::store::PayloadTier;
+use crate::text::{clean, truncate_bytes, truncate_chars};
 
 /// The payload format version; bump when a field changes meaning.
 pub const PAYLOAD_VERSION: u8 = 1;
@@ -244,84 +244,6 @@ fn wake(account_id: &str, max_bytes: usize) -> Vec<u8> {
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing plain structs of strings and integers into memory cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
-}
-
-/// Cuts queued summaries to what a payload can carry: each text to what the
-/// largest payload could show of it (control characters already spaces),
-/// and then the oldest messages whose texts could no longer fit beside the
-/// newer ones. [`build`] renders the same payload from the result as from
-/// the original, for every budget up to [`MAX_PLAINTEXT`]; the newest
-/// message is always kept.
-pub fn trim_queued(messages: &mut Vec<MessageSummary>) {
-    let mut cost_by_uid: Vec<(u32, usize)> = Vec::with_capacity(messages.len());
-    for m in messages.iter_mut() {
-        trim_text(&mut m.from.name, MAX_PLAINTEXT);
-        trim_text(&mut m.from.email, MAX_PLAINTEXT);
-        trim_text(&mut m.subject, MAX_PLAINTEXT);
-        let preview = truncate_chars(&m.preview, PREVIEW_CHARS).len();
-        trim_text(&mut m.preview, preview);
-        let cost = m.from.name.len() + m.from.email.len() + m.subject.len() + m.preview.len();
-        cost_by_uid.push((m.uid, cost));
-    }
-    // An entry renders to more than its texts' bytes, so once the texts of
-    // the newest messages add up past the limit, the older ones never fit.
-    cost_by_uid.sort_by_key(|&(uid, _)| std::cmp::Reverse(uid));
-    let mut total = 0usize;
-    let mut oldest_kept = None;
-    for (i, &(uid, cost)) in cost_by_uid.iter().enumerate() {
-        total = total.saturating_add(cost);
-        if i > 0 && total > MAX_PLAINTEXT {
-            break;
-        }
-        oldest_kept = Some(uid);
-    }
-    if let Some(oldest) = oldest_kept {
-        messages.retain(|m| m.uid >= oldest);
-    }
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary, with its
-/// control characters made spaces.
-fn trim_text(text: &mut String, max: usize) {
-    let end = truncate_bytes(text, max).len();
-    text.truncate(end);
-    if let Cow::Owned(cleaned) = clean(text) {
-        *text = cleaned;
-    }
-}
-
-/// `text` with every control character (NUL, line breaks, escapes) made a
-/// space: a payload is shown as one line, and some push clients stop at NUL.
-/// Never longer than `text`.
-fn clean(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect(),
-    )
-}
-
-/// At most `max` characters of `text`.
-fn truncate_chars(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => &text[..end],
-        None => text,
-    }
-}
-
-/// At most `max` bytes of `text`, cut on a character boundary.
-fn truncate_bytes(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]

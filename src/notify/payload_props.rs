@@ -3,7 +3,9 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::mail::trim_queued;
 use crate::mail::Address;
+use crate::notify::ece::MAX_PLAINTEXT;
 use crate::proto::v1;
 
 /// Text as servers send it: any characters, control ones and long runs

@@ -1,6 +1,7 @@
 //! Unit tests of the payload builder.
 
 use super::*;
+use crate::mail::trim_queued;
 use crate::mail::Address;
 use crate::notify::ece::MAX_PLAINTEXT;
 use serde_json::{json, Value};

@@ -142,7 +142,7 @@ fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> Pen
         push.messages.drain(..excess);
     }
     // What no payload could carry is not stored (nor rewritten at each retry).
-    crate::notify::payload::trim_queued(&mut push.messages);
+    crate::mail::trim_queued(&mut push.messages);
     push.count = push
         .count
         .saturating_add(mail.count.saturating_sub(repeated));
@@ -519,7 +519,7 @@ impl Store for SledStore {
                     push.shrink = shrink;
                     // An entry queued before summaries were trimmed shrinks
                     // at its first retry instead of being rewritten whole.
-                    crate::notify::payload::trim_queued(&mut push.messages);
+                    crate::mail::trim_queued(&mut push.messages);
                     serde_json::to_vec(&push).ok()
                 }
                 Err(_) => None,

@@ -307,7 +307,7 @@ fn a_queued_push_stays_small_whatever_the_subject() {
         .collect();
     let keys = record(&store, &messages, 4);
     assert_eq!(keys.len(), 5);
-    let limit = 4 * crate::notify::MAX_PLAINTEXT + 1024;
+    let limit = 4 * crate::mail::MAX_PAYLOAD_TEXT + 1024;
     for key in &keys {
         store.reschedule_push(key, 3, 5000, false).unwrap();
         let raw = store.pushes.get(push_key(key)).unwrap().unwrap();
@@ -412,7 +412,7 @@ fn an_entry_queued_whole_shrinks_at_its_next_retry() {
     store.reschedule_push(&key, 1, 500, false).unwrap();
     let raw = store.pushes.get(push_key(&key)).unwrap().unwrap();
     assert!(
-        raw.len() <= 2 * crate::notify::MAX_PLAINTEXT,
+        raw.len() <= 2 * crate::mail::MAX_PAYLOAD_TEXT,
         "{}",
         raw.len()
     );
