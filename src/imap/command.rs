@@ -29,6 +29,9 @@ pub struct InvalidArgument(pub &'static str);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Command {
     pub parts: Vec<Part>,
+    /// Bytes of answer the command may collect (and the longest single
+    /// response); `None`: [`super::budget::SMALL_BUDGET`].
+    pub budget: Option<usize>,
 }
 
 impl Command {
@@ -36,7 +39,15 @@ impl Command {
     pub fn new(name: &str) -> Self {
         Command {
             parts: vec![Part::Text(name.as_bytes().to_vec())],
+            budget: None,
         }
+    }
+
+    /// Sets how many bytes of answer the command may take (see
+    /// [`super::budget`]); more fails it with `ImapError::TooLarge`.
+    pub fn budget(mut self, bytes: usize) -> Self {
+        self.budget = Some(bytes);
+        self
     }
 
     /// Appends trusted protocol text (keywords, numbers, built item lists),

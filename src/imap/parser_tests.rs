@@ -241,9 +241,10 @@ fn status_search_enabled_vanished_bye_continuation() {
         }
     );
     assert!(matches!(untagged(&r[2]), Untagged::Status { mailbox, .. } if mailbox == b"&AOQ-"));
-    assert_eq!(untagged(&r[3]), &Untagged::Search(vec![2, 4, 9]));
-    assert_eq!(untagged(&r[4]), &Untagged::Search(vec![]));
-    assert_eq!(untagged(&r[5]), &Untagged::Search(vec![1, 2]));
+    let set = |t: &[u8]| UidSet::parse(t, 10).unwrap();
+    assert_eq!(untagged(&r[3]), &Untagged::Search(set(b"2,4,9")));
+    assert_eq!(untagged(&r[4]), &Untagged::Search(UidSet::new()));
+    assert_eq!(untagged(&r[5]), &Untagged::Search(set(b"1:2")));
     assert_eq!(
         untagged(&r[6]),
         &Untagged::Enabled(vec!["CONDSTORE".into(), "QRESYNC".into()])
@@ -252,14 +253,14 @@ fn status_search_enabled_vanished_bye_continuation() {
         untagged(&r[7]),
         &Untagged::Vanished {
             earlier: true,
-            uids: "300:310,405".into()
+            uids: set(b"300:310,405")
         }
     );
     assert_eq!(
         untagged(&r[8]),
         &Untagged::Vanished {
             earlier: false,
-            uids: "7".into()
+            uids: set(b"7")
         }
     );
     assert_eq!(
@@ -370,9 +371,9 @@ fn list_esearch_and_literal8() {
         untagged(&out[2]),
         &Untagged::Esearch {
             uid: true,
+            all: UidSet::parse(b"2:4,9", 10),
             items: vec![
                 ("MIN".into(), Value::Number(2)),
-                ("ALL".into(), Value::Atom("2:4,9".into())),
                 ("COUNT".into(), Value::Number(4)),
             ],
         }
@@ -381,6 +382,7 @@ fn list_esearch_and_literal8() {
         untagged(&out[3]),
         &Untagged::Esearch {
             uid: true,
+            all: None,
             items: vec![]
         }
     );

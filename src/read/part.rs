@@ -5,6 +5,7 @@ use super::ops::open;
 use super::range::{ByteRange, RangeRequest};
 use super::structure::{self, Part};
 use super::ReadError;
+use crate::imap::budget::{MAX_RESPONSE, SMALL_BUDGET, STRUCTURE_BUDGET};
 use crate::imap::{ImapClient, ImapError};
 
 /// The decoded bytes of one part (or a range of them).
@@ -50,7 +51,9 @@ pub async fn get_part(
     check_part_id(part_id)?;
     open(c, mailbox, false).await?;
     let set = uid.to_string();
-    let fetched = c.uid_fetch(&set, "(UID BODYSTRUCTURE)", None).await?;
+    let fetched = c
+        .uid_fetch(&set, "(UID BODYSTRUCTURE)", None, STRUCTURE_BUDGET)
+        .await?;
     let m = fetched
         .messages
         .into_iter()
@@ -137,7 +140,7 @@ async fn part_bytes(
                 let total = match size_item {
                     Some(size_item) => {
                         let r = c
-                            .uid_fetch(&set, &format!("(UID {size_item})"), None)
+                            .uid_fetch(&set, &format!("(UID {size_item})"), None, SMALL_BUDGET)
                             .await?;
                         r.messages
                             .into_iter()
@@ -180,7 +183,9 @@ async fn fetch_section(
         .map(|r| format!("<{}.{}>", r.start, r.len()))
         .unwrap_or_default();
     let items = format!("(UID {item}.PEEK[{part_id}]{suffix})");
-    let r = c.uid_fetch(&uid.to_string(), &items, None).await?;
+    let r = c
+        .uid_fetch(&uid.to_string(), &items, None, MAX_RESPONSE)
+        .await?;
     r.messages
         .into_iter()
         .find(|x| x.uid == uid)
