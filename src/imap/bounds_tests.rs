@@ -9,6 +9,7 @@ use super::tests::{connect, serve, Step::*};
 use super::*;
 use crate::error::ErrorClass;
 use crate::imap::budget::{InflightBudget, FETCH_NEW_BUDGET, LIST_BUDGET};
+use crate::imap::fetch::MAX_MAILBOXES;
 use crate::imap::parser::{MAX_CAPABILITIES, MAX_CAPABILITY_LEN};
 use crate::imap::{SummaryDetail, MAX_SERVER_TEXT};
 
@@ -108,6 +109,23 @@ async fn list_flood_fails_list_mailboxes() {
     let mut flood = Vec::new();
     for _ in 0..LIST_BUDGET / line.len() + 2 {
         flood.extend_from_slice(line.as_bytes());
+    }
+    flood.extend_from_slice(b"L1 OK done\r\n");
+    let (upstream, server) = serve(vec![
+        Send(GREETING),
+        Expect("L1 LIST \"\" \"*\"\r\n"),
+        SendOwned(flood),
+    ])
+    .await;
+    let mut client = connect(&upstream, DEFAULT_TIMEOUT).await;
+    assert_too_large(&client.list_mailboxes().await.unwrap_err());
+    drop(client);
+    server.await.unwrap();
+
+    // Short lines, within the bytes, but more mailboxes than anyone keeps.
+    let mut flood = Vec::new();
+    for n in 0..=MAX_MAILBOXES {
+        flood.extend_from_slice(format!("* LIST () \"/\" m{n}\r\n").as_bytes());
     }
     flood.extend_from_slice(b"L1 OK done\r\n");
     let (upstream, server) = serve(vec![

@@ -5,6 +5,14 @@
 //! Results are raw but typed ([`MailboxEntry`], [`FetchedMessage`]); turning
 //! them into API answers is [`crate::read`]'s job.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
+use std::collections::HashMap;
+
 use super::budget::LIST_BUDGET;
 use super::client::ImapClient;
 use super::command::Command;
@@ -129,8 +137,9 @@ impl FetchedMessage {
     }
 }
 
-/// A STATUS answer: the mailbox name as sent, and its items.
-type RawStatus = (Vec<u8>, Vec<(String, u64)>);
+/// Most mailboxes a LIST answer may name: far more than any person keeps,
+/// few enough that the list stays a few MiB once parsed.
+pub const MAX_MAILBOXES: usize = 20_000;
 
 /// What a `UID FETCH … (CHANGEDSINCE …)` returned.
 #[derive(Debug, Default)]
@@ -165,10 +174,17 @@ impl ImapClient {
             cmd = cmd.raw(&format!("RETURN ({})", returns.join(" ")));
         }
         let mut entries: Vec<MailboxEntry> = Vec::new();
-        let mut statuses: Vec<RawStatus> = Vec::new();
+        let mut statuses: HashMap<Vec<u8>, Vec<(String, u64)>> = HashMap::new();
+        let mut too_many = false;
         self.run_ok("LIST", cmd, &mut |u| match u {
             // A longer name cannot be used through the API: left out.
             Untagged::List { mailbox, .. } if mailbox.len() > MAX_SERVER_TEXT => None,
+            Untagged::List { .. } | Untagged::Status { .. }
+                if entries.len() >= MAX_MAILBOXES || statuses.len() >= MAX_MAILBOXES =>
+            {
+                too_many = true;
+                None
+            }
             Untagged::List {
                 attributes,
                 delimiter,
@@ -183,16 +199,22 @@ impl ImapClient {
                 None
             }
             Untagged::Status { mailbox, items } => {
-                statuses.push((mailbox, items));
+                statuses.entry(mailbox).or_insert(items);
                 None
             }
             other => Some(other),
         })
         .await?;
+        if too_many {
+            self.broken = true;
+            return Err(ImapError::TooLarge(format!(
+                "the server lists more than {MAX_MAILBOXES} mailboxes"
+            )));
+        }
         for entry in &mut entries {
             let raw = entry.name.clone();
             entry.name = self.decode_mailbox(raw.as_bytes());
-            if let Some((_, items)) = statuses.iter().find(|(m, _)| m == raw.as_bytes()) {
+            if let Some(items) = statuses.get(raw.as_bytes()) {
                 entry.status = items.clone();
             }
         }
@@ -297,6 +319,11 @@ pub fn expand_set(set: &str, limit: usize) -> Option<Vec<u32>> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,12 @@
 //! Mailbox commands: ENABLE, EXAMINE, STATUS, UID SEARCH and the FETCH of
 //! message summaries (of chosen UIDs, or of every message from a UID up).
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 use super::budget::{search_budget, BASE_BUDGET, FETCH_NEW_BUDGET, MAX_SEARCH_UIDS, PER_SUMMARY};
 use super::client::ImapClient;
 use super::command::{uid_set, Command};

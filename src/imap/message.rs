@@ -3,6 +3,12 @@
 //! nothing large is held at once), SEARCH by Message-ID, removing a message
 //! (UID STORE \Deleted + UID EXPUNGE), GENURLAUTH and URLFETCH (RFC 4467).
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 use super::budget::{search_budget, BASE_BUDGET, MAX_RESPONSE, STRUCTURE_BUDGET};
 use super::client::ImapClient;
 use super::command::Command;
@@ -215,7 +221,7 @@ pub fn find_part(structure: &Value, section: &str) -> Option<PartInfo> {
                         return None;
                     }
                 } else {
-                    node = inner_children.get(n - 1)?;
+                    node = inner_children.get(n.checked_sub(1)?)?;
                 }
                 continue;
             }
@@ -225,7 +231,7 @@ pub fn find_part(structure: &Value, section: &str) -> Option<PartInfo> {
             }
             continue;
         }
-        node = children.get(n - 1)?;
+        node = children.get(n.checked_sub(1)?)?;
     }
     let Value::List(fields) = node else {
         return None;
@@ -263,6 +269,11 @@ fn is_message_rfc822(fields: &[Value]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
     use crate::imap::parser::parse_response;

@@ -5,6 +5,12 @@
 //! Flags and search criteria come from phones, so they are validated here
 //! and only ever sent as atoms or safely quoted strings.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 use super::budget::search_budget;
 use super::client::ImapClient;
 use super::command::{Command, InvalidArgument};
@@ -191,6 +197,11 @@ impl ImapClient {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
     use crate::imap::command::Part;

@@ -3,6 +3,12 @@
 //! never held whole. Pure: bytes in, bytes out; the result does not depend
 //! on where the input was cut.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 use mail_parser::decoders::{base64::base64_decode, quoted_printable::quoted_printable_decode};
 
 /// Quoted-printable is decoded line by line; a "line" longer than this
@@ -44,10 +50,11 @@ impl Decoder {
                     .copied()
                     .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')),
             );
+            let len = self.carry.len();
             let ready = if last {
-                self.carry.len()
+                len
             } else {
-                self.carry.len() - self.carry.len() % 4
+                len.saturating_sub(len % 4)
             };
             let block: Vec<u8> = self.carry.drain(..ready).collect();
             if block.is_empty() {
@@ -60,13 +67,17 @@ impl Decoder {
             let ready = if last {
                 self.carry.len()
             } else {
+                let len = self.carry.len();
                 match self.carry.iter().rposition(|&b| b == b'\n') {
-                    Some(lf) => lf + 1,
+                    Some(lf) => lf.saturating_add(1),
                     // No line break for long: stop short of a possible `=XX`.
-                    None if self.carry.len() > MAX_QP_CARRY => {
-                        let tail = &self.carry[self.carry.len() - 2..];
-                        let keep = tail.iter().position(|&b| b == b'=').map_or(0, |at| 2 - at);
-                        self.carry.len() - keep
+                    None if len > MAX_QP_CARRY => {
+                        let tail = self.carry.get(len.saturating_sub(2)..).unwrap_or_default();
+                        let keep = tail
+                            .iter()
+                            .position(|&b| b == b'=')
+                            .map_or(0, |at| 2usize.saturating_sub(at));
+                        len.saturating_sub(keep)
                     }
                     None => 0,
                 }
@@ -81,6 +92,11 @@ impl Decoder {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
 
