@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::imap::framer::Framer;
+use crate::imap::MAX_SERVER_TEXT;
 
 /// Frames and parses `input` delivered in two pieces split at `cut`.
 fn run(input: &[u8], cut: usize) -> Vec<Response> {
@@ -447,4 +448,45 @@ fn urlfetch_responses() {
             (b"imap://a@h:1/INBOX/;UID=2".to_vec(), None),
         ])
     );
+}
+
+#[test]
+fn numbers_become_compact_sets_and_bad_sets_are_refused() {
+    let r = parse_all(
+        b"* SEARCH 9 3 4 5 2 (MODSEQ 77)\r\n* ESEARCH UID ALL 1:*\r\n* VANISHED 5,1:3\r\n",
+    );
+    let Untagged::Search(set) = untagged(&r[0]) else {
+        panic!("not a search")
+    };
+    assert_eq!(set.iter().collect::<Vec<_>>(), [2, 3, 4, 5, 9]);
+    assert_eq!(set.ranges(), 2);
+    let Untagged::Esearch { all: Some(all), .. } = untagged(&r[1]) else {
+        panic!("no ALL")
+    };
+    assert_eq!((all.ranges(), all.count()), (1, u64::from(u32::MAX)));
+    let Untagged::Vanished { uids, .. } = untagged(&r[2]) else {
+        panic!("not vanished")
+    };
+    assert_eq!(uids.iter().collect::<Vec<_>>(), [1, 2, 3, 5]);
+    assert!(parse_response(b"* VANISHED (EARLIER) 1:x\r\n").is_err());
+    assert!(parse_response(b"* ESEARCH UID ALL 3:\r\n").is_err());
+}
+
+#[test]
+fn what_one_frame_yields_is_bounded() {
+    // Texts are cut on a character boundary where they are parsed.
+    let long = format!("* BYE {}\r\n", "\u{e9}".repeat(10_000));
+    let Ok(Response::Untagged(Untagged::Condition { text, .. })) = parse_response(long.as_bytes())
+    else {
+        panic!("not a condition")
+    };
+    assert!(text.len() <= MAX_SERVER_TEXT && text.len() >= MAX_SERVER_TEXT - 1);
+    // A frame of tiny tokens is refused rather than taking 30 times its size.
+    let many = format!(
+        "* 1 FETCH (FLAGS ({}))\r\n",
+        "a ".repeat(super::super::lexer::MAX_TOKENS)
+    );
+    assert!(parse_response(many.as_bytes()).is_err());
+    let few = format!("* 1 FETCH (FLAGS ({}))\r\n", "a ".repeat(1000));
+    assert!(parse_response(few.as_bytes()).is_ok());
 }

@@ -263,3 +263,103 @@ async fn fetch_section(
         .and_then(|x| x.sections.into_iter().next().map(|(_, b)| b))
         .ok_or(ReadError::MessageNotFound(uid))
 }
+
+#[cfg(test)]
+mod tests {
+    //! A part decoded here (no BINARY), with a range: the size comes from a
+    //! counting pass, and both passes fetch the part (in pieces of at most
+    //! [`PART_CHUNK`], here one), against a scripted
+    //! loopback server.
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::net::{Security, TlsConnector, Upstream};
+
+    #[tokio::test]
+    async fn a_range_of_a_part_decoded_here_is_fetched_in_pieces() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(2000).collect();
+        let text = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &data);
+        let wrapped: Vec<u8> = text
+            .as_bytes()
+            .chunks(76)
+            .flat_map(|l| l.iter().copied().chain(*b"\r\n"))
+            .collect();
+        let size = wrapped.len();
+        let mut body = format!("* 1 FETCH (UID 7 BODY[1]<0> {{{size}}}\r\n").into_bytes();
+        body.extend_from_slice(&wrapped);
+        body.extend_from_slice(b")\r\n");
+        let script: Vec<(String, Vec<u8>)> = vec![
+            (
+                "L1 EXAMINE INBOX".into(),
+                b"* 1 EXISTS\r\n* OK [UIDVALIDITY 1] x\r\n* OK [UIDNEXT 8] x\r\nL1 OK\r\n".to_vec(),
+            ),
+            (
+                "L2 UID FETCH 7 (UID BODYSTRUCTURE)".into(),
+                format!(
+                    "* 1 FETCH (UID 7 BODYSTRUCTURE (\"application\" \"octet-stream\" NIL NIL NIL \"base64\" {size} NIL NIL NIL NIL))\r\nL2 OK\r\n"
+                )
+                .into_bytes(),
+            ),
+            (
+                format!("L3 UID FETCH 7 (UID BODY.PEEK[1]<0.{size}>)"),
+                [body.clone(), b"L3 OK\r\n".to_vec()].concat(),
+            ),
+            (
+                format!("L4 UID FETCH 7 (UID BODY.PEEK[1]<0.{size}>)"),
+                [body, b"L4 OK\r\n".to_vec()].concat(),
+            ),
+        ];
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut read = BufReader::new(read);
+            write
+                .write_all(b"* OK [CAPABILITY IMAP4rev1] hi\r\n")
+                .await
+                .unwrap();
+            for (expect, answer) in script {
+                let mut line = String::new();
+                read.read_line(&mut line).await.unwrap();
+                assert_eq!(line.trim_end(), expect);
+                write.write_all(&answer).await.unwrap();
+            }
+            let mut rest = String::new();
+            let _ = read.read_line(&mut rest).await;
+        });
+        let upstream = Upstream {
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::Plain,
+        };
+        let tls = TlsConnector::new(None).unwrap();
+        let mut c = ImapClient::connect(&upstream, &tls, crate::imap::DEFAULT_TIMEOUT)
+            .await
+            .unwrap();
+        let range = RangeRequest::From {
+            start: 1000,
+            end: Some(1499),
+        };
+        let mut d = get_part(&mut c, "INBOX", 7, "1", Some(range))
+            .await
+            .unwrap();
+        assert_eq!(d.total, Some(2000));
+        assert_eq!(
+            d.range,
+            Some(ByteRange {
+                start: 1000,
+                end: 1499
+            })
+        );
+        let mut out = Vec::new();
+        while let Some(piece) = d.next_chunk(&mut c).await.unwrap() {
+            out.extend(piece);
+        }
+        assert_eq!(out, &data[1000..1500]);
+        drop(c);
+        server.await.unwrap();
+    }
+}
