@@ -6,7 +6,7 @@ use super::convert::{self, summary_items};
 use super::state::StateToken;
 use super::structure;
 use super::ReadError;
-use crate::imap::budget::BASE_BUDGET;
+use crate::imap::budget::{BASE_BUDGET, STRUCTURE_BUDGET};
 use crate::imap::{
     search_criteria, uid_set, Command, ImapClient, ImapError, MailboxStatus, SearchQuery,
 };
@@ -99,7 +99,11 @@ async fn summaries(c: &mut ImapClient, uids: &[u32]) -> Result<Vec<pb::MessageSu
     let items = summary_items(server_preview(c));
     let mut out = Vec::with_capacity(uids.len());
     for batch in uids.chunks(500) {
-        let budget = BASE_BUDGET.saturating_add(batch.len().saturating_mul(PER_LISTED));
+        // One message with thousands of parts has a long BODYSTRUCTURE:
+        // even a short listing may take one of those.
+        let budget = BASE_BUDGET
+            .saturating_add(batch.len().saturating_mul(PER_LISTED))
+            .max(STRUCTURE_BUDGET);
         let fetched = c.uid_fetch(&uid_set(batch), &items, None, budget).await?;
         out.extend(
             fetched
