@@ -165,6 +165,9 @@ pub struct UpstreamConfig {
     pub connect_timeout_secs: u64,
     /// Connection attempts in progress at once towards one upstream host.
     pub max_connects_per_host: usize,
+    /// Bytes of large IMAP responses all connections together may hold at
+    /// once; the connection that would exceed it fails (its account backs off).
+    pub max_inflight_bytes: usize,
 }
 
 /// Watching mailboxes.
@@ -292,6 +295,7 @@ impl Default for UpstreamConfig {
             extra_ca_file: None,
             connect_timeout_secs: 30,
             max_connects_per_host: 16,
+            max_inflight_bytes: crate::imap::budget::DEFAULT_MAX_INFLIGHT,
         }
     }
 }
@@ -463,6 +467,12 @@ impl Config {
         }
         if self.upstream.max_connects_per_host == 0 {
             return invalid("upstream.max_connects_per_host", "must be at least 1");
+        }
+        if self.upstream.max_inflight_bytes < crate::imap::budget::MAX_RESPONSE {
+            return invalid(
+                "upstream.max_inflight_bytes",
+                "must hold at least one largest response (33554432 bytes)",
+            );
         }
         if self.upstream.connect_timeout_secs == 0 || self.api.request_timeout_secs == 0 {
             return invalid("upstream.connect_timeout_secs", "timeouts must be positive");

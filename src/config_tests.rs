@@ -96,6 +96,15 @@ fn bad_input_is_named() {
         err.to_string().contains("api.login_failures_allowed"),
         "{err}"
     );
+    let err = Config::load(
+        None,
+        env(&[("LEMONADE_UPSTREAM_MAX_INFLIGHT_BYTES", "1000")]),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("upstream.max_inflight_bytes"),
+        "{err}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

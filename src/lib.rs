@@ -87,6 +87,7 @@ pub async fn run(
     // Only fails when a provider is installed already, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Arc::new(config);
+    crate::imap::InflightBudget::global().set_limit(config.upstream.max_inflight_bytes);
     let data_dir = &config.data_dir;
     create_private_dir(data_dir).map_err(|source| RunError::DataDir {
         path: data_dir.display().to_string(),

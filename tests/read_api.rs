@@ -15,6 +15,51 @@ use support::samples;
 use lemonade::proto::v1 as pb;
 use support::read_client::{code, enc, get_both, get_raw, PROTOBUF};
 
+/// A part larger than any single IMAP answer may be (32 MiB) is fetched and
+/// sent in pieces: it downloads whole, and ranges of it too.
+#[tokio::test]
+async fn parts_larger_than_one_answer_download_in_pieces() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let attachment = samples::noise(34 * 1024 * 1024 + 5, 11);
+    let uid = dovecot.append("alice", "secret", "INBOX", &samples::mixed(&attachment));
+    let (_dir, path) = data_dir();
+    let g = Gateway::start(&path).await;
+    let (_, token) = g
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    let part_url = g.at(&format!("/v1/messages/INBOX/{uid}/parts/2"));
+    let r = g
+        .http
+        .get(&part_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    assert_eq!(body.len(), attachment.len());
+    assert!(body.as_ref() == attachment.as_slice());
+    let r = g
+        .http
+        .get(&part_url)
+        .bearer_auth(&token)
+        .header("range", "bytes=33554000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!(
+            "bytes 33554000-{}/{}",
+            attachment.len() - 1,
+            attachment.len()
+        )
+    );
+    assert!(r.bytes().await.unwrap().as_ref() == &attachment[33_554_000..]);
+}
+
 #[tokio::test]
 async fn read_api_against_dovecot() {
     let dovecot = Dovecot::start();
@@ -160,7 +205,35 @@ async fn read_api_against_dovecot() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["accept-ranges"], "bytes");
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"report.bin\"; filename*=UTF-8''report.bin"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
     assert_eq!(r.bytes().await.unwrap().as_ref(), attachment.as_slice());
+    // An HTML part is served as a download that cannot run on the API's origin.
+    let r = g
+        .http
+        .get(g.at(&format!("/v1/messages/INBOX/{alt}/parts/2")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(r.headers()["content-disposition"], "attachment");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
     let r = g
         .http
         .get(&part_url)

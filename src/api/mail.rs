@@ -41,6 +41,9 @@ impl From<ReadError> for ApiError {
             ReadError::Imap(ImapError::No { .. } | ImapError::Bad { .. }) => {
                 (StatusCode::BAD_GATEWAY, "imap_refused")
             }
+            ReadError::Imap(ImapError::TooLarge(_)) => {
+                (StatusCode::BAD_GATEWAY, "imap_response_too_large")
+            }
             ReadError::Imap(_) => (StatusCode::BAD_GATEWAY, "imap_unavailable"),
             ReadError::Store(_) | ReadError::Seal(_) | ReadError::Poisoned => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
@@ -173,37 +176,67 @@ pub async fn part(
         return Err(ApiError::invalid("invalid_uid", "UIDs start at 1"));
     }
     let mut session = s.pool.session(&id).await?;
-    let data = crate::read::part::get_part(&mut session, &mailbox, uid, &part, requested).await?;
-    drop(session);
-    let mime = HeaderValue::from_str(&data.mime)
+    let download =
+        crate::read::part::get_part(&mut session, &mailbox, uid, &part, requested).await?;
+    let mime = HeaderValue::from_str(&download.mime)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let disposition = HeaderValue::from_str(&content_disposition(&download.filename))
+        .unwrap_or(HeaderValue::from_static("attachment"));
+    let (range, total) = (download.range, download.total);
+    // The body is fetched piece by piece while it is sent; the session
+    // goes back to the pool when the last piece is out (or is dropped,
+    // mid-command, when the client goes away).
+    let pieces = futures_util::stream::try_unfold(
+        (session, download),
+        |(mut session, mut download)| async move {
+            match download.next_chunk(&mut session).await {
+                Ok(Some(bytes)) => Ok(Some((bytes::Bytes::from(bytes), (session, download)))),
+                Ok(None) => Ok(None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "part download failed midway");
+                    Err(e)
+                }
+            }
+        },
+    );
     let mut response = (
         [
             (header::CONTENT_TYPE, mime),
             (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+            // A part is the sender's content: never shown or run on the
+            // API's origin, whatever its type says.
+            (header::CONTENT_DISPOSITION, disposition),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(PART_CSP),
+            ),
         ],
-        data.bytes,
+        axum::body::Body::from_stream(pieces),
     )
         .into_response();
-    if let Some(r) = data.range {
+    if let (Some(r), Some(total)) = (range, total) {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, data.total))
-        {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, total)) {
             response.headers_mut().insert(header::CONTENT_RANGE, v);
-        }
-    }
-    if !data.filename.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&content_disposition(&data.filename)) {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_DISPOSITION, v);
         }
     }
     Ok(response)
 }
 
-/// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266).
+/// The policy served with parts: no script, no plugin, no request of any
+/// kind, and a unique origin (`sandbox`) even if a browser renders it.
+const PART_CSP: &str = "sandbox; default-src 'none'";
+
+/// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266);
+/// plain `attachment` for a part without a name.
 fn content_disposition(name: &str) -> String {
+    if name.is_empty() {
+        return "attachment".to_string();
+    }
     let ascii: String = name
         .chars()
         .map(|c| {
@@ -354,6 +387,7 @@ mod tests {
 
     #[test]
     fn dispositions() {
+        assert_eq!(content_disposition(""), "attachment");
         assert_eq!(
             content_disposition("Résumé \"x\".pdf"),
             "attachment; filename=\"R_sum_ _x_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22x%22.pdf"

@@ -111,7 +111,7 @@ impl ImapClient {
                     line = l;
                 }
                 super::command::Part::Continuation(_) => {
-                    return Err(ImapError::Protocol("continuation in APPEND".into()))
+                    return Err(ImapError::protocol("continuation in APPEND"))
                 }
             }
         }
@@ -222,7 +222,7 @@ impl ImapClient {
                 .map_err(|_| ImapError::Timeout)??;
             if n == 0 {
                 // The literal is announced: the connection cannot recover.
-                return Err(ImapError::Protocol("literal source ended early".into()));
+                return Err(ImapError::protocol("literal source ended early"));
             }
             self.write_counted(&chunk[..n]).await?;
             left -= n as u64;

@@ -10,8 +10,10 @@
 //! client's timeout; a timeout or I/O error marks the connection unusable.
 //!
 //! Reading: the buffer is allocated only when bytes arrive, and released as
-//! soon as it holds no unfinished response. Waiting for the next response
-//! first awaits socket readiness without any buffer.
+//! soon as it holds no unfinished response (shrunk when it holds only the
+//! start of the next one). Waiting for the next response first awaits
+//! socket readiness without any buffer. What a command collects and what
+//! the buffer holds are bounded by the budgets of [`super::budget`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,8 +21,9 @@ use std::time::Duration;
 use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::budget::{Holding, InflightBudget, IDLE_BUDGET};
 use super::command::{Command, Part};
-use super::error::ImapError;
+use super::error::{cut, ImapError, MAX_SERVER_TEXT};
 use super::framer::Framer;
 use super::parser::{parse_response, Code, Response, Status, Untagged};
 use super::IdleEvent;
@@ -32,8 +35,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const READ_CHUNK: usize = 4096;
 /// Largest single read reservation while a big literal arrives.
 const MAX_READ_CHUNK: usize = 256 * 1024;
-/// Largest response accepted (a response is held whole before parsing).
-const MAX_RESPONSE: usize = 32 * 1024 * 1024;
+/// A buffer larger than this that holds only a quarter of its capacity is
+/// shrunk after a response was taken out of it: a connection that received
+/// one large response must not keep its buffer while it idles.
+const SHRINK_ABOVE: usize = 64 * 1024;
 /// Events kept for the caller at most; beyond, the oldest are dropped.
 const MAX_EVENTS: usize = 1024;
 /// LOGOUT gets at most this long.
@@ -113,6 +118,18 @@ pub struct ImapClient {
     bye: Option<String>,
     /// The server greeted with PREAUTH: no login needed.
     preauth: bool,
+    /// Byte budget of the running command ([`IDLE_BUDGET`] between commands).
+    pub(super) budget: usize,
+    /// Bytes of the untagged responses the running command has taken.
+    pub(super) collected: usize,
+    /// Length of the last response read.
+    pub(super) last_frame: usize,
+    /// What this connection counts against the process budget.
+    holding: Holding,
+    /// Messages in the selected mailbox, as far as the server has said
+    /// (EXISTS, less EXPUNGE); `None` when nothing is selected. No FETCH or
+    /// SEARCH answer can be about more messages than this.
+    pub(crate) exists: Option<u32>,
 }
 
 impl std::fmt::Debug for ImapClient {
@@ -143,7 +160,7 @@ impl ImapClient {
         let mut client = ImapClient {
             stream,
             buf: Vec::new(),
-            framer: Framer::new(MAX_RESPONSE),
+            framer: Framer::new(IDLE_BUDGET),
             caps: Capabilities::default(),
             enabled: Enabled::default(),
             events: VecDeque::new(),
@@ -156,6 +173,11 @@ impl ImapClient {
             pipelining_failed: false,
             bye: None,
             preauth: false,
+            budget: IDLE_BUDGET,
+            collected: 0,
+            last_frame: 0,
+            holding: Holding::new(InflightBudget::global()),
+            exists: None,
         };
         client.greeting().await?;
         if upstream.security == Security::Starttls {
@@ -174,7 +196,7 @@ impl ImapClient {
                 .await?;
             if !client.buf.is_empty() {
                 // Bytes after the OK but before the handshake were not protected.
-                return Err(ImapError::Protocol("data injected before TLS".into()));
+                return Err(ImapError::protocol("data injected before TLS"));
             }
             // Moving the field out of the owned client is fine: it is put
             // back before the client is used again.
@@ -274,7 +296,7 @@ impl ImapClient {
                 self.caps = Capabilities::new(&list);
                 Ok(())
             }
-            _ => Err(ImapError::Protocol("no CAPABILITY in response".into())),
+            _ => Err(ImapError::protocol("no CAPABILITY in response")),
         }
     }
 
@@ -289,16 +311,14 @@ impl ImapClient {
                     Status::Ok => {}
                     Status::Preauth => self.preauth = true,
                     Status::Bye => return Err(ImapError::Bye(text)),
-                    _ => return Err(ImapError::Protocol(format!("bad greeting: {text}"))),
+                    _ => return Err(ImapError::protocol(format!("bad greeting: {text}"))),
                 }
                 if let Some(Code::Capability(list)) = code {
                     self.caps = Capabilities::new(&list);
                 }
                 Ok(())
             }
-            other => Err(ImapError::Protocol(format!(
-                "unexpected greeting {other:?}"
-            ))),
+            _ => Err(ImapError::protocol("unexpected greeting")),
         }
     }
 
@@ -335,8 +355,14 @@ impl ImapClient {
     /// The event an untagged response stands for (`Other` for the rest).
     pub(crate) fn event_from(&mut self, u: Untagged) -> Option<IdleEvent> {
         Some(match u {
-            Untagged::Exists(n) => IdleEvent::Exists(n),
-            Untagged::Expunge(n) => IdleEvent::Expunge(n),
+            Untagged::Exists(n) => {
+                self.exists = Some(n);
+                IdleEvent::Exists(n)
+            }
+            Untagged::Expunge(n) => {
+                self.exists = self.exists.map(|e| e.saturating_sub(1));
+                IdleEvent::Expunge(n)
+            }
             Untagged::Vanished { earlier: false, .. } => IdleEvent::Vanished,
             Untagged::Fetch { .. } => IdleEvent::Fetch,
             Untagged::Status { mailbox, items } => {
@@ -346,8 +372,10 @@ impl ImapClient {
                         .find(|(k, _)| k == name)
                         .and_then(|(_, v)| u32::try_from(*v).ok())
                 };
+                // Longer names cannot be watched: no need to keep them.
+                let raw = mailbox.get(..MAX_SERVER_TEXT).unwrap_or(&mailbox);
                 IdleEvent::Status {
-                    mailbox: self.decode_mailbox(&mailbox),
+                    mailbox: cut(self.decode_mailbox(raw), MAX_SERVER_TEXT),
                     uidnext: get("UIDNEXT"),
                     uidvalidity: get("UIDVALIDITY"),
                     messages: get("MESSAGES"),
@@ -376,24 +404,28 @@ impl ImapClient {
 
     /// Reads one complete response. Cancel-safe: bytes read so far stay in
     /// `self.buf`, and parsing happens only once a response is complete.
+    /// A response longer than the running command's budget, or a buffer
+    /// that the process budget cannot hold, fails with [`ImapError::TooLarge`].
     pub(crate) async fn read_response(&mut self) -> Result<Response, ImapError> {
         loop {
             if !self.buf.is_empty() {
-                let frame = self
-                    .framer
-                    .next_frame(&self.buf)
-                    .map_err(|e| ImapError::Protocol(e.to_string()))?;
+                let frame = self.framer.next_frame(&self.buf).map_err(|_| {
+                    ImapError::TooLarge(format!(
+                        "one response is longer than the {} bytes allowed",
+                        self.framer.max_len()
+                    ))
+                })?;
                 if let Some(n) = frame {
-                    let parsed = parse_response(&self.buf[..n]);
+                    let parsed = parse_response(self.buf.get(..n).unwrap_or_default());
                     self.buf.drain(..n);
-                    if self.buf.is_empty() {
-                        self.buf = Vec::new();
-                    }
-                    return parsed.map_err(|e| ImapError::Protocol(e.to_string()));
+                    self.last_frame = n;
+                    self.shrink_buffer();
+                    return parsed.map_err(|e| ImapError::protocol(e.to_string()));
                 }
             } else {
                 if self.buf.capacity() > 0 {
                     self.buf = Vec::new();
+                    self.holding.hold(self.collected);
                 }
                 // Wait without a buffer: an idle connection holds none.
                 self.stream.readable().await?;
@@ -402,7 +434,14 @@ impl ImapClient {
                 .framer
                 .pending(self.buf.len())
                 .clamp(READ_CHUNK, MAX_READ_CHUNK);
-            self.buf.reserve(want);
+            let needed = self.buf.len().saturating_add(want);
+            if needed > self.buf.capacity() {
+                // What `reserve` will allocate (it at least doubles).
+                let grown = needed.max(self.buf.capacity().saturating_mul(2));
+                self.hold(grown)?;
+                self.buf.reserve(want);
+                self.hold(self.buf.capacity())?;
+            }
             let n = self.stream.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return Err(match self.bye.take() {
@@ -411,6 +450,69 @@ impl ImapClient {
                 });
             }
         }
+    }
+
+    /// Frees or shrinks the read buffer once a response was taken out.
+    fn shrink_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        } else if self.buf.capacity() > SHRINK_ABOVE && self.buf.len() <= self.buf.capacity() / 4 {
+            self.buf.shrink_to(self.buf.len().max(READ_CHUNK));
+        }
+        self.holding
+            .hold(self.buf.capacity().saturating_add(self.collected));
+    }
+
+    /// Counts holding a buffer of `capacity` bytes (plus what the command
+    /// collected) against the process budget.
+    fn hold(&mut self, capacity: usize) -> Result<(), ImapError> {
+        if self.holding.hold(capacity.saturating_add(self.collected)) {
+            Ok(())
+        } else {
+            Err(ImapError::TooLarge(format!(
+                "upstream responses in flight exceed the gateway's budget of {} bytes",
+                self.holding.limit()
+            )))
+        }
+    }
+
+    /// The running command took the last response read: counts it against
+    /// the command's budget and the process budget.
+    pub(super) fn collect_last(&mut self) -> Result<(), ImapError> {
+        self.collected = self.collected.saturating_add(self.last_frame);
+        if self.collected > self.budget {
+            return Err(ImapError::TooLarge(format!(
+                "the answer to one command is longer than the {} bytes it may take",
+                self.budget
+            )));
+        }
+        self.hold(self.buf.capacity())
+    }
+
+    /// Starts a command's budget: `budget` bytes for what it collects and
+    /// for each response.
+    pub(super) fn begin_budget(&mut self, budget: usize) {
+        self.budget = budget;
+        self.collected = 0;
+        self.framer.set_max_len(budget);
+    }
+
+    /// Ends the running command's budget: back to the one between commands.
+    pub(super) fn end_budget(&mut self) {
+        self.begin_budget(IDLE_BUDGET);
+        self.holding.hold(self.buf.capacity());
+    }
+
+    /// Uses `budget` instead of the process-wide one (tests, and callers
+    /// that want a separate pool).
+    pub fn set_inflight_budget(&mut self, budget: &'static InflightBudget) {
+        self.holding.set_budget(budget);
+    }
+
+    /// Bytes the read buffer holds allocated (0 when idle).
+    #[cfg(test)]
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Marks the connection unusable after an error outside `run`.
@@ -440,3 +542,7 @@ impl ImapClient {
 #[cfg(test)]
 #[path = "client_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "bounds_tests.rs"]
+mod bounds_tests;

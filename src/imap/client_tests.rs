@@ -12,9 +12,11 @@ use super::*;
 use crate::error::ErrorClass;
 use crate::imap::SummaryDetail;
 
-enum Step {
+pub(super) enum Step {
     /// Send these bytes.
     Send(&'static [u8]),
+    /// Send these bytes (made by the test).
+    SendOwned(Vec<u8>),
     /// Send these bytes one at a time, pausing between them.
     Trickle(&'static [u8]),
     /// Read one line and compare it (CRLF included).
@@ -23,10 +25,10 @@ enum Step {
     /// an answer rather than pipelining.
     ExpectAlone(&'static str),
 }
-use Step::*;
+pub(super) use Step::*;
 
 /// Serves one connection following `script`, then waits for the client to close.
-async fn serve(script: Vec<Step>) -> (Upstream, JoinHandle<()>) {
+pub(super) async fn serve(script: Vec<Step>) -> (Upstream, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = Upstream {
         host: "127.0.0.1".into(),
@@ -40,6 +42,10 @@ async fn serve(script: Vec<Step>) -> (Upstream, JoinHandle<()>) {
         for step in script {
             match step {
                 Send(bytes) => write.write_all(bytes).await.unwrap(),
+                // The client may give up reading midway (that is the point).
+                SendOwned(bytes) => {
+                    let _ = write.write_all(&bytes).await;
+                }
                 Trickle(bytes) => {
                     for byte in bytes {
                         write.write_all(&[*byte]).await.unwrap();
@@ -65,7 +71,7 @@ async fn serve(script: Vec<Step>) -> (Upstream, JoinHandle<()>) {
     (upstream, task)
 }
 
-async fn connect(upstream: &Upstream, timeout: Duration) -> ImapClient {
+pub(super) async fn connect(upstream: &Upstream, timeout: Duration) -> ImapClient {
     let tls = TlsConnector::new(None).unwrap();
     ImapClient::connect(upstream, &tls, timeout).await.unwrap()
 }

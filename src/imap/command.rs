@@ -29,6 +29,9 @@ pub struct InvalidArgument(pub &'static str);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Command {
     pub parts: Vec<Part>,
+    /// Bytes of answer the command may collect (and the longest single
+    /// response); `None`: [`super::budget::SMALL_BUDGET`].
+    pub budget: Option<usize>,
 }
 
 impl Command {
@@ -36,7 +39,15 @@ impl Command {
     pub fn new(name: &str) -> Self {
         Command {
             parts: vec![Part::Text(name.as_bytes().to_vec())],
+            budget: None,
         }
+    }
+
+    /// Sets how many bytes of answer the command may take (see
+    /// [`super::budget`]); more fails it with `ImapError::TooLarge`.
+    pub fn budget(mut self, bytes: usize) -> Self {
+        self.budget = Some(bytes);
+        self
     }
 
     /// Appends trusted protocol text (keywords, numbers, built item lists),
@@ -181,37 +192,42 @@ pub fn encode_utf7(name: &str) -> String {
 }
 
 /// Decodes a modified UTF-7 mailbox name; `None` when it is not valid.
+/// Reads what a server sent, so it never indexes or overflows.
+#[deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 pub fn decode_utf7(encoded: &[u8]) -> Option<String> {
     let mut out = String::with_capacity(encoded.len());
-    let mut i = 0;
-    while i < encoded.len() {
-        let b = encoded[i];
+    let mut rest = encoded;
+    while let Some((&b, after)) = rest.split_first() {
+        rest = after;
         if b != b'&' {
             if !(0x20..=0x7e).contains(&b) {
                 return None;
             }
             out.push(char::from(b));
-            i += 1;
             continue;
         }
-        let end = i + 1 + encoded[i + 1..].iter().position(|&c| c == b'-')?;
-        let run = &encoded[i + 1..end];
-        i = end + 1;
+        let dash = rest.iter().position(|&c| c == b'-')?;
+        let (run, after) = rest.split_at(dash);
+        rest = after.get(1..).unwrap_or_default();
         if run.is_empty() {
             out.push('&');
             continue;
         }
         let mut bits = 0u32;
-        let mut nbits = 0;
-        let mut bytes = Vec::with_capacity(run.len() * 3 / 4);
+        let mut nbits = 0u32;
+        let mut bytes = Vec::with_capacity(run.len());
         for &c in run {
-            let v = B64.iter().position(|&x| x == c)? as u32;
+            let v = u32::try_from(B64.iter().position(|&x| x == c)?).ok()?;
             bits = (bits << 6) | v;
-            nbits += 6;
+            nbits = nbits.saturating_add(6);
             if nbits >= 8 {
-                nbits -= 8;
-                bytes.push((bits >> nbits) as u8);
-                bits &= (1 << nbits) - 1;
+                nbits = nbits.saturating_sub(8);
+                bytes.push(u8::try_from((bits >> nbits) & 0xff).ok()?);
+                bits &= (1u32 << nbits).saturating_sub(1);
             }
         }
         if bytes.is_empty() || bytes.len() % 2 != 0 || bits != 0 {
@@ -219,7 +235,10 @@ pub fn decode_utf7(encoded: &[u8]) -> Option<String> {
         }
         let units: Vec<u16> = bytes
             .chunks_exact(2)
-            .map(|p| u16::from_be_bytes([p[0], p[1]]))
+            .map(|p| match p {
+                [hi, lo] => u16::from_be_bytes([*hi, *lo]),
+                _ => 0,
+            })
             .collect();
         let text = String::from_utf16(&units).ok()?;
         // Printable ASCII must not be encoded (keeps names canonical).

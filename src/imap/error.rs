@@ -57,9 +57,37 @@ pub enum ImapError {
     /// IDLE was started while it was already running.
     #[error("IDLE is already running")]
     Idling,
+    /// The server sent more than the command asked for (its byte budget),
+    /// or more than the gateway holds for all upstreams at once. The
+    /// connection is dropped and the account backs off.
+    #[error("response too large: {0}")]
+    TooLarge(String),
+}
+
+/// Longest text from a server that is kept (BYE, NO, BAD, protocol errors):
+/// enough for any real explanation, cut before it is logged, stored or
+/// returned by the API.
+pub const MAX_SERVER_TEXT: usize = 1024;
+
+/// `text` cut to at most `max` bytes on a character boundary.
+pub(crate) fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end = end.saturating_sub(1);
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 impl ImapError {
+    /// A protocol error whose text (which may quote the server) is cut to
+    /// [`MAX_SERVER_TEXT`].
+    pub(crate) fn protocol(text: impl Into<String>) -> Self {
+        ImapError::Protocol(cut(text.into(), MAX_SERVER_TEXT))
+    }
+
     /// How the reconnect policy should treat this error.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -69,6 +97,7 @@ impl ImapError {
             | ImapError::Closed
             | ImapError::Bye(_)
             | ImapError::Unavailable(_)
+            | ImapError::TooLarge(_)
             | ImapError::Unusable => ErrorClass::Transient,
             ImapError::Auth(_) => ErrorClass::Auth,
             ImapError::Bad { .. } | ImapError::Protocol(_) | ImapError::Idling => {
@@ -92,6 +121,7 @@ impl ImapError {
                 | ImapError::Closed
                 | ImapError::Bye(_)
                 | ImapError::Protocol(_)
+                | ImapError::TooLarge(_)
         )
     }
 }

@@ -7,6 +7,7 @@
 
 use tokio::io::AsyncWriteExt;
 
+use super::budget::SMALL_BUDGET;
 use super::client::{Completion, Handler, ImapClient};
 use super::command::{Command, Part};
 use super::error::ImapError;
@@ -75,9 +76,11 @@ impl ImapClient {
         let pipelined = then_idle || self.idle_tag.is_some();
         let timeout = self.timeout;
         self.in_command = true;
+        self.begin_budget(cmd.budget.unwrap_or(SMALL_BUDGET));
         let result = tokio::time::timeout(timeout, self.run_inner(cmd, then_idle, handler))
             .await
             .unwrap_or(Err(ImapError::Timeout));
+        self.end_budget();
         self.in_command = false;
         if let Err(e) = &result {
             if e.breaks_connection() {
@@ -153,7 +156,7 @@ impl ImapClient {
         let done = self.read_until_tagged(&tag, handler).await?;
         if let Some(idle) = idle_tag {
             if let Some(refused) = self.wait_continuation(&idle, &mut Some).await? {
-                return Err(ImapError::Protocol(format!(
+                return Err(ImapError::protocol(format!(
                     "IDLE refused: {}",
                     refused.text
                 )));
@@ -170,7 +173,7 @@ impl ImapClient {
         let done = self.read_until_tagged(idle_tag, &mut Some).await?;
         match done.status {
             Status::Ok => Ok(()),
-            _ => Err(ImapError::Protocol(format!("DONE refused: {}", done.text))),
+            _ => Err(ImapError::protocol(format!("DONE refused: {}", done.text))),
         }
     }
 
@@ -196,13 +199,12 @@ impl ImapClient {
                     text,
                 } if t == tag => return Ok(Some(Completion { status, code, text })),
                 Response::Tagged { tag: t, .. } => {
-                    return Err(ImapError::Protocol(format!("unexpected tag {t}")))
+                    return Err(ImapError::protocol(format!("unexpected tag {t}")))
                 }
-                Response::Untagged(u) => {
-                    if let Some(rest) = handler(u) {
-                        self.queue_event(rest);
-                    }
-                }
+                Response::Untagged(u) => match handler(u) {
+                    Some(rest) => self.queue_event(rest),
+                    None => self.collect_last()?,
+                },
             }
         }
     }
@@ -222,16 +224,15 @@ impl ImapClient {
                     text,
                 } if t == tag => return Ok(Completion { status, code, text }),
                 Response::Tagged { tag: t, .. } => {
-                    return Err(ImapError::Protocol(format!("unexpected tag {t}")))
+                    return Err(ImapError::protocol(format!("unexpected tag {t}")))
                 }
                 Response::Continuation(_) => {
-                    return Err(ImapError::Protocol("unexpected continuation".into()))
+                    return Err(ImapError::protocol("unexpected continuation"))
                 }
-                Response::Untagged(u) => {
-                    if let Some(rest) = handler(u) {
-                        self.queue_event(rest);
-                    }
-                }
+                Response::Untagged(u) => match handler(u) {
+                    Some(rest) => self.queue_event(rest),
+                    None => self.collect_last()?,
+                },
             }
         }
     }

@@ -5,10 +5,20 @@
 //! Results are raw but typed ([`MailboxEntry`], [`FetchedMessage`]); turning
 //! them into API answers is [`crate::read`]'s job.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
+use std::collections::HashMap;
+
+use super::budget::LIST_BUDGET;
 use super::client::ImapClient;
 use super::command::Command;
-use super::error::ImapError;
+use super::error::{ImapError, MAX_SERVER_TEXT};
 use super::parser::{Untagged, Value};
+use super::uidset::UidSet;
 
 /// Most UIDs a reported set may expand to; a larger set is a protocol error
 /// (a server could otherwise make the gateway allocate gigabytes).
@@ -127,8 +137,9 @@ impl FetchedMessage {
     }
 }
 
-/// A STATUS answer: the mailbox name as sent, and its items.
-type RawStatus = (Vec<u8>, Vec<(String, u64)>);
+/// Most mailboxes a LIST answer may name: far more than any person keeps,
+/// few enough that the list stays a few MiB once parsed.
+pub const MAX_MAILBOXES: usize = 20_000;
 
 /// What a `UID FETCH … (CHANGEDSINCE …)` returned.
 #[derive(Debug, Default)]
@@ -158,13 +169,22 @@ impl ImapClient {
         if list_status {
             returns.push(format!("STATUS {status_items}"));
         }
-        let mut cmd = Command::new("LIST \"\" \"*\"");
+        let mut cmd = Command::new("LIST \"\" \"*\"").budget(LIST_BUDGET);
         if !returns.is_empty() {
             cmd = cmd.raw(&format!("RETURN ({})", returns.join(" ")));
         }
         let mut entries: Vec<MailboxEntry> = Vec::new();
-        let mut statuses: Vec<RawStatus> = Vec::new();
+        let mut statuses: HashMap<Vec<u8>, Vec<(String, u64)>> = HashMap::new();
+        let mut too_many = false;
         self.run_ok("LIST", cmd, &mut |u| match u {
+            // A longer name cannot be used through the API: left out.
+            Untagged::List { mailbox, .. } if mailbox.len() > MAX_SERVER_TEXT => None,
+            Untagged::List { .. } | Untagged::Status { .. }
+                if entries.len() >= MAX_MAILBOXES || statuses.len() >= MAX_MAILBOXES =>
+            {
+                too_many = true;
+                None
+            }
             Untagged::List {
                 attributes,
                 delimiter,
@@ -179,16 +199,22 @@ impl ImapClient {
                 None
             }
             Untagged::Status { mailbox, items } => {
-                statuses.push((mailbox, items));
+                statuses.entry(mailbox).or_insert(items);
                 None
             }
             other => Some(other),
         })
         .await?;
+        if too_many {
+            self.broken = true;
+            return Err(ImapError::TooLarge(format!(
+                "the server lists more than {MAX_MAILBOXES} mailboxes"
+            )));
+        }
         for entry in &mut entries {
             let raw = entry.name.clone();
             entry.name = self.decode_mailbox(raw.as_bytes());
-            if let Some((_, items)) = statuses.iter().find(|(m, _)| m == raw.as_bytes()) {
+            if let Some(items) = statuses.get(raw.as_bytes()) {
                 entry.status = items.clone();
             }
         }
@@ -215,13 +241,18 @@ impl ImapClient {
     /// `UID FETCH set items`, and with `changed_since` the CONDSTORE modifier
     /// (`CHANGEDSINCE n`, plus `VANISHED` when QRESYNC is enabled). `items`
     /// is trusted protocol text such as `(FLAGS RFC822.SIZE)`; `set` a UID set.
+    /// The answer may take `budget` bytes (size it to the request); answers
+    /// about UIDs outside `set`, or beyond the mailbox's EXISTS, are dropped.
     pub async fn uid_fetch(
         &mut self,
         set: &str,
         items: &str,
         changed_since: Option<u64>,
+        budget: usize,
     ) -> Result<FetchResult, ImapError> {
-        let mut cmd = Command::new("UID FETCH").raw(set).raw(items);
+        let asked = UidSet::parse(set.as_bytes(), MAX_ASKED_RANGES)
+            .ok_or(super::command::InvalidArgument("UID set"))?;
+        let mut cmd = Command::new("UID FETCH").raw(set).raw(items).budget(budget);
         if let Some(modseq) = changed_since {
             if self.enabled.qresync {
                 cmd = cmd.raw(&format!("(CHANGEDSINCE {modseq} VANISHED)"));
@@ -230,27 +261,39 @@ impl ImapClient {
             }
         }
         let mut result = FetchResult::default();
-        let mut bad_set = None;
+        let mut bad_set = false;
+        let mut found: Vec<(u32, FetchedMessage)> = Vec::new();
         self.run_ok("UID FETCH", cmd, &mut |u| match u {
-            Untagged::Fetch { items, .. } => {
-                result.messages.extend(FetchedMessage::from_items(items));
+            Untagged::Fetch { seq, items } => {
+                if let Some(m) = FetchedMessage::from_items(items).filter(|m| asked.contains(m.uid))
+                {
+                    found.push((seq, m));
+                }
                 None
             }
             Untagged::Vanished {
                 earlier: true,
                 uids,
             } => {
-                match expand_set(&uids, MAX_SET_EXPANSION) {
+                let room = MAX_SET_EXPANSION.saturating_sub(result.vanished.len());
+                match uids.to_vec(room) {
                     Some(v) => result.vanished.extend(v),
-                    None => bad_set = Some(uids),
+                    None => bad_set = true,
                 }
                 None
             }
             other => Some(other),
         })
         .await?;
-        if let Some(set) = bad_set {
-            return Err(ImapError::Protocol(format!("unusable VANISHED set {set}")));
+        // Answers about messages beyond the mailbox's EXISTS are not real.
+        let exists = self.exists;
+        result.messages = found
+            .into_iter()
+            .filter(|(seq, _)| exists.is_none_or(|e| *seq <= e))
+            .map(|(_, m)| m)
+            .collect();
+        if bad_set {
+            return Err(ImapError::protocol("unusable VANISHED set"));
         }
         result.vanished.sort_unstable();
         result.vanished.dedup();
@@ -263,33 +306,24 @@ impl ImapClient {
     }
 }
 
+/// Most ranges of a UID set the gateway itself asks for.
+const MAX_ASKED_RANGES: usize = 100_000;
+
 /// Expands a UID/sequence set such as `1:3,7` (no `*`) into numbers,
 /// ascending; `None` when malformed or larger than `limit`.
 pub fn expand_set(set: &str, limit: usize) -> Option<Vec<u32>> {
-    let mut out = Vec::new();
-    if set.is_empty() {
-        return Some(out);
+    if set.contains('*') {
+        return None;
     }
-    for range in set.split(',') {
-        let (a, b) = match range.split_once(':') {
-            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
-            None => {
-                let n = range.parse::<u32>().ok()?;
-                (n, n)
-            }
-        };
-        let (lo, hi) = (a.min(b), a.max(b));
-        if out.len() + (hi - lo) as usize >= limit {
-            return None;
-        }
-        out.extend(lo..=hi);
-    }
-    out.sort_unstable();
-    out.dedup();
-    Some(out)
+    UidSet::parse(set.as_bytes(), limit)?.to_vec(limit)
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
 

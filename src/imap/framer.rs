@@ -6,6 +6,12 @@
 //! parsing it, and remembers how far it has already looked, so a large literal
 //! arriving in many reads is scanned once. Pure: bytes in, lengths out.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 /// Why the stream cannot be framed any more.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -36,6 +42,17 @@ impl Framer {
         }
     }
 
+    /// Changes the largest response accepted from now on (a command sets
+    /// its own budget; the response under way is held to it too).
+    pub fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
+    }
+
+    /// The largest response accepted.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
     /// How many more bytes the current response needs at least, when known
     /// (a literal is being received). Lets the reader size its buffer.
     pub fn pending(&self, buffered: usize) -> usize {
@@ -61,8 +78,9 @@ impl Framer {
                 }
                 return Ok(None);
             };
-            let line_end = self.scanned + lf + 1;
-            match literal_len(&buf[..line_end - 1]) {
+            let line_end = self.scanned.saturating_add(lf).saturating_add(1);
+            let line = buf.get(..line_end.saturating_sub(1)).unwrap_or_default();
+            match literal_len(line) {
                 Some(n) => {
                     self.scanned = line_end
                         .checked_add(n)
@@ -86,17 +104,23 @@ fn literal_len(line: &[u8]) -> Option<usize> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|&b| b == b'{')?;
-    let digits = &inner[open + 1..];
+    let digits = inner.get(open.saturating_add(1)..)?;
     let digits = digits.strip_suffix(b"+").unwrap_or(digits);
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     digits.iter().try_fold(0usize, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+        acc.checked_mul(10)?
+            .checked_add(usize::from(d.checked_sub(b'0')?))
     })
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
 

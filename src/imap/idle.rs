@@ -128,10 +128,10 @@ impl ImapClient {
                 Response::Continuation(_) => continue,
                 Response::Tagged { tag, text, .. } if Some(&tag) == self.idle_tag.as_ref() => {
                     self.idle_tag = None;
-                    return Err(ImapError::Protocol(format!("server ended IDLE: {text}")));
+                    return Err(ImapError::protocol(format!("server ended IDLE: {text}")));
                 }
                 Response::Tagged { tag, .. } => {
-                    return Err(self.fail(ImapError::Protocol(format!("unexpected tag {tag}"))));
+                    return Err(self.fail(ImapError::protocol(format!("unexpected tag {tag}"))));
                 }
             }
         }

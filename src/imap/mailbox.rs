@@ -1,11 +1,19 @@
 //! Mailbox commands: ENABLE, EXAMINE, STATUS, UID SEARCH and the FETCH of
 //! message summaries (of chosen UIDs, or of every message from a UID up).
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
+use super::budget::{search_budget, BASE_BUDGET, FETCH_NEW_BUDGET, MAX_SEARCH_UIDS, PER_SUMMARY};
 use super::client::ImapClient;
 use super::command::{uid_set, Command};
 use super::error::ImapError;
 use super::parser::{Code, Status, Untagged, Value};
 use super::summary::{self, PreviewSource};
+use super::uidset::UidSet;
 use super::MailboxStatus;
 use crate::mail::MessageSummary;
 
@@ -76,6 +84,8 @@ impl ImapClient {
         if self.capabilities().has("CONDSTORE") && !self.enabled.condstore {
             cmd = cmd.raw("(CONDSTORE)");
         }
+        // A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1).
+        self.exists = None;
         let (mut uidvalidity, mut uidnext, mut exists, mut modseq) = (None, None, 0, None);
         let mut take = |u: Untagged| match u {
             Untagged::Exists(n) => {
@@ -109,8 +119,9 @@ impl ImapClient {
             other => Some(other),
         };
         self.run_ok(name, cmd, &mut take).await?;
+        self.exists = Some(exists);
         let uidvalidity = uidvalidity
-            .ok_or_else(|| ImapError::Protocol(format!("{name} without UIDVALIDITY")))?;
+            .ok_or_else(|| ImapError::protocol(format!("{name} without UIDVALIDITY")))?;
         let uidnext = match uidnext {
             Some(n) => n,
             None => self.guess_uidnext(exists).await?,
@@ -168,37 +179,53 @@ impl ImapClient {
             other => Some(other),
         })
         .await?;
-        let items = found.ok_or_else(|| ImapError::Protocol("STATUS without data".into()))?;
+        let items = found.ok_or_else(|| ImapError::protocol("STATUS without data"))?;
         let get = |name: &str| items.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
         let small = |name: &str| get(name).and_then(|v| u32::try_from(v).ok());
         Ok(MailboxStatus {
             uidvalidity: small("UIDVALIDITY")
-                .ok_or_else(|| ImapError::Protocol("STATUS without UIDVALIDITY".into()))?,
+                .ok_or_else(|| ImapError::protocol("STATUS without UIDVALIDITY"))?,
             uidnext: small("UIDNEXT")
-                .ok_or_else(|| ImapError::Protocol("STATUS without UIDNEXT".into()))?,
+                .ok_or_else(|| ImapError::protocol("STATUS without UIDNEXT"))?,
             exists: small("MESSAGES").unwrap_or(0),
             highestmodseq: get("HIGHESTMODSEQ"),
         })
     }
 
     /// UIDs of the selected mailbox that are `>= first_uid`, ascending.
+    /// The answer may name no more messages than the mailbox holds.
     pub async fn uid_search_from(&mut self, first_uid: u32) -> Result<Vec<u32>, ImapError> {
         let first = first_uid.max(1);
-        let cmd = Command::new("UID SEARCH UID").raw(&format!("{first}:*"));
-        let mut uids = Vec::new();
+        let cmd = Command::new("UID SEARCH UID")
+            .raw(&format!("{first}:*"))
+            .budget(search_budget(self.exists));
+        let mut uids = UidSet::new();
         self.run_ok("UID SEARCH", cmd, &mut |u| match u {
             Untagged::Search(found) => {
-                uids.extend(found);
+                uids.extend_from(&found);
                 None
             }
             other => Some(other),
         })
         .await?;
+        uids.normalize();
         // `n:*` also matches the last message when its UID is below n.
-        uids.retain(|&uid| uid >= first);
-        uids.sort_unstable();
-        uids.dedup();
-        Ok(uids)
+        uids.clamp(first, u32::MAX);
+        self.search_result(uids)
+    }
+
+    /// A SEARCH answer as a list: no longer than the mailbox (its EXISTS,
+    /// when known) or [`MAX_SEARCH_UIDS`].
+    pub(super) fn search_result(&mut self, uids: UidSet) -> Result<Vec<u32>, ImapError> {
+        let most = self
+            .exists
+            .map_or(MAX_SEARCH_UIDS, |e| (e as usize).min(MAX_SEARCH_UIDS));
+        uids.to_vec(most).ok_or_else(|| {
+            self.broken = true;
+            ImapError::TooLarge(format!(
+                "a SEARCH answer names more than the {most} messages the mailbox holds"
+            ))
+        })
     }
 
     /// Sender, subject and (when `with_preview`) a short plain-text preview
@@ -218,7 +245,8 @@ impl ImapClient {
         for batch in wanted.chunks(FETCH_BATCH) {
             let cmd = Command::new("UID FETCH")
                 .raw(&uid_set(batch))
-                .raw(&source.fetch_items());
+                .raw(&source.fetch_items())
+                .budget(BASE_BUDGET.saturating_add(batch.len().saturating_mul(PER_SUMMARY)));
             self.run_ok("UID FETCH", cmd, &mut |u| match u {
                 Untagged::Fetch { seq, items } => {
                     match uid_of(&items).filter(|uid| batch.binary_search(uid).is_ok()) {
@@ -241,8 +269,10 @@ impl ImapClient {
     /// The messages from `first_uid` up in the selected mailbox, in one
     /// command (during IDLE, pipelined behind DONE): their UIDs, ascending,
     /// and with `detail` their summaries. Meant for a few new messages: it
-    /// fetches every one of them. With `then_idle`, IDLE goes out right
-    /// behind the command and is running when this returns Ok.
+    /// fetches every one of them, within [`FETCH_NEW_BUDGET`] bytes. Answers
+    /// beyond the mailbox's EXISTS, or a second one for a message, are not
+    /// counted. With `then_idle`, IDLE goes out right behind the command and
+    /// is running when this returns Ok.
     pub async fn fetch_new(
         &mut self,
         first_uid: u32,
@@ -257,16 +287,23 @@ impl ImapClient {
         };
         let cmd = Command::new("UID FETCH")
             .raw(&format!("{first}:*"))
-            .raw(&items);
-        let mut new = NewMessages::default();
+            .raw(&items)
+            .budget(FETCH_NEW_BUDGET);
+        // Each message once (the first answer for a sequence number), and
+        // only those within the mailbox's EXISTS once the command is done.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut found: Vec<(u32, u32, Option<MessageSummary>)> = Vec::new();
         let mut collect = |u| match u {
+            Untagged::Fetch { seq, .. } if seen.contains(&seq) => None,
             // `n:*` also matches the last message when its UID is below n.
             Untagged::Fetch { seq, items } => match uid_of(&items) {
                 Some(uid) if uid >= first => {
-                    new.uids.push(uid);
-                    if detail != SummaryDetail::UidsOnly {
-                        new.summaries.extend(summary::from_fetch(&items));
-                    }
+                    seen.insert(seq);
+                    let summary = match detail {
+                        SummaryDetail::UidsOnly => None,
+                        _ => summary::from_fetch(&items),
+                    };
+                    found.push((seq, uid, summary));
                     None
                 }
                 Some(_) => None,
@@ -279,6 +316,14 @@ impl ImapClient {
                 .await?;
         } else {
             self.run_ok("UID FETCH", cmd, &mut collect).await?;
+        }
+        let mut new = NewMessages::default();
+        for (seq, uid, summary) in found {
+            if self.exists.is_some_and(|e| seq > e) {
+                continue;
+            }
+            new.uids.push(uid);
+            new.summaries.extend(summary);
         }
         new.uids.sort_unstable();
         new.uids.dedup();

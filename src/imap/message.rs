@@ -3,10 +3,18 @@
 //! nothing large is held at once), SEARCH by Message-ID, removing a message
 //! (UID STORE \Deleted + UID EXPUNGE), GENURLAUTH and URLFETCH (RFC 4467).
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
+use super::budget::{search_budget, BASE_BUDGET, MAX_RESPONSE, STRUCTURE_BUDGET};
 use super::client::ImapClient;
 use super::command::Command;
 use super::error::ImapError;
 use super::parser::{Untagged, Value};
+use super::uidset::UidSet;
 
 /// Where a referenced part is, and how big it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +34,9 @@ impl ImapClient {
     /// The RFC822.SIZE and BODYSTRUCTURE of a message in the selected
     /// mailbox; `None` when no message has that UID.
     pub async fn fetch_structure(&mut self, uid: u32) -> Result<Option<(u64, Value)>, ImapError> {
-        let cmd = Command::new("UID FETCH").raw(&format!("{uid} (RFC822.SIZE BODYSTRUCTURE)"));
+        let cmd = Command::new("UID FETCH")
+            .raw(&format!("{uid} (RFC822.SIZE BODYSTRUCTURE)"))
+            .budget(STRUCTURE_BUDGET);
         let mut found = None;
         self.run_ok("UID FETCH", cmd, &mut |u| match u {
             Untagged::Fetch { seq, items } => {
@@ -64,8 +74,13 @@ impl ImapClient {
                 "section",
             )));
         }
-        let cmd =
-            Command::new("UID FETCH").raw(&format!("{uid} (BODY.PEEK[{section}]<{offset}.{len}>)"));
+        // The chunk asked for, and room for the rest of the answer.
+        let budget = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .saturating_add(BASE_BUDGET);
+        let cmd = Command::new("UID FETCH")
+            .raw(&format!("{uid} (BODY.PEEK[{section}]<{offset}.{len}>)"))
+            .budget(budget);
         let wanted = format!("BODY[{}]", section.to_ascii_uppercase());
         let mut data = None;
         self.run_ok("UID FETCH", cmd, &mut |u| match u {
@@ -86,24 +101,25 @@ impl ImapClient {
             other => Some(other),
         })
         .await?;
-        data.ok_or_else(|| ImapError::Protocol(format!("no BODY[{section}] for UID {uid}")))
+        data.ok_or_else(|| ImapError::protocol(format!("no BODY[{section}] for UID {uid}")))
     }
 
     /// UIDs in the selected mailbox whose `Message-ID` header contains `id`.
     pub async fn search_message_id(&mut self, id: &str) -> Result<Vec<u32>, ImapError> {
-        let cmd = Command::new("UID SEARCH HEADER Message-ID").string(id.as_bytes(), false)?;
-        let mut uids = Vec::new();
+        let cmd = Command::new("UID SEARCH HEADER Message-ID")
+            .string(id.as_bytes(), false)?
+            .budget(search_budget(self.exists));
+        let mut uids = UidSet::new();
         self.run_ok("UID SEARCH", cmd, &mut |u| match u {
             Untagged::Search(found) => {
-                uids.extend(found);
+                uids.extend_from(&found);
                 None
             }
             other => Some(other),
         })
         .await?;
-        uids.sort_unstable();
-        uids.dedup();
-        Ok(uids)
+        uids.normalize();
+        self.search_result(uids)
     }
 
     /// Removes messages from the selected mailbox: `\Deleted`, then UID
@@ -141,8 +157,8 @@ impl ImapClient {
             other => Some(other),
         })
         .await?;
-        let url = out.ok_or_else(|| ImapError::Protocol("GENURLAUTH without URL".into()))?;
-        String::from_utf8(url).map_err(|_| ImapError::Protocol("GENURLAUTH URL not UTF-8".into()))
+        let url = out.ok_or_else(|| ImapError::protocol("GENURLAUTH without URL"))?;
+        String::from_utf8(url).map_err(|_| ImapError::protocol("GENURLAUTH URL not UTF-8"))
     }
 
     /// URLFETCH of one authorized URL (RFC 4467): its bytes, held whole
@@ -152,7 +168,9 @@ impl ImapClient {
         if !self.capabilities().has("URLAUTH") {
             return Err(ImapError::Unsupported("URLAUTH"));
         }
-        let cmd = Command::new("URLFETCH").string(url.as_bytes(), false)?;
+        let cmd = Command::new("URLFETCH")
+            .string(url.as_bytes(), false)?
+            .budget(MAX_RESPONSE);
         let mut out = None;
         self.run_ok("URLFETCH", cmd, &mut |u| match u {
             Untagged::UrlFetch(items) => {
@@ -203,7 +221,7 @@ pub fn find_part(structure: &Value, section: &str) -> Option<PartInfo> {
                         return None;
                     }
                 } else {
-                    node = inner_children.get(n - 1)?;
+                    node = inner_children.get(n.checked_sub(1)?)?;
                 }
                 continue;
             }
@@ -213,7 +231,7 @@ pub fn find_part(structure: &Value, section: &str) -> Option<PartInfo> {
             }
             continue;
         }
-        node = children.get(n - 1)?;
+        node = children.get(n.checked_sub(1)?)?;
     }
     let Value::List(fields) = node else {
         return None;
@@ -251,6 +269,11 @@ fn is_message_rfc822(fields: &[Value]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
     use crate::imap::parser::parse_response;

@@ -33,8 +33,21 @@
 //! bytes), the socket, and with TLS the boxed rustls connection state (its buffers;
 //! about 7 KiB measured for rustls in general). The event queue allocates
 //! only while it holds events.
+//!
+//! # What a server can cost
+//! Each command has a byte budget sized to what it asked (`budget.rs`): the
+//! responses it collects and each single one are bounded by it, and one
+//! process-wide budget bounds the large responses all connections hold at
+//! once. Going over fails the command with [`ImapError::TooLarge`] and
+//! drops the connection. Texts from the server are cut to
+//! [`MAX_SERVER_TEXT`] where they are parsed; numbers in SEARCH,
+//! ESEARCH and VANISHED become a compact [`UidSet`]. FETCH answers about
+//! messages the command did not ask for, or beyond the mailbox's EXISTS,
+//! are dropped.
 
 mod append;
+/// Public so the gateway can set the process budget at start.
+pub mod budget;
 mod client;
 mod command;
 mod error;
@@ -50,19 +63,23 @@ mod modify;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod parser;
 mod summary;
-pub use summary::fold_preview;
+pub use summary::{clean_text as summary_text, fold_preview};
+/// Public so fuzz targets can drive it; the client is the normal entry.
+pub mod uidset;
 mod url;
 
 pub use append::{AppendPart, AppendUid};
+pub use budget::InflightBudget;
 pub use client::{Capabilities, ImapClient, DEFAULT_TIMEOUT};
 pub use command::{decode_utf7, encode_utf7};
 pub use command::{uid_set, Command};
-pub use error::ImapError;
+pub use error::{ImapError, MAX_SERVER_TEXT};
 pub use fetch::{expand_set, FetchResult, FetchedMessage, MailboxEntry};
 pub use mailbox::{NewMessages, SummaryDetail};
 pub use message::{find_part, PartInfo};
 pub use modify::{search_criteria, valid_flag, SearchQuery};
 pub use parser::Value;
+pub use uidset::UidSet;
 pub use url::{with_submit_access, MessageUrl};
 
 /// The state of a mailbox, from EXAMINE or STATUS.

@@ -5,11 +5,18 @@
 //! Flags and search criteria come from phones, so they are validated here
 //! and only ever sent as atoms or safely quoted strings.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
+use super::budget::search_budget;
 use super::client::ImapClient;
 use super::command::{Command, InvalidArgument};
 use super::error::ImapError;
-use super::fetch::{expand_set, MAX_SET_EXPANSION};
-use super::parser::{Untagged, Value};
+use super::parser::Untagged;
+use super::uidset::UidSet;
 
 /// Search criteria (all optional; all given ones must match).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -170,43 +177,31 @@ impl ImapClient {
             "UID SEARCH"
         });
         cmd.parts.extend(criteria.parts);
-        let mut uids = Vec::new();
-        let mut bad = None;
+        let cmd = cmd.budget(search_budget(self.exists));
+        let mut uids = UidSet::new();
         self.run_ok("UID SEARCH", cmd, &mut |u| match u {
             Untagged::Search(found) => {
-                uids.extend(found);
+                uids.extend_from(&found);
                 None
             }
-            Untagged::Esearch { items, .. } => {
-                for (key, value) in items {
-                    if key != "ALL" {
-                        continue;
-                    }
-                    let set = match value {
-                        Value::Atom(a) => a,
-                        Value::Number(n) => n.to_string(),
-                        _ => continue,
-                    };
-                    match expand_set(&set, MAX_SET_EXPANSION) {
-                        Some(v) => uids.extend(v),
-                        None => bad = Some(set),
-                    }
-                }
+            Untagged::Esearch { all, .. } => {
+                uids.extend_from(&all.unwrap_or_default());
                 None
             }
             other => Some(other),
         })
         .await?;
-        if let Some(set) = bad {
-            return Err(ImapError::Protocol(format!("unusable ESEARCH set {set}")));
-        }
-        uids.sort_unstable();
-        uids.dedup();
-        Ok(uids)
+        uids.normalize();
+        self.search_result(uids)
     }
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
     use crate::imap::command::Part;

@@ -8,7 +8,25 @@
 //! instead of failing, so an unknown response never breaks a connection.
 //! Never panics: every index is checked and nesting depth is bounded.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 use super::lexer::Cursor;
+use super::uidset::UidSet;
+
+/// Most capabilities kept from one list: real servers advertise under a
+/// hundred; the rest of a longer list is ignored.
+pub const MAX_CAPABILITIES: usize = 256;
+/// Longest capability name kept (`AUTH=SCRAM-SHA-256-PLUS`, `CONTEXT=SEARCH`
+/// are about 25 bytes); longer names are ignored.
+pub const MAX_CAPABILITY_LEN: usize = 64;
+/// Longest keyword kept for an unknown response.
+const MAX_KEYWORD: usize = 32;
+/// Most ranges a set in ESEARCH or VANISHED may have.
+const MAX_SET_RANGES: usize = 4_000_000;
 
 /// A token of a server response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +133,7 @@ pub enum Untagged {
     /// RFC 7162: `* VANISHED [(EARLIER)] uid-set`.
     Vanished {
         earlier: bool,
-        uids: String,
+        uids: UidSet,
     },
     /// `* n FETCH (...)`: item names upper-cased, with their values.
     Fetch {
@@ -127,16 +145,19 @@ pub enum Untagged {
         mailbox: Vec<u8>,
         items: Vec<(String, u64)>,
     },
-    Search(Vec<u32>),
+    /// `* SEARCH n n …`, as a compact set.
+    Search(UidSet),
     /// `* LIST (attributes) delimiter mailbox`: the name as sent.
     List {
         attributes: Vec<String>,
         delimiter: Option<u8>,
         mailbox: Vec<u8>,
     },
-    /// RFC 4731: `* ESEARCH [(TAG "t")] [UID] name value ...`, names upper-cased.
+    /// RFC 4731: `* ESEARCH [(TAG "t")] [UID] name value ...`, names
+    /// upper-cased; `ALL`'s set read into `all`, the other items as sent.
     Esearch {
         uid: bool,
+        all: Option<UidSet>,
         items: Vec<(String, Value)>,
     },
     /// RFC 4467: `* GENURLAUTH url...`, the authorized URLs.
@@ -157,7 +178,7 @@ pub struct ParseError {
 
 /// Parses one complete response (as cut by the framer, CRLF included).
 pub fn parse_response(frame: &[u8]) -> Result<Response, ParseError> {
-    let mut p = Cursor { buf: frame, pos: 0 };
+    let mut p = Cursor::new(frame);
     if p.eat(b'+') {
         p.eat(b' ');
         return Ok(Response::Continuation(p.rest_text()));
@@ -211,7 +232,7 @@ fn parse_untagged(p: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
                     items: pairs(list),
                 }
             }
-            _ => Untagged::Other(keyword),
+            _ => Untagged::Other(short(keyword)),
         });
     }
     let keyword = first.to_ascii_uppercase();
@@ -220,11 +241,11 @@ fn parse_untagged(p: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
         return Ok(Untagged::Condition { status, code, text });
     }
     Ok(match keyword.as_str() {
-        "CAPABILITY" => Untagged::Capability(p.atoms_to_end()),
-        "ENABLED" => Untagged::Enabled(p.atoms_to_end()),
+        "CAPABILITY" => Untagged::Capability(p.atoms_to_end(MAX_CAPABILITIES, MAX_CAPABILITY_LEN)),
+        "ENABLED" => Untagged::Enabled(p.atoms_to_end(MAX_CAPABILITIES, MAX_CAPABILITY_LEN)),
         "URLFETCH" => {
             let values = p.values_to_end()?;
-            let mut out = Vec::with_capacity(values.len() / 2);
+            let mut out = Vec::with_capacity(values.len().div_ceil(2));
             let mut it = values.into_iter();
             while let Some(url) = it.next() {
                 let Some(url) = url.as_bytes().map(|b| b.into_owned()) else {
@@ -244,16 +265,9 @@ fn parse_untagged(p: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
                 .filter_map(|v| v.as_bytes().map(|b| b.into_owned()))
                 .collect(),
         ),
-        "SEARCH" => {
-            let mut uids = Vec::new();
-            for value in p.values_to_end()? {
-                // A trailing `(MODSEQ n)` (CONDSTORE) is not a UID.
-                if let Some(n) = value.as_u32() {
-                    uids.push(n);
-                }
-            }
-            Untagged::Search(uids)
-        }
+        // Read without a token per number; a trailing `(MODSEQ n)`
+        // (CONDSTORE) is not a UID.
+        "SEARCH" => Untagged::Search(p.numbers_to_end()?),
         "STATUS" => {
             p.skip_spaces();
             let mailbox = p.value(0)?.as_bytes().map(|b| b.into_owned());
@@ -308,35 +322,53 @@ fn parse_untagged(p: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
             if uid {
                 values.next();
             }
-            Untagged::Esearch {
-                uid,
-                items: pairs(values.collect()),
+            let mut all = None;
+            let mut items = pairs(values.collect());
+            if let Some(at) = items.iter().position(|(k, _)| k == "ALL") {
+                let (_, value) = items.swap_remove(at);
+                let set = match &value {
+                    Value::Atom(a) => UidSet::parse(a.as_bytes(), MAX_SET_RANGES),
+                    Value::Number(n) => u32::try_from(*n).ok().map(|n| {
+                        let mut set = UidSet::new();
+                        set.push(n);
+                        set
+                    }),
+                    _ => None,
+                };
+                all = Some(set.ok_or_else(|| p.error("unusable ESEARCH set"))?);
             }
+            Untagged::Esearch { uid, all, items }
         }
         "VANISHED" => {
+            p.skip_spaces();
             let mut earlier = false;
-            let mut uids = String::new();
-            for value in p.values_to_end()? {
-                match value {
-                    Value::List(tags) => {
-                        earlier |= tags.iter().any(
-                            |t| matches!(t, Value::Atom(a) if a.eq_ignore_ascii_case("EARLIER")),
-                        )
-                    }
-                    Value::Atom(a) => uids = a,
-                    Value::Number(n) => uids = n.to_string(),
-                    _ => {}
+            if p.peek() == Some(b'(') {
+                if let Value::List(tags) = p.value(0)? {
+                    earlier = tags
+                        .iter()
+                        .any(|t| matches!(t, Value::Atom(a) if a.eq_ignore_ascii_case("EARLIER")));
                 }
+                p.skip_spaces();
             }
+            let uids = UidSet::parse(p.word_bytes(), MAX_SET_RANGES)
+                .ok_or_else(|| p.error("unusable VANISHED set"))?;
             Untagged::Vanished { earlier, uids }
         }
-        _ => Untagged::Other(keyword),
+        _ => Untagged::Other(short(keyword)),
     })
+}
+
+/// A keyword kept for reference only, cut short.
+fn short(mut keyword: String) -> String {
+    if keyword.len() > MAX_KEYWORD {
+        keyword = super::error::cut(keyword, MAX_KEYWORD);
+    }
+    keyword
 }
 
 /// Turns `(KEY value KEY value ...)` into pairs with upper-cased keys.
 fn pairs(list: Vec<Value>) -> Vec<(String, Value)> {
-    let mut out = Vec::with_capacity(list.len() / 2);
+    let mut out = Vec::with_capacity(list.len().div_ceil(2));
     let mut it = list.into_iter();
     while let Some(key) = it.next() {
         let key = match key {
@@ -376,7 +408,7 @@ fn parse_resp_text(p: &mut Cursor<'_>) -> (Option<Code>, String) {
             // Skip to the closing bracket of free-form codes.
             p.pos = start;
             while let Some(b) = p.peek() {
-                p.pos += 1;
+                p.pos = p.pos.saturating_add(1);
                 if b == b']' {
                     break;
                 }
@@ -400,10 +432,11 @@ fn make_code(name: String, args: Vec<Value>, ok: bool) -> Code {
         "CAPABILITY" if ok => Some(Code::Capability(
             args.iter()
                 .filter_map(|v| match v {
-                    Value::Atom(a) => Some(a.clone()),
+                    Value::Atom(a) if a.len() <= MAX_CAPABILITY_LEN => Some(a.clone()),
                     Value::Number(n) => Some(n.to_string()),
                     _ => None,
                 })
+                .take(MAX_CAPABILITIES)
                 .collect(),
         )),
         "UIDVALIDITY" => num()
@@ -420,9 +453,14 @@ fn make_code(name: String, args: Vec<Value>, ok: bool) -> Code {
         },
         _ => None,
     };
-    code.unwrap_or(Code::Other(name))
+    code.unwrap_or_else(|| Code::Other(short(name)))
 }
 
 #[cfg(test)]
 #[path = "parser_tests.rs"]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests;

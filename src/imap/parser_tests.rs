@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::imap::framer::Framer;
+use crate::imap::MAX_SERVER_TEXT;
 
 /// Frames and parses `input` delivered in two pieces split at `cut`.
 fn run(input: &[u8], cut: usize) -> Vec<Response> {
@@ -241,9 +242,10 @@ fn status_search_enabled_vanished_bye_continuation() {
         }
     );
     assert!(matches!(untagged(&r[2]), Untagged::Status { mailbox, .. } if mailbox == b"&AOQ-"));
-    assert_eq!(untagged(&r[3]), &Untagged::Search(vec![2, 4, 9]));
-    assert_eq!(untagged(&r[4]), &Untagged::Search(vec![]));
-    assert_eq!(untagged(&r[5]), &Untagged::Search(vec![1, 2]));
+    let set = |t: &[u8]| UidSet::parse(t, 10).unwrap();
+    assert_eq!(untagged(&r[3]), &Untagged::Search(set(b"2,4,9")));
+    assert_eq!(untagged(&r[4]), &Untagged::Search(UidSet::new()));
+    assert_eq!(untagged(&r[5]), &Untagged::Search(set(b"1:2")));
     assert_eq!(
         untagged(&r[6]),
         &Untagged::Enabled(vec!["CONDSTORE".into(), "QRESYNC".into()])
@@ -252,14 +254,14 @@ fn status_search_enabled_vanished_bye_continuation() {
         untagged(&r[7]),
         &Untagged::Vanished {
             earlier: true,
-            uids: "300:310,405".into()
+            uids: set(b"300:310,405")
         }
     );
     assert_eq!(
         untagged(&r[8]),
         &Untagged::Vanished {
             earlier: false,
-            uids: "7".into()
+            uids: set(b"7")
         }
     );
     assert_eq!(
@@ -370,9 +372,9 @@ fn list_esearch_and_literal8() {
         untagged(&out[2]),
         &Untagged::Esearch {
             uid: true,
+            all: UidSet::parse(b"2:4,9", 10),
             items: vec![
                 ("MIN".into(), Value::Number(2)),
-                ("ALL".into(), Value::Atom("2:4,9".into())),
                 ("COUNT".into(), Value::Number(4)),
             ],
         }
@@ -381,6 +383,7 @@ fn list_esearch_and_literal8() {
         untagged(&out[3]),
         &Untagged::Esearch {
             uid: true,
+            all: None,
             items: vec![]
         }
     );
@@ -445,4 +448,45 @@ fn urlfetch_responses() {
             (b"imap://a@h:1/INBOX/;UID=2".to_vec(), None),
         ])
     );
+}
+
+#[test]
+fn numbers_become_compact_sets_and_bad_sets_are_refused() {
+    let r = parse_all(
+        b"* SEARCH 9 3 4 5 2 (MODSEQ 77)\r\n* ESEARCH UID ALL 1:*\r\n* VANISHED 5,1:3\r\n",
+    );
+    let Untagged::Search(set) = untagged(&r[0]) else {
+        panic!("not a search")
+    };
+    assert_eq!(set.iter().collect::<Vec<_>>(), [2, 3, 4, 5, 9]);
+    assert_eq!(set.ranges(), 2);
+    let Untagged::Esearch { all: Some(all), .. } = untagged(&r[1]) else {
+        panic!("no ALL")
+    };
+    assert_eq!((all.ranges(), all.count()), (1, u64::from(u32::MAX)));
+    let Untagged::Vanished { uids, .. } = untagged(&r[2]) else {
+        panic!("not vanished")
+    };
+    assert_eq!(uids.iter().collect::<Vec<_>>(), [1, 2, 3, 5]);
+    assert!(parse_response(b"* VANISHED (EARLIER) 1:x\r\n").is_err());
+    assert!(parse_response(b"* ESEARCH UID ALL 3:\r\n").is_err());
+}
+
+#[test]
+fn what_one_frame_yields_is_bounded() {
+    // Texts are cut on a character boundary where they are parsed.
+    let long = format!("* BYE {}\r\n", "\u{e9}".repeat(10_000));
+    let Ok(Response::Untagged(Untagged::Condition { text, .. })) = parse_response(long.as_bytes())
+    else {
+        panic!("not a condition")
+    };
+    assert!(text.len() <= MAX_SERVER_TEXT && text.len() >= MAX_SERVER_TEXT - 1);
+    // A frame of tiny tokens is refused rather than taking 30 times its size.
+    let many = format!(
+        "* 1 FETCH (FLAGS ({}))\r\n",
+        "a ".repeat(super::super::lexer::MAX_TOKENS)
+    );
+    assert!(parse_response(many.as_bytes()).is_err());
+    let few = format!("* 1 FETCH (FLAGS ({}))\r\n", "a ".repeat(1000));
+    assert!(parse_response(few.as_bytes()).is_ok());
 }

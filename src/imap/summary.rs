@@ -4,10 +4,19 @@
 //! server's `PREVIEW` (RFC 8970) when it has one, otherwise from a bounded
 //! prefix of the body parsed with mail-parser (which decodes charsets and
 //! transfer encodings, and turns HTML-only mail into text). Pure: fetch items
-//! in, summaries out.
+//! in, summaries out. Control characters (NUL, escapes, CR/LF of a badly
+//! folded header) never reach a summary, and its texts are cut to
+//! [`MAX_SERVER_TEXT`] bytes.
+
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 
 use mail_parser::MessageParser;
 
+use super::error::{cut, MAX_SERVER_TEXT};
 use super::parser::Value;
 use crate::mail::{Address, MessageSummary, PREVIEW_CHARS};
 
@@ -90,11 +99,11 @@ pub fn from_fetch(items: &[(String, Value)]) -> Option<MessageSummary> {
     if let Some(message) = &message {
         if let Some(addr) = message.from().and_then(|a| a.first()) {
             summary.from = Address {
-                name: addr.name.as_deref().unwrap_or("").trim().to_owned(),
-                email: addr.address.as_deref().unwrap_or("").trim().to_owned(),
+                name: clean_text(addr.name.as_deref().unwrap_or("")),
+                email: clean_text(addr.address.as_deref().unwrap_or("")),
             };
         }
-        summary.subject = message.subject().unwrap_or("").trim().to_owned();
+        summary.subject = clean_text(message.subject().unwrap_or(""));
         if text.is_some() {
             if let Some(body) = message.body_text(0) {
                 summary.preview = fold_preview(&body);
@@ -107,11 +116,30 @@ pub fn from_fetch(items: &[(String, Value)]) -> Option<MessageSummary> {
     Some(summary)
 }
 
+/// Header text as a summary may carry it: control characters become
+/// spaces (a NUL or an escape sequence must not reach a phone's screen or a
+/// log), the ends are trimmed, and the text is cut to [`MAX_SERVER_TEXT`].
+pub fn clean_text(text: &str) -> String {
+    let head = match text.char_indices().nth(MAX_SERVER_TEXT) {
+        Some((end, _)) => text.get(..end).unwrap_or(text),
+        None => text,
+    };
+    let cleaned: String = head
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    cut(cleaned.trim().to_owned(), MAX_SERVER_TEXT)
+}
+
 /// Folds runs of whitespace to one space and keeps at most
 /// [`PREVIEW_CHARS`] characters.
 pub fn fold_preview(text: &str) -> String {
     let mut out = String::new();
-    for (count, word) in text.split_whitespace().enumerate() {
+    for (count, word) in text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .enumerate()
+    {
         if count > 0 {
             out.push(' ');
         }
@@ -124,6 +152,7 @@ pub fn fold_preview(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -185,6 +214,26 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\n",
             ]),
         ));
         assert_eq!(from_fetch(&it).unwrap().preview, "hi");
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_summary() {
+        let s = from_fetch(&items(
+            b"From: \"Ev\x00il\x1b[2J\" <a\x00@b.c>\r\nSubject: Hi\x00 there\x07\r\n\r\n",
+            Some(b"pre\x00view\x1b text"),
+        ))
+        .unwrap();
+        for text in [&s.subject, &s.from.name, &s.from.email, &s.preview] {
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+        assert_eq!(s.subject, "Hi  there");
+        assert_eq!(s.preview, "pre view text");
+        let long = from_fetch(&items(
+            format!("Subject: {}\r\n\r\n", "\u{e9}".repeat(5000)).as_bytes(),
+            None,
+        ))
+        .unwrap();
+        assert!(long.subject.len() <= MAX_SERVER_TEXT);
     }
 
     #[test]

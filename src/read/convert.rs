@@ -7,6 +7,7 @@ use mail_parser::{HeaderValue, MessageParser};
 
 use super::structure::{self, Part};
 use crate::imap::fold_preview as summary_fold_preview;
+use crate::imap::summary_text as clean_text;
 use crate::imap::FetchedMessage;
 use crate::proto::v1 as pb;
 
@@ -44,8 +45,8 @@ fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<pb::Address> {
     a.map(|a| {
         a.iter()
             .map(|addr| pb::Address {
-                name: addr.name().unwrap_or("").trim().to_string(),
-                email: addr.address().unwrap_or("").trim().to_string(),
+                name: clean_text(addr.name().unwrap_or("")),
+                email: clean_text(addr.address().unwrap_or("")),
             })
             .collect()
     })
@@ -124,9 +125,8 @@ impl<'a> Headers<'a> {
         self.message
             .as_ref()
             .and_then(|m| m.subject())
-            .unwrap_or("")
-            .trim()
-            .to_string()
+            .map(clean_text)
+            .unwrap_or_default()
     }
 
     pub fn message_id(&self) -> String {

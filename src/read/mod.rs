@@ -6,11 +6,12 @@
 //!  api/mail.rs ──▶ ops.rs (one function per endpoint) ──▶ imap (fetch.rs, modify.rs)
 //!                    │ convert.rs (headers, text)  structure.rs (MIME parts)
 //!                    │ state.rs (delta-sync tokens) range.rs (HTTP Range)
-//!                    │ part.rs (part downloads)
+//!                    │ part.rs (part downloads, in pieces; decode.rs)
 //!                    └─ pool.rs: sessions per account, closed when idle
 //! ```
 
 pub mod convert;
+pub mod decode;
 pub mod ops;
 pub mod part;
 pub mod pool;

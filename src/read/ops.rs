@@ -6,6 +6,7 @@ use super::convert::{self, summary_items};
 use super::state::StateToken;
 use super::structure;
 use super::ReadError;
+use crate::imap::budget::{BASE_BUDGET, STRUCTURE_BUDGET};
 use crate::imap::{
     search_criteria, uid_set, Command, ImapClient, ImapError, MailboxStatus, SearchQuery,
 };
@@ -15,6 +16,14 @@ use crate::proto::v1 as pb;
 pub const MAX_BATCH: usize = 5000;
 /// Largest raw part fetched to extract body text.
 const MAX_TEXT_SOURCE: u32 = 8 * 1024 * 1024;
+/// What one listed message may take of an answer: its header fields,
+/// BODYSTRUCTURE, the 16 KiB body prefix (or PREVIEW) and flags, with room
+/// for long headers. A listing's budget follows its `limit`.
+const PER_LISTED: usize = 64 * 1024;
+/// What one message's UID, FLAGS and MODSEQ may take in a delta.
+const PER_FLAGS: usize = 512;
+/// A message's whole header and BODYSTRUCTURE, as `GET /v1/messages/…` fetches them.
+const MESSAGE_HEAD_BUDGET: usize = 8 * 1024 * 1024;
 
 fn server_preview(c: &ImapClient) -> bool {
     c.capabilities().has("PREVIEW")
@@ -90,7 +99,12 @@ async fn summaries(c: &mut ImapClient, uids: &[u32]) -> Result<Vec<pb::MessageSu
     let items = summary_items(server_preview(c));
     let mut out = Vec::with_capacity(uids.len());
     for batch in uids.chunks(500) {
-        let fetched = c.uid_fetch(&uid_set(batch), &items, None).await?;
+        // One message with thousands of parts has a long BODYSTRUCTURE:
+        // even a short listing may take one of those.
+        let budget = BASE_BUDGET
+            .saturating_add(batch.len().saturating_mul(PER_LISTED))
+            .max(STRUCTURE_BUDGET);
+        let fetched = c.uid_fetch(&uid_set(batch), &items, None, budget).await?;
         out.extend(
             fetched
                 .messages
@@ -227,12 +241,16 @@ pub async fn changes(
     let mut present_old: Option<Vec<u32>> = None;
     if token.uidnext > 1 {
         let old = format!("1:{}", token.uidnext - 1);
+        // Flags of every message at most: the budget follows the mailbox.
+        let budget = BASE_BUDGET.saturating_add((status.exists as usize).saturating_mul(PER_FLAGS));
         if condstore {
-            let r = c.uid_fetch(&old, "(UID FLAGS)", Some(token.modseq)).await?;
+            let r = c
+                .uid_fetch(&old, "(UID FLAGS)", Some(token.modseq), budget)
+                .await?;
             flags = r.messages;
             vanished = r.vanished;
         } else {
-            let r = c.uid_fetch(&old, "(UID FLAGS)", None).await?;
+            let r = c.uid_fetch(&old, "(UID FLAGS)", None, budget).await?;
             present_old = Some(r.messages.iter().map(|m| m.uid).collect());
             flags = r.messages;
         }
@@ -295,6 +313,7 @@ pub async fn get_message(
             &uid.to_string(),
             "(UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER])",
             None,
+            MESSAGE_HEAD_BUDGET,
         )
         .await?;
     let m = fetched
@@ -316,7 +335,12 @@ pub async fn get_message(
         let limit = part.size.min(MAX_TEXT_SOURCE);
         let section = format!("BODY.PEEK[{}]<0.{}>", part.id, limit.max(1));
         let r = c
-            .uid_fetch(&uid.to_string(), &format!("(UID {section})"), None)
+            .uid_fetch(
+                &uid.to_string(),
+                &format!("(UID {section})"),
+                None,
+                BASE_BUDGET.saturating_add(limit as usize),
+            )
             .await?;
         let raw = r
             .messages

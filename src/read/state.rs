@@ -7,8 +7,11 @@
 
 use crate::imap::{expand_set, uid_set};
 
-/// Largest UID set a token may carry when expanded.
+/// Largest UID set a token may carry when expanded (4 MiB as a list).
 const MAX_TOKEN_UIDS: usize = 1_000_000;
+/// Longest token parsed: a request line cannot carry a longer one anyway
+/// (URIs are limited to 64 KiB), so nothing longer is one of ours.
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 
 /// A decoded state token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,9 @@ impl StateToken {
 
     /// Parses a token; `None` when it is not one of ours.
     pub fn decode(token: &str) -> Option<StateToken> {
+        if token.len() > MAX_TOKEN_LEN {
+            return None;
+        }
         let mut fields = token.splitn(5, '.');
         if fields.next()? != "1" {
             return None;
@@ -100,5 +106,14 @@ mod tests {
         ] {
             assert_eq!(StateToken::decode(bad), None, "{bad}");
         }
+        // Long tokens are refused before they are parsed.
+        let long = format!(
+            "1.5.{}.0.{}",
+            u32::MAX,
+            "1,".repeat(MAX_TOKEN_LEN / 2) + "3"
+        );
+        assert_eq!(StateToken::decode(&long), None);
+        // A short one may not expand to more than MAX_TOKEN_UIDS.
+        assert_eq!(StateToken::decode("1.5.4294967295.0.1:4000000000"), None);
     }
 }
