@@ -3,6 +3,12 @@
 //! control characters (NUL, line breaks, escapes) made spaces. The lowest
 //! floor of the crate: it knows no protocol and no storage.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 use std::borrow::Cow;
 
 /// How much of a server's own words (a BYE, NO or BAD text, an error) is
@@ -16,15 +22,15 @@ pub fn truncate_bytes(text: &str, max: usize) -> &str {
     }
     let mut end = max;
     while !text.is_char_boundary(end) {
-        end -= 1;
+        end = end.saturating_sub(1);
     }
-    &text[..end]
+    text.get(..end).unwrap_or_default()
 }
 
 /// At most `max` characters of `text`.
 pub fn truncate_chars(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
-        Some((end, _)) => &text[..end],
+        Some((end, _)) => text.get(..end).unwrap_or(text),
         None => text,
     }
 }
@@ -54,6 +60,7 @@ pub fn trim(text: &mut String, max: usize) {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

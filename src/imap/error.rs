@@ -64,20 +64,12 @@ pub enum ImapError {
     TooLarge(String),
 }
 
-/// Longest text from a server that is kept (BYE, NO, BAD, protocol errors):
-/// enough for any real explanation, cut before it is logged, stored or
-/// returned by the API.
-pub const MAX_SERVER_TEXT: usize = 1024;
+pub use crate::text::MAX_SERVER_TEXT;
 
 /// `text` cut to at most `max` bytes on a character boundary.
 pub(crate) fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end = end.saturating_sub(1);
-        }
-        text.truncate(end);
-    }
+    let end = crate::text::truncate_bytes(&text, max).len();
+    text.truncate(end);
     text
 }
 

@@ -120,14 +120,8 @@ pub fn from_fetch(items: &[(String, Value)]) -> Option<MessageSummary> {
 /// spaces (a NUL or an escape sequence must not reach a phone's screen or a
 /// log), the ends are trimmed, and the text is cut to [`MAX_SERVER_TEXT`].
 pub fn clean_text(text: &str) -> String {
-    let head = match text.char_indices().nth(MAX_SERVER_TEXT) {
-        Some((end, _)) => text.get(..end).unwrap_or(text),
-        None => text,
-    };
-    let cleaned: String = head
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let head = crate::text::truncate_chars(text, MAX_SERVER_TEXT);
+    let cleaned = crate::text::clean(head);
     cut(cleaned.trim().to_owned(), MAX_SERVER_TEXT)
 }
 
