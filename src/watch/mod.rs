@@ -19,7 +19,7 @@ mod supervisor;
 
 pub use cursor::{catch_up, found, CatchUp, Found};
 pub use pipelining::{PipeliningHosts, Verdict};
-pub use status::{WatchState, WatchStates, WatchStatus};
+pub use status::{cut_text, WatchState, WatchStates, WatchStatus};
 pub use supervisor::{HostLimiter, Supervisor, WatchContext};
 
 use crate::error::ErrorClass;
