@@ -16,6 +16,7 @@ mod pipelining;
 mod session;
 mod status;
 mod supervisor;
+mod throttle;
 
 pub use cursor::{catch_up, found, CatchUp, Found};
 pub use pipelining::{PipeliningHosts, Verdict};
