@@ -81,6 +81,13 @@ async fn capability_churn_keeps_one_list_and_none_after_deletion() {
     let (status, _) = gateway.delete("/v1/accounts/me", Some(&token)).await;
     assert_eq!(status, 204);
     assert_eq!(metric(&gateway, "lemonade_watch_status_lists").await, 0);
+    let text = gateway.metrics_text().await;
+    let states: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("lemonade_accounts{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(states, 0, "{text}");
     gateway.stop().await;
 }
 
