@@ -69,6 +69,8 @@ pub struct Metrics {
     pub pushes_pruned: AtomicU64,
     pub push_retries: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Distinct capability and mailbox lists kept for the accounts' status (a gauge).
+    pub status_lists: AtomicU64,
     /// From the IMAP line that announced new mail to the push service's answer.
     pub push_latency: Histogram,
     /// How long each of the store's flushes (a write and an fsync) took;
@@ -120,6 +122,13 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        out.push_str("# HELP lemonade_watch_status_lists Distinct capability and mailbox lists kept for the accounts' status.\n");
+        out.push_str("# TYPE lemonade_watch_status_lists gauge\n");
+        let _ = writeln!(
+            out,
+            "lemonade_watch_status_lists {}",
+            self.status_lists.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP lemonade_push_latency_seconds From the new-mail line's arrival to the push service's answer.\n");
         out.push_str("# TYPE lemonade_push_latency_seconds histogram\n");
         self.push_latency

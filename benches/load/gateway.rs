@@ -331,6 +331,12 @@ impl Histogram {
 }
 
 impl Api {
+    /// `http://127.0.0.1:PORT`, the gateway's API (for the hostile benchmark).
+    #[allow(dead_code)]
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Registers user `u{user}` on the fake at `host:port` and one device.
     pub async fn register(
         &self,

@@ -32,7 +32,7 @@ fn examine(tag: u32, exists: u32) -> Vec<super::tests::Step> {
 
 fn assert_too_large(err: &ImapError) {
     assert!(matches!(err, ImapError::TooLarge(_)), "{err:?}");
-    assert_eq!(err.class(), ErrorClass::Transient);
+    assert_eq!(err.class(), ErrorClass::Protocol);
 }
 
 #[tokio::test]

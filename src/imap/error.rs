@@ -89,12 +89,14 @@ impl ImapError {
             | ImapError::Closed
             | ImapError::Bye(_)
             | ImapError::Unavailable(_)
-            | ImapError::TooLarge(_)
             | ImapError::Unusable => ErrorClass::Transient,
             ImapError::Auth(_) => ErrorClass::Auth,
-            ImapError::Bad { .. } | ImapError::Protocol(_) | ImapError::Idling => {
-                ErrorClass::Protocol
-            }
+            // Too large is the server's doing and likely to happen again at
+            // once: the watcher's backoff keeps growing, as after garbage.
+            ImapError::Bad { .. }
+            | ImapError::Protocol(_)
+            | ImapError::TooLarge(_)
+            | ImapError::Idling => ErrorClass::Protocol,
             ImapError::No { .. }
             | ImapError::StarttlsUnavailable
             | ImapError::LoginDisabled

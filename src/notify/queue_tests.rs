@@ -166,6 +166,7 @@ impl Setup {
                     uidvalidity: 1,
                     uidnext: uid + 1,
                     highestmodseq: None,
+                    max_uid_seen: false,
                 },
                 expires_at_ms: crate::unix_millis() + 24 * 3600 * 1000,
             })

@@ -63,6 +63,7 @@ fn record(store: &SledStore, messages: &[MessageSummary], uidnext: u32) -> Vec<P
                 uidvalidity: 7,
                 uidnext,
                 highestmodseq: None,
+                max_uid_seen: false,
             },
             expires_at_ms: 1000,
         })
@@ -196,6 +197,7 @@ fn deleting_an_account_removes_everything_it_owns() {
         uidvalidity: 7,
         uidnext: 3,
         highestmodseq: None,
+        max_uid_seen: false,
     };
     store.put_cursor("a1", "INBOX", &late).unwrap();
     assert!(!store.delete_account("a1").unwrap());
@@ -215,6 +217,7 @@ fn deleting_the_last_device_of_a_mailbox_forgets_its_cursor() {
         uidvalidity: 1,
         uidnext: 5,
         highestmodseq: None,
+        max_uid_seen: false,
     };
     for mailbox in ["INBOX", "Work", "Lists"] {
         store.put_cursor("a1", mailbox, &cursor).unwrap();
@@ -329,6 +332,7 @@ fn one_mail<'a>(account_id: &'a str, device_ids: &'a [String]) -> NewMail<'a> {
             uidvalidity: 7,
             uidnext: 2,
             highestmodseq: None,
+            max_uid_seen: false,
         },
         expires_at_ms: 1000,
     }

@@ -93,6 +93,10 @@ pub struct Cursor {
     /// Every UID below this has been seen (pushed or recorded as old).
     pub uidnext: u32,
     pub highestmodseq: Option<u64>,
+    /// UID 4294967295, the largest, has been seen too (which `uidnext`
+    /// cannot say): no newer message can exist in this UIDVALIDITY.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub max_uid_seen: bool,
 }
 
 /// Which queued push this is: one per device and mailbox, so bursts coalesce.

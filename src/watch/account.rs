@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::session::{DeviceWatch, Group, Session};
-use super::status::WatchState;
+use super::status::{cut_text, WatchState};
 use super::supervisor::WatchContext;
 use super::{WatchError, INBOX};
 use crate::backoff::Backoff;
@@ -21,6 +22,9 @@ use crate::metrics::Metrics;
 
 /// How long connections get to say DONE and LOGOUT when stopping.
 const GRACE: Duration = Duration::from_secs(2);
+
+/// How long an attempt must have run before a protocol error resets the backoff.
+const STABLE: Duration = Duration::from_secs(300);
 
 /// A connection's watch, boxed (see [`AccountActor::attempt`]).
 type Watch = Pin<Box<dyn Future<Output = Result<(), WatchError>> + Send>>;
@@ -38,7 +42,8 @@ pub(super) struct AccountActor {
     account_id: String,
     changes: watch::Receiver<u64>,
     cancel: CancellationToken,
-    /// Set once an attempt reaches IDLE, so the next failure starts the backoff afresh.
+    /// Set once an attempt reaches IDLE, so the next failure may start the
+    /// backoff afresh (see [`fresh_backoff`]).
     reached_watching: Arc<AtomicBool>,
 }
 
@@ -73,6 +78,7 @@ impl AccountActor {
         loop {
             self.set_state(WatchState::Connecting);
             self.reached_watching.store(false, Ordering::Relaxed);
+            let started = Instant::now();
             let error = match self.attempt().await {
                 Ok(AttemptEnd::Stopped) => return,
                 Ok(AttemptEnd::Reconfigured) => continue,
@@ -81,19 +87,24 @@ impl AccountActor {
             if self.cancel.is_cancelled() {
                 return;
             }
-            self.ctx
-                .states
-                .set_error(&self.account_id, &error.to_string());
+            // What the server said may be huge: what is kept and logged is cut.
+            let text = error.to_string();
+            let text = cut_text(&text);
+            self.ctx.states.set_error(&self.account_id, &text);
             if error.class() == ErrorClass::Auth {
-                tracing::warn!(account = %self.account_id, error = %error, "credentials refused; not retrying");
+                tracing::warn!(account = %self.account_id, error = %text, "credentials refused; not retrying");
                 self.set_state(WatchState::AuthFailed);
                 return;
             }
-            if self.reached_watching.load(Ordering::Relaxed) {
+            if fresh_backoff(
+                self.reached_watching.load(Ordering::Relaxed),
+                error.class(),
+                started.elapsed(),
+            ) {
                 backoff.reset();
             }
             let delay = backoff.next_delay(&mut rand::thread_rng());
-            tracing::info!(account = %self.account_id, error = %error, retry_in_ms = delay.as_millis() as u64, "watch interrupted");
+            tracing::info!(account = %self.account_id, error = %text, retry_in_ms = delay.as_millis() as u64, "watch interrupted");
             Metrics::inc(&self.ctx.metrics.reconnects);
             self.set_state(WatchState::Backoff);
             tokio::select! {
@@ -136,9 +147,14 @@ impl AccountActor {
         let devices = DeviceWatch::of_account(&self.ctx, &self.account_id)?;
         let mailboxes = Self::mailboxes(&devices);
         if !self.cancel.is_cancelled() {
-            self.ctx
+            let lists = self
+                .ctx
                 .states
                 .set_mailboxes(&self.account_id, mailboxes.clone());
+            self.ctx
+                .metrics
+                .status_lists
+                .store(lists as u64, Ordering::Relaxed);
         }
         let primary = tokio::select! {
             session = Box::pin(Session::open(self.ctx.clone(), &account, devices.clone(), self.changes.clone())) => session?,
@@ -205,6 +221,16 @@ impl AccountActor {
     }
 }
 
+/// Whether the backoff starts afresh after an attempt that ended in an
+/// error of `class`, having reached watching (or not) after running for
+/// `ran`. A connection that worked resets it, unless the server then said
+/// something the client could not take (a response too large, garbage):
+/// that is likely to happen again at once, so the delays keep growing,
+/// unless the connection had worked for a good while first.
+pub(super) fn fresh_backoff(reached_watching: bool, class: ErrorClass, ran: Duration) -> bool {
+    reached_watching && (class != ErrorClass::Protocol || ran >= STABLE)
+}
+
 /// Splits the watched mailboxes over connections: one connection for all
 /// when the server has NOTIFY; otherwise one per mailbox up to the budget,
 /// the rest polled by the first connection.
@@ -248,6 +274,15 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_protocol_error_after_watching_keeps_the_backoff_growing() {
+        let short = Duration::from_secs(1);
+        assert!(fresh_backoff(true, ErrorClass::Transient, short));
+        assert!(!fresh_backoff(true, ErrorClass::Protocol, short));
+        assert!(fresh_backoff(true, ErrorClass::Protocol, STABLE));
+        assert!(!fresh_backoff(false, ErrorClass::Transient, STABLE));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub fn catch_up(
         uidvalidity,
         uidnext,
         highestmodseq,
+        max_uid_seen: false,
     };
     match stored {
         None => CatchUp::Record(fresh),
@@ -52,7 +53,12 @@ pub struct Found {
 /// Turns the UIDs a search returned into the work for one push. UIDs below
 /// the cursor (a server answering `n:*` with the last message) are ignored;
 /// only the newest `fetch_limit` are summarised, the rest only counted.
+/// Once UID 4294967295 was pushed nothing is new any more: the server
+/// answers `4294967295:*` with that message again.
 pub fn found(cursor: Cursor, mut uids: Vec<u32>, fetch_limit: usize) -> Option<Found> {
+    if cursor.max_uid_seen {
+        return None;
+    }
     uids.retain(|uid| *uid >= cursor.uidnext);
     uids.sort_unstable();
     uids.dedup();
@@ -64,6 +70,7 @@ pub fn found(cursor: Cursor, mut uids: Vec<u32>, fetch_limit: usize) -> Option<F
         count,
         cursor: Cursor {
             uidnext: last.saturating_add(1),
+            max_uid_seen: last == u32::MAX,
             ..cursor
         },
     })
@@ -128,6 +135,7 @@ mod tests {
             uidvalidity,
             uidnext,
             highestmodseq: None,
+            max_uid_seen: false,
         }
     }
 
@@ -138,7 +146,8 @@ mod tests {
             CatchUp::Record(Cursor {
                 uidvalidity: 5,
                 uidnext: 100,
-                highestmodseq: Some(9)
+                highestmodseq: Some(9),
+                max_uid_seen: false,
             })
         );
     }
@@ -176,6 +185,29 @@ mod tests {
         assert_eq!(f.cursor, cursor(5, 105));
         assert_eq!(found(cursor(5, 100), vec![99], 3), None);
         assert_eq!(found(cursor(5, 100), vec![], 3), None);
+    }
+
+    #[test]
+    fn the_largest_uid_is_found_once() {
+        let f = found(cursor(5, u32::MAX - 1), vec![u32::MAX - 1, u32::MAX], 3).unwrap();
+        assert_eq!(f.count, 2);
+        assert_eq!(f.cursor.uidnext, u32::MAX);
+        assert!(f.cursor.max_uid_seen);
+        // The server answers `4294967295:*` with it again: nothing new.
+        assert_eq!(found(f.cursor, vec![u32::MAX], 3), None);
+        // Nor after a reconnect.
+        assert_eq!(
+            catch_up(Some(f.cursor), 5, u32::MAX, None),
+            CatchUp::UpToDate
+        );
+        // A new UIDVALIDITY starts over.
+        assert_eq!(
+            catch_up(Some(f.cursor), 6, 10, None),
+            CatchUp::Record(cursor(6, 10))
+        );
+        // A UIDNEXT of 4294967295 is not the message itself.
+        let f = found(cursor(5, 100), vec![u32::MAX - 1], 3).unwrap();
+        assert!(!f.cursor.max_uid_seen);
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! Flow of one account: connect (admission-controlled per upstream host) →
 //! log in → read capabilities → for each watched mailbox compare the stored
 //! cursor with UIDVALIDITY/UIDNEXT → IDLE → on EXISTS fetch summaries, queue
-//! pushes, then advance the cursor → wake the notifier → flush both. Any
-//! error backs off with jitter and reconnects; refused credentials stop the
-//! actor in `auth_failed`.
+//! pushes, then advance the cursor → wake the notifier → flush both. A look
+//! that finds nothing spaces out the next ones (`throttle.rs`), so a server
+//! announcing nothing new after every IDLE cannot drive a loop. Any error
+//! backs off with jitter and reconnects; refused credentials stop the
+//! actor in `auth_failed`. What the status keeps of a server is bounded
+//! (`status.rs`).
 
 mod account;
 mod cursor;
@@ -16,10 +19,11 @@ mod pipelining;
 mod session;
 mod status;
 mod supervisor;
+mod throttle;
 
 pub use cursor::{catch_up, found, CatchUp, Found};
 pub use pipelining::{PipeliningHosts, Verdict};
-pub use status::{WatchState, WatchStates, WatchStatus};
+pub use status::{cut_text, WatchState, WatchStates, WatchStatus};
 pub use supervisor::{HostLimiter, Supervisor, WatchContext};
 
 use crate::error::ErrorClass;

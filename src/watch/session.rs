@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::cursor::{catch_up, found, Arrivals, CatchUp, Found};
 use super::pipelining::Verdict;
-use super::status::WatchState;
+use super::status::{cut_text, WatchState};
 use super::supervisor::WatchContext;
+use super::throttle::CheckThrottle;
 use super::{WatchError, INBOX};
 use crate::imap::{IdleEvent, ImapClient, ImapError, SummaryDetail};
 use crate::mail::MessageSummary;
@@ -75,8 +76,24 @@ struct Work {
 }
 
 impl Work {
-    fn is_empty(&self) -> bool {
-        self.selected.is_none() && self.others.is_empty() && !self.timer
+    /// Whether there is work to do now: the timer fired, or mail was
+    /// announced and `throttle` lets the watcher look for it.
+    fn due(&self, throttle: &CheckThrottle) -> bool {
+        self.timer || (self.announced() && throttle.allows(Instant::now()))
+    }
+
+    fn announced(&self) -> bool {
+        self.selected.is_some() || !self.others.is_empty()
+    }
+
+    /// When to stop waiting for news: at `wake_at` (the refresh or poll
+    /// timer), or earlier when announced mail may be looked for then.
+    fn deadline(&self, wake_at: Instant, throttle: &CheckThrottle) -> Instant {
+        match throttle.not_before() {
+            Some(at) if self.announced() => wake_at.min(at),
+            None if self.announced() => Instant::now(),
+            _ => wake_at,
+        }
     }
 
     /// Adds one server event, counting the selected mailbox's messages in
@@ -168,7 +185,10 @@ impl Session {
             client.enable(&["CONDSTORE"]).await?;
         }
         let capabilities = client.capabilities().iter().map(str::to_string).collect();
-        ctx.states.set_capabilities(&account.id, capabilities);
+        let lists = ctx.states.set_capabilities(&account.id, capabilities);
+        ctx.metrics
+            .status_lists
+            .store(lists as u64, Ordering::Relaxed);
         Ok(Session {
             ctx,
             account_id: account.id.clone(),
@@ -204,12 +224,14 @@ impl Session {
             Err(WatchError::Imap(ImapError::No { text, .. })) if group.idle != INBOX => {
                 // A mailbox a device asked for that the server does not have:
                 // nothing to watch on this connection until the devices change.
-                tracing::warn!(account = %self.account_id, mailbox = %group.idle, reason = %text, "cannot watch mailbox");
+                tracing::warn!(account = %self.account_id, mailbox = %group.idle, reason = %cut_text(&text), "cannot watch mailbox");
                 cancel.cancelled().await;
                 Box::pin(self.client.logout()).await;
                 return Ok(());
             }
-            result => result?,
+            result => {
+                result?;
+            }
         }
         if !group.notify_others.is_empty() {
             Box::pin(self.client.notify_set(true, &group.notify_others)).await?;
@@ -223,12 +245,14 @@ impl Session {
         let refresh = self.ctx.config.idle_refresh_for(&self.host);
         let poll = Duration::from_secs(self.ctx.config.watch.poll_secs);
         let mut next_poll = Instant::now() + poll;
+        // Spaces out looks for announced mail that find nothing.
+        let mut throttle = CheckThrottle::default();
         loop {
             let mut work = Work::default();
             for event in self.client.take_events() {
                 work.add(event, &group, &mut self.arrivals)?;
             }
-            if work.is_empty() {
+            if !work.due(&throttle) {
                 let mut wake_at = Instant::now() + refresh;
                 if !group.polled.is_empty() || !has_idle {
                     wake_at = wake_at.min(next_poll);
@@ -239,6 +263,7 @@ impl Session {
                         Box::pin(self.client.idle_start()).await?;
                     }
                     loop {
+                        let deadline = work.deadline(wake_at, &throttle);
                         tokio::select! {
                             biased;
                             _ = cancel.cancelled() => {
@@ -248,12 +273,12 @@ impl Session {
                             }
                             event = self.client.idle_next() => {
                                 work.add(event?, &group, &mut self.arrivals)?;
-                                if !work.is_empty() {
+                                if work.due(&throttle) {
                                     break;
                                 }
                             }
-                            _ = tokio::time::sleep_until(wake_at) => {
-                                work.timer = true;
+                            _ = tokio::time::sleep_until(deadline) => {
+                                work.timer = Instant::now() >= wake_at;
                                 break;
                             }
                         }
@@ -264,21 +289,26 @@ impl Session {
                         Box::pin(self.client.idle_done()).await?;
                     }
                 } else {
+                    let deadline = work.deadline(wake_at, &throttle);
                     tokio::select! {
                         _ = cancel.cancelled() => {
                             Box::pin(self.client.logout()).await;
                             return Ok(());
                         }
-                        _ = tokio::time::sleep_until(wake_at) => {}
+                        _ = tokio::time::sleep_until(deadline) => {}
                     }
-                    Box::pin(self.client.noop()).await?;
-                    work.timer = true;
-                    for event in self.client.take_events() {
-                        work.add(event, &group, &mut self.arrivals)?;
+                    if Instant::now() >= wake_at {
+                        Box::pin(self.client.noop()).await?;
+                        work.timer = true;
+                        for event in self.client.take_events() {
+                            work.add(event, &group, &mut self.arrivals)?;
+                        }
                     }
                 }
             }
 
+            let announced = work.selected.is_some() || !work.others.is_empty();
+            let mut found = false;
             if let Some(detected) = work.selected {
                 // Nothing else to do after this check: IDLE can go out behind it.
                 let then_idle = has_idle && work.others.is_empty() && !work.timer;
@@ -286,10 +316,15 @@ impl Session {
                 let checked =
                     Box::pin(self.check_selected(&group.idle, Some(detected), then_idle)).await;
                 self.report_pipelining(checked.is_ok());
-                checked?;
+                found |= checked?;
             }
             for mailbox in &work.others {
-                Box::pin(self.check_other(mailbox, Some(&group.idle))).await?;
+                found |= Box::pin(self.check_other(mailbox, Some(&group.idle))).await?;
+            }
+            if found {
+                throttle.found();
+            } else if announced {
+                throttle.empty(Instant::now());
             }
             if work.timer && Instant::now() >= next_poll {
                 for mailbox in &group.polled {
@@ -347,9 +382,9 @@ impl Session {
         let mut kept = Vec::with_capacity(mailboxes.len());
         for mailbox in mailboxes {
             match self.check_other(&mailbox, None).await {
-                Ok(()) => kept.push(mailbox),
+                Ok(_) => kept.push(mailbox),
                 Err(WatchError::Imap(ImapError::No { text, .. })) => {
-                    tracing::warn!(account = %self.account_id, %mailbox, reason = %text, "cannot watch mailbox");
+                    tracing::warn!(account = %self.account_id, %mailbox, reason = %cut_text(&text), "cannot watch mailbox");
                 }
                 Err(e) => return Err(e),
             }
@@ -358,7 +393,8 @@ impl Session {
     }
 
     /// Selects (read-only) a mailbox and compares it with its stored cursor.
-    async fn select_and_catch_up(&mut self, mailbox: &str) -> Result<(), WatchError> {
+    /// True when it queued new mail.
+    async fn select_and_catch_up(&mut self, mailbox: &str) -> Result<bool, WatchError> {
         self.selected_cursor = None;
         let status = self.client.examine(mailbox).await?;
         // The EXISTS that answers the select itself is not news.
@@ -366,6 +402,7 @@ impl Session {
         // How much arrived while nobody watched is not known: search for it.
         self.arrivals = Arrivals::default();
         let stored = self.ctx.store.cursor(&self.account_id, mailbox)?;
+        let mut found = false;
         match catch_up(
             stored,
             status.uidvalidity,
@@ -382,20 +419,21 @@ impl Session {
                 self.ctx.store.flush().await?;
                 self.selected_cursor = Some(cursor);
             }
-            CatchUp::Fetch { .. } => self.check_selected(mailbox, None, false).await?,
+            CatchUp::Fetch { .. } => found = self.check_selected(mailbox, None, false).await?,
             CatchUp::UpToDate => self.selected_cursor = stored,
         }
         self.arrivals = Arrivals::selected(status.exists);
-        Ok(())
+        Ok(found)
     }
 
     /// Checks a mailbox that is not selected with STATUS; if it has new mail,
-    /// selects it, queues the mail, and selects `then_select` again.
+    /// selects it, queues the mail, and selects `then_select` again. True
+    /// when it queued new mail.
     async fn check_other(
         &mut self,
         mailbox: &str,
         then_select: Option<&str>,
-    ) -> Result<(), WatchError> {
+    ) -> Result<bool, WatchError> {
         let status = self.client.status(mailbox).await?;
         let stored = self.ctx.store.cursor(&self.account_id, mailbox)?;
         match catch_up(stored, status.uidvalidity, status.uidnext, None) {
@@ -406,32 +444,37 @@ impl Session {
                 self.ctx.store.flush().await?;
             }
             CatchUp::Fetch { .. } => {
-                self.select_and_catch_up(mailbox).await?;
+                let found = self.select_and_catch_up(mailbox).await?;
                 if let Some(idle) = then_select {
                     self.select_and_catch_up(idle).await?;
                 }
+                return Ok(found);
             }
             CatchUp::UpToDate => {}
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Looks for mail above the cursor in the selected mailbox and queues
     /// it. Ends IDLE if it is running; with `then_idle` it may start IDLE
-    /// again in the same write as its last command.
+    /// again in the same write as its last command. True when it queued
+    /// new mail.
     async fn check_selected(
         &mut self,
         mailbox: &str,
         detected: Option<Instant>,
         then_idle: bool,
-    ) -> Result<(), WatchError> {
+    ) -> Result<bool, WatchError> {
         let cursor = match self.selected_cursor {
             Some(cursor) => Some(cursor),
             None => self.ctx.store.cursor(&self.account_id, mailbox)?,
         };
-        let Some(cursor) = cursor else {
+        // No cursor (the device was removed meanwhile), or the largest UID
+        // already pushed: nothing can be new.
+        let Some(cursor) = cursor.filter(|c| !c.max_uid_seen) else {
             self.client.idle_done().await?;
-            return Ok(());
+            self.arrivals.checked();
+            return Ok(false);
         };
         self.selected_cursor = Some(cursor);
         let devices = self.devices.clone();
@@ -471,10 +514,11 @@ impl Session {
         };
         self.arrivals.checked();
         let Some(new) = new else {
-            return Ok(());
+            return Ok(false);
         };
         self.queue(mailbox, new, &messages, &devices, detected)
-            .await
+            .await?;
+        Ok(true)
     }
 
     /// Queues the pushes and advances the cursor, wakes the notifier, and

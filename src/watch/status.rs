@@ -3,8 +3,15 @@
 //! Each account actor is the only writer of its own entry; readers take a
 //! snapshot. A plain mutex is enough: writes happen on state changes, not per
 //! message.
+//!
+//! Everything kept here came from (or was caused by) a server the account's
+//! owner chose, so it is bounded: texts are cut to [`MAX_TEXT`] bytes, lists
+//! to [`MAX_LIST`] entries of at most [`MAX_ENTRY`] bytes, and the lists
+//! shared between accounts are kept only while some account uses them, at
+//! most [`MAX_SHARED_LISTS`] of them.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -50,13 +57,50 @@ pub struct WatchStatus {
     pub error: Option<Arc<str>>,
 }
 
+/// The longest text kept (an error), in bytes; longer ones are cut.
+pub const MAX_TEXT: usize = crate::text::MAX_SERVER_TEXT;
+/// Most entries kept of one list (capabilities, mailboxes).
+pub const MAX_LIST: usize = 100;
+/// The longest list entry kept, in bytes (a capability is a short atom).
+pub const MAX_ENTRY: usize = 128;
+/// Most distinct lists shared between accounts; beyond, each account keeps
+/// its own copy (freed with its status).
+pub const MAX_SHARED_LISTS: usize = 1024;
+
+/// `text` cut to at most [`MAX_TEXT`] bytes (on a character boundary),
+/// ending in `…` when it was cut: what may be stored, returned or logged of
+/// a text that came from a server.
+pub fn cut_text(text: &str) -> Cow<'_, str> {
+    cut(text, MAX_TEXT)
+}
+
+fn cut(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let head = crate::text::truncate_bytes(text, max.saturating_sub('…'.len_utf8()));
+    Cow::Owned(format!("{head}…"))
+}
+
+/// A list as kept: at most [`MAX_LIST`] entries of at most [`MAX_ENTRY`] bytes.
+fn bounded(mut list: Vec<String>) -> Vec<String> {
+    list.truncate(MAX_LIST);
+    for entry in &mut list {
+        if let Cow::Owned(short) = cut(entry, MAX_ENTRY) {
+            *entry = short;
+        }
+    }
+    list
+}
+
 /// All accounts' states.
 #[derive(Debug, Clone, Default)]
 pub struct WatchStates {
     inner: Arc<Mutex<HashMap<String, WatchStatus>>>,
     /// Distinct capability and mailbox lists: accounts on one server (or
-    /// watching just INBOX) share one copy.
-    lists: Arc<Mutex<Vec<Arc<[String]>>>>,
+    /// watching just INBOX) share one copy. A list no status holds any more
+    /// is dropped at the next change.
+    lists: Arc<Mutex<HashSet<Arc<[String]>>>>,
 }
 
 impl WatchStates {
@@ -88,37 +132,65 @@ impl WatchStates {
         }
     }
 
+    /// The shared copy of `list` (bounded), or a copy of its own when
+    /// [`MAX_SHARED_LISTS`] others are in use.
     fn intern(&self, list: Vec<String>) -> Arc<[String]> {
+        let list = bounded(list);
         let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = lists.iter().find(|known| ***known == *list) {
+        if let Some(known) = lists.get(list.as_slice()) {
             return known.clone();
         }
         let shared: Arc<[String]> = Arc::from(list);
-        lists.push(shared.clone());
+        if lists.len() >= MAX_SHARED_LISTS {
+            sweep(&mut lists);
+        }
+        if lists.len() < MAX_SHARED_LISTS {
+            lists.insert(shared.clone());
+        }
         shared
     }
 
-    pub fn set_capabilities(&self, account_id: &str, capabilities: Vec<String>) {
-        let shared = self.intern(capabilities);
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(status) = map.get_mut(account_id) {
-            status.capabilities = shared;
-        }
+    /// Forgets the shared lists no status holds any more.
+    fn sweep(&self) {
+        sweep(&mut self.lists.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    pub fn set_mailboxes(&self, account_id: &str, mailboxes: Vec<String>) {
+    /// How many distinct lists are kept for sharing (for `/metrics`).
+    pub fn shared_lists(&self) -> usize {
+        self.lists.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Sets an account's capabilities; returns [`WatchStates::shared_lists`].
+    pub fn set_capabilities(&self, account_id: &str, capabilities: Vec<String>) -> usize {
+        let shared = self.intern(capabilities);
+        let old = {
+            let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            map.get_mut(account_id)
+                .map(|status| std::mem::replace(&mut status.capabilities, shared))
+        };
+        drop(old);
+        self.sweep();
+        self.shared_lists()
+    }
+
+    /// Sets the mailboxes an account watches; returns [`WatchStates::shared_lists`].
+    pub fn set_mailboxes(&self, account_id: &str, mailboxes: Vec<String>) -> usize {
         let shared = self.intern(mailboxes);
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(status) = map.get_mut(account_id) {
-            status.mailboxes = shared;
-        }
+        let old = {
+            let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            map.get_mut(account_id)
+                .map(|status| std::mem::replace(&mut status.mailboxes, shared))
+        };
+        drop(old);
+        self.sweep();
+        self.shared_lists()
     }
 
     /// Records why an account's attempt ended (shown until it watches again).
     pub fn set_error(&self, account_id: &str, error: &str) {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(status) = map.get_mut(account_id) {
-            status.error = Some(Arc::from(error));
+            status.error = Some(Arc::from(cut_text(error).as_ref()));
         }
     }
 
@@ -127,9 +199,25 @@ impl WatchStates {
         map.get(account_id).cloned()
     }
 
-    pub fn remove(&self, account_id: &str) {
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(account_id);
+    /// Forgets a deleted account, and the lists only it used; returns
+    /// [`WatchStates::shared_lists`].
+    pub fn remove(&self, account_id: &str) -> usize {
+        let removed = {
+            let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            map.remove(account_id)
+        };
+        drop(removed);
+        self.sweep();
+        self.shared_lists()
+    }
+
+    /// How many accounts have a state.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// How many accounts are in each state.
@@ -141,3 +229,12 @@ impl WatchStates {
             .collect()
     }
 }
+
+/// Drops the lists only the set itself holds.
+fn sweep(lists: &mut HashSet<Arc<[String]>>) {
+    lists.retain(|list| Arc::strong_count(list) > 1);
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

@@ -173,6 +173,10 @@ impl Supervisor {
                 });
             }
         }
-        self.ctx.states.remove(account_id);
+        let lists = self.ctx.states.remove(account_id);
+        self.ctx
+            .metrics
+            .status_lists
+            .store(lists as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod dovecot;
 pub mod gateway;
+pub mod hostile_imap;
 pub mod imap_proxy;
 pub mod push;
 pub mod raw_imap;
