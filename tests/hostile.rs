@@ -198,3 +198,73 @@ async fn a_response_too_large_backs_the_account_off() {
     assert!(fourth >= Duration::from_millis(750), "{fourth:?}");
     gateway.stop().await;
 }
+
+/// Waits until the account shows a watch error starting with `prefix`.
+async fn wait_error(gateway: &Gateway, token: &str, prefix: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let error = gateway.get("/v1/accounts/me", Some(token)).await.1["watch"]["error"]
+            .as_str()
+            .map(str::to_owned);
+        match error {
+            Some(error) if error.starts_with(prefix) => return error,
+            _ if tokio::time::Instant::now() > deadline => {
+                panic!("no error starting {prefix:?}: last {error:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Registers an account on a well-behaved server, switches the server to
+/// `mode` and waits until the watcher has run `command` against it: the
+/// account then shows a short "response too large" error, and the gateway
+/// still answers.
+async fn flood_fails_the_command(mode: Mode, command: &str) {
+    let imap = HostileImap::start(Mode::WellBehaved).await;
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = register(&gateway, &imap, "eve").await;
+    gateway.wait_watching(&token, &["INBOX"]).await;
+
+    imap.set_mode(mode);
+    imap.drop_connections();
+    imap.wait_for(command, |seen| seen.count(command) > 0).await;
+    let error = wait_error(&gateway, &token, "response too large").await;
+    assert!(error.len() <= MAX_TEXT, "{} bytes kept", error.len());
+    let (status, _) = gateway.get("/v1/accounts/me", Some(&token)).await;
+    assert_eq!(status, 200);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_summaries_fails_the_command_not_the_gateway() {
+    // Forty answers of 1 MiB each for one new message: more than a few new
+    // summaries may take, though each answer alone is allowed.
+    let mode = Mode::HugeFetch {
+        copies: 40,
+        subject_bytes: 1 << 20,
+    };
+    flood_fails_the_command(mode, "UID FETCH").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_search_results_fails_the_command_not_the_gateway() {
+    // 16 MiB of numbers for a mailbox of a thousand and one messages.
+    flood_fails_the_command(Mode::SearchFlood { bytes: 16 << 20 }, "UID SEARCH").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_flood_is_answered_with_a_clear_error() {
+    let imap = HostileImap::start(Mode::WellBehaved).await;
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = register(&gateway, &imap, "eve").await;
+    gateway.wait_watching(&token, &["INBOX"]).await;
+
+    imap.set_mode(Mode::ListFlood { bytes: 16 << 20 });
+    let (status, body) = gateway.get("/v1/mailboxes", Some(&token)).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "imap_response_too_large", "{body}");
+    gateway.stop().await;
+}
