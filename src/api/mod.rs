@@ -17,6 +17,7 @@ pub mod openapi;
 mod send;
 mod upload_quota;
 mod uploads;
+mod window_counts;
 
 use std::sync::Arc;
 use std::time::Duration;
