@@ -209,7 +209,13 @@ async fn store_account(
         id: id.clone(),
         email: input.email.clone(),
         imap: seal(&input.imap),
-        smtp: input.smtp.as_ref().map(seal),
+        // Without new SMTP settings the stored ones stay: an app that
+        // registers with IMAP only must not turn sending off.
+        smtp: match (&input.smtp, &existing) {
+            (Some(smtp), _) => Some(seal(smtp)),
+            (None, Some(account)) => account.smtp.clone(),
+            (None, None) => None,
+        },
         created_at: existing
             .map(|a| a.created_at)
             .unwrap_or_else(|| crate::unix_millis() / 1000),
