@@ -116,6 +116,12 @@ pub struct ApiConfig {
     /// Addresses of proxies in front of the API whose `X-Forwarded-For` is
     /// believed; for any other peer the peer is the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// New accounts one client (its address, an IPv6 one by its /64) may
+    /// register within `accounts_per_client_window_secs` before its
+    /// registrations get 429; registering a login again is not counted.
+    pub accounts_per_client: u32,
+    /// The window of `accounts_per_client`, in seconds.
+    pub accounts_per_client_window_secs: u64,
 }
 
 /// Web Push delivery.
@@ -246,6 +252,8 @@ impl Default for ApiConfig {
             client_failures_allowed: 20,
             login_failure_window_secs: 900,
             trusted_proxies: Vec::new(),
+            accounts_per_client: 10,
+            accounts_per_client_window_secs: 3600,
         }
     }
 }
@@ -375,6 +383,12 @@ impl Config {
             return invalid(
                 "api.login_failures_allowed",
                 "login_failures_allowed, client_failures_allowed and login_failure_window_secs must be positive",
+            );
+        }
+        if self.api.accounts_per_client == 0 || self.api.accounts_per_client_window_secs == 0 {
+            return invalid(
+                "api.accounts_per_client",
+                "accounts_per_client and accounts_per_client_window_secs must be positive",
             );
         }
         if self.push.max_devices_per_account == 0 {

@@ -202,6 +202,10 @@ pub async fn run(
             config.api.client_failures_allowed,
             Duration::from_secs(config.api.login_failure_window_secs),
         )),
+        registrations: Arc::new(api::RegistrationLimit::new(
+            config.api.accounts_per_client,
+            Duration::from_secs(config.api.accounts_per_client_window_secs),
+        )),
         locks: Arc::default(),
         upload_reservations: Arc::default(),
     });

@@ -555,3 +555,82 @@ async fn registering_again_without_smtp_keeps_the_smtp_settings() {
         (dovecot.submission_port(), "alice")
     );
 }
+
+/// One client registers at most `api.accounts_per_client` new accounts
+/// within the window; registering a login that has an account already, or
+/// a registration that fails, takes no place; other clients are counted
+/// apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_accounts_per_client_are_limited() {
+    let dovecot = Dovecot::builder().without_auth_penalty().start();
+    for user in ["alice", "bob", "carol", "dave"] {
+        dovecot.add_user(user, "secret");
+    }
+    let (host, port) = (dovecot.host(), dovecot.imap_port());
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.api.accounts_per_client = 2;
+    config.api.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let gateway = Gateway::start_with(config).await;
+    let register = |client: &'static str, user: &'static str, password: &'static str| {
+        let request = gateway
+            .http
+            .post(gateway.at("/v1/accounts"))
+            .header("x-forwarded-for", client)
+            .json(&account_body(host, port, user, password));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            let body: Value = response.json().await.unwrap();
+            (status, error_code(&body).to_string(), retry_after)
+        }
+    };
+    let phone = "198.51.100.7";
+    let created = (201, String::new(), None);
+    assert_eq!(register(phone, "alice", "secret").await, created);
+    assert_eq!(register(phone, "alice", "secret").await, created);
+    assert_eq!(register(phone, "bob", "wrong").await.1, "imap_auth_failed");
+    assert_eq!(register(phone, "bob", "secret").await, created);
+    let (status, code, retry_after) = register(phone, "carol", "secret").await;
+    assert_eq!((status, code.as_str()), (429, "too_many_registrations"));
+    let wait = retry_after.expect("Retry-After");
+    assert!((1..=3600).contains(&wait), "{wait}");
+    // Its accounts are still its own to register again.
+    assert_eq!(register(phone, "bob", "secret").await, created);
+    // An IPv6 client is counted by its /64.
+    let v6 = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"];
+    gateway.stop().await;
+    assert_eq!(stored_accounts(&dir), 2);
+
+    let mut config = test_config(&dir);
+    config.api.accounts_per_client = 1;
+    config.api.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let gateway = Gateway::start_with(config).await;
+    let register = |client: &'static str, user: &'static str| {
+        let request = gateway
+            .http
+            .post(gateway.at("/v1/accounts"))
+            .header("x-forwarded-for", client)
+            .json(&account_body(host, port, user, "secret"));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, error_code(&body).to_string())
+        }
+    };
+    let created = (201, String::new());
+    assert_eq!(register(v6[0], "carol").await, created);
+    assert_eq!(
+        register(v6[1], "dave").await,
+        (429, "too_many_registrations".to_string())
+    );
+    assert_eq!(register(v6[2], "carol").await, created);
+    assert_eq!(register("2001:db8:1:3::1", "dave").await, created);
+    gateway.stop().await;
+    assert_eq!(stored_accounts(&dir), 4);
+}

@@ -14,6 +14,7 @@ mod keyed_locks;
 mod login_guard;
 mod mail;
 pub mod openapi;
+mod registration_limit;
 mod send;
 mod upload_quota;
 mod uploads;
@@ -34,6 +35,7 @@ use tower_http::timeout::TimeoutLayer;
 pub use error::ApiError;
 pub use keyed_locks::KeyedLocks;
 pub use login_guard::LoginGuard;
+pub use registration_limit::RegistrationLimit;
 pub use uploads::remove_unnamed_files as remove_unnamed_upload_files;
 
 use crate::config::Config;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub outbox: crate::send::Outbox,
     /// Counts refused registration logins.
     pub login_guard: Arc<LoginGuard>,
+    /// Counts new accounts per client.
+    pub registrations: Arc<RegistrationLimit>,
     /// Keeps read-check-write steps on one login or account from
     /// interleaving.
     pub locks: Arc<KeyedLocks>,

@@ -75,6 +75,16 @@ impl WindowCounts {
         entry.count = entry.count.saturating_add(1);
     }
 
+    /// Takes one count back from `key` (a reservation not used).
+    pub fn remove_one(&mut self, key: &str) {
+        if let Some(c) = self.counts.get_mut(key) {
+            c.count = c.count.saturating_sub(1);
+            if c.count == 0 {
+                self.counts.remove(key);
+            }
+        }
+    }
+
     /// Forgets `key`.
     pub fn clear(&mut self, key: &str) {
         self.counts.remove(key);
@@ -154,5 +164,15 @@ mod tests {
         counts.add("e", Instant::now());
         assert_eq!(counts.len(), 1);
         assert_eq!(counts.wait("a", Instant::now()), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_count_taken_back_frees_its_place() {
+        let mut counts = WindowCounts::new(1, WINDOW, 4);
+        counts.add("a", Instant::now());
+        assert!(counts.wait("a", Instant::now()).is_some());
+        counts.remove_one("a");
+        assert_eq!(counts.wait("a", Instant::now()), None);
+        assert_eq!(counts.len(), 0);
     }
 }
