@@ -634,3 +634,73 @@ async fn new_accounts_per_client_are_limited() {
     gateway.stop().await;
     assert_eq!(stored_accounts(&dir), 4);
 }
+
+/// Every error answer is JSON with a code: axum's own rejections (a path
+/// value that does not parse, a body over the limit, a method the route
+/// does not have) and the request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_answer_is_json() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    let huge = format!("{{\"to\": \"{}\"}}", "x".repeat(200 * 1024)).into_bytes();
+    let (status, body) =
+        raw_post(&gateway, "/v1/send", Some(&token), "application/json", huge).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (413, "body_too_large"),
+        "{body}"
+    );
+    let (status, body) = gateway
+        .get("/v1/messages/INBOX/not-a-uid", Some(&token))
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_path"), "{body}");
+    let (status, body) = gateway
+        .get("/v1/messages/INBOX/not-a-uid/parts/1", Some(&token))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!error_code(&body).is_empty(), "{body}");
+    let response = gateway
+        .http
+        .delete(gateway.at("/v1/push/vapid"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert!(response.headers().contains_key("allow"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "method_not_allowed", "{body}");
+    gateway.stop().await;
+
+    // A server that accepts and never greets holds a registration past the
+    // request timeout.
+    let mut config = test_config(&dir);
+    config.api.request_timeout_secs = 1;
+    let gateway = Gateway::start_with(config).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let (status, body) = gateway
+        .post(
+            "/v1/accounts",
+            None,
+            &account_body(dovecot.host(), silent_port, "alice", "secret"),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (504, "request_timeout"),
+        "{body}"
+    );
+    holder.abort();
+    gateway.stop().await;
+}

@@ -2,7 +2,8 @@
 //! (`mail.rs`, JSON or protobuf by `codec.rs`, described by `openapi.rs`),
 //! uploads and sending, health and metrics; responses are compressed by
 //! Accept-Encoding. Routes are thin: they validate, call the store and the
-//! supervisor, and map errors to `{"error": {"code", "message"}}` answers.
+//! supervisor, and map errors to `{"error": {"code", "message"}}` answers
+//! (`rejections.rs` makes every other error answer JSON too).
 
 mod accounts;
 mod auth;
@@ -15,6 +16,7 @@ mod login_guard;
 mod mail;
 pub mod openapi;
 mod registration_limit;
+mod rejections;
 mod send;
 mod upload_quota;
 mod uploads;
@@ -30,12 +32,12 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
 pub use keyed_locks::KeyedLocks;
 pub use login_guard::LoginGuard;
 pub use registration_limit::RegistrationLimit;
+pub(crate) use rejections::ApiPath;
 pub use uploads::remove_unnamed_files as remove_unnamed_upload_files;
 
 use crate::config::Config;
@@ -140,9 +142,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             timeout,
+            rejections::request_timeout,
         ))
         // Added after the timeout, so it does not apply: an upload of
         // `send.max_upload_bytes` over a phone's uplink can take many
@@ -162,6 +164,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::disable())
                 .layer(axum::middleware::map_response(close_after_refusal)),
         )
+        .layer(axum::middleware::map_response(rejections::json_errors))
         .layer(
             tower_http::compression::CompressionLayer::new()
                 .quality(tower_http::CompressionLevel::Precise(7)),
