@@ -122,6 +122,12 @@ pub struct ApiConfig {
     pub accounts_per_client: u32,
     /// The window of `accounts_per_client`, in seconds.
     pub accounts_per_client_window_secs: u64,
+    /// A connection that has not sent a request's whole header this many
+    /// seconds after its first byte is closed.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request under way is closed after this many
+    /// seconds; so is one whose response has not moved for as long.
+    pub idle_timeout_secs: u64,
 }
 
 /// Web Push delivery.
@@ -254,6 +260,8 @@ impl Default for ApiConfig {
             trusted_proxies: Vec::new(),
             accounts_per_client: 10,
             accounts_per_client_window_secs: 3600,
+            header_read_timeout_secs: 30,
+            idle_timeout_secs: 90,
         }
     }
 }
@@ -389,6 +397,12 @@ impl Config {
             return invalid(
                 "api.accounts_per_client",
                 "accounts_per_client and accounts_per_client_window_secs must be positive",
+            );
+        }
+        if self.api.header_read_timeout_secs == 0 || self.api.idle_timeout_secs == 0 {
+            return invalid(
+                "api.header_read_timeout_secs",
+                "header_read_timeout_secs and idle_timeout_secs must be positive",
             );
         }
         if self.push.max_devices_per_account == 0 {

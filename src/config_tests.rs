@@ -96,6 +96,23 @@ fn bad_input_is_named() {
         err.to_string().contains("api.login_failures_allowed"),
         "{err}"
     );
+    for (name, key) in [
+        (
+            "LEMONADE_API_ACCOUNTS_PER_CLIENT",
+            "api.accounts_per_client",
+        ),
+        (
+            "LEMONADE_API_IDLE_TIMEOUT_SECS",
+            "api.header_read_timeout_secs",
+        ),
+        (
+            "LEMONADE_API_HEADER_READ_TIMEOUT_SECS",
+            "api.header_read_timeout_secs",
+        ),
+    ] {
+        let err = Config::load(None, env(&[(name, "0")])).unwrap_err();
+        assert!(err.to_string().contains(key), "{err}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

@@ -529,33 +529,6 @@ async fn tokens_and_devices_are_checked() {
     gateway.stop().await;
 }
 
-/// Registering a login again without `smtp` keeps the SMTP settings it had.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registering_again_without_smtp_keeps_the_smtp_settings() {
-    use lemonade::store::{SledStore, Store};
-
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    let (host, port) = (dovecot.host(), dovecot.imap_port());
-    let (_tmp, dir) = data_dir();
-    let gateway = Gateway::start(&dir).await;
-    let mut with_smtp = account_body(host, port, "alice", "secret");
-    with_smtp["smtp"] = json!({"host": host, "port": dovecot.submission_port(),
-        "security": "plain", "username": "alice", "password": "secret"});
-    let (status, first) = gateway.post("/v1/accounts", None, &with_smtp).await;
-    assert_eq!(status, 201, "{first}");
-    let (id, _) = gateway.register(host, port, "alice", "secret").await;
-    assert_eq!(first["account_id"], id.as_str());
-    gateway.stop().await;
-    let store = SledStore::open(&dir.join("db")).unwrap();
-    let account = store.account(&id).unwrap().unwrap();
-    let smtp = account.smtp.expect("the SMTP settings were dropped");
-    assert_eq!(
-        (smtp.port, smtp.username.as_str()),
-        (dovecot.submission_port(), "alice")
-    );
-}
-
 /// One client registers at most `api.accounts_per_client` new accounts
 /// within the window; registering a login that has an account already, or
 /// a registration that fails, takes no place; other clients are counted
@@ -635,6 +608,33 @@ async fn new_accounts_per_client_are_limited() {
     assert_eq!(stored_accounts(&dir), 4);
 }
 
+/// Registering a login again without `smtp` keeps the SMTP settings it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_again_without_smtp_keeps_the_smtp_settings() {
+    use lemonade::store::{SledStore, Store};
+
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let (host, port) = (dovecot.host(), dovecot.imap_port());
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let mut with_smtp = account_body(host, port, "alice", "secret");
+    with_smtp["smtp"] = json!({"host": host, "port": dovecot.submission_port(),
+        "security": "plain", "username": "alice", "password": "secret"});
+    let (status, first) = gateway.post("/v1/accounts", None, &with_smtp).await;
+    assert_eq!(status, 201, "{first}");
+    let (id, _) = gateway.register(host, port, "alice", "secret").await;
+    assert_eq!(first["account_id"], id.as_str());
+    gateway.stop().await;
+    let store = SledStore::open(&dir.join("db")).unwrap();
+    let account = store.account(&id).unwrap().unwrap();
+    let smtp = account.smtp.expect("the SMTP settings were dropped");
+    assert_eq!(
+        (smtp.port, smtp.username.as_str()),
+        (dovecot.submission_port(), "alice")
+    );
+}
+
 /// Every error answer is JSON with a code: axum's own rejections (a path
 /// value that does not parse, a body over the limit, a method the route
 /// does not have) and the request timeout.
@@ -702,5 +702,48 @@ async fn every_error_answer_is_json() {
         "{body}"
     );
     holder.abort();
+    gateway.stop().await;
+}
+
+/// A connection that does not finish a request's header in time, or stays
+/// idle after its answer, is closed by the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.api.header_read_timeout_secs = 1;
+    config.api.idle_timeout_secs = 1;
+    let gateway = Gateway::start_with(config).await;
+    let address = gateway.url.trim_start_matches("http://").to_string();
+    // Everything until the gateway closes; the bound only turns a gateway
+    // that never does into a failure.
+    let until_closed = |mut socket: tokio::net::TcpStream| async move {
+        let read_all = async {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), read_all)
+            .await
+            .expect("the gateway never closed the connection")
+    };
+
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HT").await.unwrap();
+    assert!(until_closed(slow).await.is_empty());
+
+    let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8(until_closed(idle).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     gateway.stop().await;
 }

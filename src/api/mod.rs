@@ -3,7 +3,8 @@
 //! uploads and sending, health and metrics; responses are compressed by
 //! Accept-Encoding. Routes are thin: they validate, call the store and the
 //! supervisor, and map errors to `{"error": {"code", "message"}}` answers
-//! (`rejections.rs` makes every other error answer JSON too).
+//! (`rejections.rs` makes every other error answer JSON too). `serve.rs`
+//! runs the router over HTTP/1.1 and closes idle and slow connections.
 
 mod accounts;
 mod auth;
@@ -18,6 +19,7 @@ pub mod openapi;
 mod registration_limit;
 mod rejections;
 mod send;
+pub mod serve;
 mod upload_quota;
 mod uploads;
 mod window_counts;
