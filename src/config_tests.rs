@@ -96,23 +96,6 @@ fn bad_input_is_named() {
         err.to_string().contains("api.login_failures_allowed"),
         "{err}"
     );
-    for (name, key) in [
-        (
-            "LEMONADE_API_ACCOUNTS_PER_CLIENT",
-            "api.accounts_per_client",
-        ),
-        (
-            "LEMONADE_API_IDLE_TIMEOUT_SECS",
-            "api.header_read_timeout_secs",
-        ),
-        (
-            "LEMONADE_API_HEADER_READ_TIMEOUT_SECS",
-            "api.header_read_timeout_secs",
-        ),
-    ] {
-        let err = Config::load(None, env(&[(name, "0")])).unwrap_err();
-        assert!(err.to_string().contains(key), "{err}");
-    }
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
@@ -158,4 +141,25 @@ fn every_key_has_an_environment_name() {
     )
     .unwrap();
     assert_eq!(config.watch.idle_refresh_by_host.len(), 1);
+}
+
+#[test]
+fn api_limits_must_be_positive() {
+    for (name, key) in [
+        (
+            "LEMONADE_API_ACCOUNTS_PER_CLIENT",
+            "api.accounts_per_client",
+        ),
+        (
+            "LEMONADE_API_IDLE_TIMEOUT_SECS",
+            "api.header_read_timeout_secs",
+        ),
+        (
+            "LEMONADE_API_HEADER_READ_TIMEOUT_SECS",
+            "api.header_read_timeout_secs",
+        ),
+    ] {
+        let err = Config::load(None, env(&[(name, "0")])).unwrap_err();
+        assert!(err.to_string().contains(key), "{err}");
+    }
 }
