@@ -116,6 +116,18 @@ pub struct ApiConfig {
     /// Addresses of proxies in front of the API whose `X-Forwarded-For` is
     /// believed; for any other peer the peer is the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// New accounts one client (its address, an IPv6 one by its /64) may
+    /// register within `accounts_per_client_window_secs` before its
+    /// registrations get 429; registering a login again is not counted.
+    pub accounts_per_client: u32,
+    /// The window of `accounts_per_client`, in seconds.
+    pub accounts_per_client_window_secs: u64,
+    /// A connection that has not sent a request's whole header this many
+    /// seconds after its first byte is closed.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request under way is closed after this many
+    /// seconds; so is one whose response has not moved for as long.
+    pub idle_timeout_secs: u64,
 }
 
 /// Web Push delivery.
@@ -257,6 +269,10 @@ impl Default for ApiConfig {
             client_failures_allowed: 20,
             login_failure_window_secs: 900,
             trusted_proxies: Vec::new(),
+            accounts_per_client: 10,
+            accounts_per_client_window_secs: 3600,
+            header_read_timeout_secs: 30,
+            idle_timeout_secs: 90,
         }
     }
 }
@@ -407,6 +423,18 @@ impl Config {
             return invalid(
                 "api.login_failures_allowed",
                 "login_failures_allowed, client_failures_allowed and login_failure_window_secs must be positive",
+            );
+        }
+        if self.api.accounts_per_client == 0 || self.api.accounts_per_client_window_secs == 0 {
+            return invalid(
+                "api.accounts_per_client",
+                "accounts_per_client and accounts_per_client_window_secs must be positive",
+            );
+        }
+        if self.api.header_read_timeout_secs == 0 || self.api.idle_timeout_secs == 0 {
+            return invalid(
+                "api.header_read_timeout_secs",
+                "header_read_timeout_secs and idle_timeout_secs must be positive",
             );
         }
         if self.push.max_devices_per_account == 0 {

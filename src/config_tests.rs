@@ -151,3 +151,24 @@ fn every_key_has_an_environment_name() {
     .unwrap();
     assert_eq!(config.watch.idle_refresh_by_host.len(), 1);
 }
+
+#[test]
+fn api_limits_must_be_positive() {
+    for (name, key) in [
+        (
+            "LEMONADE_API_ACCOUNTS_PER_CLIENT",
+            "api.accounts_per_client",
+        ),
+        (
+            "LEMONADE_API_IDLE_TIMEOUT_SECS",
+            "api.header_read_timeout_secs",
+        ),
+        (
+            "LEMONADE_API_HEADER_READ_TIMEOUT_SECS",
+            "api.header_read_timeout_secs",
+        ),
+    ] {
+        let err = Config::load(None, env(&[(name, "0")])).unwrap_err();
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}

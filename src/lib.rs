@@ -211,14 +211,23 @@ pub async fn run(
             config.api.client_failures_allowed,
             Duration::from_secs(config.api.login_failure_window_secs),
         )),
+        registrations: Arc::new(api::RegistrationLimit::new(
+            config.api.accounts_per_client,
+            Duration::from_secs(config.api.accounts_per_client_window_secs),
+        )),
         locks: Arc::default(),
         upload_reservations: Arc::default(),
     });
-    let served = axum::serve(
+    api::serve::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app,
+        api::serve::ServeLimits {
+            header_read: Duration::from_secs(config.api.header_read_timeout_secs),
+            idle: Duration::from_secs(config.api.idle_timeout_secs),
+            drain: Duration::from_secs(config.api.request_timeout_secs),
+        },
+        shutdown.clone(),
     )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
     .await;
 
     shutdown.cancel();
@@ -231,7 +240,7 @@ pub async fn run(
     }
     store.flush().await?;
     tracing::info!("gateway stopped");
-    served.map_err(RunError::Serve)
+    Ok(())
 }
 
 fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {

@@ -528,3 +528,222 @@ async fn tokens_and_devices_are_checked() {
     assert_eq!((status, error_code(&body)), (404, "not_found"));
     gateway.stop().await;
 }
+
+/// One client registers at most `api.accounts_per_client` new accounts
+/// within the window; registering a login that has an account already, or
+/// a registration that fails, takes no place; other clients are counted
+/// apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_accounts_per_client_are_limited() {
+    let dovecot = Dovecot::builder().without_auth_penalty().start();
+    for user in ["alice", "bob", "carol", "dave"] {
+        dovecot.add_user(user, "secret");
+    }
+    let (host, port) = (dovecot.host(), dovecot.imap_port());
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.api.accounts_per_client = 2;
+    config.api.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let gateway = Gateway::start_with(config).await;
+    let register = |client: &'static str, user: &'static str, password: &'static str| {
+        let request = gateway
+            .http
+            .post(gateway.at("/v1/accounts"))
+            .header("x-forwarded-for", client)
+            .json(&account_body(host, port, user, password));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            let body: Value = response.json().await.unwrap();
+            (status, error_code(&body).to_string(), retry_after)
+        }
+    };
+    let phone = "198.51.100.7";
+    let created = (201, String::new(), None);
+    assert_eq!(register(phone, "alice", "secret").await, created);
+    assert_eq!(register(phone, "alice", "secret").await, created);
+    assert_eq!(register(phone, "bob", "wrong").await.1, "imap_auth_failed");
+    assert_eq!(register(phone, "bob", "secret").await, created);
+    let (status, code, retry_after) = register(phone, "carol", "secret").await;
+    assert_eq!((status, code.as_str()), (429, "too_many_registrations"));
+    let wait = retry_after.expect("Retry-After");
+    assert!((1..=3600).contains(&wait), "{wait}");
+    // Its accounts are still its own to register again.
+    assert_eq!(register(phone, "bob", "secret").await, created);
+    // An IPv6 client is counted by its /64.
+    let v6 = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"];
+    gateway.stop().await;
+    assert_eq!(stored_accounts(&dir), 2);
+
+    let mut config = test_config(&dir);
+    config.api.accounts_per_client = 1;
+    config.api.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let gateway = Gateway::start_with(config).await;
+    let register = |client: &'static str, user: &'static str| {
+        let request = gateway
+            .http
+            .post(gateway.at("/v1/accounts"))
+            .header("x-forwarded-for", client)
+            .json(&account_body(host, port, user, "secret"));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, error_code(&body).to_string())
+        }
+    };
+    let created = (201, String::new());
+    assert_eq!(register(v6[0], "carol").await, created);
+    assert_eq!(
+        register(v6[1], "dave").await,
+        (429, "too_many_registrations".to_string())
+    );
+    assert_eq!(register(v6[2], "carol").await, created);
+    assert_eq!(register("2001:db8:1:3::1", "dave").await, created);
+    gateway.stop().await;
+    assert_eq!(stored_accounts(&dir), 4);
+}
+
+/// Registering a login again without `smtp` keeps the SMTP settings it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_again_without_smtp_keeps_the_smtp_settings() {
+    use lemonade::store::{SledStore, Store};
+
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let (host, port) = (dovecot.host(), dovecot.imap_port());
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let mut with_smtp = account_body(host, port, "alice", "secret");
+    with_smtp["smtp"] = json!({"host": host, "port": dovecot.submission_port(),
+        "security": "plain", "username": "alice", "password": "secret"});
+    let (status, first) = gateway.post("/v1/accounts", None, &with_smtp).await;
+    assert_eq!(status, 201, "{first}");
+    let (id, _) = gateway.register(host, port, "alice", "secret").await;
+    assert_eq!(first["account_id"], id.as_str());
+    gateway.stop().await;
+    let store = SledStore::open(&dir.join("db")).unwrap();
+    let account = store.account(&id).unwrap().unwrap();
+    let smtp = account.smtp.expect("the SMTP settings were dropped");
+    assert_eq!(
+        (smtp.port, smtp.username.as_str()),
+        (dovecot.submission_port(), "alice")
+    );
+}
+
+/// Every error answer is JSON with a code: axum's own rejections (a path
+/// value that does not parse, a body over the limit, a method the route
+/// does not have) and the request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_answer_is_json() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    let huge = format!("{{\"to\": \"{}\"}}", "x".repeat(200 * 1024)).into_bytes();
+    let (status, body) =
+        raw_post(&gateway, "/v1/send", Some(&token), "application/json", huge).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (413, "body_too_large"),
+        "{body}"
+    );
+    let (status, body) = gateway
+        .get("/v1/messages/INBOX/not-a-uid", Some(&token))
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_path"), "{body}");
+    let (status, body) = gateway
+        .get("/v1/messages/INBOX/not-a-uid/parts/1", Some(&token))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!error_code(&body).is_empty(), "{body}");
+    let response = gateway
+        .http
+        .delete(gateway.at("/v1/push/vapid"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert!(response.headers().contains_key("allow"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "method_not_allowed", "{body}");
+    gateway.stop().await;
+
+    // A server that accepts and never greets holds a registration past the
+    // request timeout.
+    let mut config = test_config(&dir);
+    config.api.request_timeout_secs = 1;
+    let gateway = Gateway::start_with(config).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let (status, body) = gateway
+        .post(
+            "/v1/accounts",
+            None,
+            &account_body(dovecot.host(), silent_port, "alice", "secret"),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (504, "request_timeout"),
+        "{body}"
+    );
+    holder.abort();
+    gateway.stop().await;
+}
+
+/// A connection that does not finish a request's header in time, or stays
+/// idle after its answer, is closed by the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.api.header_read_timeout_secs = 1;
+    config.api.idle_timeout_secs = 1;
+    let gateway = Gateway::start_with(config).await;
+    let address = gateway.url.trim_start_matches("http://").to_string();
+    // Everything until the gateway closes; the bound only turns a gateway
+    // that never does into a failure.
+    let until_closed = |mut socket: tokio::net::TcpStream| async move {
+        let read_all = async {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), read_all)
+            .await
+            .expect("the gateway never closed the connection")
+    };
+
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HT").await.unwrap();
+    assert!(until_closed(slow).await.is_empty());
+
+    let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8(until_closed(idle).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    gateway.stop().await;
+}

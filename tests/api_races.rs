@@ -89,6 +89,47 @@ async fn racing_registrations_store_what_one_would() {
     gateway.stop().await;
 }
 
+/// New accounts registered at once from one client (a script) stop at
+/// `api.accounts_per_client`; the login of an account it has is still let
+/// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_at_once_from_one_client_stop_at_its_allowance() {
+    use futures_util::future::join_all;
+
+    let dovecot = Dovecot::builder().without_auth_penalty().start();
+    let users: Vec<String> = (0..8).map(|i| format!("user{i}")).collect();
+    for user in &users {
+        dovecot.add_user(user, "secret");
+    }
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.api.accounts_per_client = 3;
+    let gateway = Gateway::start_with(config).await;
+    let bodies: Vec<Value> = users
+        .iter()
+        .map(|user| account_body(dovecot.host(), dovecot.imap_port(), user, "secret"))
+        .collect();
+    let answers = join_all(
+        bodies
+            .iter()
+            .map(|body| gateway.post("/v1/accounts", None, body)),
+    )
+    .await;
+    let created: Vec<usize> = (0..answers.len())
+        .filter(|&i| answers[i].0 == 201)
+        .collect();
+    let refused = answers
+        .iter()
+        .filter(|(status, body)| (*status, error_code(body)) == (429, "too_many_registrations"))
+        .count();
+    assert_eq!((created.len(), refused), (3, 5), "{answers:?}");
+    let (status, body) = gateway
+        .post("/v1/accounts", None, &bodies[created[0]])
+        .await;
+    assert_eq!(status, 201, "{body}");
+    gateway.stop().await;
+}
+
 /// An HTTP/1.1 request written by hand, so the test decides when each part
 /// of its body leaves: its answer comes back through `answers` as (index,
 /// status, body).

@@ -99,6 +99,8 @@ impl Gateway {
                 MAX_CONNECTS_PER_HOST.to_string(),
             )
             .env("LEMONADE_PUSH_ALLOW_PRIVATE_ENDPOINTS", "true")
+            // Every account is registered from loopback.
+            .env("LEMONADE_API_ACCOUNTS_PER_CLIENT", "1000000")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .kill_on_drop(true)

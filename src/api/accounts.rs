@@ -14,6 +14,7 @@ use serde_json::json;
 use super::auth::{new_id, new_token, AccountId};
 use super::client_ip::ClientIp;
 use super::error::ApiError;
+use super::registration_limit::Reservation;
 use super::{ApiJson, AppState};
 use crate::error::ErrorClass;
 use crate::imap::{ImapClient, ImapError};
@@ -153,6 +154,7 @@ pub async fn create(
     if let Some(smtp) = &input.smtp {
         validate_server("smtp", smtp, allow_plaintext)?;
     }
+    let reservation = reserve_registration(&state, client, &input.imap)?;
     // The cheap check first: SMTP is only resolved, IMAP is logged in to.
     if let Some(smtp) = &input.smtp {
         check_smtp_host(&state, smtp).await?;
@@ -162,18 +164,49 @@ pub async fn create(
         check_smtp_login(&state, smtp).await?;
     }
 
-    let (id, token) = super::to_completion(store_account(state, input)).await?;
+    let (id, token) = super::to_completion(store_account(state, input, reservation)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"account_id": id, "token": token})),
     ))
 }
 
+/// A place among the client's new accounts (see
+/// [`RegistrationLimit`](super::RegistrationLimit)), unless the login has an
+/// account already.
+fn reserve_registration(
+    state: &AppState,
+    client: IpAddr,
+    imap: &ServerInput,
+) -> Result<Option<Reservation>, ApiError> {
+    if state
+        .store
+        .account_for_login(&imap.host, imap.port, &imap.username)?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    state
+        .registrations
+        .reserve(client)
+        .map(Some)
+        .map_err(|wait| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_registrations",
+                "too many accounts were registered from this client; try again later",
+            )
+            .retry_after(wait)
+        })
+}
+
 /// Stores the account (a new one, or a new token for the login's account)
-/// and starts watching it; returns its id and the new token.
+/// and starts watching it; returns its id and the new token. A new account
+/// keeps the client's `reservation`.
 async fn store_account(
     state: AppState,
     input: CreateAccount,
+    reservation: Option<Reservation>,
 ) -> Result<(String, String), ApiError> {
     // Registering the same mailbox again (a reinstalled app) gives a new
     // token for the same account, keeping its devices and cursors. Two
@@ -209,14 +242,26 @@ async fn store_account(
         id: id.clone(),
         email: input.email.clone(),
         imap: seal(&input.imap),
-        smtp: input.smtp.as_ref().map(seal),
+        // Without new SMTP settings the stored ones stay: an app that
+        // registers with IMAP only must not turn sending off.
+        smtp: match (&input.smtp, &existing) {
+            (Some(smtp), _) => Some(seal(smtp)),
+            (None, Some(account)) => account.smtp.clone(),
+            (None, None) => None,
+        },
         created_at: existing
+            .as_ref()
             .map(|a| a.created_at)
             .unwrap_or_else(|| crate::unix_millis() / 1000),
     };
     let (token, token_hash) = new_token();
     state.store.create_account(&record, &token_hash)?;
     state.store.flush().await?;
+    if existing.is_none() {
+        if let Some(reservation) = reservation {
+            reservation.keep();
+        }
+    }
     state.supervisor.start(&id);
     tracing::info!(account = %id, "account registered");
     Ok((id, token))

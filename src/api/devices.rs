@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -14,7 +14,7 @@ use serde_json::json;
 use super::accounts::account_lock;
 use super::auth::{new_id, AccountId};
 use super::error::ApiError;
-use super::{ApiJson, AppState};
+use super::{ApiJson, ApiPath, AppState};
 use crate::imap::{ImapClient, ImapError};
 use crate::net::Upstream;
 use crate::notify::check_endpoint_resolves;
@@ -294,7 +294,7 @@ fn rfc3339(unix_secs: i64) -> Option<String> {
 pub async fn delete(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
-    Path(device_id): Path<String>,
+    ApiPath(device_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .store

@@ -9,109 +9,54 @@
 //! (password spraying). A successful login clears its login's count, not
 //! its client's: a sprayer's hit must not buy more guesses.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Above this many keys counted, windows that ended are pruned.
-const PRUNE_ABOVE: usize = 10_000;
-/// Never more keys counted than this (about 100 bytes each); beyond it new
-/// keys are not counted until old windows end.
+use super::client_ip::client_key;
+use super::window_counts::WindowCounts;
+
+/// Keys counted at most, per kind (about 100 bytes each); beyond it the
+/// lowest counts make room (see [`WindowCounts`]).
 const MOST_COUNTED: usize = 100_000;
 
 #[derive(Debug)]
-struct Failures {
-    count: u32,
-    since: Instant,
-}
-
-/// Refusals per key within a window.
-#[derive(Debug)]
-struct Counter {
-    allowed: u32,
-    counts: HashMap<String, Failures>,
-}
-
-impl Counter {
-    fn new(allowed: u32) -> Self {
-        Counter {
-            allowed,
-            counts: HashMap::new(),
-        }
-    }
-
-    /// How long `key` must wait, if it must.
-    fn wait(&self, key: &str, window: Duration, now: Instant) -> Option<Duration> {
-        let f = self.counts.get(key)?;
-        let ends = f.since + window;
-        (f.count >= self.allowed && now < ends).then(|| ends - now)
-    }
-
-    fn failed(&mut self, key: String, window: Duration, now: Instant) {
-        if self.counts.len() > PRUNE_ABOVE {
-            self.counts.retain(|_, f| now < f.since + window);
-        }
-        if self.counts.len() >= MOST_COUNTED && !self.counts.contains_key(&key) {
-            return;
-        }
-        let entry = self.counts.entry(key).or_insert(Failures {
-            count: 0,
-            since: now,
-        });
-        if now >= entry.since + window {
-            *entry = Failures {
-                count: 0,
-                since: now,
-            };
-        }
-        entry.count += 1;
-    }
-}
-
-#[derive(Debug)]
 struct Counters {
-    logins: Counter,
-    clients: Counter,
+    logins: WindowCounts,
+    clients: WindowCounts,
 }
 
 #[derive(Debug)]
 pub struct LoginGuard {
-    window: Duration,
     counters: Mutex<Counters>,
 }
 
 impl LoginGuard {
     /// `per_login` and `per_client` refusals allowed within `window`.
     pub fn new(per_login: u32, per_client: u32, window: Duration) -> Self {
+        Self::with_capacity(per_login, per_client, window, MOST_COUNTED)
+    }
+
+    /// As [`LoginGuard::new`], counting at most `capacity` logins and as
+    /// many clients.
+    pub fn with_capacity(
+        per_login: u32,
+        per_client: u32,
+        window: Duration,
+        capacity: usize,
+    ) -> Self {
         LoginGuard {
-            window,
             counters: Mutex::new(Counters {
-                logins: Counter::new(per_login),
-                clients: Counter::new(per_client),
+                logins: WindowCounts::new(per_login, window, capacity),
+                clients: WindowCounts::new(per_client, window, capacity),
             }),
         }
     }
 
     fn login_key(host: &str, port: u16, username: &str) -> String {
         format!("{}:{port}:{username}", host.to_ascii_lowercase())
-    }
-
-    /// An IPv4 client by its address, an IPv6 one by its /64: one host
-    /// usually has a whole /64 to pick addresses from.
-    fn client_key(client: IpAddr) -> String {
-        match client {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
-                None => {
-                    let s = v6.segments();
-                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-                }
-            },
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
@@ -131,10 +76,8 @@ impl LoginGuard {
         let now = Instant::now();
         let login = counters
             .logins
-            .wait(&Self::login_key(host, port, username), self.window, now);
-        let client = counters
-            .clients
-            .wait(&Self::client_key(client), self.window, now);
+            .wait(&Self::login_key(host, port, username), now);
+        let client = counters.clients.wait(&client_key(client), now);
         match login.max(client) {
             Some(wait) => Err(wait),
             None => Ok(()),
@@ -147,18 +90,15 @@ impl LoginGuard {
         let mut counters = self.lock();
         counters
             .logins
-            .failed(Self::login_key(host, port, username), self.window, now);
-        counters
-            .clients
-            .failed(Self::client_key(client), self.window, now);
+            .add(&Self::login_key(host, port, username), now);
+        counters.clients.add(&client_key(client), now);
     }
 
     /// The server accepted this login.
     pub fn succeeded(&self, host: &str, port: u16, username: &str) {
         self.lock()
             .logins
-            .counts
-            .remove(&Self::login_key(host, port, username));
+            .clear(&Self::login_key(host, port, username));
     }
 }
 
@@ -259,5 +199,28 @@ mod tests {
             guard.check(PHONE, "imap.example.org", 993, "carol"),
             Err(WINDOW)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_new_keys_does_not_switch_the_guard_off() {
+        let guard = LoginGuard::with_capacity(3, 1000, WINDOW, 16);
+        for _ in 0..3 {
+            guard.failed(PHONE, "imap.example.org", 993, "alice");
+        }
+        // Refusals for many other logins, from many clients.
+        for i in 0..5000u32 {
+            let client = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            guard.failed(client, "imap.example.org", 993, &format!("user{i}"));
+        }
+        assert!(guard
+            .check(PHONE, "imap.example.org", 993, "alice")
+            .is_err());
+        // And new keys are still counted.
+        for _ in 0..3 {
+            guard.failed(PHONE, "imap.example.org", 993, "mallory");
+        }
+        assert!(guard
+            .check(PHONE, "imap.example.org", 993, "mallory")
+            .is_err());
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::auth::AccountId;
 use super::codec::{Body, Format, Query};
 use super::error::ApiError;
-use super::AppState;
+use super::{ApiPath, AppState};
 use crate::error::ErrorClass;
 use crate::imap::{ImapError, SearchQuery};
 use crate::proto::v1 as pb;
@@ -95,7 +95,7 @@ pub async fn messages(
     State(s): State<AppState>,
     AccountId(id): AccountId,
     f: Format,
-    Path(mailbox): Path<String>,
+    ApiPath(mailbox): ApiPath<String>,
     Query(q): Query<ListParams>,
 ) -> Result<Response, ApiError> {
     let limit = limit(&s, q.limit, 50)?;
@@ -116,7 +116,7 @@ pub async fn changes(
     State(s): State<AppState>,
     AccountId(id): AccountId,
     f: Format,
-    Path(mailbox): Path<String>,
+    ApiPath(mailbox): ApiPath<String>,
     Query(q): Query<ChangesParams>,
 ) -> Result<Response, ApiError> {
     let limit = limit(&s, q.limit, s.config.read.max_list)?;
@@ -136,7 +136,7 @@ pub async fn message(
     State(s): State<AppState>,
     AccountId(id): AccountId,
     f: Format,
-    Path((mailbox, uid)): Path<(String, u32)>,
+    ApiPath((mailbox, uid)): ApiPath<(String, u32)>,
     Query(q): Query<MessageParams>,
 ) -> Result<Response, ApiError> {
     let max_bytes = q.max_bytes.unwrap_or(s.config.read.default_text_bytes);

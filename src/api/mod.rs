@@ -2,7 +2,9 @@
 //! (`mail.rs`, JSON or protobuf by `codec.rs`, described by `openapi.rs`),
 //! uploads and sending, health and metrics; responses are compressed by
 //! Accept-Encoding. Routes are thin: they validate, call the store and the
-//! supervisor, and map errors to `{"error": {"code", "message"}}` answers.
+//! supervisor, and map errors to `{"error": {"code", "message"}}` answers
+//! (`rejections.rs` makes every other error answer JSON too). `serve.rs`
+//! runs the router over HTTP/1.1 and closes idle and slow connections.
 
 mod accounts;
 mod auth;
@@ -14,9 +16,13 @@ mod keyed_locks;
 mod login_guard;
 mod mail;
 pub mod openapi;
+mod registration_limit;
+mod rejections;
 mod send;
+pub mod serve;
 mod upload_quota;
 mod uploads;
+mod window_counts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +34,12 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
 pub use keyed_locks::KeyedLocks;
 pub use login_guard::LoginGuard;
+pub use registration_limit::RegistrationLimit;
+pub(crate) use rejections::ApiPath;
 pub use uploads::remove_unnamed_files as remove_unnamed_upload_files;
 
 use crate::config::Config;
@@ -59,6 +66,8 @@ pub struct AppState {
     pub outbox: crate::send::Outbox,
     /// Counts refused registration logins.
     pub login_guard: Arc<LoginGuard>,
+    /// Counts new accounts per client.
+    pub registrations: Arc<RegistrationLimit>,
     /// Keeps read-check-write steps on one login or account from
     /// interleaving.
     pub locks: Arc<KeyedLocks>,
@@ -135,9 +144,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             timeout,
+            rejections::request_timeout,
         ))
         // Added after the timeout, so it does not apply: an upload of
         // `send.max_upload_bytes` over a phone's uplink can take many
@@ -157,6 +166,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::disable())
                 .layer(axum::middleware::map_response(close_after_refusal)),
         )
+        .layer(axum::middleware::map_response(rejections::json_errors))
         .layer(
             tower_http::compression::CompressionLayer::new()
                 .quality(tower_http::CompressionLevel::Precise(7)),

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +15,7 @@ use serde_json::json;
 
 use super::auth::AccountId;
 use super::error::ApiError;
-use super::{ApiJson, AppState};
+use super::{ApiJson, ApiPath, AppState};
 use crate::send::prepare::{prepare, PrepareError, SendRequest};
 use crate::store::send::{Created, SendJob, SendSettings};
 
@@ -100,8 +101,9 @@ pub async fn create(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body?;
     let key = idempotency_key(&headers)?;
     if let Some(key) = &key {
         if let Some(existing) = state.store.send_id_for_key(&account_id, key)? {
@@ -186,7 +188,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let job = state
         .store

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -27,7 +27,7 @@ use super::accounts::account_lock;
 use super::auth::AccountId;
 use super::error::ApiError;
 use super::upload_quota::{quota_exceeded, stored_bytes};
-use super::AppState;
+use super::{ApiPath, AppState};
 use crate::send::prepare::{new_id, upload_file, valid_id};
 use crate::store::send::UploadRecord;
 
@@ -323,7 +323,7 @@ fn owned(state: &AppState, account: &str, id: &str) -> Result<UploadRecord, ApiE
 pub async fn head(
     State(state): State<AppState>,
     AccountId(account): AccountId,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let mut upload = owned(&state, &account, &id)?;
     // Not while a PATCH appends: it counts its bytes when it ends.
@@ -343,7 +343,7 @@ pub async fn head(
 pub async fn patch(
     State(state): State<AppState>,
     AccountId(account): AccountId,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -3,7 +3,7 @@
 //! XChaCha20-Poly1305 with a random 24-byte nonce per seal and the account id
 //! as associated data, so a sealed password copied onto another account's
 //! record does not open. The master key lives in a 0600 file in the data
-//! directory, generated on first start.
+//! directory, generated on first start and never overwritten.
 
 use std::io::Write;
 use std::path::Path;
@@ -43,13 +43,24 @@ impl Sealer {
             path: path.display().to_string(),
             reason,
         };
+        let read = || {
+            std::fs::read(path)
+                .map(Zeroizing::new)
+                .map_err(|e| key_error(e.to_string()))
+        };
         let key = match std::fs::read(path) {
             Ok(bytes) => Zeroizing::new(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
                 rand::rngs::OsRng.fill_bytes(&mut key);
-                write_private_file(path, &key).map_err(|e| key_error(e.to_string()))?;
-                key
+                // Another instance starting on the same fresh directory may
+                // have created it meanwhile: then its key is the key, or
+                // what one of us sealed would not open after a restart.
+                if create_private_file(path, &key).map_err(|e| key_error(e.to_string()))? {
+                    key
+                } else {
+                    read()?
+                }
             }
             Err(e) => return Err(key_error(e.to_string())),
         };
@@ -107,19 +118,47 @@ impl Sealer {
     }
 }
 
-/// Writes a file readable only by its owner, atomically (temp file + rename).
-pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+/// Creates a file readable only by its owner with `contents`, unless `path`
+/// exists: `false` then, and nothing is written. The contents are written
+/// to a temporary file beside it first and linked into place, so a reader
+/// never sees the file half written; where hard links are not supported the
+/// file is created with `O_EXCL` and written in place.
+pub fn create_private_file(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
+    let create_new = |at: &Path| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(at)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    };
+    let linked = create_new(&temp).and_then(|()| std::fs::hard_link(&temp, path));
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(_) => match create_new(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e),
+        },
+    }
+    if let Ok(dir) = std::fs::File::open(dir) {
+        // Makes the new directory entry durable; not all filesystems allow it.
+        let _ = dir.sync_all();
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -151,5 +190,32 @@ mod tests {
         assert_eq!(again.open("a", &sealed).unwrap().as_str(), "pw");
         std::fs::write(&path, b"short").unwrap();
         assert!(Sealer::load_or_create(&path).is_err());
+    }
+
+    #[test]
+    fn instances_starting_at_once_on_a_fresh_directory_agree_on_the_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("master.key");
+            let start = std::sync::Barrier::new(8);
+            let sealed: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let openers: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            Sealer::load_or_create(&path).unwrap().seal("a", "pw")
+                        })
+                    })
+                    .collect();
+                openers.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            // What each sealed opens with the key on disk.
+            let on_disk = Sealer::load_or_create(&path).unwrap();
+            for sealed in &sealed {
+                assert_eq!(on_disk.open("a", sealed).unwrap().as_str(), "pw");
+            }
+            let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(names.len(), 1, "temporary files were left: {names:?}");
+        }
     }
 }

@@ -173,7 +173,7 @@ impl Session {
             security: account.imap.security,
         };
         let timeout = Duration::from_secs(ctx.config.upstream.connect_timeout_secs);
-        let permit = ctx.limiter.acquire(&upstream.host).await;
+        let permit = ctx.limiter.acquire(&upstream.host, upstream.port).await;
         let mut client = ImapClient::connect(&upstream, &ctx.tls, timeout).await?;
         let password = ctx
             .sealer

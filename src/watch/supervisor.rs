@@ -34,12 +34,17 @@ pub struct WatchContext {
 }
 
 /// At most N connection attempts (connect, TLS, login) at once per upstream
-/// host, so that a reconnect storm does not look like an attack.
+/// server (host and port), so that a reconnect storm does not look like an
+/// attack. Keyed by the port too: one host may serve many, and one
+/// account's server must not hold back another's on the same host.
 #[derive(Clone)]
 pub struct HostLimiter {
     per_host: usize,
-    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    hosts: Arc<Mutex<HashMap<Server, Arc<Semaphore>>>>,
 }
+
+/// An upstream server: its host name in lower case, and its port.
+type Server = (String, u16);
 
 impl HostLimiter {
     pub fn new(per_host: usize) -> Self {
@@ -49,12 +54,13 @@ impl HostLimiter {
         }
     }
 
-    /// Waits for a connect slot towards `host` (None only if the limiter was closed).
-    pub async fn acquire(&self, host: &str) -> Option<OwnedSemaphorePermit> {
+    /// Waits for a connect slot towards `host:port` (None only if the
+    /// limiter was closed).
+    pub async fn acquire(&self, host: &str, port: u16) -> Option<OwnedSemaphorePermit> {
         let semaphore = {
             let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
             hosts
-                .entry(host.to_ascii_lowercase())
+                .entry((host.to_ascii_lowercase(), port))
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
                 .clone()
         };
@@ -178,5 +184,28 @@ impl Supervisor {
             .metrics
             .status_lists
             .store(lists as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connects_are_limited_per_host_and_port() {
+        use futures_util::FutureExt;
+
+        let limiter = HostLimiter::new(1);
+        let now = |host: &'static str, port| limiter.acquire(host, port).now_or_never().flatten();
+        let _imaps = now("mail.example.org", 993).unwrap();
+        // Another server on the same host is not held back.
+        let _imap = now("mail.example.org", 143).expect("held back by another port");
+        let _other = now("other.example.org", 993).unwrap();
+        // The same server is, whatever the case of its name.
+        let same = limiter.acquire("MAIL.example.org", 993);
+        tokio::pin!(same);
+        assert!(same.as_mut().now_or_never().is_none());
+        drop(_imaps);
+        assert!(same.await.is_some());
     }
 }

@@ -19,7 +19,8 @@ pub struct Gateway {
 }
 
 /// The configuration tests run with: loopback push endpoints, plaintext and
-/// loopback IMAP and SMTP allowed, short reconnect backoff.
+/// loopback IMAP and SMTP allowed, short reconnect backoff, no limit on new
+/// accounts per client that a test would reach.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
@@ -31,6 +32,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.upstream.connect_timeout_secs = 10;
     config.watch.backoff_min_ms = 200;
     config.watch.backoff_max_secs = 2;
+    // Every test registers from loopback.
+    config.api.accounts_per_client = 100_000;
     config
 }
 
