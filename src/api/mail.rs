@@ -3,7 +3,7 @@
 //! account's pool, runs one operation of [`crate::read::ops`], and answers
 //! in the format negotiated by [`super::codec`].
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -152,7 +152,7 @@ pub async fn message(
 pub async fn part(
     State(s): State<AppState>,
     AccountId(id): AccountId,
-    Path((mailbox, uid, part)): Path<(String, u32, String)>,
+    ApiPath((mailbox, uid, part)): ApiPath<(String, u32, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let requested = match headers.get(header::RANGE).map(|v| v.to_str()) {
