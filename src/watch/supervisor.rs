@@ -37,14 +37,29 @@ pub struct WatchContext {
 /// server (host and port), so that a reconnect storm does not look like an
 /// attack. Keyed by the port too: one host may serve many, and one
 /// account's server must not hold back another's on the same host.
+///
+/// A server's entry lives while a connect to it runs or waits: entries
+/// nobody holds are swept whenever the table has doubled since the last
+/// sweep, so servers of deleted accounts (or names a hostile registrant
+/// invents) do not pile up.
 #[derive(Clone)]
 pub struct HostLimiter {
     per_host: usize,
-    hosts: Arc<Mutex<HashMap<Server, Arc<Semaphore>>>>,
+    hosts: Arc<Mutex<Servers>>,
 }
 
 /// An upstream server: its host name in lower case, and its port.
 type Server = (String, u16);
+
+#[derive(Default)]
+struct Servers {
+    slots: HashMap<Server, Arc<Semaphore>>,
+    /// Sweep when the table reaches this size.
+    sweep_at: usize,
+}
+
+/// The table size below which no sweep is made.
+const SWEEP_FLOOR: usize = 64;
 
 impl HostLimiter {
     pub fn new(per_host: usize) -> Self {
@@ -59,7 +74,14 @@ impl HostLimiter {
     pub async fn acquire(&self, host: &str, port: u16) -> Option<OwnedSemaphorePermit> {
         let semaphore = {
             let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            if hosts.slots.len() >= hosts.sweep_at {
+                // The table's own reference is the only one: no connect
+                // runs (a permit holds its semaphore) and none waits.
+                hosts.slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+                hosts.sweep_at = hosts.slots.len().saturating_mul(2).max(SWEEP_FLOOR);
+            }
             hosts
+                .slots
                 .entry((host.to_ascii_lowercase(), port))
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
                 .clone()
@@ -207,5 +229,22 @@ mod tests {
         assert!(same.as_mut().now_or_never().is_none());
         drop(_imaps);
         assert!(same.await.is_some());
+    }
+
+    #[tokio::test]
+    async fn servers_nobody_connects_to_are_forgotten() {
+        let limiter = HostLimiter::new(1);
+        let held = limiter.acquire("kept.example.org", 993).await.unwrap();
+        for port in 0..10_000 {
+            drop(limiter.acquire("gone.example.org", port).await);
+        }
+        let table = limiter.hosts.lock().unwrap();
+        assert!(
+            table.slots.len() <= 2 * SWEEP_FLOOR,
+            "{}",
+            table.slots.len()
+        );
+        assert!(table.slots.contains_key(&("kept.example.org".into(), 993)));
+        drop(held);
     }
 }
