@@ -485,7 +485,7 @@ async fn resolve(
 /// The declared size of `section` in a BODYSTRUCTURE and whether it is a
 /// multipart, as the read path sees the same structure; `None` when there is
 /// no such part or a single part without a size.
-fn part_size(structure: &crate::imap::Value, section: &str) -> Option<(u64, bool)> {
+pub(crate) fn part_size(structure: &crate::imap::Value, section: &str) -> Option<(u64, bool)> {
     let structure = BodyStructure::from_value(structure);
     let part = structure.part(section)?;
     if part.is_multipart() {
