@@ -81,7 +81,7 @@ pub fn uid_set(uids: &[u32]) -> String {
 }
 
 /// An IMAP UID set expanded, sorted and without repeats; `None` when
-/// malformed or holding `limit` UIDs or more.
+/// malformed or holding more than `limit` UIDs.
 pub fn expand_uid_set(set: &str, limit: usize) -> Option<Vec<u32>> {
     crate::imap::expand_set(set, limit)
 }
