@@ -3,6 +3,11 @@
 //! take what the network or a client sent, so the targets do not depend on
 //! how the modules behind them are laid out. Also the property tests of the
 //! same functions, run with the unit tests. Not an API.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 
 use crate::imap::framer::{FrameError, Framer};
 use crate::imap::parser::{parse_response, ParseError, Response, Untagged};
@@ -15,6 +20,7 @@ pub use crate::send::compose::{valid_address, Attachment, Draft};
 pub use crate::smtp::{Reply, ReplyError};
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod properties;
 
 /// The IMAP response framer of one connection.
