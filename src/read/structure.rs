@@ -319,11 +319,12 @@ mod tests {
     fn a_message_that_is_one_attached_message() {
         // The body of the message is itself a message: `1` is that message,
         // `1.1` the text inside it.
-        let s = BodyStructure::from_value(&structure(concat!(
+        let value = structure(concat!(
             "* 1 FETCH (BODYSTRUCTURE (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 80 ",
             "(NIL \"s\" NIL NIL NIL NIL NIL NIL NIL NIL) ",
             "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 12 1) 4))\r\n"
-        )));
+        ));
+        let s = BodyStructure::from_value(&value);
         let ids: Vec<(&str, &str)> = s
             .parts()
             .iter()
@@ -331,5 +332,10 @@ mod tests {
             .collect();
         assert_eq!(ids, vec![("1", "message/rfc822"), ("1.1", "text/plain")]);
         assert_eq!(s.part("1").unwrap().octets, Some(80));
+        // The send path attaches the same parts.
+        let attach = |section| crate::send::prepare::part_size(&value, section);
+        assert_eq!(attach("1"), Some((80, false)));
+        assert_eq!(attach("1.1"), Some((12, false)));
+        assert_eq!(attach("2"), None);
     }
 }
