@@ -57,7 +57,8 @@ for target in $(cargo fuzz list); do
   log="$new_inputs/$target.log"
   if ! cargo fuzz run "${fuzz_flags[@]}" "$target" "$new_inputs/$target" "fuzz/corpus/$target" -- \
     -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
-    tail -n 80 "$log" >&2
+    grep -m1 -A4 'panicked' "$log" >&2 || tail -n 40 "$log" >&2
+    grep -A1 '^Reproduce with' "$log" >&2 || true
     echo "fuzz target $target failed; the input is in fuzz/artifacts/$target" >&2
     exit 1
   fi

@@ -16,6 +16,8 @@ const CONTENT_TYPES: [&str; 4] = [
     "text/plain",
 ];
 
+const BOUNDARY: &str = "lmn-0123456789abcdef";
+
 #[derive(Debug, Arbitrary)]
 struct Input {
     to: Vec<String>,
@@ -62,6 +64,11 @@ fuzz_target!(|input: Input| {
             .attachments
             .iter()
             .any(|(name, _, _)| !acceptable(name, 255))
+        // The send path's boundaries hold a random 128-bit id, which a phone
+        // cannot put in its text; this one is fixed.
+        || [&input.text, input.html.as_deref().unwrap_or("")]
+            .iter()
+            .any(|t| t.contains(BOUNDARY))
     {
         return;
     }
@@ -97,7 +104,7 @@ fuzz_target!(|input: Input| {
         references: input.references.iter().map(|r| message_id(r)).collect(),
         message_id: "<id-1@example.org>".into(),
         date: "Thu, 01 Jan 1970 00:00:00 +0000".into(),
-        boundary: "lmn-0123456789abcdef".into(),
+        boundary: BOUNDARY.into(),
     };
     let raw = compose_message(&draft, &uploads);
     assert_eq!(composed_size(&draft), raw.len() as u64, "announced size");
