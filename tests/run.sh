@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on Debian/Ubuntu: formatting, clippy, the tests,
-# then a short run of every fuzz target (FUZZ_SECONDS each, default 20).
+# then a short run of every fuzz target (FUZZ_SECONDS each, default 15).
 # It first installs what the tests need: Dovecot (IMAP + submission, started per test on loopback high ports
 # by the harness), a C compiler and make (ring and jemalloc are built from
 # source), and OpenSSL headers for the independent Web Push decryptor the
@@ -45,7 +45,7 @@ cargo test --locked
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
-fuzz_seconds="${FUZZ_SECONDS:-20}"
+fuzz_seconds="${FUZZ_SECONDS:-15}"
 fuzz_flags=(--sanitizer none --debug-assertions)
 cargo fuzz build "${fuzz_flags[@]}"
 new_inputs="$(mktemp -d)"
