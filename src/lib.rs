@@ -17,6 +17,8 @@ pub mod api;
 pub mod backoff;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod imap;
 pub mod limits;
 pub mod mail;

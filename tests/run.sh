@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on Debian/Ubuntu, first installing what the tests
-# need: Dovecot (IMAP + submission, started per test on loopback high ports
+# Runs the whole test suite on Debian/Ubuntu: formatting, clippy, the tests,
+# then a short run of every fuzz target (FUZZ_SECONDS each, default 15).
+# It first installs what the tests need: Dovecot (IMAP + submission, started per test on loopback high ports
 # by the harness), a C compiler and make (ring and jemalloc are built from
 # source), and OpenSSL headers for the independent Web Push decryptor the
 # tests use. Needs root or sudo for the installs and for Dovecot, which the
@@ -33,4 +34,33 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+cargo fmt --check
+(cd fuzz && cargo fmt --check)
+cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+
+# Fuzzing on the stable toolchain: coverage-guided, without a sanitizer (the
+# crate forbids unsafe code), with debug assertions so that an overflow
+# panics as it would in the tests.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
+fuzz_seconds="${FUZZ_SECONDS:-15}"
+fuzz_flags=(--sanitizer none --debug-assertions)
+cargo fuzz build "${fuzz_flags[@]}"
+new_inputs="$(mktemp -d)"
+trap 'rm -rf "$new_inputs"' EXIT
+for target in $(cargo fuzz list); do
+  echo "fuzzing $target for ${fuzz_seconds}s"
+  mkdir -p "$new_inputs/$target"
+  # New inputs go to a scratch directory; the committed seeds are only read.
+  log="$new_inputs/$target.log"
+  if ! cargo fuzz run "${fuzz_flags[@]}" "$target" "$new_inputs/$target" "fuzz/corpus/$target" -- \
+    -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
+    grep -m1 -A4 'panicked' "$log" >&2 || tail -n 40 "$log" >&2
+    grep -A1 '^Reproduce with' "$log" >&2 || true
+    echo "fuzz target $target failed; the input is in fuzz/artifacts/$target" >&2
+    exit 1
+  fi
+  grep -E '^Done' "$log" || true
+done

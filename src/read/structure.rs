@@ -1,8 +1,15 @@
-//! The MIME structure of a message from its BODYSTRUCTURE (RFC 3501 7.4.2):
-//! a flat, depth-first list of parts with IMAP part specifiers, types,
-//! sizes, charsets, file names and dispositions. Pure; never panics on odd
+//! The MIME structure of a message from its BODYSTRUCTURE (RFC 3501 7.4.2),
+//! interpreted once for the read and the send path alike: a
+//! [`BodyStructure`] is a flat, depth-first list of parts with IMAP part
+//! specifiers, types, sizes, charsets, file names and dispositions, and the
+//! only place that decides which section a part is. Pure; never panics on odd
 //! input (unknown shapes become `application/octet-stream`, nesting is
 //! bounded by the parser).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 
 use crate::imap::Value;
 
@@ -13,7 +20,11 @@ pub struct Part {
     pub id: String,
     /// Lower-case media type (`text/plain`, `multipart/mixed`).
     pub mime: String,
+    /// The declared size in 32 bits; 0 when absent or larger.
     pub size: u32,
+    /// The encoded size of the body as declared; `None` when absent (always
+    /// for multiparts, whose size the structure does not give).
+    pub octets: Option<u64>,
     pub charset: String,
     pub filename: String,
     pub disposition: String,
@@ -42,11 +53,47 @@ impl Part {
     }
 }
 
+/// A message's BODYSTRUCTURE, typed: its parts depth first.
+///
+/// An attached message (message/rfc822) is followed by the parts of the
+/// message inside it; when that message is multipart, its multipart part
+/// has the attached part's section (as in IMAP, where `3.1` is the first part
+/// of the message attached as `3`), so a section may name two parts: the
+/// attached message first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyStructure {
+    parts: Vec<Part>,
+}
+
+impl BodyStructure {
+    /// Interprets a BODYSTRUCTURE value; anything but a list has no parts.
+    pub fn from_value(body: &Value) -> Self {
+        let mut parts = Vec::new();
+        walk(body, "", false, &mut parts);
+        BodyStructure { parts }
+    }
+
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    pub fn into_parts(self) -> Vec<Part> {
+        self.parts
+    }
+
+    /// The part named by IMAP section `section` (`1`, `2.1`; not `.MIME`).
+    /// A message that is not multipart has one part, `1`.
+    pub fn part(&self, section: &str) -> Option<&Part> {
+        if section.is_empty() {
+            return None;
+        }
+        self.parts.iter().find(|p| p.id == section)
+    }
+}
+
 /// Flattens a BODYSTRUCTURE into parts, depth first.
 pub fn parts(body: &Value) -> Vec<Part> {
-    let mut out = Vec::new();
-    walk(body, "", false, &mut out);
-    out
+    BodyStructure::from_value(body).into_parts()
 }
 
 fn text(v: Option<&Value>) -> String {
@@ -77,7 +124,9 @@ fn param(list: &[(String, String)], name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn child_id(parent: &str, n: usize) -> String {
+/// The section of child `index` (from 0) of the part at `parent`.
+fn child_id(parent: &str, index: usize) -> String {
+    let n = index.saturating_add(1);
     if parent.is_empty() {
         n.to_string()
     } else {
@@ -102,7 +151,7 @@ fn walk(body: &Value, id: &str, nested: bool, out: &mut Vec<Part>) {
             ..Default::default()
         });
         for (i, child) in children.into_iter().enumerate() {
-            walk(child, &child_id(id, i + 1), nested, out);
+            walk(child, &child_id(id, i), nested, out);
         }
         return;
     }
@@ -120,15 +169,15 @@ fn walk(body: &Value, id: &str, nested: bool, out: &mut Vec<Part>) {
         format!("{main}/{sub}")
     };
     let type_params = params(items.get(2));
-    let size = items.get(6).and_then(Value::as_u32).unwrap_or(0);
+    let octets = items.get(6).and_then(Value::as_u64);
     // Extension data starts after type-specific fields.
-    let ext = match (main.as_str(), sub.as_str()) {
-        ("text", _) => 8,
-        ("message", "rfc822") | ("message", "global") => 10,
-        _ => 7,
+    // The MD5, then the disposition.
+    let disposition_at = match (main.as_str(), sub.as_str()) {
+        ("text", _) => 9,
+        ("message", "rfc822") | ("message", "global") => 11,
+        _ => 8,
     };
-    // ext is the MD5; disposition follows.
-    let (disposition, disp_params) = match items.get(ext + 1) {
+    let (disposition, disp_params) = match items.get(disposition_at) {
         Some(Value::List(d)) => (text(d.first()).to_ascii_lowercase(), params(d.get(1))),
         _ => (String::new(), Vec::new()),
     };
@@ -139,7 +188,8 @@ fn walk(body: &Value, id: &str, nested: bool, out: &mut Vec<Part>) {
     out.push(Part {
         id: id.clone(),
         mime: mime.clone(),
-        size,
+        size: octets.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+        octets,
         charset: param(&type_params, "charset"),
         filename,
         disposition,
@@ -152,13 +202,14 @@ fn walk(body: &Value, id: &str, nested: bool, out: &mut Vec<Part>) {
             if matches!(inner_items.first(), Some(Value::List(_))) {
                 walk(inner, &id, true, out);
             } else {
-                walk(inner, &child_id(&id, 1), true, out);
+                walk(inner, &child_id(&id, 0), true, out);
             }
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::imap::parser::{parse_response, Response, Untagged};
@@ -233,5 +284,58 @@ mod tests {
             parts(&Value::List(vec![Value::Nil]))[0].mime,
             "application/octet-stream"
         );
+    }
+
+    #[test]
+    fn sections_name_parts() {
+        let s = BodyStructure::from_value(&structure(concat!(
+            "* 1 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 4 1 NIL NIL NIL NIL)",
+            "(\"application\" \"octet-stream\" (\"name\" \"a.bin\") NIL NIL \"base64\" 5000000000 NIL (\"attachment\" (\"filename\" \"a.bin\")) NIL NIL)",
+            "(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 50 (NIL \"s\" NIL NIL NIL NIL NIL NIL NIL NIL) ",
+            "((\"text\" \"plain\" NIL NIL NIL \"7bit\" 5 1)(\"image\" \"png\" NIL NIL NIL \"base64\" 9) \"mixed\") 3)",
+            " \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL))\r\n"
+        )));
+        let found = |section: &str| s.part(section).map(|p| (p.mime.as_str(), p.octets));
+        assert_eq!(found("1"), Some(("text/plain", Some(4))));
+        assert_eq!(
+            found("2"),
+            Some(("application/octet-stream", Some(5_000_000_000)))
+        );
+        assert_eq!(s.part("2").unwrap().size, 0, "too large for 32 bits");
+        // The attached message first, then its multipart body, then its parts.
+        assert_eq!(found("3"), Some(("message/rfc822", Some(50))));
+        assert_eq!(found("3.1"), Some(("text/plain", Some(5))));
+        assert_eq!(found("3.2"), Some(("image/png", Some(9))));
+        for absent in ["", "0", "4", "1.1", "x", "01", "3.3", "2.1"] {
+            assert_eq!(found(absent), None, "{absent}");
+        }
+        assert_eq!(
+            found("3.1").map(|_| s.part("3.1").unwrap().nested),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_message_that_is_one_attached_message() {
+        // The body of the message is itself a message: `1` is that message,
+        // `1.1` the text inside it.
+        let value = structure(concat!(
+            "* 1 FETCH (BODYSTRUCTURE (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 80 ",
+            "(NIL \"s\" NIL NIL NIL NIL NIL NIL NIL NIL) ",
+            "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 12 1) 4))\r\n"
+        ));
+        let s = BodyStructure::from_value(&value);
+        let ids: Vec<(&str, &str)> = s
+            .parts()
+            .iter()
+            .map(|p| (p.id.as_str(), p.mime.as_str()))
+            .collect();
+        assert_eq!(ids, vec![("1", "message/rfc822"), ("1.1", "text/plain")]);
+        assert_eq!(s.part("1").unwrap().octets, Some(80));
+        // The send path attaches the same parts.
+        let attach = |section| crate::send::prepare::part_size(&value, section);
+        assert_eq!(attach("1"), Some((80, false)));
+        assert_eq!(attach("1.1"), Some((12, false)));
+        assert_eq!(attach("2"), None);
     }
 }

@@ -12,7 +12,8 @@ use super::compose::{self, Attachment, Draft};
 use super::outbox::{Connections, SendContext};
 use super::plan::{self, Probe};
 use crate::error::ErrorClass;
-use crate::imap::{find_part, ImapClient, ImapError};
+use crate::imap::{ImapClient, ImapError};
+use crate::read::structure::BodyStructure;
 use crate::store::send::{ByteCounts, SendJob, SendStatus, UploadRecord};
 use crate::store::AccountRecord;
 
@@ -406,13 +407,13 @@ async fn resolve(
                         format!("no message {} in {}", part.uid, part.mailbox),
                     )
                 })?;
-                let info = find_part(&structure, &part.part).ok_or_else(|| {
+                let (size, multipart) = part_size(&structure, &part.part).ok_or_else(|| {
                     invalid(
                         "unknown_part",
                         format!("message {} has no part {}", part.uid, part.part),
                     )
                 })?;
-                if info.content_type.starts_with("multipart/") {
+                if multipart {
                     return Err(invalid(
                         "unsupported_part",
                         "multipart sections cannot be attached; name their parts",
@@ -427,7 +428,7 @@ async fn resolve(
                     uid: part.uid,
                     section: part.part.clone(),
                     mime_size: mime.len() as u64,
-                    size: info.size,
+                    size,
                 }));
             }
         }
@@ -479,6 +480,18 @@ async fn resolve(
         }
     }
     Ok((out, reply, probe))
+}
+
+/// The declared size of `section` in a BODYSTRUCTURE and whether it is a
+/// multipart, as the read path sees the same structure; `None` when there is
+/// no such part or a single part without a size.
+pub(crate) fn part_size(structure: &crate::imap::Value, section: &str) -> Option<(u64, bool)> {
+    let structure = BodyStructure::from_value(structure);
+    let part = structure.part(section)?;
+    if part.is_multipart() {
+        return Some((0, true));
+    }
+    Some((part.octets?, false))
 }
 
 async fn examine(imap: &mut ImapClient, mailbox: &str) -> Result<u32, PrepareError> {

@@ -1,5 +1,10 @@
 //! SMTP replies (RFC 5321 4.2): cutting the server's bytes into complete,
 //! possibly multi-line replies. Pure: bytes in, replies out; never panics.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 
 /// One complete reply: its code and its text lines (without code and CRLF).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,12 +63,12 @@ const MAX_LINES: usize = 512;
 /// Looks for one complete reply at the front of `buf`. Returns the reply and
 /// how many bytes it used, or `None` when more bytes are needed.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
-    let mut pos = 0;
+    let mut rest = buf;
     let mut lines = Vec::new();
     let mut code = None;
     loop {
-        let Some(end) = buf[pos..].iter().position(|&b| b == b'\n') else {
-            if buf.len() - pos > MAX_LINE {
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            if rest.len() > MAX_LINE {
                 return Err(ReplyError::TooLong);
             }
             return Ok(None);
@@ -71,40 +76,45 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
         if end > MAX_LINE {
             return Err(ReplyError::TooLong);
         }
-        let mut line = &buf[pos..pos + end];
-        if line.last() == Some(&b'\r') {
-            line = &line[..line.len() - 1];
-        }
-        pos += end + 1;
-        if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
-            return Err(ReplyError::Malformed);
-        }
-        let this_code = line[..3]
-            .iter()
-            .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+        let (line, after) = rest.split_at(end);
+        // `after` starts with the LF.
+        rest = after.get(1..).unwrap_or_default();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let (this_code, tail) = match line {
+            [a, b, c, tail @ ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+                let digit = |d: &u8| u16::from(d.saturating_sub(b'0'));
+                let code = digit(a)
+                    .saturating_mul(100)
+                    .saturating_add(digit(b).saturating_mul(10))
+                    .saturating_add(digit(c));
+                (code, tail)
+            }
+            _ => return Err(ReplyError::Malformed),
+        };
         if !(200..600).contains(&this_code) {
             return Err(ReplyError::Malformed);
         }
         if *code.get_or_insert(this_code) != this_code {
             return Err(ReplyError::Malformed);
         }
-        let (more, text) = match line.get(3) {
-            None => (false, &[][..]),
-            Some(b'-') => (true, &line[4..]),
-            Some(b' ') => (false, &line[4..]),
-            Some(_) => return Err(ReplyError::Malformed),
+        let (more, text) = match tail {
+            [] => (false, tail),
+            [b'-', text @ ..] => (true, text),
+            [b' ', text @ ..] => (false, text),
+            _ => return Err(ReplyError::Malformed),
         };
         lines.push(String::from_utf8_lossy(text).into_owned());
         if lines.len() > MAX_LINES {
             return Err(ReplyError::TooLong);
         }
         if !more {
+            let used = buf.len().saturating_sub(rest.len());
             return Ok(Some((
                 Reply {
                     code: this_code,
                     lines,
                 },
-                pos,
+                used,
             )));
         }
     }
@@ -160,6 +170,7 @@ impl Ehlo {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,83 @@
+//! Properties of UID sets, modified UTF-7 and state tokens, checked on
+//! generated inputs (the fuzz targets check the same on mutated ones).
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// Sorted UIDs without repeats, in runs so that ranges occur.
+fn uids() -> impl Strategy<Value = Vec<u32>> {
+    prop::collection::vec((any::<u32>(), 0u32..5), 0..40).prop_map(|runs| {
+        let mut out: Vec<u32> = runs
+            .into_iter()
+            .flat_map(|(start, len)| (0..len).map_while(move |i| start.checked_add(i)))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    })
+}
+
+proptest! {
+    #[test]
+    fn uid_sets_expand_to_what_they_were_made_of(uids in uids()) {
+        let set = uid_set(&uids);
+        prop_assert_eq!(expand_uid_set(&set, uids.len()), Some(uids.clone()));
+        // Compact: one piece per run of consecutive UIDs.
+        let runs = uids.windows(2).filter(|w| w[0].checked_add(1) != Some(w[1])).count()
+            + usize::from(!uids.is_empty());
+        let pieces = if set.is_empty() { 0 } else { set.split(',').count() };
+        prop_assert_eq!(pieces, runs);
+    }
+
+    #[test]
+    fn uid_sets_stay_within_their_limit(set in "[0-9:,]{0,40}", limit in 0usize..1000) {
+        if let Some(uids) = expand_uid_set(&set, limit) {
+            prop_assert!(uids.len() <= limit);
+            prop_assert!(uids.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+
+    #[test]
+    fn utf7_round_trips(name in any::<String>()) {
+        let encoded = utf7_encode(&name);
+        prop_assert!(encoded.bytes().all(|b| (0x20..0x7f).contains(&b)), "{encoded:?}");
+        prop_assert_eq!(utf7_decode(encoded.as_bytes()), Some(name));
+    }
+
+    #[test]
+    fn utf7_decoding_is_canonical(raw in prop::collection::vec(any::<u8>(), 0..64)) {
+        if let Some(name) = utf7_decode(&raw) {
+            let again = utf7_encode(&name);
+            prop_assert_eq!(utf7_decode(again.as_bytes()), Some(name));
+        }
+    }
+
+    #[test]
+    fn utf7_decodes_what_looks_like_it(raw in "[A-Za-z0-9&+,\\-. ]{0,40}") {
+        if let Some(name) = utf7_decode(raw.as_bytes()) {
+            prop_assert_eq!(utf7_decode(utf7_encode(&name).as_bytes()), Some(name));
+        }
+    }
+
+    #[test]
+    fn state_tokens_round_trip(
+        uidvalidity in any::<u32>(),
+        uidnext in 1u32..,
+        modseq in any::<u64>(),
+        uids in prop::option::of(uids()),
+    ) {
+        let uids = uids.map(|u| u.into_iter().filter(|&x| x < uidnext).collect::<Vec<_>>());
+        let token = StateToken { uidvalidity, uidnext, modseq, uids };
+        prop_assert_eq!(StateToken::decode(&token.encode()), Some(token));
+    }
+
+    #[test]
+    fn state_tokens_from_clients_decode_to_their_own_form(
+        raw in "1\\.[0-9]{1,11}\\.[0-9]{1,11}\\.[0-9]{1,21}(\\.[0-9:,]{0,30})?",
+    ) {
+        if let Some(token) = StateToken::decode(&raw) {
+            prop_assert_eq!(StateToken::decode(&token.encode()), Some(token));
+        }
+    }
+}
