@@ -14,6 +14,7 @@ use crate::imap::parser::{parse_response, ParseError, Response, Untagged};
 use crate::send::compose;
 use crate::store::send::Segment;
 
+pub use crate::imap::UidSet;
 pub use crate::read::state::StateToken;
 pub use crate::read::structure::{BodyStructure, Part};
 pub use crate::send::compose::{valid_address, Attachment, Draft};

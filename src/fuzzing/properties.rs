@@ -67,7 +67,7 @@ proptest! {
         modseq in any::<u64>(),
         uids in prop::option::of(uids()),
     ) {
-        let uids = uids.map(|u| u.into_iter().filter(|&x| x < uidnext).collect::<Vec<_>>());
+        let uids = uids.map(|u| u.into_iter().filter(|&x| x < uidnext).collect::<UidSet>());
         let token = StateToken { uidvalidity, uidnext, modseq, uids };
         prop_assert_eq!(StateToken::decode(&token.encode()), Some(token));
     }

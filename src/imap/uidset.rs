@@ -160,6 +160,35 @@ impl UidSet {
     }
 }
 
+impl FromIterator<u32> for UidSet {
+    /// Collects numbers in any order (cheapest ascending).
+    fn from_iter<I: IntoIterator<Item = u32>>(numbers: I) -> Self {
+        let mut set = UidSet::new();
+        for n in numbers {
+            set.push(n);
+        }
+        set.normalize();
+        set
+    }
+}
+
+/// The set in IMAP's sequence-set syntax: `1:3,7`.
+impl std::fmt::Display for UidSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, &(lo, hi)) in self.ranges.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}:{hi}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A decimal number of at most 32 bits, or `*` (the largest).
 fn number(digits: &[u8]) -> Option<u32> {
     if digits == b"*" {

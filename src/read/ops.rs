@@ -70,7 +70,12 @@ async fn state_of(c: &mut ImapClient, status: &MailboxStatus) -> Result<StateTok
     let uids = if c.qresync_enabled() {
         None
     } else {
-        Some(all_uids_below(c, status.uidnext).await?)
+        Some(
+            all_uids_below(c, status.uidnext)
+                .await?
+                .into_iter()
+                .collect(),
+        )
     };
     Ok(StateToken {
         uidvalidity: status.uidvalidity,
@@ -194,7 +199,7 @@ pub async fn list_messages(
         uidvalidity: status.uidvalidity,
         uidnext: status.uidnext,
         modseq: status.highestmodseq.unwrap_or(0),
-        uids: (!c.qresync_enabled()).then_some(all),
+        uids: (!c.qresync_enabled()).then(|| all.iter().copied().collect()),
     };
     Ok(pb::ListMessagesResponse {
         messages,
@@ -259,10 +264,10 @@ pub async fn changes(
                 Some(p) => p,
                 None => all_uids_below(c, token.uidnext).await?,
             };
-            let known = token.uids.as_deref().unwrap_or(&[]);
-            vanished = known
+            vanished = token
+                .uids
                 .iter()
-                .copied()
+                .flat_map(|known| known.iter())
                 .filter(|u| present.binary_search(u).is_err())
                 .collect();
         }

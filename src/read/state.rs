@@ -5,10 +5,11 @@
 //! the UIDs present then, as a compact set (`1:40,42`). MODSEQ is 0 without
 //! CONDSTORE. Pure: parsing and formatting only.
 
-use crate::imap::{expand_set, uid_set};
+use crate::imap::UidSet;
 
-/// Largest UID set a token may carry when expanded (4 MiB as a list).
-const MAX_TOKEN_UIDS: usize = 1_000_000;
+/// Most UIDs a token may name: a delta compares each with the mailbox, so
+/// a short token naming billions would cost a request that much work.
+const MAX_TOKEN_UIDS: u64 = 1_000_000;
 /// Longest token parsed: a request line cannot carry a longer one anyway
 /// (URIs are limited to 64 KiB), so nothing longer is one of ours.
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
@@ -20,8 +21,9 @@ pub struct StateToken {
     pub uidnext: u32,
     /// HIGHESTMODSEQ at the time; 0 when the server had no CONDSTORE.
     pub modseq: u64,
-    /// The UIDs present, when the server lacks QRESYNC.
-    pub uids: Option<Vec<u32>>,
+    /// The UIDs present, when the server lacks QRESYNC: as ranges, so
+    /// what decoding holds grows with the token's length, not its numbers.
+    pub uids: Option<UidSet>,
 }
 
 impl StateToken {
@@ -30,7 +32,7 @@ impl StateToken {
         let mut out = format!("1.{}.{}.{}", self.uidvalidity, self.uidnext, self.modseq);
         if let Some(uids) = &self.uids {
             out.push('.');
-            out.push_str(&uid_set(uids));
+            out.push_str(&uids.to_string());
         }
         out
     }
@@ -48,13 +50,13 @@ impl StateToken {
         let uidnext: u32 = fields.next()?.parse().ok()?;
         let modseq = fields.next()?.parse().ok()?;
         let uids = match fields.next() {
-            Some(set) => Some(expand_set(set, MAX_TOKEN_UIDS)?),
+            Some(set) => Some(UidSet::parse(set.as_bytes(), MAX_TOKEN_LEN)?),
             None => None,
         };
         if uidnext == 0
-            || uids
-                .as_ref()
-                .is_some_and(|u| u.iter().any(|&x| x >= uidnext))
+            || uids.as_ref().is_some_and(|u| {
+                u.count() > MAX_TOKEN_UIDS || u.max().is_some_and(|x| x >= uidnext)
+            })
         {
             return None;
         }
@@ -85,7 +87,7 @@ mod tests {
             uidvalidity: 5,
             uidnext: 10,
             modseq: 0,
-            uids: Some(vec![1, 2, 3, 7]),
+            uids: Some([1, 2, 3, 7].into_iter().collect()),
         };
         assert_eq!(t.encode(), "1.5.10.0.1:3,7");
         assert_eq!(StateToken::decode(&t.encode()), Some(t));
@@ -113,7 +115,10 @@ mod tests {
             "1,".repeat(MAX_TOKEN_LEN / 2) + "3"
         );
         assert_eq!(StateToken::decode(&long), None);
-        // A short one may not expand to more than MAX_TOKEN_UIDS.
+        // A short one may not name more than MAX_TOKEN_UIDS.
         assert_eq!(StateToken::decode("1.5.4294967295.0.1:4000000000"), None);
+        assert_eq!(StateToken::decode("1.5.4294967295.0.1:1000001"), None);
+        let most = StateToken::decode("1.5.4294967295.0.1:1000000").unwrap();
+        assert_eq!(most.uids.unwrap().ranges(), 1);
     }
 }
