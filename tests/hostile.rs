@@ -266,5 +266,13 @@ async fn a_list_flood_is_answered_with_a_clear_error() {
     let (status, body) = gateway.get("/v1/mailboxes", Some(&token)).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "imap_response_too_large", "{body}");
+
+    // The account cools down: the next request is refused at once, without
+    // asking the server (and reading its flood) again.
+    let lists = imap.seen().count("LIST");
+    let (status, body) = gateway.get("/v1/mailboxes", Some(&token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "imap_cooling_down", "{body}");
+    assert_eq!(imap.seen().count("LIST"), lists);
     gateway.stop().await;
 }

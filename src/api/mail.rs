@@ -45,16 +45,22 @@ impl From<ReadError> for ApiError {
                 (StatusCode::BAD_GATEWAY, "imap_response_too_large")
             }
             ReadError::Imap(_) => (StatusCode::BAD_GATEWAY, "imap_unavailable"),
+            ReadError::CoolingDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "imap_cooling_down"),
             ReadError::Store(_) | ReadError::Seal(_) | ReadError::Poisoned => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
             }
         };
-        if status.is_server_error() && e.class() != ErrorClass::Permanent {
+        let quiet = matches!(e, ReadError::CoolingDown(_));
+        if status.is_server_error() && e.class() != ErrorClass::Permanent && !quiet {
             tracing::warn!(error = %e, "read request failed upstream");
         }
         let mut err = ApiError::new(status, code, message);
-        if let ReadError::RangeNotSatisfiable(total) = e {
-            err.message = format!("range not satisfiable; the part has {total} bytes");
+        match e {
+            ReadError::RangeNotSatisfiable(total) => {
+                err.message = format!("range not satisfiable; the part has {total} bytes");
+            }
+            ReadError::CoolingDown(wait) => err = err.retry_after(wait),
+            _ => {}
         }
         err
     }

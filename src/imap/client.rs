@@ -27,6 +27,7 @@ use super::error::{cut, ImapError, MAX_SERVER_TEXT};
 use super::framer::Framer;
 use super::parser::{parse_response, Code, Response, Status, Untagged};
 use super::IdleEvent;
+use crate::error::ErrorClass;
 use crate::net::{self, MaybeTls, Security, TlsConnector, Upstream};
 
 /// Default bound on each command (and on connecting).
@@ -103,6 +104,10 @@ pub struct ImapClient {
     pub(crate) timeout: Duration,
     /// The tag of the running IDLE command.
     pub(crate) idle_tag: Option<String>,
+    /// Set when the server broke the connection by saying something the
+    /// client could not take (a response too large, garbage): the pool of
+    /// API sessions then lets the account cool down before connecting again.
+    pub(super) misbehaved: bool,
     /// Set after a timeout or I/O error: the stream is out of sync.
     pub(super) broken: bool,
     /// A command is under way; still set when its future was dropped
@@ -168,6 +173,7 @@ impl ImapClient {
             timeout,
             idle_tag: None,
             broken: false,
+            misbehaved: false,
             in_command: false,
             pipelining: true,
             pipelining_failed: false,
@@ -517,10 +523,25 @@ impl ImapClient {
 
     /// Marks the connection unusable after an error outside `run`.
     pub(crate) fn fail(&mut self, e: ImapError) -> ImapError {
+        self.break_on(&e);
+        e
+    }
+
+    /// Marks the connection unusable when `e` leaves it out of sync, and
+    /// notes when that was the server's doing (a protocol-class error).
+    pub(crate) fn break_on(&mut self, e: &ImapError) {
         if e.breaks_connection() {
             self.broken = true;
+            if e.class() == ErrorClass::Protocol {
+                self.misbehaved = true;
+            }
         }
-        e
+    }
+
+    /// Whether the server broke this connection with something the client
+    /// could not take (see [`ImapError::class`]: protocol errors).
+    pub fn misbehaved(&self) -> bool {
+        self.misbehaved
     }
 
     /// Next tag, for commands that are not run through `run` (IDLE).

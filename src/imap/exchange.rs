@@ -83,9 +83,7 @@ impl ImapClient {
         self.end_budget();
         self.in_command = false;
         if let Err(e) = &result {
-            if e.breaks_connection() {
-                self.broken = true;
-            }
+            self.break_on(e);
         }
         if pipelined && suggests_pipelining_trouble(&result) {
             self.pipelining_failed = true;

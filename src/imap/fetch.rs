@@ -206,10 +206,9 @@ impl ImapClient {
         })
         .await?;
         if too_many {
-            self.broken = true;
-            return Err(ImapError::TooLarge(format!(
+            return Err(self.fail(ImapError::TooLarge(format!(
                 "the server lists more than {MAX_MAILBOXES} mailboxes"
-            )));
+            ))));
         }
         for entry in &mut entries {
             let raw = entry.name.clone();

@@ -220,12 +220,12 @@ impl ImapClient {
         let most = self
             .exists
             .map_or(MAX_SEARCH_UIDS, |e| (e as usize).min(MAX_SEARCH_UIDS));
-        uids.to_vec(most).ok_or_else(|| {
-            self.broken = true;
-            ImapError::TooLarge(format!(
+        match uids.to_vec(most) {
+            Some(uids) => Ok(uids),
+            None => Err(self.fail(ImapError::TooLarge(format!(
                 "a SEARCH answer names more than the {most} messages the mailbox holds"
-            ))
-        })
+            )))),
+        }
     }
 
     /// Sender, subject and (when `with_preview`) a short plain-text preview

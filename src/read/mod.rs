@@ -56,12 +56,17 @@ pub enum ReadError {
     RangeNotSatisfiable(u64),
     #[error("internal lock poisoned")]
     Poisoned,
+    /// The account's server recently broke a session with what the client
+    /// could not take; requests wait this long before it is tried again.
+    #[error("the mail server sent something it should not; trying it again in {}s", .0.as_secs().max(1))]
+    CoolingDown(std::time::Duration),
 }
 
 impl ReadError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ReadError::Imap(e) => e.class(),
+            ReadError::CoolingDown(_) => ErrorClass::Transient,
             ReadError::Store(e) => e.class(),
             ReadError::Seal(_) | ReadError::Poisoned => ErrorClass::Permanent,
             _ => ErrorClass::Permanent,

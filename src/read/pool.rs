@@ -6,6 +6,13 @@
 //! beyond wait). A reaper logs out sessions unused for `read.idle_secs`, so
 //! an account costs nothing here between bursts of phone activity.
 //! Credentials are read from the store and unsealed at each connect only.
+//!
+//! An account whose server broke a session by sending what the client could
+//! not take (a response too large, garbage) cools down: for a while its
+//! requests are refused at once (`ReadError::CoolingDown`) instead of each
+//! connecting and reading the same flood again. The pause starts at
+//! [`COOL_MIN`] and doubles up to [`COOL_MAX`] while it recurs; a session
+//! handed back whole ends it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +31,11 @@ use crate::store::{Sealer, Store};
 /// A session unused for this long is checked with NOOP before reuse.
 const CHECK_AFTER: Duration = Duration::from_secs(20);
 
+/// The first pause after a session the server broke.
+pub const COOL_MIN: Duration = Duration::from_secs(1);
+/// The longest pause.
+pub const COOL_MAX: Duration = Duration::from_secs(300);
+
 struct Idle {
     client: ImapClient,
     since: Instant,
@@ -33,6 +45,26 @@ struct Idle {
 struct Slot {
     idle: Vec<Idle>,
     permits: Option<Arc<Semaphore>>,
+    /// No new request before this (the server broke a session).
+    cool_until: Option<Instant>,
+    /// The next pause, doubling while the server keeps breaking sessions.
+    next_cool: Duration,
+}
+
+impl Slot {
+    /// The server broke a session: pause the account's requests.
+    fn cool_down(&mut self, now: Instant) {
+        let pause = self.next_cool.max(COOL_MIN);
+        self.cool_until = Some(now + pause);
+        self.next_cool = pause.saturating_mul(2).min(COOL_MAX);
+    }
+
+    /// How long requests must still wait, if at all.
+    fn cooling(&self, now: Instant) -> Option<Duration> {
+        self.cool_until
+            .filter(|&until| until > now)
+            .map(|until| until - now)
+    }
 }
 
 struct Inner {
@@ -77,19 +109,23 @@ impl Drop for PooledSession {
             return;
         };
         if client.is_broken() {
+            if client.misbehaved() {
+                if let Ok(mut slots) = self.inner.slots.lock() {
+                    let slot = slots.entry(self.account_id.clone()).or_default();
+                    slot.cool_down(Instant::now());
+                }
+            }
             return;
         }
         // Unsolicited news of the mailbox is of no use to the next request.
         client.take_events();
         if let Ok(mut slots) = self.inner.slots.lock() {
-            slots
-                .entry(self.account_id.clone())
-                .or_default()
-                .idle
-                .push(Idle {
-                    client,
-                    since: Instant::now(),
-                });
+            let slot = slots.entry(self.account_id.clone()).or_default();
+            slot.next_cool = Duration::ZERO;
+            slot.idle.push(Idle {
+                client,
+                since: Instant::now(),
+            });
         }
     }
 }
@@ -143,9 +179,11 @@ impl SessionPool {
                     slot.idle = keep;
                     out.extend(old.into_iter().map(|s| s.client));
                 }
+                let now = Instant::now();
                 slots.retain(|_, s| {
                     !s.idle.is_empty()
                         || s.permits.as_ref().is_some_and(|p| Arc::strong_count(p) > 1)
+                        || s.cooling(now).is_some()
                 });
                 out
             }
@@ -170,11 +208,15 @@ impl SessionPool {
     }
 
     /// A logged-in session of `account_id`: an idle one when there is one,
-    /// else a new connection (QRESYNC enabled where offered).
+    /// else a new connection (QRESYNC enabled where offered). Refused at
+    /// once while the account cools down.
     pub async fn session(&self, account_id: &str) -> Result<PooledSession, ReadError> {
         let permits = {
             let mut slots = self.inner.slots.lock().map_err(|_| ReadError::Poisoned)?;
             let slot = slots.entry(account_id.to_string()).or_default();
+            if let Some(wait) = slot.cooling(Instant::now()) {
+                return Err(ReadError::CoolingDown(wait));
+            }
             slot.permits
                 .get_or_insert_with(|| {
                     Arc::new(Semaphore::new(self.inner.config.read.sessions_per_account))
@@ -240,5 +282,26 @@ impl SessionPool {
             }
         }
         Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_while_the_server_keeps_breaking_sessions() {
+        let now = Instant::now();
+        let mut slot = Slot::default();
+        assert_eq!(slot.cooling(now), None);
+        slot.cool_down(now);
+        assert_eq!(slot.cooling(now), Some(COOL_MIN));
+        slot.cool_down(now);
+        assert_eq!(slot.cooling(now), Some(2 * COOL_MIN));
+        for _ in 0..20 {
+            slot.cool_down(now);
+        }
+        assert_eq!(slot.cooling(now), Some(COOL_MAX));
+        assert_eq!(slot.cooling(now + COOL_MAX), None);
     }
 }
