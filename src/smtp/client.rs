@@ -70,6 +70,9 @@ impl SmtpError {
 
 /// Bytes per BDAT chunk and per DATA write.
 const CHUNK: usize = 64 * 1024;
+/// Bytes of one unfinished reply line after which the buffer is parsed
+/// again anyway: the longest line a reply may have.
+const REPARSE_AFTER: usize = 4096;
 
 /// A connection to a submission server.
 pub struct SmtpClient {
@@ -311,21 +314,46 @@ impl SmtpClient {
         Ok(())
     }
 
+    /// Reads one reply. The buffer is parsed again only when a line has
+    /// ended, or when the unfinished line has grown past [`REPARSE_AFTER`]
+    /// (so an overlong line is refused at once): a server trickling a long
+    /// multi-line reply a byte at a time would otherwise have it parsed
+    /// from the start at every byte.
     async fn read_reply(&mut self) -> Result<Reply, SmtpError> {
+        // Where the unfinished last line of the buffer begins.
+        let mut line_start = line_start_after(&self.buf, 0);
+        // The buffer's length when it was last parsed without a reply.
+        let mut parsed_len: Option<usize> = None;
         loop {
-            if let Some((reply, used)) = parse_reply(&self.buf)? {
-                self.buf.drain(..used);
-                return Ok(reply);
+            let due = parsed_len.is_none_or(|at| {
+                line_start > at || self.buf.len().saturating_sub(line_start) > REPARSE_AFTER
+            });
+            if due {
+                if let Some((reply, used)) = parse_reply(&self.buf)? {
+                    self.buf.drain(..used);
+                    return Ok(reply);
+                }
+                parsed_len = Some(self.buf.len());
             }
             self.buf.reserve(1024);
+            let before = self.buf.len();
             let n = tokio::time::timeout(self.timeout, self.stream.read_buf(&mut self.buf))
                 .await
                 .map_err(|_| SmtpError::Timeout)??;
             if n == 0 {
                 return Err(SmtpError::Closed);
             }
+            line_start = line_start_after(&self.buf, before).max(line_start);
         }
     }
+}
+
+/// Where the last line of `buf` begins, looking for line ends from `from` on
+/// (0 when none is found there).
+fn line_start_after(buf: &[u8], from: usize) -> usize {
+    buf.get(from..)
+        .and_then(|new| new.iter().rposition(|&b| b == b'\n'))
+        .map_or(0, |at| from + at + 1)
 }
 
 async fn read_full<R: AsyncRead + Unpin>(

@@ -140,3 +140,14 @@ async fn bdat_chunks_and_a_dropped_connection() {
     assert_eq!(bdats.len(), 3);
     assert!(bdats[2].ends_with("LAST"));
 }
+
+#[tokio::test]
+async fn a_reply_line_that_never_ends_is_refused_without_waiting() {
+    // More than a reply line may hold, and no line end: refused as soon as
+    // it is over the limit, not when the command times out.
+    let endless: &'static str = Box::leak(format!("250-{}", "x".repeat(5000)).into_boxed_str());
+    let (port, _server) = scripted("250 scripted\r\n", vec![("RSET", endless)]).await;
+    let mut smtp = connect(port).await;
+    let e = smtp.rset().await.unwrap_err();
+    assert!(matches!(e, SmtpError::Protocol(_)), "{e:?}");
+}
