@@ -2,6 +2,12 @@
 //! GENURLAUTH and BURL want them. Pure string building, with the escaping
 //! the RFC asks for so no name can break out of its component.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 /// A message (or a section of it) on the IMAP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageUrl {
@@ -74,6 +80,11 @@ pub(crate) fn quotable(url: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
 

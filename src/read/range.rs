@@ -1,6 +1,12 @@
 //! HTTP `Range: bytes=…` for part downloads (RFC 9110 14.2): one range, in
 //! the forms `a-b`, `a-` and `-n`. Pure.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 /// An inclusive byte range within a body of known size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
@@ -10,7 +16,7 @@ pub struct ByteRange {
 
 impl ByteRange {
     pub fn len(&self) -> u64 {
-        self.end - self.start + 1
+        self.end.saturating_sub(self.start).saturating_add(1)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,19 +80,25 @@ impl RangeRequest {
                 if start >= total {
                     return None;
                 }
-                let end = end.unwrap_or(total - 1).min(total - 1);
+                let last = total.saturating_sub(1);
+                let end = end.unwrap_or(last).min(last);
                 Some(ByteRange { start, end })
             }
             RangeRequest::Suffix(0) => None,
             RangeRequest::Suffix(n) => Some(ByteRange {
                 start: total.saturating_sub(n),
-                end: total - 1,
+                end: total.saturating_sub(1),
             }),
         }
     }
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
 

@@ -5,6 +5,12 @@
 //! the UIDs present then, as a compact set (`1:40,42`). MODSEQ is 0 without
 //! CONDSTORE. Pure: parsing and formatting only.
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
 use crate::imap::UidSet;
 
 /// Most UIDs a token may name: a delta compares each with the mailbox, so
@@ -70,6 +76,11 @@ impl StateToken {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
 
