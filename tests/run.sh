@@ -34,10 +34,13 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+
 cargo fmt --check
 (cd fuzz && cargo fmt --check)
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+cargo test --locked 2>&1 | tee "$scratch/tests.log"
 
 # Fuzzing on the stable toolchain: coverage-guided, without a sanitizer (the
 # crate forbids unsafe code), with debug assertions so that an overflow
@@ -48,8 +51,7 @@ fi
 fuzz_seconds="${FUZZ_SECONDS:-15}"
 fuzz_flags=(--sanitizer none --debug-assertions)
 cargo fuzz build "${fuzz_flags[@]}"
-new_inputs="$(mktemp -d)"
-trap 'rm -rf "$new_inputs"' EXIT
+new_inputs="$scratch/fuzz"
 for target in $(cargo fuzz list); do
   echo "fuzzing $target for ${fuzz_seconds}s"
   mkdir -p "$new_inputs/$target"
@@ -64,3 +66,7 @@ for target in $(cargo fuzz list); do
   fi
   grep -E '^Done' "$log" || true
 done
+
+# One closing line for the whole run: every test binary's counts added up.
+awk '/^test result:/ { passed += $4; failed += $6 }
+     END { printf "tests: %d passed, %d failed\n", passed, failed }' "$scratch/tests.log"
