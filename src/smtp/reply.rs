@@ -6,6 +6,8 @@
     clippy::unwrap_used
 )]
 
+use crate::text::{trim, MAX_SERVER_TEXT};
+
 /// One complete reply: its code and its text lines (without code and CRLF).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -34,9 +36,13 @@ impl Reply {
         self.code >= 500
     }
 
-    /// The reply as one line, as a server would print it (`550 5.1.1 no such user`).
+    /// The reply as one line, as a server would print it (`550 5.1.1 no such user`),
+    /// cut to [`MAX_SERVER_TEXT`] bytes: it is logged, stored with a send's
+    /// status and returned by the API, and a reply may hold 2 MiB.
     pub fn text(&self) -> String {
-        format!("{} {}", self.code, self.lines.join(" / "))
+        let mut text = format!("{} {}", self.code, self.lines.join(" / "));
+        trim(&mut text, MAX_SERVER_TEXT);
+        text
     }
 }
 
@@ -217,6 +223,12 @@ mod tests {
         assert_eq!(replies[0].code, 550);
         assert!(replies[0].is_permanent());
         assert_eq!(replies[0].text(), "550 5.1.1 <bob@x>: no such user");
+        // What is kept of a long reply is cut, control characters too.
+        let long = format!("{}250 end\r\n", "250-\x1bxxxxxxxxxx\r\n".repeat(500));
+        let (reply, _) = parse_reply(long.as_bytes()).unwrap().unwrap();
+        assert_eq!(reply.lines.len(), 501);
+        assert!(reply.text().len() <= MAX_SERVER_TEXT);
+        assert!(!reply.text().contains('\x1b'));
         assert!(replies[1].is_intermediate());
         assert!(replies[2].is_positive());
     }
