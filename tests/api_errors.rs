@@ -4,42 +4,10 @@
 mod support;
 
 use serde_json::{json, Value};
+use support::api::{error_code, raw_post, stored_accounts};
 use support::dovecot::Dovecot;
 use support::gateway::{account_body, data_dir, test_config, Gateway};
 use support::push::{PushReceiver, TestDevice};
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("")
-}
-
-async fn raw_post(
-    gateway: &Gateway,
-    path: &str,
-    token: Option<&str>,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (u16, Value) {
-    let mut request = gateway
-        .http
-        .post(gateway.at(path))
-        .header("content-type", content_type)
-        .body(body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn stored_accounts(dir: &std::path::Path) -> usize {
-    use lemonade::store::{SledStore, Store};
-    SledStore::open(&dir.join("db"))
-        .unwrap()
-        .accounts()
-        .unwrap()
-        .len()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
@@ -231,76 +199,6 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
     );
     gateway.stop().await;
     assert_eq!(stored_accounts(&dir), 0);
-}
-
-/// A client refused too often is not let try any login until the window
-/// ends (password spraying: one common password against many mailboxes);
-/// what it claims in X-Forwarded-For does not matter unless its peer is a
-/// trusted proxy, and then clients behind the proxy are counted apart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registration_limits_refused_logins_per_client() {
-    let dovecot = Dovecot::builder().without_auth_penalty().start();
-    dovecot.add_user("alice", "secret");
-    let (host, port) = (dovecot.host(), dovecot.imap_port());
-    let (_tmp, dir) = data_dir();
-    let post_from = |gateway: &Gateway, forwarded_for: Option<&str>, user: &str, password: &str| {
-        let mut request = gateway
-            .http
-            .post(gateway.at("/v1/accounts"))
-            .json(&account_body(host, port, user, password));
-        if let Some(client) = forwarded_for {
-            request = request.header("x-forwarded-for", client);
-        }
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap();
-            (status, error_code(&body).to_string())
-        }
-    };
-    let refused = (422, "imap_auth_failed".to_string());
-    let blocked = (429, "too_many_failed_logins".to_string());
-    let mut config = test_config(&dir);
-    config.api.client_failures_allowed = 3;
-    let gateway = Gateway::start_with(config).await;
-    for user in ["bob", "dave", "erin"] {
-        assert_eq!(post_from(&gateway, None, user, "123456").await, refused);
-    }
-    assert_eq!(post_from(&gateway, None, "alice", "secret").await, blocked);
-    assert_eq!(
-        post_from(&gateway, Some("203.0.113.7"), "alice", "secret").await,
-        blocked
-    );
-    gateway.stop().await;
-    let mut config = test_config(&dir);
-    config.api.client_failures_allowed = 3;
-    config.api.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    let gateway = Gateway::start_with(config).await;
-    for user in ["bob", "dave", "erin"] {
-        let sprayer = Some("198.51.100.7");
-        assert_eq!(post_from(&gateway, sprayer, user, "123456").await, refused);
-    }
-    assert_eq!(
-        post_from(&gateway, Some("198.51.100.7"), "alice", "secret").await,
-        blocked
-    );
-    // The sprayer cannot pass for someone else by writing an address first.
-    assert_eq!(
-        post_from(
-            &gateway,
-            Some("203.0.113.7, 198.51.100.7"),
-            "alice",
-            "secret"
-        )
-        .await,
-        blocked
-    );
-    assert_eq!(
-        post_from(&gateway, Some("198.51.100.8"), "alice", "secret").await,
-        (201, String::new())
-    );
-    gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,85 +427,6 @@ async fn tokens_and_devices_are_checked() {
     gateway.stop().await;
 }
 
-/// One client registers at most `api.accounts_per_client` new accounts
-/// within the window; registering a login that has an account already, or
-/// a registration that fails, takes no place; other clients are counted
-/// apart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_accounts_per_client_are_limited() {
-    let dovecot = Dovecot::builder().without_auth_penalty().start();
-    for user in ["alice", "bob", "carol", "dave"] {
-        dovecot.add_user(user, "secret");
-    }
-    let (host, port) = (dovecot.host(), dovecot.imap_port());
-    let (_tmp, dir) = data_dir();
-    let mut config = test_config(&dir);
-    config.api.accounts_per_client = 2;
-    config.api.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    let gateway = Gateway::start_with(config).await;
-    let register = |client: &'static str, user: &'static str, password: &'static str| {
-        let request = gateway
-            .http
-            .post(gateway.at("/v1/accounts"))
-            .header("x-forwarded-for", client)
-            .json(&account_body(host, port, user, password));
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
-            let body: Value = response.json().await.unwrap();
-            (status, error_code(&body).to_string(), retry_after)
-        }
-    };
-    let phone = "198.51.100.7";
-    let created = (201, String::new(), None);
-    assert_eq!(register(phone, "alice", "secret").await, created);
-    assert_eq!(register(phone, "alice", "secret").await, created);
-    assert_eq!(register(phone, "bob", "wrong").await.1, "imap_auth_failed");
-    assert_eq!(register(phone, "bob", "secret").await, created);
-    let (status, code, retry_after) = register(phone, "carol", "secret").await;
-    assert_eq!((status, code.as_str()), (429, "too_many_registrations"));
-    let wait = retry_after.expect("Retry-After");
-    assert!((1..=3600).contains(&wait), "{wait}");
-    // Its accounts are still its own to register again.
-    assert_eq!(register(phone, "bob", "secret").await, created);
-    // An IPv6 client is counted by its /64.
-    let v6 = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"];
-    gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 2);
-
-    let mut config = test_config(&dir);
-    config.api.accounts_per_client = 1;
-    config.api.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    let gateway = Gateway::start_with(config).await;
-    let register = |client: &'static str, user: &'static str| {
-        let request = gateway
-            .http
-            .post(gateway.at("/v1/accounts"))
-            .header("x-forwarded-for", client)
-            .json(&account_body(host, port, user, "secret"));
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap();
-            (status, error_code(&body).to_string())
-        }
-    };
-    let created = (201, String::new());
-    assert_eq!(register(v6[0], "carol").await, created);
-    assert_eq!(
-        register(v6[1], "dave").await,
-        (429, "too_many_registrations".to_string())
-    );
-    assert_eq!(register(v6[2], "carol").await, created);
-    assert_eq!(register("2001:db8:1:3::1", "dave").await, created);
-    gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 4);
-}
-
 /// Registering a login again without `smtp` keeps the SMTP settings it had.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registering_again_without_smtp_keeps_the_smtp_settings() {
@@ -701,48 +520,5 @@ async fn every_error_answer_is_json() {
         "{body}"
     );
     holder.abort();
-    gateway.stop().await;
-}
-
-/// A connection that does not finish a request's header in time, or stays
-/// idle after its answer, is closed by the gateway.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_and_idle_connections_are_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let (_tmp, dir) = data_dir();
-    let mut config = test_config(&dir);
-    config.api.header_read_timeout_secs = 1;
-    config.api.idle_timeout_secs = 1;
-    let gateway = Gateway::start_with(config).await;
-    let address = gateway.url.trim_start_matches("http://").to_string();
-    // Everything until the gateway closes; the bound only turns a gateway
-    // that never does into a failure.
-    let until_closed = |mut socket: tokio::net::TcpStream| async move {
-        let read_all = async {
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                match socket.read(&mut buf).await {
-                    Ok(0) | Err(_) => return got,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(30), read_all)
-            .await
-            .expect("the gateway never closed the connection")
-    };
-
-    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
-    slow.write_all(b"GET /healthz HT").await.unwrap();
-    assert!(until_closed(slow).await.is_empty());
-
-    let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n")
-        .await
-        .unwrap();
-    let answer = String::from_utf8(until_closed(idle).await).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     gateway.stop().await;
 }

@@ -2,6 +2,7 @@
 // Each test file uses only part of the harness.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod certs;
 pub mod dovecot;
 pub mod gateway;
