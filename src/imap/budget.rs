@@ -35,10 +35,12 @@ pub const FETCH_NEW_BUDGET: usize = 32 * PER_SUMMARY;
 pub const BASE_BUDGET: usize = 64 * 1024;
 /// Per message a SEARCH answer may name: ten digits and a space.
 pub const PER_SEARCH_UID: usize = 11;
-/// Per mailbox in a LIST answer (with LIST-STATUS): attributes, a name of up
-/// to 1 KiB (longer names cannot be used through the API) and the STATUS
-/// line; 8 MiB in all covers 5,000 such mailboxes, or 40,000 usual ones.
-pub const LIST_BUDGET: usize = 8 * 1024 * 1024;
+/// A LIST answer (with LIST-STATUS): 4 MiB holds the 20,000 mailboxes a
+/// list may name (`fetch::MAX_MAILBOXES`) at 200 bytes each (attributes, a
+/// usual name, the STATUS line), or 2,500 with names of 1 KiB (longer names
+/// cannot be used through the API). No more, because every byte of a flood
+/// is read and parsed before the budget stops it.
+pub const LIST_BUDGET: usize = 4 * 1024 * 1024;
 /// A BODYSTRUCTURE (with RFC822.SIZE): thousands of parts fit.
 pub const STRUCTURE_BUDGET: usize = 4 * 1024 * 1024;
 /// Most UIDs any SEARCH answer may name once expanded (4 MiB as a list).
