@@ -9,8 +9,7 @@
 //! 12 hours and re-signed when less than an hour is left.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -97,7 +96,9 @@ impl VapidKey {
                 let rng = SystemRandom::new();
                 let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                     .map_err(|_| VapidError::Crypto)?;
-                if write_new_file(path, pem_encode(pkcs8.as_ref()).as_bytes()).map_err(io_error)? {
+                if crate::store::create_private_file(path, pem_encode(pkcs8.as_ref()).as_bytes())
+                    .map_err(io_error)?
+                {
                     Self::from_pkcs8(path, pkcs8.as_ref())
                 } else {
                     // Someone else created it first: use theirs, so all agree.
@@ -160,42 +161,6 @@ impl VapidKey {
             .map(|signature| signature.as_ref().to_vec())
             .map_err(|_| VapidError::Crypto)
     }
-}
-
-/// Writes `contents` to a new file at `path` with mode 0600: first to a
-/// temporary file beside it, synced, then linked into place. Returns `false`
-/// (and writes nothing) when `path` appeared in the meantime.
-fn write_new_file(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        match std::fs::hard_link(&temp, path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(_) => std::fs::rename(&temp, path)?,
-        }
-        if let Ok(dir) = std::fs::File::open(dir) {
-            // Makes the new directory entry durable; not all filesystems allow it.
-            let _ = dir.sync_all();
-        }
-        Ok(true)
-    })();
-    let _ = std::fs::remove_file(&temp);
-    result
 }
 
 fn pem_encode(der: &[u8]) -> String {

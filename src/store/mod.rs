@@ -16,7 +16,7 @@ mod types;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use seal::{SealError, Sealer};
+pub use seal::{create_private_file, SealError, Sealer};
 pub use send::SendStore;
 pub use sled_store::SledStore;
 pub use types::*;
