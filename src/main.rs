@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use lemonade::config::Config;
 
 /// jemalloc instead of the system allocator: the push path allocates and
-/// frees many small buffers per notification (see README, Performance).
+/// frees many small buffers per notification (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
