@@ -48,7 +48,9 @@ use crate::notify::{
     DeliveryLimits, DeliveryQueue, PushClient, PushClientConfig, VapidKey, VapidSigner,
 };
 use crate::store::{Sealer, SledStore, Store};
-use crate::watch::{HostLimiter, PipeliningHosts, Supervisor, WatchContext, WatchStates};
+use crate::watch::{
+    HostLimiter, PipeliningHosts, Supervisor, WatchContext, WatchControl, WatchStates,
+};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -158,14 +160,14 @@ pub async fn run(
         pipelining: PipeliningHosts::new(Duration::from_secs(config.watch.pipelining_retry_secs)),
     });
     let supervisor = Supervisor::new(ctx, shutdown.child_token(), tracker.clone());
-    let accounts = supervisor.start_all()?;
+    let accounts = supervisor.start_all().await?;
     let watchers = supervisor.clone();
     let stop = shutdown.child_token();
     tracker.spawn(async move {
         loop {
             tokio::select! {
                 removed = removed_rx.recv() => match removed {
-                    Some(account_id) => watchers.reconfigure(&account_id),
+                    Some(account_id) => watchers.devices_changed(&account_id).await,
                     None => break,
                 },
                 _ = stop.cancelled() => break,
@@ -188,11 +190,11 @@ pub async fn run(
         tracker.clone(),
         shutdown.child_token(),
     );
-    let resumed = outbox.resume_all()?;
+    let resumed = outbox.resume_all().await?;
     if resumed > 0 {
         tracing::info!(resumed, "resuming unfinished sends");
     }
-    let removed = api::remove_unnamed_upload_files(store.as_ref(), data_dir)?;
+    let removed = api::remove_unnamed_upload_files(store.as_ref(), data_dir).await?;
     if removed > 0 {
         tracing::info!(removed, "removed upload files no record named");
     }
@@ -202,7 +204,7 @@ pub async fn run(
         store: store.clone(),
         sealer,
         tls,
-        supervisor,
+        watchers: Arc::new(supervisor),
         outbox,
         states,
         metrics,

@@ -108,7 +108,7 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
     );
 
     gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 0);
+    assert_eq!(stored_accounts(&dir).await, 0);
 
     // A login refused too often is not tried again until its window ends,
     // whatever the password; other logins are not affected.
@@ -145,7 +145,7 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
         .await;
     assert_eq!(status, 204);
     gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 0);
+    assert_eq!(stored_accounts(&dir).await, 0);
 
     // With plaintext upstreams disallowed (the default), "plain" is refused before any login.
     let mut config = test_config(&dir);
@@ -164,7 +164,7 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
         "{body}"
     );
     gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 0);
+    assert_eq!(stored_accounts(&dir).await, 0);
 
     // With private hosts disallowed (the default), a server on loopback is
     // refused before any connection, IMAP or SMTP, by address or by name.
@@ -198,7 +198,7 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
         "something connected: {accepted:?}"
     );
     gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 0);
+    assert_eq!(stored_accounts(&dir).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +446,7 @@ async fn registering_again_without_smtp_keeps_the_smtp_settings() {
     assert_eq!(first["account_id"], id.as_str());
     gateway.stop().await;
     let store = SledStore::open(&dir.join("db")).unwrap();
-    let account = store.account(&id).unwrap().unwrap();
+    let account = store.account(&id).await.unwrap().unwrap();
     let smtp = account.smtp.expect("the SMTP settings were dropped");
     assert_eq!(
         (smtp.port, smtp.username.as_str()),

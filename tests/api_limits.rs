@@ -76,7 +76,7 @@ async fn registration_limits_refused_logins_per_client() {
         (201, String::new())
     );
     gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 1);
+    assert_eq!(stored_accounts(&dir).await, 1);
 }
 
 /// One client registers at most `api.accounts_per_client` new accounts
@@ -127,7 +127,7 @@ async fn new_accounts_per_client_are_limited() {
     // An IPv6 client is counted by its /64.
     let v6 = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"];
     gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 2);
+    assert_eq!(stored_accounts(&dir).await, 2);
 
     let mut config = test_config(&dir);
     config.api.accounts_per_client = 1;
@@ -155,7 +155,7 @@ async fn new_accounts_per_client_are_limited() {
     assert_eq!(register(v6[2], "carol").await, created);
     assert_eq!(register("2001:db8:1:3::1", "dave").await, created);
     gateway.stop().await;
-    assert_eq!(stored_accounts(&dir), 4);
+    assert_eq!(stored_accounts(&dir).await, 4);
 }
 
 /// A connection that does not finish a request's header in time, or stays

@@ -338,7 +338,7 @@ async fn parallel_uploads_share_the_quota_and_die_with_their_account() {
     use lemonade::store::{SendStore, SledStore};
     let store = SledStore::open(&dir.join("db")).unwrap();
     assert_eq!(
-        store.uploads().unwrap().len(),
+        store.uploads().await.unwrap().len(),
         0,
         "an upload record outlived its account"
     );

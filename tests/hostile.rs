@@ -181,13 +181,17 @@ async fn a_response_too_large_backs_the_account_off() {
         .wait_for("four reconnects", |seen| seen.connections >= 6)
         .await;
 
-    let (_, me) = gateway.get("/v1/accounts/me", Some(&token)).await;
+    // Between two failures the account may be watching again for a
+    // moment (which clears the error): look once it backs off.
+    let me = loop {
+        let (_, me) = gateway.get("/v1/accounts/me", Some(&token)).await;
+        if me["watch"]["state"] == "backoff" {
+            break me;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let error = me["watch"]["error"].as_str().expect("an error is shown");
     assert!(error.len() <= MAX_TEXT, "{} bytes kept", error.len());
-    assert!(
-        ["backoff", "connecting"].contains(&me["watch"]["state"].as_str().unwrap()),
-        "{me}"
-    );
     assert!(metric(&gateway, "lemonade_reconnects_total").await >= 4);
     // Each reconnect had reached IDLE before the answer came, and yet the
     // delays grow as after any protocol error (200 ms doubling in the test

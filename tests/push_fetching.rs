@@ -189,9 +189,13 @@ async fn an_account_deleted_during_a_check_leaves_no_record() {
     w.stop_gateway().await;
 
     let store = SledStore::open(&w.data_dir().join("db")).unwrap();
-    assert!(store.account(&w.account_id).unwrap().is_none());
-    assert!(store.devices_of(&w.account_id).unwrap().is_empty());
-    assert!(store.cursor(&w.account_id, "INBOX").unwrap().is_none());
+    assert!(store.account(&w.account_id).await.unwrap().is_none());
+    assert!(store.devices_of(&w.account_id).await.unwrap().is_empty());
+    assert!(store
+        .cursor(&w.account_id, "INBOX")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// Appends three messages one after another; each must be pushed alone,

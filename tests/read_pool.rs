@@ -34,7 +34,7 @@ async fn sessions_are_reused_bounded_and_closed_when_idle() {
         smtp: None,
         created_at: 0,
     };
-    store.create_account(&account, &[1; 32]).unwrap();
+    store.create_account(&account, &[1; 32]).await.unwrap();
     let mut config = Config::default();
     config.read.idle_secs = 1;
     config.read.sessions_per_account = 2;

@@ -524,12 +524,13 @@ async fn deleting_the_account_deletes_its_uploads_and_sends() {
     gateway.stop().await;
 
     let store = SledStore::open(&data.join("db")).unwrap();
-    assert!(store.uploads().unwrap().is_empty());
-    assert!(store.send_job(&send_id).unwrap().is_none());
+    assert!(store.uploads().await.unwrap().is_empty());
+    assert!(store.send_job(&send_id).await.unwrap().is_none());
     assert!(store
         .send_id_for_key(&account_id, "last-words")
+        .await
         .unwrap()
         .is_none());
-    assert!(store.cursor(&account_id, "INBOX").unwrap().is_none());
-    assert!(store.account(&account_id).unwrap().is_none());
+    assert!(store.cursor(&account_id, "INBOX").await.unwrap().is_none());
+    assert!(store.account(&account_id).await.unwrap().is_none());
 }

@@ -22,7 +22,7 @@ use crate::net::{self, NetError, Upstream};
 use crate::send::outbox::HELO_NAME;
 use crate::send::prepare::upload_file;
 use crate::smtp::{SmtpClient, SmtpError};
-use crate::store::{AccountRecord, Security, ServerRecord};
+use crate::store::{AccountRecord, AccountStored, Security, ServerRecord};
 use crate::watch::WatchState;
 
 /// An upstream server as the client sends it.
@@ -154,7 +154,7 @@ pub async fn create(
     if let Some(smtp) = &input.smtp {
         validate_server("smtp", smtp, allow_plaintext)?;
     }
-    let reservation = reserve_registration(&state, client, &input.imap)?;
+    let reservation = reserve_registration(&state, client, &input.imap).await?;
     // The cheap check first: SMTP is only resolved, IMAP is logged in to.
     if let Some(smtp) = &input.smtp {
         check_smtp_host(&state, smtp).await?;
@@ -174,14 +174,15 @@ pub async fn create(
 /// A place among the client's new accounts (see
 /// [`RegistrationLimit`](super::RegistrationLimit)), unless the login has an
 /// account already.
-fn reserve_registration(
+async fn reserve_registration(
     state: &AppState,
     client: IpAddr,
     imap: &ServerInput,
 ) -> Result<Option<Reservation>, ApiError> {
     if state
         .store
-        .account_for_login(&imap.host, imap.port, &imap.username)?
+        .account_for_login(&imap.host, imap.port, &imap.username)
+        .await?
         .is_some()
     {
         return Ok(None);
@@ -210,61 +211,80 @@ async fn store_account(
 ) -> Result<(String, String), ApiError> {
     // Registering the same mailbox again (a reinstalled app) gives a new
     // token for the same account, keeping its devices and cursors. Two
-    // registrations of one login at once find the same account: the second
-    // looks only once the first has written it.
+    // registrations of one login at once (here or on another node) find the
+    // same account: the store refuses the second new id for the login, and
+    // the second stores its token under the first one's id.
     let _login = state.locks.lock(&login_lock(&input.imap)).await;
-    let mut _account = None;
-    let existing = match state.store.account_for_login(
-        &input.imap.host,
-        input.imap.port,
-        &input.imap.username,
-    )? {
-        Some(id) => {
-            // Not while the account is being deleted; gone after that, the
-            // registration makes a new one.
-            _account = Some(state.locks.lock(&account_lock(&id)).await);
-            state.store.account(&id)?
+    let mut known = state
+        .store
+        .account_for_login(&input.imap.host, input.imap.port, &input.imap.username)
+        .await?;
+    for _ in 0..3 {
+        let (id, existing, _account) = match known.take() {
+            Some(id) => {
+                // Not while the account is being deleted; gone after that,
+                // the registration makes a new one.
+                let lock = state.locks.lock(&account_lock(&id)).await;
+                let existing = state.store.account(&id).await?;
+                (id, existing, Some(lock))
+            }
+            None => (new_id(), None, None),
+        };
+        let record = account_record(&state, &input, &id, existing.as_ref());
+        let (token, token_hash) = new_token();
+        match state.store.create_account(&record, &token_hash).await? {
+            AccountStored::LoginTaken(owner) => {
+                known = Some(owner);
+                continue;
+            }
+            AccountStored::Stored => {}
         }
-        None => None,
-    };
-    let id = existing
-        .as_ref()
-        .map(|a| a.id.clone())
-        .unwrap_or_else(new_id);
+        state.store.flush().await?;
+        if existing.is_none() {
+            if let Some(reservation) = reservation {
+                reservation.keep();
+            }
+        }
+        state.watchers.account_added(&id).await;
+        tracing::info!(account = %id, "account registered");
+        return Ok((id, token));
+    }
+    Err(ApiError::unavailable(
+        "registration_conflict",
+        "this login is being registered and deleted at once; try again",
+    ))
+}
+
+/// The record to store for `input` under `id`, sealing the passwords for
+/// that id; `existing` is the account's stored record, if any.
+fn account_record(
+    state: &AppState,
+    input: &CreateAccount,
+    id: &str,
+    existing: Option<&AccountRecord>,
+) -> AccountRecord {
     let seal = |server: &ServerInput| ServerRecord {
         host: server.host.to_ascii_lowercase(),
         port: server.port,
         security: server.security,
         username: server.username.clone(),
-        password_sealed: state.sealer.seal(&id, &server.password),
+        password_sealed: state.sealer.seal(id, &server.password),
     };
-    let record = AccountRecord {
-        id: id.clone(),
+    AccountRecord {
+        id: id.to_string(),
         email: input.email.clone(),
         imap: seal(&input.imap),
         // Without new SMTP settings the stored ones stay: an app that
         // registers with IMAP only must not turn sending off.
-        smtp: match (&input.smtp, &existing) {
+        smtp: match (&input.smtp, existing) {
             (Some(smtp), _) => Some(seal(smtp)),
             (None, Some(account)) => account.smtp.clone(),
             (None, None) => None,
         },
         created_at: existing
-            .as_ref()
             .map(|a| a.created_at)
             .unwrap_or_else(|| crate::unix_millis() / 1000),
-    };
-    let (token, token_hash) = new_token();
-    state.store.create_account(&record, &token_hash)?;
-    state.store.flush().await?;
-    if existing.is_none() {
-        if let Some(reservation) = reservation {
-            reservation.keep();
-        }
     }
-    state.supervisor.start(&id);
-    tracing::info!(account = %id, "account registered");
-    Ok((id, token))
 }
 
 /// Logs in to the account's IMAP server, so nothing is stored for
@@ -396,9 +416,10 @@ pub async fn me(
 ) -> Result<impl IntoResponse, ApiError> {
     let account = state
         .store
-        .account(&id)?
+        .account(&id)
+        .await?
         .ok_or_else(ApiError::unauthorized)?;
-    let devices = state.store.devices_of(&id)?.len();
+    let devices = state.store.devices_of(&id).await?.len();
     let status = state.states.get(&id);
     let (watch_state, since, capabilities, mailboxes, error) = match status {
         Some(s) => (
@@ -450,9 +471,9 @@ pub async fn delete(
 /// Stops the account's watcher, then deletes its records and files.
 async fn delete_account(state: AppState, id: String) -> Result<StatusCode, ApiError> {
     let _account = state.locks.lock(&account_lock(&id)).await;
-    state.supervisor.stop(&id).await;
-    let send_data = state.store.remove_send_data(&id)?;
-    state.store.delete_account(&id)?;
+    state.watchers.account_removed(&id).await;
+    let send_data = state.store.remove_send_data(&id).await?;
+    state.store.delete_account(&id).await?;
     state.store.flush().await?;
     // The records are gone first, so a send still under way stops at its
     // next step (and removes its directory again if it wrote to it).

@@ -75,7 +75,8 @@ impl FromRequestParts<AppState> for Bearer {
         let token_hash = hash_token(token.trim());
         let account_id = state
             .store
-            .account_for_token(&token_hash)?
+            .account_for_token(&token_hash)
+            .await?
             .ok_or_else(ApiError::unauthorized)?;
         Ok(Bearer {
             account_id,
@@ -89,7 +90,7 @@ pub async fn revoke_current(
     State(state): State<AppState>,
     bearer: Bearer,
 ) -> Result<StatusCode, ApiError> {
-    state.store.revoke_token(&bearer.token_hash)?;
+    state.store.revoke_token(&bearer.token_hash).await?;
     state.store.flush().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -102,7 +103,8 @@ pub async fn revoke_others(
 ) -> Result<Json<Value>, ApiError> {
     let revoked = state
         .store
-        .revoke_tokens(&bearer.account_id, Some(&bearer.token_hash))?;
+        .revoke_tokens(&bearer.account_id, Some(&bearer.token_hash))
+        .await?;
     state.store.flush().await?;
     tracing::info!(account = %bearer.account_id, revoked, "other tokens revoked");
     Ok(Json(json!({ "revoked": revoked })))

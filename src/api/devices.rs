@@ -11,7 +11,6 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::accounts::account_lock;
 use super::auth::{new_id, AccountId};
 use super::error::ApiError;
 use super::{ApiJson, ApiPath, AppState};
@@ -19,7 +18,7 @@ use crate::imap::{ImapClient, ImapError};
 use crate::net::Upstream;
 use crate::notify::check_endpoint_resolves;
 use crate::notify::ece::validate_keys;
-use crate::store::{DeviceRecord, PayloadTier, PushSubscription};
+use crate::store::{DeviceRecord, DeviceStored, PayloadTier, PushSubscription};
 use crate::watch::INBOX;
 
 /// Most mailboxes one device may ask for.
@@ -139,40 +138,35 @@ async fn store_device(
     mailboxes: Vec<String>,
     payload: PayloadTier,
 ) -> Result<DeviceRecord, ApiError> {
-    let endpoint = &subscription.endpoint;
-    // Read, check and write under the account's lock: two registrations of
-    // one subscription at once would otherwise both find none and store the
-    // phone twice (every mail pushed to it twice), and two new ones could
-    // both pass the limit.
-    let _account = state.locks.lock(&account_lock(&account_id)).await;
-    if state.store.account(&account_id)?.is_none() {
-        // Deleted while this request waited for the lock.
-        return Err(ApiError::unauthorized());
-    }
-    // The same subscription registered again replaces the old registration.
-    let devices = state.store.devices_of(&account_id)?;
-    let previous = devices
-        .iter()
-        .find(|d| d.subscription.endpoint == *endpoint);
-    let most = state.config.push.max_devices_per_account;
-    if previous.is_none() && devices.len() >= most {
-        return Err(ApiError::invalid(
-            "too_many_devices",
-            format!("this account already has {most} devices, the most allowed; delete one first"),
-        ));
-    }
-
-    let device = DeviceRecord {
-        id: previous.map(|d| d.id.clone()).unwrap_or_else(new_id),
+    // The store checks and writes at once: two registrations of one
+    // subscription (on any node) find each other, so the phone is stored
+    // once and not pushed every mail twice, and two new ones cannot both
+    // pass the limit. The same subscription registered again replaces the
+    // old registration.
+    let mut device = DeviceRecord {
+        id: new_id(),
         account_id: account_id.clone(),
         subscription,
         mailboxes,
         payload,
         created_at: crate::unix_millis() / 1000,
     };
-    state.store.put_device(&device)?;
+    let most = state.config.push.max_devices_per_account;
+    match state.store.put_device(&device, most).await? {
+        DeviceStored::Stored(id) => device.id = id,
+        DeviceStored::TooMany => {
+            return Err(ApiError::invalid(
+                "too_many_devices",
+                format!(
+                    "this account already has {most} devices, the most allowed; delete one first"
+                ),
+            ))
+        }
+        // Deleted meanwhile.
+        DeviceStored::NoAccount => return Err(ApiError::unauthorized()),
+    }
     state.store.flush().await?;
-    state.supervisor.reconfigure(&account_id);
+    state.watchers.devices_changed(&account_id).await;
     Ok(device)
 }
 
@@ -191,7 +185,8 @@ async fn check_mailboxes_exist(
     }
     let account = state
         .store
-        .account(account_id)?
+        .account(account_id)
+        .await?
         .ok_or_else(ApiError::unauthorized)?;
     let Ok(password) = state
         .sealer
@@ -245,13 +240,14 @@ pub async fn list(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut devices = state.store.devices_of(&account_id)?;
+    let mut devices = state.store.devices_of(&account_id).await?;
     devices.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     let mut listed = Vec::with_capacity(devices.len());
     for device in &devices {
         let queued: Vec<_> = state
             .store
-            .pending_pushes_of_device(&device.id)?
+            .pending_pushes_of_device(&device.id)
+            .await?
             .iter()
             .map(|push| {
                 json!({
@@ -298,13 +294,14 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state
         .store
-        .device(&device_id)?
+        .device(&device_id)
+        .await?
         .filter(|d| d.account_id == account_id)
         .ok_or_else(|| ApiError::not_found("device"))?;
     super::to_completion(async move {
-        state.store.delete_device(&device_id)?;
+        state.store.delete_device(&device_id).await?;
         state.store.flush().await?;
-        state.supervisor.reconfigure(&account_id);
+        state.watchers.devices_changed(&account_id).await;
         Ok(StatusCode::NO_CONTENT)
     })
     .await

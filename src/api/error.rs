@@ -38,6 +38,11 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// 503: try again soon.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -78,6 +83,13 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failure while answering a request");
+        if let StoreError::Unavailable(_) = e {
+            return ApiError::unavailable(
+                "storage_unavailable",
+                "the gateway cannot reach its database; try again soon",
+            )
+            .retry_after(std::time::Duration::from_secs(5));
+        }
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storage_error",

@@ -46,7 +46,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::TlsConnector;
 use crate::store::{Sealer, Store};
-use crate::watch::{Supervisor, WatchStates};
+use crate::watch::{WatchControl, WatchStates};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -55,7 +55,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub sealer: Arc<Sealer>,
     pub tls: TlsConnector,
-    pub supervisor: Supervisor,
+    /// Told of changes the account's watcher must act on.
+    pub watchers: Arc<dyn WatchControl>,
     pub states: WatchStates,
     pub metrics: Arc<Metrics>,
     /// The VAPID public key, base64url, as browsers want it.

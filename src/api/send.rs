@@ -106,7 +106,7 @@ pub async fn create(
     let body = body?;
     let key = idempotency_key(&headers)?;
     if let Some(key) = &key {
-        if let Some(existing) = state.store.send_id_for_key(&account_id, key)? {
+        if let Some(existing) = state.store.send_id_for_key(&account_id, key).await? {
             // A job stored by a request that ended before starting it (its
             // flush failed) starts now; one running or done is left alone.
             state.outbox.start(&existing);
@@ -143,11 +143,12 @@ pub async fn create(
     })?;
     let account = state
         .store
-        .account(&account_id)?
+        .account(&account_id)
+        .await?
         .ok_or_else(ApiError::unauthorized)?;
     let ctx = state.outbox.context();
     let (job, connections) = prepare(ctx, &account, &request, key, body.len() as u64).await?;
-    let created = match state.store.create_send_job(&job) {
+    let created = match state.store.create_send_job(&job).await {
         Ok(created) => created,
         Err(e) => {
             tokio::spawn(connections.close());
@@ -192,7 +193,8 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let job = state
         .store
-        .send_job(&id)?
+        .send_job(&id)
+        .await?
         .filter(|j| j.account_id == account_id)
         .ok_or_else(|| ApiError::not_found("send"))?;
     Ok(Json(view(&job)).into_response())
@@ -212,7 +214,7 @@ pub async fn get_settings(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
 ) -> Result<Response, ApiError> {
-    let s = state.store.send_settings(&account_id)?;
+    let s = state.store.send_settings(&account_id).await?;
     Ok(Json(json!({"save_sent": s.save_sent, "sent_mailbox": s.sent_mailbox})).into_response())
 }
 
@@ -235,7 +237,10 @@ pub async fn put_settings(
         save_sent: input.save_sent,
         sent_mailbox: input.sent_mailbox,
     };
-    state.store.put_send_settings(&account_id, &settings)?;
+    state
+        .store
+        .put_send_settings(&account_id, &settings)
+        .await?;
     state.store.flush().await?;
     Ok(
         Json(json!({"save_sent": settings.save_sent, "sent_mailbox": settings.sent_mailbox}))

@@ -58,10 +58,11 @@ impl Drop for Reservation {
 
 /// Bytes of the account's stored uploads: a resumable one counts its whole
 /// announced length from the start.
-pub(super) fn stored_bytes(state: &AppState, account: &str) -> Result<u64, ApiError> {
+pub(super) async fn stored_bytes(state: &AppState, account: &str) -> Result<u64, ApiError> {
     Ok(state
         .store
-        .uploads()?
+        .uploads()
+        .await?
         .iter()
         .filter(|u| u.account_id == account)
         .map(|u| u.length.unwrap_or(u.offset))

@@ -65,12 +65,12 @@ fn content_type(headers: &HeaderMap) -> String {
 }
 
 /// Deletes expired uploads (records and files).
-fn sweep(state: &AppState) -> Result<(), ApiError> {
+async fn sweep(state: &AppState) -> Result<(), ApiError> {
     let now = crate::unix_millis();
-    for upload in state.store.uploads()? {
+    for upload in state.store.uploads().await? {
         if upload.expires_ms <= now {
             let _ = std::fs::remove_file(upload_file(&state.config.data_dir, &upload.id));
-            state.store.delete_upload(&upload.id)?;
+            state.store.delete_upload(&upload.id).await?;
         }
     }
     Ok(())
@@ -142,8 +142,8 @@ pub async fn create(
     // the account's lock: parallel uploads each see the others.
     let reservation = {
         let _account = state.locks.lock(&account_lock(&upload.account_id)).await;
-        sweep(&state)?;
-        let used = stored_bytes(&state, &upload.account_id)?
+        sweep(&state).await?;
+        let used = stored_bytes(&state, &upload.account_id).await?
             + state.upload_reservations.of(&upload.account_id);
         let room = state.config.send.upload_quota_bytes.saturating_sub(used);
         if declared.is_some_and(|n| n > room) || room == 0 {
@@ -152,7 +152,7 @@ pub async fn create(
         if length.is_some() {
             // Resumable: the record exists before the first byte arrives,
             // and counts its whole length; the file stays with it.
-            state.store.put_upload(&upload)?;
+            state.store.put_upload(&upload).await?;
             file.keep();
             None
         } else {
@@ -169,7 +169,7 @@ pub async fn create(
         Ok(n) => upload.offset = n,
         Err(BodyError::TooLong) => {
             let _ = tokio::fs::remove_file(&path).await;
-            state.store.delete_upload(&upload.id)?;
+            state.store.delete_upload(&upload.id).await?;
             return Err(if cut_by_quota {
                 // Stopped by what was left of the quota, not the size limit.
                 quota_exceeded(state.config.send.upload_quota_bytes)
@@ -188,7 +188,7 @@ pub async fn create(
         }
         Err(BodyError::Io(e)) => {
             let _ = tokio::fs::remove_file(&path).await;
-            state.store.delete_upload(&upload.id)?;
+            state.store.delete_upload(&upload.id).await?;
             return Err(io_error(e));
         }
     }
@@ -267,12 +267,12 @@ impl Drop for RemoveUnlessKept {
 /// `RemoveUnlessKept` removed them), and nothing else would ever delete it.
 /// Run at start, before any request can be creating an upload; only files
 /// named like uploads are touched.
-pub fn remove_unnamed_files(
+pub async fn remove_unnamed_files(
     store: &dyn crate::store::Store,
     data_dir: &std::path::Path,
 ) -> Result<usize, crate::store::StoreError> {
     let named: std::collections::HashSet<String> =
-        store.uploads()?.into_iter().map(|u| u.id).collect();
+        store.uploads().await?.into_iter().map(|u| u.id).collect();
     let Ok(entries) = std::fs::read_dir(data_dir.join("uploads")) else {
         return Ok(0);
     };
@@ -297,24 +297,25 @@ async fn keep(
     path: &std::path::Path,
 ) -> Result<(), ApiError> {
     let _account = state.locks.lock(&account_lock(&upload.account_id)).await;
-    if state.store.account(&upload.account_id)?.is_none() {
+    if state.store.account(&upload.account_id).await?.is_none() {
         let _ = tokio::fs::remove_file(path).await;
-        state.store.delete_upload(&upload.id)?;
+        state.store.delete_upload(&upload.id).await?;
         state.store.flush().await?;
         return Err(ApiError::unauthorized());
     }
-    state.store.put_upload(upload)?;
+    state.store.put_upload(upload).await?;
     state.store.flush().await?;
     Ok(())
 }
 
-fn owned(state: &AppState, account: &str, id: &str) -> Result<UploadRecord, ApiError> {
+async fn owned(state: &AppState, account: &str, id: &str) -> Result<UploadRecord, ApiError> {
     if !valid_id(id) {
         return Err(ApiError::not_found("upload"));
     }
     state
         .store
-        .upload(id)?
+        .upload(id)
+        .await?
         .filter(|u| u.account_id == account && u.expires_ms > crate::unix_millis())
         .ok_or_else(|| ApiError::not_found("upload"))
 }
@@ -325,7 +326,7 @@ pub async fn head(
     AccountId(account): AccountId,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let mut upload = owned(&state, &account, &id)?;
+    let mut upload = owned(&state, &account, &id).await?;
     // Not while a PATCH appends: it counts its bytes when it ends.
     if let Some(_appending) = state.locks.try_lock(&appending_lock(&id)) {
         count_what_arrived(&state, &mut upload).await?;
@@ -357,7 +358,7 @@ pub async fn patch(
             "another request is appending to this upload; ask HEAD for the offset once it ends",
         ));
     };
-    let mut upload = owned(&state, &account, &id)?;
+    let mut upload = owned(&state, &account, &id).await?;
     count_what_arrived(&state, &mut upload).await?;
     let offset = header_u64(&headers, "upload-offset")?.ok_or_else(|| {
         ApiError::new(
@@ -528,8 +529,8 @@ mod tests {
     use super::*;
     use crate::store::{SendStore, SledStore};
 
-    #[test]
-    fn files_no_record_names_are_removed_at_start() {
+    #[tokio::test]
+    async fn files_no_record_names_are_removed_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(&dir.path().join("db")).unwrap();
         let named = new_id();
@@ -544,6 +545,7 @@ mod tests {
                 created_ms: 0,
                 expires_ms: i64::MAX,
             })
+            .await
             .unwrap();
         let unnamed = new_id();
         for name in [named.as_str(), unnamed.as_str(), "notes.txt"] {
@@ -551,7 +553,7 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, b"x").unwrap();
         }
-        assert_eq!(remove_unnamed_files(&store, dir.path()).unwrap(), 1);
+        assert_eq!(remove_unnamed_files(&store, dir.path()).await.unwrap(), 1);
         let uploads = dir.path().join("uploads");
         assert!(uploads.join(&named).exists());
         assert!(!uploads.join(&unnamed).exists());

@@ -41,6 +41,11 @@ const WAKE_CHANNEL: usize = 1024;
 const STORE_RETRY: Duration = Duration::from_secs(5);
 /// The shortest wait before retrying a push, whatever Retry-After said.
 const RETRY_FLOOR: Duration = Duration::from_secs(1);
+/// How long a claimed push is held for one attempt (see
+/// `Store::claim_push`): longer than the longest push request allowed
+/// (`push.request_timeout_secs`), so that no other node takes it while
+/// the attempt may still succeed.
+pub const CLAIM: Duration = Duration::from_secs(150);
 /// The longest backoff between retries (a longer Retry-After is honoured).
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
@@ -101,7 +106,7 @@ impl DeliveryQueue {
     async fn run(self, mut rx: mpsc::Receiver<Wake>, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let mut schedule = Schedule::default();
-        match this.store.pending_pushes() {
+        match this.store.pending_pushes().await {
             Ok(pending) => {
                 let now_ms = crate::unix_millis();
                 for push in pending {
@@ -110,8 +115,7 @@ impl DeliveryQueue {
                     if wait > 0 {
                         schedule.hold(&push.key, at);
                     }
-                    let route = || this.route_for(&push.key);
-                    schedule.add(push.key.clone(), at, None, route);
+                    this.schedule(&mut schedule, push.key, at, None).await;
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot read the push queue"),
@@ -140,8 +144,7 @@ impl DeliveryQueue {
                 wake = rx.recv() => {
                     let Some(wake) = wake else { break };
                     for key in wake.keys {
-                        let route = || this.route_for(&key);
-                        schedule.add(key.clone(), Instant::now(), wake.detected, route);
+                        this.schedule(&mut schedule, key, Instant::now(), wake.detected).await;
                     }
                 }
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
@@ -178,14 +181,25 @@ impl DeliveryQueue {
         .await;
     }
 
-    /// The account and push service a queued push counts against. Read
-    /// when it is first scheduled; a device gone by then is dropped at its
-    /// attempt.
-    fn route_for(&self, key: &PushKey) -> Route {
-        match self.store.device(&key.device_id) {
-            Ok(Some(device)) => route_of(&device.account_id, &device.subscription.endpoint),
-            _ => Route::default(),
-        }
+    /// Schedules a queued push for `at`. The account and push service it
+    /// counts against are read when it is first scheduled; a device gone
+    /// by then is dropped at its attempt.
+    async fn schedule(
+        &self,
+        schedule: &mut Schedule,
+        key: PushKey,
+        at: Instant,
+        detected: Option<Instant>,
+    ) {
+        let route = if schedule.contains(&key) {
+            Route::default()
+        } else {
+            match self.store.device(&key.device_id).await {
+                Ok(Some(device)) => route_of(&device.account_id, &device.subscription.endpoint),
+                _ => Route::default(),
+            }
+        };
+        schedule.add(key, at, detected, || route);
     }
 
     /// One delivery attempt of one queued push.
@@ -207,18 +221,18 @@ impl DeliveryQueue {
         detected: Option<Instant>,
         heard: &mut Heard,
     ) -> Result<Next, StoreError> {
-        let Some(push) = self.store.pending_push(key)? else {
+        let Some(push) = self.store.claim_push(key, CLAIM.as_millis() as i64).await? else {
             return Ok(Next::Done);
         };
-        let Some(device) = self.store.device(&key.device_id)? else {
-            self.store.remove_push(key)?;
+        let Some(device) = self.store.device(&key.device_id).await? else {
+            self.store.remove_push(key).await?;
             return Ok(Next::Done);
         };
         let now_ms = crate::unix_millis();
         if now_ms >= push.expires_at_ms {
             tracing::info!(device = %key.device_id, "push expired undelivered");
             Metrics::inc(&self.metrics.pushes_failed);
-            self.store.remove_push(key)?;
+            self.store.remove_push(key).await?;
             return Ok(Next::Done);
         }
         let limit = if push.shrink {
@@ -257,7 +271,7 @@ impl DeliveryQueue {
                 if let Some(detected) = detected {
                     self.metrics.push_latency.observe(detected.elapsed());
                 }
-                let finished = self.store.finish_push(key, &push)?;
+                let finished = self.store.finish_push(key, &push).await?;
                 // Durable soon; waiting for it would hold this delivery's
                 // slot through a slow fsync and change nothing: a crash
                 // before that flush repeats the push either way.
@@ -273,7 +287,8 @@ impl DeliveryQueue {
             }
             PushOutcome::TooLarge if !push.shrink => {
                 self.store
-                    .reschedule_push(key, push.attempts + 1, now_ms, true)?;
+                    .reschedule_push(key, push.attempts + 1, now_ms, true)
+                    .await?;
                 Ok(Next::Again)
             }
             PushOutcome::Blocked => {
@@ -285,7 +300,7 @@ impl DeliveryQueue {
             PushOutcome::TooLarge | PushOutcome::Rejected { .. } => {
                 tracing::warn!(device = %key.device_id, "push service rejected the push; dropped");
                 Metrics::inc(&self.metrics.pushes_failed);
-                self.store.remove_push(key)?;
+                self.store.remove_push(key).await?;
                 Ok(Next::Done)
             }
             PushOutcome::Retry { .. } | PushOutcome::TimedOut => {
@@ -300,12 +315,13 @@ impl DeliveryQueue {
                 let at_ms = now_ms.saturating_add(delay.as_millis() as i64);
                 if at_ms >= push.expires_at_ms {
                     Metrics::inc(&self.metrics.pushes_failed);
-                    self.store.remove_push(key)?;
+                    self.store.remove_push(key).await?;
                     return Ok(Next::Done);
                 }
                 Metrics::inc(&self.metrics.push_retries);
                 self.store
-                    .reschedule_push(key, push.attempts + 1, at_ms, push.shrink)?;
+                    .reschedule_push(key, push.attempts + 1, at_ms, push.shrink)
+                    .await?;
                 self.store.flush().await?;
                 Ok(Next::Hold(Instant::now() + delay))
             }
@@ -334,7 +350,7 @@ fn route_of(account_id: &str, endpoint: &str) -> Route {
 
 impl DeliveryQueue {
     async fn remove_device(&self, device_id: &str, account_id: &str) -> Result<(), StoreError> {
-        self.store.delete_device(device_id)?;
+        self.store.delete_device(device_id).await?;
         self.store.flush().await?;
         // Best effort: when the channel is full the watcher catches up at
         // its next reconnect.

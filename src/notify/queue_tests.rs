@@ -135,20 +135,26 @@ fn start_with_slow(
 
 impl Setup {
     /// Registers a device of `account` on `endpoint`.
-    fn device(&self, id: &str, account: &str, endpoint: &str) {
+    async fn device(&self, id: &str, account: &str, endpoint: &str) {
+        let record = crate::store::conformance::account(account);
+        self.store.create_account(&record, &[0; 32]).await.unwrap();
         self.store
-            .put_device(&DeviceRecord {
-                id: id.into(),
-                account_id: account.into(),
-                subscription: PushSubscription {
-                    endpoint: endpoint.into(),
-                    p256dh: vec![4; 65],
-                    auth: vec![1; 16],
+            .put_device(
+                &DeviceRecord {
+                    id: id.into(),
+                    account_id: account.into(),
+                    subscription: PushSubscription {
+                        endpoint: endpoint.into(),
+                        p256dh: vec![4; 65],
+                        auth: vec![1; 16],
+                    },
+                    mailboxes: vec!["INBOX".into()],
+                    payload: PayloadTier::Count,
+                    created_at: 0,
                 },
-                mailboxes: vec!["INBOX".into()],
-                payload: PayloadTier::Count,
-                created_at: 0,
-            })
+                10,
+            )
+            .await
             .unwrap();
     }
 
@@ -169,7 +175,9 @@ impl Setup {
                     max_uid_seen: false,
                 },
                 expires_at_ms: crate::unix_millis() + 24 * 3600 * 1000,
+                fence: crate::store::Fence::SOLE_OWNER,
             })
+            .await
             .unwrap();
         self.notifier.wake(keys, Some(Instant::now())).await;
     }
@@ -211,10 +219,10 @@ async fn hanging_endpoints_hold_only_their_share_of_the_slots() {
     for (i, endpoint) in hanging.iter().enumerate() {
         let account = ["bad1", "bad2", "bad3"][i / 5];
         let id = format!("d{i}");
-        s.device(&id, account, endpoint);
+        s.device(&id, account, endpoint).await;
         devices_of.entry(account).or_default().push(id);
     }
-    s.device("good", "good", &good);
+    s.device("good", "good", &good).await;
     for account in ["bad1", "bad2", "bad3"] {
         s.new_mail(account, &devices_of[account], 1).await;
     }
@@ -260,7 +268,7 @@ async fn retry_after_zero_is_retried_no_sooner_than_a_growing_floor() {
         &[],
         vec![(endpoint.clone(), vec![zero; 6])],
     );
-    s.device("d1", "a1", &endpoint);
+    s.device("d1", "a1", &endpoint).await;
     s.new_mail("a1", &["d1".to_string()], 1).await;
     let mut times = Vec::new();
     for _ in 0..7 {
@@ -290,7 +298,7 @@ async fn new_mail_does_not_bring_a_retry_after_forward() {
         &[],
         vec![(endpoint.clone(), vec![later])],
     );
-    s.device("d1", "a1", &endpoint);
+    s.device("d1", "a1", &endpoint).await;
     let devices = ["d1".to_string()];
     s.new_mail("a1", &devices, 1).await;
     let first = s.next_attempt().await.at;
@@ -319,9 +327,10 @@ async fn services_that_timed_out_share_a_small_pool_however_many_accounts() {
     let good = "https://push.example/good".to_string();
     let mut s = start_with_slow(limits, &[], &slow, Vec::new());
     for (i, endpoint) in slow.iter().enumerate() {
-        s.device(&format!("h{i}"), &format!("hostile{i}"), endpoint);
+        s.device(&format!("h{i}"), &format!("hostile{i}"), endpoint)
+            .await;
     }
-    s.device("good", "good", &good);
+    s.device("good", "good", &good).await;
     for i in 0..6 {
         s.new_mail(&format!("hostile{i}"), &[format!("h{i}")], 1)
             .await;

@@ -67,6 +67,11 @@ pub struct Due {
 impl Schedule {
     /// Schedules `key` at `at` (or at its hold, if later). `route` is only
     /// asked for when the key is not scheduled yet.
+    /// Whether the key is scheduled (or being delivered).
+    pub fn contains(&self, key: &PushKey) -> bool {
+        self.entries.contains_key(key)
+    }
+
     pub fn add(
         &mut self,
         key: PushKey,

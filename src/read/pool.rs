@@ -258,7 +258,8 @@ impl SessionPool {
         let account = self
             .inner
             .store
-            .account(account_id)?
+            .account(account_id)
+            .await?
             .ok_or(ReadError::NoAccount)?;
         let upstream = Upstream {
             host: account.imap.host.clone(),

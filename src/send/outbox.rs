@@ -129,8 +129,8 @@ impl Outbox {
     }
 
     /// Starts every job that had not finished (after a restart).
-    pub fn resume_all(&self) -> Result<usize, StoreError> {
-        let jobs = self.inner.ctx.store.unfinished_send_jobs()?;
+    pub async fn resume_all(&self) -> Result<usize, StoreError> {
+        let jobs = self.inner.ctx.store.unfinished_send_jobs().await?;
         for job in &jobs {
             tracing::info!(send = %job.id, status = ?job.status, "resuming send");
             self.start(&job.id);
@@ -172,7 +172,7 @@ impl Outbox {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.inner.changed.notified();
-            let job = self.inner.ctx.store.send_job(id)?;
+            let job = self.inner.ctx.store.send_job(id).await?;
             match &job {
                 Some(j) if !j.status.is_final() && tokio::time::Instant::now() < deadline => {}
                 _ => return Ok(job),
@@ -186,7 +186,7 @@ impl Outbox {
 }
 
 async fn save(inner: &Inner, job: &SendJob) -> Result<(), StoreError> {
-    inner.ctx.store.put_send_job(job)?;
+    inner.ctx.store.put_send_job(job).await?;
     inner.ctx.store.flush().await?;
     inner.changed.notify_waiters();
     Ok(())
@@ -219,7 +219,7 @@ async fn drive(inner: &Inner, id: &str, mut conns: Connections) {
         if inner.shutdown.is_cancelled() {
             return;
         }
-        let mut job = match inner.ctx.store.send_job(id) {
+        let mut job = match inner.ctx.store.send_job(id).await {
             Ok(Some(job)) => job,
             // Its account was deleted: so is whatever the last step wrote.
             Ok(None) => {
@@ -275,7 +275,7 @@ async fn drive(inner: &Inner, id: &str, mut conns: Connections) {
 async fn fail(inner: &Inner, job: &mut SendJob, failure: SendFailure) {
     if let (Some(sent), false) = (&job.sent, job.status == SendStatus::Submitted) {
         let removed = async {
-            let account = account(inner, job)?;
+            let account = account(inner, job).await?;
             let mut imap = inner.ctx.imap(&account).await?;
             let uidvalidity = imap.select(&sent.mailbox).await?;
             if uidvalidity == sent.uidvalidity {
@@ -298,15 +298,20 @@ async fn fail(inner: &Inner, job: &mut SendJob, failure: SendFailure) {
     }
 }
 
-fn account(inner: &Inner, job: &SendJob) -> Result<AccountRecord, StepError> {
-    inner.ctx.store.account(&job.account_id)?.ok_or_else(|| {
-        StepError::new(
-            ErrorClass::Permanent,
-            "account_deleted",
-            "the account was deleted".into(),
-            None,
-        )
-    })
+async fn account(inner: &Inner, job: &SendJob) -> Result<AccountRecord, StepError> {
+    inner
+        .ctx
+        .store
+        .account(&job.account_id)
+        .await?
+        .ok_or_else(|| {
+            StepError::new(
+                ErrorClass::Permanent,
+                "account_deleted",
+                "the account was deleted".into(),
+                None,
+            )
+        })
 }
 
 async fn imap<'a>(
@@ -329,7 +334,7 @@ async fn imap<'a>(
 
 /// Does the next step of `job` and records its result.
 async fn step(inner: &Inner, job: &mut SendJob, conns: &mut Connections) -> Result<(), StepError> {
-    let account = account(inner, job)?;
+    let account = account(inner, job).await?;
     match (job.status, job.path) {
         (SendStatus::Queued, SendPath::Burl | SendPath::Catenate) => {
             let client = imap(inner, conns, &account).await?;

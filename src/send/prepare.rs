@@ -265,6 +265,7 @@ pub async fn prepare(
             let record = ctx
                 .store
                 .upload(upload_id)
+                .await
                 .map_err(|_| invalid("storage_error", "cannot read uploads"))?
                 .filter(|u| u.account_id == account.id && u.expires_ms > now_ms)
                 .ok_or_else(|| invalid("unknown_upload", format!("no such upload: {upload_id}")))?;
@@ -305,6 +306,7 @@ pub async fn prepare(
         let settings = ctx
             .store
             .send_settings(&account.id)
+            .await
             .map_err(|_| invalid("storage_error", "cannot read send settings"))?;
         let save_sent = settings.save_sent.unwrap_or_else(|| {
             !plan::provider_files_sent(

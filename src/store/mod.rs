@@ -2,19 +2,21 @@
 //! per-mailbox cursors, the push queue, and the send path's uploads and
 //! outbox (`send.rs`).
 //!
-//! Everything goes through the [`Store`] trait so that sled, the embedded
-//! default, stays replaceable. Writes that must survive a crash are followed
-//! by [`Store::flush`].
+//! Everything goes through the async [`Store`] trait, which knows no
+//! backend: sled (embedded, one process) and PostgreSQL (a cluster of
+//! nodes) implement it, and one conformance suite (`conformance.rs`) holds
+//! both to the same promises. Writes that must survive a crash are followed
+//! by [`Store::flush`], a no-op where every commit is durable already.
 
+#[doc(hidden)]
+pub mod conformance;
 mod group_commit;
+mod queued;
 mod seal;
 pub mod send;
 mod sled_send;
 mod sled_store;
 mod types;
-
-use std::future::Future;
-use std::pin::Pin;
 
 pub use seal::{create_private_file, SealError, Sealer};
 pub use send::SendStore;
@@ -31,17 +33,24 @@ pub enum StoreError {
     Backend(String),
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// The database cannot be reached now (connection refused or lost, a
+    /// timeout, a failover under way): try again later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A fenced write was refused: this node no longer owns the account
+    /// (its lease ran out, or the account moved to another node).
+    #[error("this node no longer owns the account")]
+    Fenced,
 }
 
 impl StoreError {
     pub fn class(&self) -> ErrorClass {
-        ErrorClass::Permanent
-    }
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        match self {
+            StoreError::Unavailable(_) => ErrorClass::Transient,
+            StoreError::Backend(_) | StoreError::Corrupt(_) | StoreError::Fenced => {
+                ErrorClass::Permanent
+            }
+        }
     }
 }
 
@@ -70,66 +79,139 @@ pub struct NewMail<'a> {
     pub cursor: Cursor,
     /// Unix milliseconds when an undelivered push expires.
     pub expires_at_ms: i64,
+    /// The watcher's ownership of the account.
+    pub fence: Fence,
+}
+
+/// A watcher's proof that its node owns the account: the epoch of the
+/// account's owner, raised at every change of owner. A backend shared by
+/// several nodes refuses a fenced write ([`StoreError::Fenced`]) unless
+/// this node still owns the account with this epoch and holds a live lease;
+/// a single-process backend owns every account and ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fence {
+    pub epoch: i64,
+}
+
+impl Fence {
+    /// The fence of a single-process store, which every account belongs to.
+    pub const SOLE_OWNER: Fence = Fence { epoch: 0 };
+}
+
+/// What storing a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountStored {
+    /// Stored (new, or new credentials of the account with this id).
+    Stored,
+    /// Another account (this id) holds the login already, registered at the
+    /// same moment elsewhere: seal the secrets for that id and store again.
+    LoginTaken(String),
+}
+
+/// What storing a device did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceStored {
+    /// Stored under this id: the record's own, or that of the account's
+    /// earlier registration of the same push endpoint, which it replaced.
+    Stored(String),
+    /// The account has the most devices allowed already.
+    TooMany,
+    /// The account is gone.
+    NoAccount,
 }
 
 /// The gateway's durable state.
+///
+/// Every method is atomic. Checks that guard against races between
+/// requests (one account per login, one device per push endpoint, the
+/// device limit, idempotency keys) are made by the store itself, so they
+/// hold across processes sharing a backend.
+#[async_trait::async_trait]
 pub trait Store: SendStore + Send + Sync + 'static {
     /// Stores an account (new, or updated credentials) together with the
-    /// hash of a new API token; earlier tokens stay valid.
-    fn create_account(&self, account: &AccountRecord, token_hash: &[u8; 32]) -> StoreResult<()>;
-    fn account(&self, id: &str) -> StoreResult<Option<AccountRecord>>;
-    fn accounts(&self) -> StoreResult<Vec<AccountRecord>>;
+    /// hash of a new API token; earlier tokens stay valid. Refused with
+    /// [`AccountStored::LoginTaken`] when another account holds its login.
+    async fn create_account(
+        &self,
+        account: &AccountRecord,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<AccountStored>;
+    async fn account(&self, id: &str) -> StoreResult<Option<AccountRecord>>;
+    async fn accounts(&self) -> StoreResult<Vec<AccountRecord>>;
     /// The account registered for this IMAP login, if any.
-    fn account_for_login(
+    async fn account_for_login(
         &self,
         host: &str,
         port: u16,
         username: &str,
     ) -> StoreResult<Option<String>>;
     /// The account a token hash belongs to.
-    fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
+    async fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
     /// Revokes the account's tokens, all but `keep` when given; returns how
     /// many were revoked.
-    fn revoke_tokens(&self, account_id: &str, keep: Option<&[u8; 32]>) -> StoreResult<usize>;
+    async fn revoke_tokens(&self, account_id: &str, keep: Option<&[u8; 32]>) -> StoreResult<usize>;
     /// Revokes one token; false when it was not there.
-    fn revoke_token(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;
+    async fn revoke_token(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;
     /// Removes the account, its tokens, devices, cursors and queued pushes;
     /// false when there was no account record (devices and cursors left
     /// under its id are removed all the same).
-    fn delete_account(&self, id: &str) -> StoreResult<bool>;
+    async fn delete_account(&self, id: &str) -> StoreResult<bool>;
 
-    /// Stores a device; when it replaces an earlier registration, mailboxes
-    /// it no longer asks for (and no other device does) lose their cursors.
-    fn put_device(&self, device: &DeviceRecord) -> StoreResult<()>;
-    fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>>;
-    fn devices_of(&self, account_id: &str) -> StoreResult<Vec<DeviceRecord>>;
+    /// Stores a device. The account's earlier registration of the same push
+    /// endpoint is replaced (its id kept); mailboxes it no longer asks for
+    /// (and no other device does) lose their cursors. A new endpoint is
+    /// refused when the account has `max_devices` already.
+    async fn put_device(
+        &self,
+        device: &DeviceRecord,
+        max_devices: usize,
+    ) -> StoreResult<DeviceStored>;
+    async fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>>;
+    async fn devices_of(&self, account_id: &str) -> StoreResult<Vec<DeviceRecord>>;
     /// Removes the device and its queued pushes, and forgets the cursors of
     /// mailboxes no device watches any more. False if it did not exist.
-    fn delete_device(&self, id: &str) -> StoreResult<bool>;
+    async fn delete_device(&self, id: &str) -> StoreResult<bool>;
 
-    fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>>;
-    /// Sets a cursor without queuing anything (first watch, UIDVALIDITY reset).
-    fn put_cursor(&self, account_id: &str, mailbox: &str, cursor: &Cursor) -> StoreResult<()>;
+    async fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>>;
+    /// Sets a cursor without queuing anything (first watch, UIDVALIDITY
+    /// reset); fenced like [`Store::record_new_mail`].
+    async fn put_cursor(
+        &self,
+        account_id: &str,
+        mailbox: &str,
+        cursor: &Cursor,
+        fence: Fence,
+    ) -> StoreResult<()>;
     /// Merges new mail into the pending push of every device of
     /// `mail.devices` that watches the mailbox, then advances the cursor. A
     /// crash in between may keep the pushes without the cursor, never the
     /// reverse; recording the same mail again does not queue it twice.
-    /// Returns the keys touched.
-    fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>>;
+    /// Refused with [`StoreError::Fenced`] (nothing written) when this
+    /// node no longer owns the account. Returns the keys touched.
+    async fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>>;
 
-    fn pending_pushes(&self) -> StoreResult<Vec<PendingPush>>;
+    async fn pending_pushes(&self) -> StoreResult<Vec<PendingPush>>;
     /// The pushes queued for one device, by mailbox.
-    fn pending_pushes_of_device(&self, device_id: &str) -> StoreResult<Vec<PendingPush>>;
-    fn pending_push(&self, key: &PushKey) -> StoreResult<Option<PendingPush>>;
-    /// Records that `delivered` (the push as read before sending) reached the
-    /// device: removes the push if nothing merged into it since; otherwise
-    /// keeps only what merged after (its count less the delivered count, its
-    /// messages less the delivered ones), so nothing is pushed twice.
-    /// Returns false when something is left to deliver.
-    fn finish_push(&self, key: &PushKey, delivered: &PendingPush) -> StoreResult<bool>;
+    async fn pending_pushes_of_device(&self, device_id: &str) -> StoreResult<Vec<PendingPush>>;
+    async fn pending_push(&self, key: &PushKey) -> StoreResult<Option<PendingPush>>;
+    /// Takes a queued push for delivery: `None` when there is none, or when
+    /// another deliverer holds it (a backend shared by several processes
+    /// lets one claim it at a time, for `claim_ms`; the claim is in
+    /// [`PendingPush::claim`]).
+    async fn claim_push(&self, key: &PushKey, claim_ms: i64) -> StoreResult<Option<PendingPush>>;
+    /// Queued pushes due at `now_ms` that nobody holds, at most `limit`.
+    async fn due_pushes(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<PushKey>>;
+    /// Records that `delivered` (the push as claimed before sending)
+    /// reached the device: removes the push if nothing merged into it
+    /// since; otherwise keeps only what merged after (its count less the
+    /// delivered count, its messages less the delivered ones), so nothing is
+    /// pushed twice, and releases the claim. Changes nothing when the claim
+    /// was lost to another deliverer. Returns false when something is left
+    /// to deliver.
+    async fn finish_push(&self, key: &PushKey, delivered: &PendingPush) -> StoreResult<bool>;
     /// Records a failed attempt: attempts, the earliest next try, and whether
-    /// to shrink the payload. Merged messages are kept.
-    fn reschedule_push(
+    /// to shrink the payload; releases the claim. Merged messages are kept.
+    async fn reschedule_push(
         &self,
         key: &PushKey,
         attempts: u32,
@@ -137,10 +219,11 @@ pub trait Store: SendStore + Send + Sync + 'static {
         shrink: bool,
     ) -> StoreResult<()>;
     /// Drops a push whatever its version (expired, device gone).
-    fn remove_push(&self, key: &PushKey) -> StoreResult<()>;
+    async fn remove_push(&self, key: &PushKey) -> StoreResult<()>;
 
-    /// Makes every write so far durable.
-    fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>>;
+    /// Makes every write so far durable (nothing to do for a backend whose
+    /// every commit is durable).
+    async fn flush(&self) -> StoreResult<()>;
 
     /// Asks for every write so far to be made durable soon, without waiting
     /// (a failure reaches only those who wait, at their next `flush`).

@@ -162,26 +162,28 @@ pub struct RemovedSendData {
 }
 
 /// The send path's durable state.
+#[async_trait::async_trait]
 pub trait SendStore {
-    fn put_upload(&self, upload: &UploadRecord) -> StoreResult<()>;
-    fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
-    fn uploads(&self) -> StoreResult<Vec<UploadRecord>>;
-    fn delete_upload(&self, id: &str) -> StoreResult<()>;
+    async fn put_upload(&self, upload: &UploadRecord) -> StoreResult<()>;
+    async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
+    async fn uploads(&self) -> StoreResult<Vec<UploadRecord>>;
+    async fn delete_upload(&self, id: &str) -> StoreResult<()>;
 
     /// Stores a new job unless its account already has one with the same
     /// idempotency key (atomically).
-    fn create_send_job(&self, job: &SendJob) -> StoreResult<Created>;
+    async fn create_send_job(&self, job: &SendJob) -> StoreResult<Created>;
     /// The job an account created with this idempotency key, if any.
-    fn send_id_for_key(&self, account_id: &str, key: &str) -> StoreResult<Option<String>>;
+    async fn send_id_for_key(&self, account_id: &str, key: &str) -> StoreResult<Option<String>>;
     /// Updates a job; one that is gone (its account was deleted) stays gone.
-    fn put_send_job(&self, job: &SendJob) -> StoreResult<()>;
-    fn send_job(&self, id: &str) -> StoreResult<Option<SendJob>>;
-    fn unfinished_send_jobs(&self) -> StoreResult<Vec<SendJob>>;
+    async fn put_send_job(&self, job: &SendJob) -> StoreResult<()>;
+    async fn send_job(&self, id: &str) -> StoreResult<Option<SendJob>>;
+    async fn unfinished_send_jobs(&self) -> StoreResult<Vec<SendJob>>;
 
-    fn send_settings(&self, account_id: &str) -> StoreResult<SendSettings>;
-    fn put_send_settings(&self, account_id: &str, settings: &SendSettings) -> StoreResult<()>;
+    async fn send_settings(&self, account_id: &str) -> StoreResult<SendSettings>;
+    async fn put_send_settings(&self, account_id: &str, settings: &SendSettings)
+        -> StoreResult<()>;
 
     /// Removes everything the send path keeps for an account: uploads, send
     /// jobs (finished or not), idempotency keys and settings.
-    fn remove_send_data(&self, account_id: &str) -> StoreResult<RemovedSendData>;
+    async fn remove_send_data(&self, account_id: &str) -> StoreResult<RemovedSendData>;
 }

@@ -20,20 +20,21 @@ fn idem_key(account: &str, key: &str) -> Vec<u8> {
     k
 }
 
+#[async_trait::async_trait]
 impl SendStore for SledStore {
-    fn put_upload(&self, upload: &UploadRecord) -> StoreResult<()> {
+    async fn put_upload(&self, upload: &UploadRecord) -> StoreResult<()> {
         tree(self, "uploads")?.insert(upload.id.as_bytes(), serde_json::to_vec(upload)?)?;
         Ok(())
     }
 
-    fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
+    async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
         match tree(self, "uploads")?.get(id.as_bytes())? {
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
             None => Ok(None),
         }
     }
 
-    fn uploads(&self) -> StoreResult<Vec<UploadRecord>> {
+    async fn uploads(&self) -> StoreResult<Vec<UploadRecord>> {
         let mut out = Vec::new();
         for entry in tree(self, "uploads")?.iter() {
             let (_, v) = entry?;
@@ -42,12 +43,12 @@ impl SendStore for SledStore {
         Ok(out)
     }
 
-    fn delete_upload(&self, id: &str) -> StoreResult<()> {
+    async fn delete_upload(&self, id: &str) -> StoreResult<()> {
         tree(self, "uploads")?.remove(id.as_bytes())?;
         Ok(())
     }
 
-    fn create_send_job(&self, job: &SendJob) -> StoreResult<Created> {
+    async fn create_send_job(&self, job: &SendJob) -> StoreResult<Created> {
         let jobs = tree(self, "send_jobs")?;
         let Some(key) = &job.idempotency_key else {
             jobs.insert(job.id.as_bytes(), serde_json::to_vec(job)?)?;
@@ -72,27 +73,27 @@ impl SendStore for SledStore {
         })
     }
 
-    fn send_id_for_key(&self, account_id: &str, key: &str) -> StoreResult<Option<String>> {
+    async fn send_id_for_key(&self, account_id: &str, key: &str) -> StoreResult<Option<String>> {
         Ok(tree(self, "send_idempotency")?
             .get(idem_key(account_id, key))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    fn put_send_job(&self, job: &SendJob) -> StoreResult<()> {
+    async fn put_send_job(&self, job: &SendJob) -> StoreResult<()> {
         let value = serde_json::to_vec(job)?;
         tree(self, "send_jobs")?
             .fetch_and_update(job.id.as_bytes(), |old| old.map(|_| value.clone()))?;
         Ok(())
     }
 
-    fn send_job(&self, id: &str) -> StoreResult<Option<SendJob>> {
+    async fn send_job(&self, id: &str) -> StoreResult<Option<SendJob>> {
         match tree(self, "send_jobs")?.get(id.as_bytes())? {
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
             None => Ok(None),
         }
     }
 
-    fn unfinished_send_jobs(&self) -> StoreResult<Vec<SendJob>> {
+    async fn unfinished_send_jobs(&self) -> StoreResult<Vec<SendJob>> {
         let mut out = Vec::new();
         for entry in tree(self, "send_jobs")?.iter() {
             let (_, v) = entry?;
@@ -104,20 +105,24 @@ impl SendStore for SledStore {
         Ok(out)
     }
 
-    fn send_settings(&self, account_id: &str) -> StoreResult<SendSettings> {
+    async fn send_settings(&self, account_id: &str) -> StoreResult<SendSettings> {
         match tree(self, "send_settings")?.get(account_id.as_bytes())? {
             Some(v) => Ok(serde_json::from_slice(&v)?),
             None => Ok(SendSettings::default()),
         }
     }
 
-    fn put_send_settings(&self, account_id: &str, settings: &SendSettings) -> StoreResult<()> {
+    async fn put_send_settings(
+        &self,
+        account_id: &str,
+        settings: &SendSettings,
+    ) -> StoreResult<()> {
         tree(self, "send_settings")?
             .insert(account_id.as_bytes(), serde_json::to_vec(settings)?)?;
         Ok(())
     }
 
-    fn remove_send_data(&self, account_id: &str) -> StoreResult<RemovedSendData> {
+    async fn remove_send_data(&self, account_id: &str) -> StoreResult<RemovedSendData> {
         let mut removed = RemovedSendData::default();
         let uploads = tree(self, "uploads")?;
         for entry in uploads.iter() {
@@ -149,115 +154,5 @@ impl SendStore for SledStore {
         }
         tree(self, "send_settings")?.remove(account_id.as_bytes())?;
         Ok(removed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::send::{ByteCounts, SendPath, SendStatus};
-
-    fn job(id: &str, key: Option<&str>) -> SendJob {
-        SendJob {
-            id: id.into(),
-            account_id: "acct".into(),
-            idempotency_key: key.map(String::from),
-            created_ms: 0,
-            status: SendStatus::Queued,
-            path: SendPath::Assembled,
-            from: "a@x".into(),
-            recipients: vec!["b@x".into()],
-            message_id: "<m@x>".into(),
-            segments: Vec::new(),
-            size: 0,
-            sent_mailbox: None,
-            sent: None,
-            spooled: false,
-            url: None,
-            submit_started: false,
-            smtp_reply: None,
-            error: None,
-            bytes: ByteCounts::default(),
-            attempts: 0,
-        }
-    }
-
-    #[test]
-    fn idempotency_keys_find_the_first_job() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store.create_send_job(&job("j1", Some("k"))).unwrap(),
-            Created::New
-        );
-        assert_eq!(
-            store.create_send_job(&job("j2", Some("k"))).unwrap(),
-            Created::Existing("j1".into())
-        );
-        assert!(store.send_job("j2").unwrap().is_none());
-        assert_eq!(
-            store.create_send_job(&job("j3", None)).unwrap(),
-            Created::New
-        );
-        let mut done = job("j3", None);
-        done.status = SendStatus::Done;
-        store.put_send_job(&done).unwrap();
-        let open: Vec<String> = store
-            .unfinished_send_jobs()
-            .unwrap()
-            .into_iter()
-            .map(|j| j.id)
-            .collect();
-        assert_eq!(open, vec!["j1".to_string()]);
-    }
-
-    fn upload(id: &str, account_id: &str) -> UploadRecord {
-        UploadRecord {
-            id: id.into(),
-            account_id: account_id.into(),
-            content_type: "text/plain".into(),
-            length: None,
-            offset: 3,
-            sha256: None,
-            created_ms: 0,
-            expires_ms: i64::MAX,
-        }
-    }
-
-    #[test]
-    fn removing_an_account_s_send_data_leaves_other_accounts_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
-        store.put_upload(&upload("u1", "acct")).unwrap();
-        store.put_upload(&upload("u2", "other")).unwrap();
-        store.create_send_job(&job("j1", Some("k"))).unwrap();
-        let mut theirs = job("j2", Some("k"));
-        theirs.account_id = "other".into();
-        store.create_send_job(&theirs).unwrap();
-        let settings = SendSettings::default();
-        store.put_send_settings("acct", &settings).unwrap();
-
-        let removed = store.remove_send_data("acct").unwrap();
-        assert_eq!(
-            removed,
-            RemovedSendData {
-                uploads: vec!["u1".into()],
-                jobs: vec!["j1".into()],
-            }
-        );
-        assert!(store.upload("u1").unwrap().is_none());
-        assert!(store.send_job("j1").unwrap().is_none());
-        assert!(store.send_id_for_key("acct", "k").unwrap().is_none());
-        assert!(store.upload("u2").unwrap().is_some());
-        assert_eq!(
-            store.send_id_for_key("other", "k").unwrap().as_deref(),
-            Some("j2")
-        );
-
-        // A job still running when its account went cannot come back.
-        let mut late = job("j1", Some("k"));
-        late.status = SendStatus::Done;
-        store.put_send_job(&late).unwrap();
-        assert!(store.send_job("j1").unwrap().is_none());
     }
 }

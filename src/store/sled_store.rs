@@ -4,10 +4,8 @@
 //! Keys that belong to one owner share a prefix ending in a NUL byte, which
 //! neither generated ids nor IMAP mailbox names can contain.
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -16,9 +14,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::group_commit::GroupCommit;
+use super::queued::{merge, remainder, reschedule};
 use super::{
-    lists_mailbox, AccountRecord, Cursor, DeviceRecord, NewMail, PendingPush, PushKey, Store,
-    StoreError, StoreResult, MAX_QUEUED_MESSAGES,
+    lists_mailbox, AccountRecord, AccountStored, Cursor, DeviceRecord, DeviceStored, Fence,
+    NewMail, PendingPush, PushKey, Store, StoreError, StoreResult,
 };
 use crate::metrics::Histogram;
 
@@ -39,8 +38,18 @@ pub struct SledStore {
     pushes: sled::Tree,
     /// Serves `flush` for every caller at once.
     commit: GroupCommit,
+    /// Held by the steps that read, check and write registrations (one
+    /// device per endpoint, the device limit) and by account deletion, so
+    /// that they are atomic to each other.
+    registrations: Mutex<()>,
     /// How long each flush took.
     flush_times: Arc<Histogram>,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
 }
 
 fn pair_key(a: &str, b: &str) -> Vec<u8> {
@@ -115,42 +124,6 @@ fn device_watches(device: &DeviceRecord, mailbox: &str) -> bool {
     lists_mailbox(&device.mailboxes, mailbox)
 }
 
-/// Merges new mail into a device's pending push. Messages the push already
-/// holds (the same mail found again after a crash that kept the push but
-/// not the cursor) are neither added nor counted twice.
-fn merge(existing: Option<PendingPush>, key: PushKey, mail: &NewMail<'_>) -> PendingPush {
-    let mut push = existing.unwrap_or(PendingPush {
-        key,
-        account_id: mail.account_id.to_string(),
-        messages: Vec::new(),
-        count: 0,
-        version: 0,
-        attempts: 0,
-        not_before_ms: 0,
-        expires_at_ms: 0,
-        shrink: false,
-    });
-    let before = push.messages.len();
-    for message in mail.messages {
-        if !push.messages[..before].iter().any(|m| m.uid == message.uid) {
-            push.messages.push(message.clone());
-        }
-    }
-    let repeated = (mail.messages.len() - (push.messages.len() - before)) as u32;
-    if push.messages.len() > MAX_QUEUED_MESSAGES {
-        let excess = push.messages.len() - MAX_QUEUED_MESSAGES;
-        push.messages.drain(..excess);
-    }
-    // What no payload could carry is not stored (nor rewritten at each retry).
-    crate::mail::trim_queued(&mut push.messages);
-    push.count = push
-        .count
-        .saturating_add(mail.count.saturating_sub(repeated));
-    push.version += 1;
-    push.expires_at_ms = push.expires_at_ms.max(mail.expires_at_ms);
-    push
-}
-
 /// Flushes on a thread of its own with sled's blocking flush: concurrent
 /// calls to `flush_async` deadlock in sled 0.34 (spacejam/sled#1308, seen
 /// here with a few dozen registrations at once), and one flush at a time
@@ -190,6 +163,7 @@ impl SledStore {
             cursors: db.open_tree("cursors")?,
             pushes: db.open_tree("pushes")?,
             commit: start_group_commit(&db, window, flush_times.clone())?,
+            registrations: Mutex::new(()),
             flush_times,
             db,
         })
@@ -208,8 +182,40 @@ impl SledStore {
     /// Drops the cursor of each of `mailboxes` (other than INBOX) that no
     /// device of the account watches any more, so asking for it again later
     /// starts afresh instead of pushing what arrived in between as new.
+    fn read_account(&self, id: &str) -> StoreResult<Option<AccountRecord>> {
+        self.accounts.get(id)?.map(|v| decode(&v)).transpose()
+    }
+
+    fn read_devices_of(&self, account_id: &str) -> StoreResult<Vec<DeviceRecord>> {
+        let mut out = Vec::new();
+        for entry in self.account_devices.scan_prefix(prefix(account_id)) {
+            let (key, _) = entry?;
+            let device_id = &key[account_id.len() + 1..];
+            if let Some(value) = self.devices.get(device_id)? {
+                out.push(decode(&value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn count_devices_of(&self, account_id: &str) -> usize {
+        self.account_devices.scan_prefix(prefix(account_id)).count()
+    }
+
+    fn revoke_tokens_of(&self, account_id: &str, keep: Option<&[u8; 32]>) -> StoreResult<usize> {
+        let mut revoked = 0;
+        for entry in self.tokens.iter() {
+            let (hash, owner) = entry?;
+            if owner.as_ref() == account_id.as_bytes() && keep.is_none_or(|k| hash != k[..]) {
+                self.tokens.remove(hash)?;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
     fn forget_unwatched(&self, account_id: &str, mailboxes: &[String]) -> StoreResult<()> {
-        let remaining = self.devices_of(account_id)?;
+        let remaining = self.read_devices_of(account_id)?;
         for mailbox in mailboxes {
             let watched = mailbox.eq_ignore_ascii_case("INBOX")
                 || remaining.iter().any(|d| device_watches(d, mailbox));
@@ -250,8 +256,13 @@ impl SledStore {
     }
 }
 
+#[async_trait::async_trait]
 impl Store for SledStore {
-    fn create_account(&self, account: &AccountRecord, token_hash: &[u8; 32]) -> StoreResult<()> {
+    async fn create_account(
+        &self,
+        account: &AccountRecord,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<AccountStored> {
         let value = encode(account)?;
         let login = login_key(
             &account.imap.host,
@@ -260,23 +271,29 @@ impl Store for SledStore {
         );
         (&self.accounts, &self.tokens, &self.logins)
             .transaction(|(accounts, tokens, logins)| {
+                if let Some(owner) = logins.get(login.as_slice())? {
+                    if owner.as_ref() != account.id.as_bytes() {
+                        let owner = String::from_utf8_lossy(&owner).into_owned();
+                        return Ok(AccountStored::LoginTaken(owner));
+                    }
+                }
                 accounts.insert(account.id.as_bytes(), value.as_slice())?;
                 tokens.insert(&token_hash[..], account.id.as_bytes())?;
                 logins.insert(login.as_slice(), account.id.as_bytes())?;
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
+                Ok::<_, ConflictableTransactionError<StoreError>>(AccountStored::Stored)
             })
             .map_err(tx_error)
     }
 
-    fn account(&self, id: &str) -> StoreResult<Option<AccountRecord>> {
-        self.accounts.get(id)?.map(|v| decode(&v)).transpose()
+    async fn account(&self, id: &str) -> StoreResult<Option<AccountRecord>> {
+        self.read_account(id)
     }
 
-    fn accounts(&self) -> StoreResult<Vec<AccountRecord>> {
+    async fn accounts(&self) -> StoreResult<Vec<AccountRecord>> {
         self.accounts.iter().values().map(|v| decode(&v?)).collect()
     }
 
-    fn account_for_login(
+    async fn account_for_login(
         &self,
         host: &str,
         port: u16,
@@ -288,31 +305,24 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
+    async fn account_for_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
         self.tokens
             .get(token_hash)?
             .map(|v| String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()
     }
 
-    fn revoke_tokens(&self, account_id: &str, keep: Option<&[u8; 32]>) -> StoreResult<usize> {
-        let mut revoked = 0;
-        for entry in self.tokens.iter() {
-            let (hash, owner) = entry?;
-            if owner.as_ref() == account_id.as_bytes() && keep.is_none_or(|k| hash != k[..]) {
-                self.tokens.remove(hash)?;
-                revoked += 1;
-            }
-        }
-        Ok(revoked)
+    async fn revoke_tokens(&self, account_id: &str, keep: Option<&[u8; 32]>) -> StoreResult<usize> {
+        self.revoke_tokens_of(account_id, keep)
     }
 
-    fn revoke_token(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
+    async fn revoke_token(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
         Ok(self.tokens.remove(token_hash)?.is_some())
     }
 
-    fn delete_account(&self, id: &str) -> StoreResult<bool> {
-        let account = self.account(id)?;
+    async fn delete_account(&self, id: &str) -> StoreResult<bool> {
+        let _registrations = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
+        let account = self.read_account(id)?;
         if let Some(account) = &account {
             let login = login_key(
                 &account.imap.host,
@@ -321,7 +331,7 @@ impl Store for SledStore {
             );
             self.logins.remove(login)?;
             self.accounts.remove(id)?;
-            self.revoke_tokens(id, None)?;
+            self.revoke_tokens_of(id, None)?;
         }
         // Also without the account record: what a watcher that stopped late
         // wrote after the account was deleted goes the same way.
@@ -340,8 +350,29 @@ impl Store for SledStore {
         Ok(account.is_some())
     }
 
-    fn put_device(&self, device: &DeviceRecord) -> StoreResult<()> {
-        let previous = self.device(&device.id)?;
+    async fn put_device(
+        &self,
+        device: &DeviceRecord,
+        max_devices: usize,
+    ) -> StoreResult<DeviceStored> {
+        let _registrations = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.accounts.contains_key(device.account_id.as_bytes())? {
+            return Ok(DeviceStored::NoAccount);
+        }
+        let devices = self.read_devices_of(&device.account_id)?;
+        let endpoint = &device.subscription.endpoint;
+        let previous = devices
+            .into_iter()
+            .find(|d| d.id == device.id || d.subscription.endpoint == *endpoint);
+        if previous.is_none() && self.count_devices_of(&device.account_id) >= max_devices {
+            return Ok(DeviceStored::TooMany);
+        }
+        let device = &DeviceRecord {
+            id: previous
+                .as_ref()
+                .map_or(device.id.clone(), |p| p.id.clone()),
+            ..device.clone()
+        };
         let value = encode(device)?;
         let index = pair_key(&device.account_id, &device.id);
         (&self.devices, &self.account_devices)
@@ -354,27 +385,25 @@ impl Store for SledStore {
         if let Some(previous) = previous {
             self.forget_unwatched(&device.account_id, &previous.mailboxes)?;
         }
-        Ok(())
+        Ok(DeviceStored::Stored(device.id.clone()))
     }
 
-    fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>> {
+    async fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>> {
         self.devices.get(id)?.map(|v| decode(&v)).transpose()
     }
 
-    fn devices_of(&self, account_id: &str) -> StoreResult<Vec<DeviceRecord>> {
-        let mut out = Vec::new();
-        for entry in self.account_devices.scan_prefix(prefix(account_id)) {
-            let (key, _) = entry?;
-            let device_id = &key[account_id.len() + 1..];
-            if let Some(value) = self.devices.get(device_id)? {
-                out.push(decode(&value)?);
-            }
-        }
-        Ok(out)
+    async fn devices_of(&self, account_id: &str) -> StoreResult<Vec<DeviceRecord>> {
+        self.read_devices_of(account_id)
     }
 
-    fn delete_device(&self, id: &str) -> StoreResult<bool> {
-        let Some(device) = self.device(id)? else {
+    async fn delete_device(&self, id: &str) -> StoreResult<bool> {
+        let _registrations = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(device) = self
+            .devices
+            .get(id)?
+            .map(|v| decode::<DeviceRecord>(&v))
+            .transpose()?
+        else {
             return Ok(false);
         };
         self.account_devices
@@ -385,20 +414,26 @@ impl Store for SledStore {
         Ok(true)
     }
 
-    fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>> {
+    async fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>> {
         self.cursors
             .get(pair_key(account_id, mailbox))?
             .map(|v| decode(&v))
             .transpose()
     }
 
-    fn put_cursor(&self, account_id: &str, mailbox: &str, cursor: &Cursor) -> StoreResult<()> {
+    async fn put_cursor(
+        &self,
+        account_id: &str,
+        mailbox: &str,
+        cursor: &Cursor,
+        _fence: Fence,
+    ) -> StoreResult<()> {
         self.cursors
             .insert(pair_key(account_id, mailbox), encode(cursor)?)?;
         Ok(())
     }
 
-    fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>> {
+    async fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>> {
         // A device deleted since the caller read the list gets nothing: its
         // entry would outlive it.
         let mut device_ids = Vec::with_capacity(mail.device_ids.len());
@@ -439,11 +474,11 @@ impl Store for SledStore {
         Ok(keys)
     }
 
-    fn pending_pushes(&self) -> StoreResult<Vec<PendingPush>> {
+    async fn pending_pushes(&self) -> StoreResult<Vec<PendingPush>> {
         self.pushes.iter().values().map(|v| decode(&v?)).collect()
     }
 
-    fn pending_pushes_of_device(&self, device_id: &str) -> StoreResult<Vec<PendingPush>> {
+    async fn pending_pushes_of_device(&self, device_id: &str) -> StoreResult<Vec<PendingPush>> {
         self.pushes
             .scan_prefix(prefix(device_id))
             .values()
@@ -451,14 +486,34 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn pending_push(&self, key: &PushKey) -> StoreResult<Option<PendingPush>> {
+    async fn pending_push(&self, key: &PushKey) -> StoreResult<Option<PendingPush>> {
         self.pushes
             .get(push_key(key))?
             .map(|v| decode(&v))
             .transpose()
     }
 
-    fn finish_push(&self, key: &PushKey, delivered: &PendingPush) -> StoreResult<bool> {
+    /// One process delivers (its schedule keeps one attempt per key at a
+    /// time), so a claim is a read.
+    async fn claim_push(&self, key: &PushKey, _claim_ms: i64) -> StoreResult<Option<PendingPush>> {
+        self.pending_push(key).await
+    }
+
+    async fn due_pushes(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<PushKey>> {
+        let mut due = Vec::new();
+        for value in self.pushes.iter().values() {
+            let push: PendingPush = decode(&value?)?;
+            if push.not_before_ms <= now_ms {
+                due.push(push.key);
+                if due.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    async fn finish_push(&self, key: &PushKey, delivered: &PendingPush) -> StoreResult<bool> {
         let raw_key = push_key(key);
         // The usual case, nothing merged in meanwhile: the stored bytes are
         // what was read, and one compare-and-swap removes them undecoded.
@@ -473,37 +528,26 @@ impl Store for SledStore {
         let mut removed = false;
         self.pushes.fetch_and_update(&raw_key, |old| {
             let old = old?;
-            match serde_json::from_slice::<PendingPush>(old) {
-                Ok(push) if push.version == delivered.version => {
+            // A corrupt entry can never be delivered: drop it.
+            let Ok(stored) = serde_json::from_slice::<PendingPush>(old) else {
+                removed = true;
+                return None;
+            };
+            match remainder(stored, delivered) {
+                None => {
                     removed = true;
                     None
                 }
-                Ok(mut push) => {
-                    // Mail merged in while the push was on its way: keep only that.
-                    push.count = push.count.saturating_sub(delivered.count);
-                    push.messages
-                        .retain(|m| !delivered.messages.iter().any(|d| d.uid == m.uid));
-                    if push.count == 0 && push.messages.is_empty() {
-                        removed = true;
-                        return None;
-                    }
-                    push.count = push.count.max(push.messages.len() as u32);
-                    // A corrupt re-encoding cannot happen for a value just decoded.
-                    serde_json::to_vec(&push)
-                        .ok()
-                        .or_else(|| Some(old.to_vec()))
-                }
-                // A corrupt entry can never be delivered: drop it.
-                Err(_) => {
-                    removed = true;
-                    None
-                }
+                // A re-encoding cannot fail for a value just decoded.
+                Some(left) => serde_json::to_vec(&left)
+                    .ok()
+                    .or_else(|| Some(old.to_vec())),
             }
         })?;
         Ok(removed)
     }
 
-    fn reschedule_push(
+    async fn reschedule_push(
         &self,
         key: &PushKey,
         attempts: u32,
@@ -512,29 +556,20 @@ impl Store for SledStore {
     ) -> StoreResult<()> {
         self.pushes.fetch_and_update(push_key(key), |old| {
             let old = old?;
-            match serde_json::from_slice::<PendingPush>(old) {
-                Ok(mut push) => {
-                    push.attempts = attempts;
-                    push.not_before_ms = not_before_ms;
-                    push.shrink = shrink;
-                    // An entry queued before summaries were trimmed shrinks
-                    // at its first retry instead of being rewritten whole.
-                    crate::mail::trim_queued(&mut push.messages);
-                    serde_json::to_vec(&push).ok()
-                }
-                Err(_) => None,
-            }
+            let mut push = serde_json::from_slice::<PendingPush>(old).ok()?;
+            reschedule(&mut push, attempts, not_before_ms, shrink);
+            serde_json::to_vec(&push).ok()
         })?;
         Ok(())
     }
 
-    fn remove_push(&self, key: &PushKey) -> StoreResult<()> {
+    async fn remove_push(&self, key: &PushKey) -> StoreResult<()> {
         self.pushes.remove(push_key(key))?;
         Ok(())
     }
 
-    fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
-        Box::pin(async move { self.commit.flush().await.map_err(StoreError::Backend) })
+    async fn flush(&self) -> StoreResult<()> {
+        self.commit.flush().await.map_err(StoreError::Backend)
     }
 
     fn request_flush(&self) {

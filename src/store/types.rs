@@ -126,6 +126,14 @@ pub struct PendingPush {
     /// When set, the push service answered 413: send a smaller payload.
     #[serde(default)]
     pub shrink: bool,
+    /// The deliverer's claim on it, when the backend hands out claims (see
+    /// `Store::claim_push`); 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub claim: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// At most this many message summaries are kept per queued push; older ones

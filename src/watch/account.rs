@@ -19,6 +19,7 @@ use super::{WatchError, INBOX};
 use crate::backoff::Backoff;
 use crate::error::ErrorClass;
 use crate::metrics::Metrics;
+use crate::store::{Fence, StoreError};
 
 /// How long connections get to say DONE and LOGOUT when stopping.
 const GRACE: Duration = Duration::from_secs(2);
@@ -40,6 +41,8 @@ enum AttemptEnd {
 pub(super) struct AccountActor {
     ctx: Arc<WatchContext>,
     account_id: String,
+    /// This node's ownership of the account (see `store::Fence`).
+    fence: Fence,
     changes: watch::Receiver<u64>,
     cancel: CancellationToken,
     /// Set once an attempt reaches IDLE, so the next failure may start the
@@ -51,12 +54,14 @@ impl AccountActor {
     pub(super) fn new(
         ctx: Arc<WatchContext>,
         account_id: String,
+        fence: Fence,
         changes: watch::Receiver<u64>,
         cancel: CancellationToken,
     ) -> Self {
         AccountActor {
             ctx,
             account_id,
+            fence,
             changes,
             cancel,
             reached_watching: Arc::new(AtomicBool::new(false)),
@@ -85,6 +90,10 @@ impl AccountActor {
                 Err(e) => e,
             };
             if self.cancel.is_cancelled() {
+                return;
+            }
+            if matches!(error, WatchError::Store(StoreError::Fenced)) {
+                tracing::info!(account = %self.account_id, "the account moved to another node; stopped watching it");
                 return;
             }
             // What the server said may be huge: what is kept and logged is cut.
@@ -138,13 +147,13 @@ impl AccountActor {
         &mut self,
         attempt: &CancellationToken,
     ) -> Result<Option<(Watch, JoinSet<Result<(), WatchError>>)>, WatchError> {
-        let Some(account) = self.ctx.store.account(&self.account_id)? else {
+        let Some(account) = self.ctx.store.account(&self.account_id).await? else {
             return Ok(None);
         };
         self.changes.mark_unchanged();
         // Read once per attempt and shared by its sessions: every change of
         // the devices reconfigures the account, which starts a new attempt.
-        let devices = DeviceWatch::of_account(&self.ctx, &self.account_id)?;
+        let devices = DeviceWatch::of_account(&self.ctx, &self.account_id).await?;
         let mailboxes = Self::mailboxes(&devices);
         if !self.cancel.is_cancelled() {
             let lists = self
@@ -157,7 +166,7 @@ impl AccountActor {
                 .store(lists as u64, Ordering::Relaxed);
         }
         let primary = tokio::select! {
-            session = Box::pin(Session::open(self.ctx.clone(), &account, devices.clone(), self.changes.clone())) => session?,
+            session = Box::pin(Session::open(self.ctx.clone(), &account, devices.clone(), self.changes.clone(), self.fence)) => session?,
             _ = self.cancel.cancelled() => return Ok(None),
         };
         let (first, others) = plan_groups(
@@ -173,9 +182,11 @@ impl AccountActor {
             let devices = devices.clone();
             let changes = self.changes.clone();
             let token = attempt.clone();
+            let fence = self.fence;
             let watching = Arc::new(AtomicBool::new(false));
             secondary.spawn(async move {
-                let session = Box::pin(Session::open(ctx, &account, devices, changes)).await?;
+                let session =
+                    Box::pin(Session::open(ctx, &account, devices, changes, fence)).await?;
                 Box::new(session).watch(group, token, watching).await
             });
         }

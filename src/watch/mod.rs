@@ -14,6 +14,7 @@
 //! (`status.rs`).
 
 mod account;
+mod control;
 mod cursor;
 mod pipelining;
 mod session;
@@ -21,6 +22,7 @@ mod status;
 mod supervisor;
 mod throttle;
 
+pub use control::WatchControl;
 pub use cursor::{catch_up, found, CatchUp, Found};
 pub use pipelining::{PipeliningHosts, Verdict};
 pub use status::{cut_text, WatchState, WatchStates, WatchStatus};

@@ -19,7 +19,7 @@ use super::{WatchError, INBOX};
 use crate::imap::{IdleEvent, ImapClient, ImapError, SummaryDetail};
 use crate::mail::MessageSummary;
 use crate::net::Upstream;
-use crate::store::{lists_mailbox, AccountRecord, Cursor, NewMail, PayloadTier, StoreError};
+use crate::store::{lists_mailbox, AccountRecord, Cursor, Fence, NewMail, PayloadTier, StoreError};
 
 /// How long DONE and LOGOUT may take when stopping.
 const GRACE: Duration = Duration::from_secs(2);
@@ -47,13 +47,14 @@ pub(crate) struct DeviceWatch {
 
 impl DeviceWatch {
     /// What the watcher needs of each of the account's stored devices.
-    pub(crate) fn of_account(
+    pub(crate) async fn of_account(
         ctx: &WatchContext,
         account_id: &str,
     ) -> Result<Arc<[DeviceWatch]>, StoreError> {
         Ok(ctx
             .store
-            .devices_of(account_id)?
+            .devices_of(account_id)
+            .await?
             .into_iter()
             .map(|device| DeviceWatch {
                 id: device.id,
@@ -127,6 +128,8 @@ impl Work {
 pub(crate) struct Session {
     ctx: Arc<WatchContext>,
     account_id: String,
+    /// This node's ownership of the account, checked by every write.
+    fence: Fence,
     host: String,
     client: ImapClient,
     /// The account's devices when this attempt started; a change of them
@@ -166,6 +169,7 @@ impl Session {
         account: &AccountRecord,
         devices: Arc<[DeviceWatch]>,
         device_changes: watch::Receiver<u64>,
+        fence: Fence,
     ) -> Result<Session, WatchError> {
         let upstream = Upstream {
             host: account.imap.host.clone(),
@@ -192,6 +196,7 @@ impl Session {
         Ok(Session {
             ctx,
             account_id: account.id.clone(),
+            fence,
             host: upstream.host,
             client,
             devices,
@@ -401,7 +406,7 @@ impl Session {
         drop(self.client.take_events());
         // How much arrived while nobody watched is not known: search for it.
         self.arrivals = Arrivals::default();
-        let stored = self.ctx.store.cursor(&self.account_id, mailbox)?;
+        let stored = self.ctx.store.cursor(&self.account_id, mailbox).await?;
         let mut found = false;
         match catch_up(
             stored,
@@ -415,7 +420,8 @@ impl Session {
                 }
                 self.ctx
                     .store
-                    .put_cursor(&self.account_id, mailbox, &cursor)?;
+                    .put_cursor(&self.account_id, mailbox, &cursor, self.fence)
+                    .await?;
                 self.ctx.store.flush().await?;
                 self.selected_cursor = Some(cursor);
             }
@@ -435,12 +441,13 @@ impl Session {
         then_select: Option<&str>,
     ) -> Result<bool, WatchError> {
         let status = self.client.status(mailbox).await?;
-        let stored = self.ctx.store.cursor(&self.account_id, mailbox)?;
+        let stored = self.ctx.store.cursor(&self.account_id, mailbox).await?;
         match catch_up(stored, status.uidvalidity, status.uidnext, None) {
             CatchUp::Record(cursor) => {
                 self.ctx
                     .store
-                    .put_cursor(&self.account_id, mailbox, &cursor)?;
+                    .put_cursor(&self.account_id, mailbox, &cursor, self.fence)
+                    .await?;
                 self.ctx.store.flush().await?;
             }
             CatchUp::Fetch { .. } => {
@@ -467,7 +474,7 @@ impl Session {
     ) -> Result<bool, WatchError> {
         let cursor = match self.selected_cursor {
             Some(cursor) => Some(cursor),
-            None => self.ctx.store.cursor(&self.account_id, mailbox)?,
+            None => self.ctx.store.cursor(&self.account_id, mailbox).await?,
         };
         // No cursor (the device was removed meanwhile), or the largest UID
         // already pushed: nothing can be new.
@@ -548,7 +555,7 @@ impl Session {
         // reaches the new device. The attempt restarts soon after.
         let current;
         let devices = if self.device_changes.has_changed().unwrap_or(true) {
-            current = DeviceWatch::of_account(&self.ctx, &self.account_id)?;
+            current = DeviceWatch::of_account(&self.ctx, &self.account_id).await?;
             &current[..]
         } else {
             devices
@@ -558,15 +565,20 @@ impl Session {
             .filter(|d| lists_mailbox(&d.mailboxes, mailbox))
             .map(|d| d.id.clone())
             .collect();
-        let keys = self.ctx.store.record_new_mail(&NewMail {
-            account_id: &self.account_id,
-            mailbox,
-            device_ids: &device_ids,
-            messages,
-            count: new.count,
-            cursor: new.cursor,
-            expires_at_ms: crate::unix_millis() + ttl_ms,
-        })?;
+        let keys = self
+            .ctx
+            .store
+            .record_new_mail(&NewMail {
+                account_id: &self.account_id,
+                mailbox,
+                device_ids: &device_ids,
+                messages,
+                count: new.count,
+                cursor: new.cursor,
+                expires_at_ms: crate::unix_millis() + ttl_ms,
+                fence: self.fence,
+            })
+            .await?;
         self.selected_cursor = Some(new.cursor);
         tracing::debug!(account = %self.account_id, mailbox, count = new.count, devices = keys.len(), "new mail queued");
         if !keys.is_empty() {

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::TlsConnector;
 use crate::notify::Notifier;
-use crate::store::{Sealer, Store};
+use crate::store::{Fence, Sealer, Store};
 
 /// What every account actor shares.
 pub struct WatchContext {
@@ -127,21 +127,23 @@ impl Supervisor {
     }
 
     /// Starts watching every stored account.
-    pub fn start_all(&self) -> Result<usize, crate::store::StoreError> {
-        let accounts = self.ctx.store.accounts()?;
+    pub async fn start_all(&self) -> Result<usize, crate::store::StoreError> {
+        let accounts = self.ctx.store.accounts().await?;
         for account in &accounts {
-            self.start(&account.id);
+            self.start(&account.id, Fence::SOLE_OWNER);
         }
         Ok(accounts.len())
     }
 
-    /// Starts (or restarts) the actor of an account.
-    pub fn start(&self, account_id: &str) {
+    /// Starts (or restarts) the actor of an account, which writes under
+    /// `fence`.
+    pub fn start(&self, account_id: &str, fence: Fence) {
         let cancel = self.shutdown.child_token();
         let (reconfigure, changes) = watch::channel(0);
         let actor = AccountActor::new(
             self.ctx.clone(),
             account_id.to_string(),
+            fence,
             changes,
             cancel.clone(),
         );
@@ -190,7 +192,7 @@ impl Supervisor {
                 let account_id = account_id.to_string();
                 self.tracker.spawn(async move {
                     let _ = r.task.await;
-                    let deleted = match store.delete_account(&account_id) {
+                    let deleted = match store.delete_account(&account_id).await {
                         Ok(_) => store.flush().await,
                         Err(e) => Err(e),
                     };

@@ -32,11 +32,8 @@ pub async fn raw_post(
 }
 
 /// How many accounts the stopped gateway's store in `dir` holds.
-pub fn stored_accounts(dir: &std::path::Path) -> usize {
+pub async fn stored_accounts(dir: &std::path::Path) -> usize {
     use lemonade::store::{SledStore, Store};
-    SledStore::open(&dir.join("db"))
-        .unwrap()
-        .accounts()
-        .unwrap()
-        .len()
+    let store = SledStore::open(&dir.join("db")).unwrap();
+    store.accounts().await.unwrap().len()
 }
