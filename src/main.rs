@@ -45,9 +45,11 @@ fn main() -> anyhow::Result<()> {
     };
     let config = Config::load(file.as_deref(), std::env::vars()).context("configuration")?;
     if print_only {
+        let mut printed = config.clone();
+        printed.store.postgres_url = config.store.postgres_url_redacted();
         print!(
             "{}",
-            toml::to_string(&config).context("printing configuration")?
+            toml::to_string(&printed).context("printing configuration")?
         );
         return Ok(());
     }
