@@ -21,6 +21,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod imap;
 pub mod limits;
+pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod net;

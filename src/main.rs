@@ -53,12 +53,7 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log)
-                .context("log filter (the `log` key)")?,
-        )
-        .init();
+    lemonade::logging::init(&config)?;
     match lemonade::limits::raise_open_files() {
         Ok(limits) => {
             tracing::info!(soft = limits.soft, hard = limits.hard, "open files limit")
