@@ -7,11 +7,13 @@
 //! between the two steps (a real server's temporary refusal).
 //!
 //! Its log lines on a pipe: plain text without colour codes, or one JSON
-//! object per line.
+//! object per line. `lemonade keygen`: private key files, never replaced,
+//! and the keys `serve` then uses.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
@@ -300,4 +302,80 @@ fn logs_on_a_pipe_have_no_colour_codes_and_json_is_one_object_per_line() {
         messages.iter().any(|m| m == "gateway stopped"),
         "{messages:?}"
     );
+}
+
+fn keygen(dir: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lemonade"))
+        .arg("keygen")
+        .arg(dir)
+        .env_clear()
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+/// The value keygen printed after `label: `.
+fn printed<'a>(stdout: &'a str, label: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(label)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no {label} in {stdout}"))
+}
+
+/// GET `path` of the API at `listen`; the JSON body of a 200.
+fn get_json(listen: &str, path: &str) -> Value {
+    let mut stream = std::net::TcpStream::connect(listen).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    serde_json::from_str(body).unwrap()
+}
+
+#[test]
+fn keygen_writes_private_keys_once_and_serve_uses_them() {
+    let (_dir, data) = data_dir();
+    let (ok, stdout, stderr) = keygen(&data);
+    assert!(ok, "{stderr}");
+    let mode = |name: &str| {
+        let path = data.join(name);
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    assert_eq!(mode("master.key"), 0o600);
+    assert_eq!(mode("vapid.pk8"), 0o600);
+    let master = lemonade::store::Sealer::load(&data.join("master.key")).unwrap();
+    let vapid = lemonade::notify::VapidKey::load(&data.join("vapid.pk8")).unwrap();
+    assert_eq!(
+        printed(&stdout, "master key fingerprint"),
+        master.fingerprint()
+    );
+    assert_eq!(
+        printed(&stdout, "VAPID key fingerprint"),
+        vapid.fingerprint()
+    );
+    let public_key = printed(&stdout, "VAPID public key");
+    assert_eq!(public_key, vapid.public_key_b64url());
+    let files = || ["master.key", "vapid.pk8"].map(|name| std::fs::read(data.join(name)).unwrap());
+    let written = files();
+
+    let (ok, _, stderr) = keygen(&data);
+    assert!(!ok);
+    assert!(
+        stderr.contains("master.key") && stderr.contains("exists"),
+        "{stderr}"
+    );
+    assert_eq!(files(), written);
+
+    let served = Served::start(&data, &[]);
+    let answer = get_json(&served.listen, "/v1/push/vapid");
+    served.stop();
+    assert_eq!(answer["public_key"], public_key);
+    assert_eq!(files(), written);
 }
