@@ -172,3 +172,166 @@ fn api_limits_must_be_positive() {
         assert!(err.to_string().contains(key), "{err}");
     }
 }
+
+/// A valid cluster configuration's environment, plus `extra`.
+fn cluster_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs = env(&[
+        ("LEMONADE_STORE_BACKEND", "postgres"),
+        (
+            "LEMONADE_STORE_POSTGRES_URL",
+            "postgres://lemonade:hunter2@db.internal:5432/lemonade",
+        ),
+        ("LEMONADE_CLUSTER_NODE_ID", "node-1"),
+    ]);
+    pairs.extend(env(extra));
+    pairs
+}
+
+#[test]
+fn cluster_keys_have_defaults_and_environment_names() {
+    let config = Config::load(None, env(&[])).unwrap();
+    assert!(!config.cluster_mode());
+    assert_eq!(config.store.backend, StoreBackend::Sled);
+    assert_eq!(config.log_format, LogFormat::Text);
+    assert_eq!(config.shared_dir(), Path::new("./data"));
+    assert!(!config.cluster.node_id.is_empty());
+    assert_eq!(
+        (
+            config.cluster.lease_ttl_secs,
+            config.cluster.lease_renew_secs
+        ),
+        (15, 5)
+    );
+
+    let config = Config::load(
+        None,
+        cluster_env(&[
+            ("LEMONADE_LOG_FORMAT", "json"),
+            ("LEMONADE_STORE_POSTGRES_POOL_SIZE", "4"),
+            ("LEMONADE_STORE_SHARED_DIR", "/srv/shared"),
+            ("LEMONADE_CLUSTER_LEASE_TTL_SECS", "30"),
+            ("LEMONADE_CLUSTER_LEASE_RENEW_SECS", "10"),
+            ("LEMONADE_CLUSTER_CLAIM_GRACE_SECS", "0"),
+            ("LEMONADE_CLUSTER_REBALANCE_SECS", "7"),
+            ("LEMONADE_CLUSTER_PUSH_POLL_SECS", "3"),
+        ]),
+    )
+    .unwrap();
+    assert!(config.cluster_mode());
+    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(config.store.postgres_pool_size, 4);
+    assert_eq!(config.shared_dir(), Path::new("/srv/shared"));
+    assert_eq!(config.cluster.node_id, "node-1");
+    assert_eq!(
+        (
+            config.cluster.lease_ttl_secs,
+            config.cluster.lease_renew_secs,
+            config.cluster.claim_grace_secs,
+            config.cluster.rebalance_secs,
+            config.cluster.push_poll_secs
+        ),
+        (30, 10, 0, 7, 3)
+    );
+    assert_eq!(
+        config.store.postgres_url_redacted(),
+        "postgres://lemonade:***@db.internal:5432/lemonade"
+    );
+}
+
+#[test]
+fn postgres_needs_a_postgres_url_and_errors_never_show_it() {
+    let url_error = |url: &str| {
+        let err = Config::load(None, cluster_env(&[("LEMONADE_STORE_POSTGRES_URL", url)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.postgres_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    };
+    url_error("");
+    url_error("mysql://lemonade:hunter2@db/lemonade");
+    url_error("lemonade:hunter2@db/lemonade");
+    for url in [
+        "postgresql://db.internal/lemonade?sslmode=require",
+        "postgres:///lemonade?host=/run/postgresql",
+    ] {
+        let config =
+            Config::load(None, cluster_env(&[("LEMONADE_STORE_POSTGRES_URL", url)])).unwrap();
+        assert_eq!(config.store.postgres_url, url);
+    }
+    // The embedded store ignores the URL.
+    Config::load(None, env(&[("LEMONADE_STORE_POSTGRES_URL", "nonsense")])).unwrap();
+}
+
+#[test]
+fn store_and_cluster_numbers_are_checked() {
+    for (name, value, key) in [
+        (
+            "LEMONADE_STORE_POSTGRES_POOL_SIZE",
+            "0",
+            "store.postgres_pool_size",
+        ),
+        (
+            "LEMONADE_CLUSTER_LEASE_TTL_SECS",
+            "0",
+            "cluster.lease_ttl_secs",
+        ),
+        (
+            "LEMONADE_CLUSTER_LEASE_RENEW_SECS",
+            "0",
+            "cluster.lease_renew_secs",
+        ),
+        (
+            "LEMONADE_CLUSTER_REBALANCE_SECS",
+            "0",
+            "cluster.rebalance_secs",
+        ),
+        (
+            "LEMONADE_CLUSTER_PUSH_POLL_SECS",
+            "0",
+            "cluster.push_poll_secs",
+        ),
+        // Two renewals must fit in one TTL: 2 * 5 >= 10.
+        (
+            "LEMONADE_CLUSTER_LEASE_TTL_SECS",
+            "10",
+            "cluster.lease_renew_secs",
+        ),
+        (
+            "LEMONADE_STORE_POSTGRES_CA_FILE",
+            "/no/such/ca.pem",
+            "store.postgres_ca_file",
+        ),
+    ] {
+        let err = Config::load(None, cluster_env(&[(name, value)])).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key: k, .. } if *k == key),
+            "{name}={value}: {err}"
+        );
+    }
+    let config = Config::load(
+        None,
+        cluster_env(&[("LEMONADE_CLUSTER_LEASE_TTL_SECS", "11")]),
+    );
+    assert_eq!(config.unwrap().cluster.lease_ttl_secs, 11);
+}
+
+#[test]
+fn node_ids_are_short_plain_names_in_cluster_mode() {
+    let too_long = "n".repeat(MAX_NODE_ID_LEN + 1);
+    for bad in ["", "node 1", "node/1", "nœud", "a:b", too_long.as_str()] {
+        let err =
+            Config::load(None, cluster_env(&[("LEMONADE_CLUSTER_NODE_ID", bad)])).unwrap_err();
+        assert!(
+            err.to_string().contains("cluster.node_id"),
+            "{bad:?}: {err}"
+        );
+    }
+    let longest = "n".repeat(MAX_NODE_ID_LEN);
+    for good in ["node-1", "gw_2.eu-west", "A", longest.as_str()] {
+        let config =
+            Config::load(None, cluster_env(&[("LEMONADE_CLUSTER_NODE_ID", good)])).unwrap();
+        assert_eq!(config.cluster.node_id, good);
+    }
+    // A single node never shows its id: an odd host name does not stop it.
+    Config::load(None, env(&[("LEMONADE_CLUSTER_NODE_ID", "")])).unwrap();
+}

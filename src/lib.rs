@@ -20,7 +20,9 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod imap;
+pub mod keys;
 pub mod limits;
+pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod net;
@@ -247,7 +249,7 @@ pub async fn run(
     Ok(())
 }
 
-fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -1,13 +1,14 @@
 //! The `lemonade` command: parses arguments, loads the configuration,
 //! installs signal handlers and runs the gateway.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use lemonade::config::Config;
+use lemonade::keys::{MASTER_KEY_FILE, VAPID_KEY_FILE};
 
 /// jemalloc instead of the system allocator: the push path allocates and
 /// frees many small buffers per notification (see docs/performance.md).
@@ -34,6 +35,12 @@ enum Command {
         #[arg(long, env = "LEMONADE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Write a fresh master.key and vapid.pk8 (mode 0600) into DIR for a new
+    /// cluster, and print their fingerprints. Never replaces a key.
+    Keygen {
+        /// Directory for the two files; created (mode 0700) if missing.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,21 +49,19 @@ fn main() -> anyhow::Result<()> {
         None => (false, None),
         Some(Command::Serve { config }) => (false, config),
         Some(Command::Config { config }) => (true, config),
+        Some(Command::Keygen { dir }) => return keygen(&dir),
     };
     let config = Config::load(file.as_deref(), std::env::vars()).context("configuration")?;
     if print_only {
+        let mut printed = config.clone();
+        printed.store.postgres_url = config.store.postgres_url_redacted();
         print!(
             "{}",
-            toml::to_string(&config).context("printing configuration")?
+            toml::to_string(&printed).context("printing configuration")?
         );
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log)
-                .context("log filter (the `log` key)")?,
-        )
-        .init();
+    lemonade::logging::init(&config)?;
     match lemonade::limits::raise_open_files() {
         Ok(limits) => {
             tracing::info!(soft = limits.soft, hard = limits.hard, "open files limit")
@@ -68,6 +73,18 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?
         .block_on(serve(config))
+}
+
+fn keygen(dir: &Path) -> anyhow::Result<()> {
+    let keys = lemonade::keys::generate(dir)?;
+    println!(
+        "wrote {MASTER_KEY_FILE} and {VAPID_KEY_FILE} in {}",
+        dir.display()
+    );
+    println!("master key fingerprint: {}", keys.master_key_fingerprint);
+    println!("VAPID key fingerprint: {}", keys.vapid_fingerprint);
+    println!("VAPID public key: {}", keys.vapid_public_key);
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

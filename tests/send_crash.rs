@@ -1,12 +1,21 @@
+//! The gateway binary as a process.
+//!
 //! Crash and resume: the gateway binary is killed with SIGKILL after the
 //! Sent copy is stored and before submission succeeded; started again on
 //! the same state it finishes the send with exactly one message at the
 //! sink and one in Sent. The relay answering MAIL with 451 holds the job
 //! between the two steps (a real server's temporary refusal).
+//!
+//! Its log lines on a pipe: plain text without colour codes, or one JSON
+//! object per line. `lemonade keygen`: private key files, never replaced,
+//! and the keys `serve` then uses.
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -183,4 +192,190 @@ async fn killed_between_sent_copy_and_submission_resumes_once() {
     assert_eq!(sink.messages().len(), 1);
     gateway.child.kill().unwrap();
     gateway.child.wait().unwrap();
+}
+
+/// `lemonade serve` on a loopback port of its choosing with `env` only,
+/// its log on a pipe, read until it says it has started.
+struct Served {
+    child: Child,
+    log: BufReader<ChildStderr>,
+    lines: Vec<String>,
+    listen: String,
+}
+
+impl Served {
+    fn start(data: &Path, env: &[(&str, &str)]) -> Served {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lemonade"))
+            .arg("serve")
+            .env_clear()
+            .env("LEMONADE_LISTEN", "127.0.0.1:0")
+            .env("LEMONADE_DATA_DIR", data)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = BufReader::new(child.stderr.take().unwrap());
+        let mut lines = Vec::new();
+        let listen = loop {
+            let mut line = String::new();
+            assert!(
+                log.read_line(&mut line).unwrap() > 0,
+                "exited before starting: {lines:?}"
+            );
+            let line = line.trim_end().to_string();
+            let listen = line
+                .contains("gateway started")
+                .then(|| listen_address(&line));
+            lines.push(line);
+            if let Some(listen) = listen {
+                break listen;
+            }
+        };
+        Served {
+            child,
+            log,
+            lines,
+            listen,
+        }
+    }
+
+    /// SIGTERM; every log line once it has exited, which it must do cleanly.
+    fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        for line in self.log.lines() {
+            self.lines.push(line.unwrap());
+        }
+        assert!(self.child.wait().unwrap().success(), "{:?}", self.lines);
+        self.lines
+    }
+}
+
+/// The `listen` field of the start line, in either log format.
+fn listen_address(line: &str) -> String {
+    match serde_json::from_str::<Value>(line) {
+        Ok(json) => json["fields"]["listen"].as_str().unwrap().to_string(),
+        Err(_) => line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("listen="))
+            .unwrap()
+            .to_string(),
+    }
+}
+
+#[test]
+fn logs_on_a_pipe_have_no_colour_codes_and_json_is_one_object_per_line() {
+    let (_dir, data) = data_dir();
+    let text = Served::start(&data, &[("LEMONADE_LOG", "info")]).stop();
+    assert!(text.iter().any(|l| l.contains("shutting down")), "{text:?}");
+    for line in &text {
+        assert!(!line.contains('\x1b'), "colour code in {line:?}");
+        assert!(line.contains(" INFO ") || line.contains(" WARN "), "{line}");
+    }
+
+    let json = Served::start(&data, &[("LEMONADE_LOG_FORMAT", "json")]);
+    assert!(json.listen.starts_with("127.0.0.1:"), "{}", json.listen);
+    let json = json.stop();
+    let messages: Vec<String> = json
+        .iter()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(value["timestamp"].is_string(), "{line}");
+            assert!(value["level"].is_string(), "{line}");
+            // A single node names no node.
+            assert!(value.get("node").is_none(), "{line}");
+            value["fields"]["message"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // From the signal task, spawned: its events are formatted the same way.
+    assert!(
+        messages.iter().any(|m| m == "shutting down"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m == "gateway stopped"),
+        "{messages:?}"
+    );
+}
+
+fn keygen(dir: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lemonade"))
+        .arg("keygen")
+        .arg(dir)
+        .env_clear()
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+/// The value keygen printed after `label: `.
+fn printed<'a>(stdout: &'a str, label: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(label)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no {label} in {stdout}"))
+}
+
+/// GET `path` of the API at `listen`; the JSON body of a 200.
+fn get_json(listen: &str, path: &str) -> Value {
+    let mut stream = std::net::TcpStream::connect(listen).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    serde_json::from_str(body).unwrap()
+}
+
+#[test]
+fn keygen_writes_private_keys_once_and_serve_uses_them() {
+    let (_dir, data) = data_dir();
+    let (ok, stdout, stderr) = keygen(&data);
+    assert!(ok, "{stderr}");
+    let mode = |name: &str| {
+        let path = data.join(name);
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    assert_eq!(mode("master.key"), 0o600);
+    assert_eq!(mode("vapid.pk8"), 0o600);
+    let master = lemonade::store::Sealer::load(&data.join("master.key")).unwrap();
+    let vapid = lemonade::notify::VapidKey::load(&data.join("vapid.pk8")).unwrap();
+    assert_eq!(
+        printed(&stdout, "master key fingerprint"),
+        master.fingerprint()
+    );
+    assert_eq!(
+        printed(&stdout, "VAPID key fingerprint"),
+        vapid.fingerprint()
+    );
+    let public_key = printed(&stdout, "VAPID public key");
+    assert_eq!(public_key, vapid.public_key_b64url());
+    let files = || ["master.key", "vapid.pk8"].map(|name| std::fs::read(data.join(name)).unwrap());
+    let written = files();
+
+    let (ok, _, stderr) = keygen(&data);
+    assert!(!ok);
+    assert!(
+        stderr.contains("master.key") && stderr.contains("exists"),
+        "{stderr}"
+    );
+    assert_eq!(files(), written);
+
+    let served = Served::start(&data, &[]);
+    let answer = get_json(&served.listen, "/v1/push/vapid");
+    served.stop();
+    assert_eq!(answer["public_key"], public_key);
+    assert_eq!(files(), written);
 }

@@ -46,6 +46,12 @@ pub enum VapidError {
         #[source]
         source: std::io::Error,
     },
+    /// The key file does not exist (and was not to be generated).
+    #[error("VAPID key file {path} does not exist")]
+    Missing { path: PathBuf },
+    /// A new key was to be written where one exists already.
+    #[error("VAPID key file {path} exists already; a key is never replaced")]
+    Exists { path: PathBuf },
     /// The key file holds something that is not a PKCS#8 ECDSA P-256 key.
     #[error("VAPID key file {path} does not hold a PKCS#8 P-256 private key")]
     InvalidKey { path: PathBuf },
@@ -86,27 +92,47 @@ impl VapidKey {
     /// Loads the key at `path`, or generates one and writes it there (mode
     /// 0600, atomically) when the file does not exist yet.
     pub fn load_or_generate(path: &Path) -> Result<Self, VapidError> {
-        let io_error = |source| VapidError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        match Self::load(path) {
+            Err(VapidError::Missing { .. }) => {}
+            loaded => return loaded,
+        }
+        match Self::generate_into(path) {
+            // Someone else created it first: use theirs, so all agree.
+            Err(VapidError::Exists { .. }) => Self::load(path),
+            generated => generated,
+        }
+    }
+
+    /// Loads the key at `path`, which must exist.
+    pub fn load(path: &Path) -> Result<Self, VapidError> {
         match std::fs::read(path) {
             Ok(contents) => Self::from_file_contents(path, &contents),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let rng = SystemRandom::new();
-                let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                    .map_err(|_| VapidError::Crypto)?;
-                if crate::store::create_private_file(path, pem_encode(pkcs8.as_ref()).as_bytes())
-                    .map_err(io_error)?
-                {
-                    Self::from_pkcs8(path, pkcs8.as_ref())
-                } else {
-                    // Someone else created it first: use theirs, so all agree.
-                    let contents = std::fs::read(path).map_err(io_error)?;
-                    Self::from_file_contents(path, &contents)
-                }
-            }
-            Err(err) => Err(io_error(err)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(VapidError::Missing {
+                path: path.to_owned(),
+            }),
+            Err(source) => Err(VapidError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Generates a key and writes it to `path` (PEM, mode 0600,
+    /// atomically); refuses, writing nothing, if `path` exists.
+    pub fn generate_into(path: &Path) -> Result<Self, VapidError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| VapidError::Crypto)?;
+        let pem = pem_encode(pkcs8.as_ref());
+        match crate::store::create_private_file(path, pem.as_bytes()) {
+            Ok(true) => Self::from_pkcs8(path, pkcs8.as_ref()),
+            Ok(false) => Err(VapidError::Exists {
+                path: path.to_owned(),
+            }),
+            Err(source) => Err(VapidError::Io {
+                path: path.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -152,6 +178,12 @@ impl VapidKey {
     /// and the API give it to clients.
     pub fn public_key_b64url(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.public_key())
+    }
+
+    /// A short hex digest of the public key: nodes compare it to find out
+    /// whether they sign with the same key.
+    pub fn fingerprint(&self) -> String {
+        crate::keys::fingerprint(&[self.public_key()])
     }
 
     /// An ES256 signature (`r || s`, 64 bytes) over `message`.
@@ -336,6 +368,29 @@ mod tests {
         assert!(text.starts_with(PEM_BEGIN));
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_new_key_never_replaces_one_and_loading_never_creates_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vapid.pk8");
+        let err = VapidKey::load(&path).unwrap_err();
+        assert!(matches!(err, VapidError::Missing { .. }), "{err}");
+        assert!(!path.exists());
+        let generated = VapidKey::generate_into(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let on_disk = std::fs::read(&path).unwrap();
+        let err = VapidKey::generate_into(&path).unwrap_err();
+        assert!(matches!(err, VapidError::Exists { .. }), "{err}");
+        assert!(err.to_string().contains("vapid.pk8"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), on_disk);
+        let loaded = VapidKey::load(&path).unwrap();
+        assert_eq!(loaded.public_key(), generated.public_key());
+        assert_eq!(loaded.fingerprint(), generated.fingerprint());
+        let other = VapidKey::generate_into(&dir.path().join("other.pk8")).unwrap();
+        assert_ne!(other.fingerprint(), generated.fingerprint());
+        assert_eq!(generated.fingerprint().len(), 32);
     }
 
     #[test]

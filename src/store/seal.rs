@@ -16,11 +16,19 @@ use zeroize::Zeroizing;
 const NONCE_LEN: usize = 24;
 const KEY_LEN: usize = 32;
 
+/// The master key's fingerprint is SHA-256 over this label and the key, so
+/// that it says nothing about the key used elsewhere.
+const FINGERPRINT_LABEL: &[u8] = b"lemonade master key fingerprint\0";
+
 /// Why a secret could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     #[error("master key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
+    #[error("master key file {path} does not exist")]
+    Missing { path: String },
+    #[error("master key file {path} exists already; a key is never replaced")]
+    Exists { path: String },
     #[error("sealed secret does not open with this master key")]
     Open,
 }
@@ -28,56 +36,77 @@ pub enum SealError {
 /// Seals and opens secrets with the master key.
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// See [`Sealer::fingerprint`].
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sealer(..)")
+        write!(f, "Sealer({})", self.fingerprint)
     }
 }
 
 impl Sealer {
     /// Loads the master key from `path`, creating it (mode 0600) if absent.
     pub fn load_or_create(path: &Path) -> Result<Self, SealError> {
-        let key_error = |reason: String| SealError::KeyFile {
-            path: path.display().to_string(),
-            reason,
-        };
-        let read = || {
-            std::fs::read(path)
-                .map(Zeroizing::new)
-                .map_err(|e| key_error(e.to_string()))
-        };
-        let key = match std::fs::read(path) {
-            Ok(bytes) => Zeroizing::new(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
-                rand::rngs::OsRng.fill_bytes(&mut key);
-                // Another instance starting on the same fresh directory may
-                // have created it meanwhile: then its key is the key, or
-                // what one of us sealed would not open after a restart.
-                if create_private_file(path, &key).map_err(|e| key_error(e.to_string()))? {
-                    key
-                } else {
-                    read()?
+        match Self::load(path) {
+            Err(SealError::Missing { .. }) => {}
+            loaded => return loaded,
+        }
+        match Self::create_new(path) {
+            // Another instance starting on the same fresh directory created
+            // it meanwhile: then its key is the key, or what one of us sealed
+            // would not open after a restart.
+            Err(SealError::Exists { .. }) => Self::load(path),
+            created => created,
+        }
+    }
+
+    /// Loads the master key from `path`, which must exist.
+    pub fn load(path: &Path) -> Result<Self, SealError> {
+        let key = std::fs::read(path).map(Zeroizing::new).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                SealError::Missing {
+                    path: path.display().to_string(),
                 }
+            } else {
+                key_file_error(path, e.to_string())
             }
-            Err(e) => return Err(key_error(e.to_string())),
-        };
+        })?;
         if key.len() != KEY_LEN {
-            return Err(key_error(format!(
-                "expected {KEY_LEN} bytes, found {}",
-                key.len()
-            )));
+            let reason = format!("expected {KEY_LEN} bytes, found {}", key.len());
+            return Err(key_file_error(path, reason));
         }
         Ok(Self::from_key(&key))
+    }
+
+    /// Writes a fresh master key to `path` (mode 0600) and returns its
+    /// sealer; refuses, writing nothing, if `path` exists.
+    pub fn create_new(path: &Path) -> Result<Self, SealError> {
+        let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        match create_private_file(path, &key) {
+            Ok(true) => Ok(Self::from_key(&key)),
+            Ok(false) => Err(SealError::Exists {
+                path: path.display().to_string(),
+            }),
+            Err(e) => Err(key_file_error(path, e.to_string())),
+        }
     }
 
     /// A sealer over a raw 32-byte key.
     pub fn from_key(key: &[u8]) -> Self {
         Sealer {
             cipher: XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key)),
+            fingerprint: crate::keys::fingerprint(&[FINGERPRINT_LABEL, key]),
         }
+    }
+
+    /// A short hex digest that is the same for the same key and tells
+    /// nothing about it: nodes compare it to find out whether they share
+    /// the master key.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Seals `secret`, bound to `context` (the account id).
@@ -115,6 +144,13 @@ impl Sealer {
         String::from_utf8(plain)
             .map(Zeroizing::new)
             .map_err(|_| SealError::Open)
+    }
+}
+
+fn key_file_error(path: &Path, reason: String) -> SealError {
+    SealError::KeyFile {
+        path: path.display().to_string(),
+        reason,
     }
 }
 
@@ -190,6 +226,39 @@ mod tests {
         assert_eq!(again.open("a", &sealed).unwrap().as_str(), "pw");
         std::fs::write(&path, b"short").unwrap();
         assert!(Sealer::load_or_create(&path).is_err());
+    }
+
+    #[test]
+    fn a_new_key_never_replaces_one_and_loading_never_creates_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let err = Sealer::load(&path).unwrap_err();
+        assert!(matches!(err, SealError::Missing { .. }), "{err}");
+        assert!(!path.exists());
+        let created = Sealer::create_new(&path).unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        let err = Sealer::create_new(&path).unwrap_err();
+        assert!(err.to_string().contains("master.key"), "{err}");
+        assert!(matches!(err, SealError::Exists { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), on_disk);
+        let loaded = Sealer::load(&path).unwrap();
+        assert_eq!(loaded.fingerprint(), created.fingerprint());
+    }
+
+    #[test]
+    fn fingerprints_tell_keys_apart_and_do_not_show_them() {
+        let key = [7u8; 32];
+        let sealer = Sealer::from_key(&key);
+        assert_eq!(sealer.fingerprint(), Sealer::from_key(&key).fingerprint());
+        assert_ne!(
+            sealer.fingerprint(),
+            Sealer::from_key(&[8u8; 32]).fingerprint()
+        );
+        assert_eq!(sealer.fingerprint().len(), 32);
+        assert!(sealer.fingerprint().bytes().all(|b| b.is_ascii_hexdigit()));
+        // Not the key's plain digest, which would be the same in any program.
+        let plain = crate::keys::fingerprint(&[&key]);
+        assert_ne!(sealer.fingerprint(), plain);
     }
 
     #[test]
