@@ -5,6 +5,8 @@
 //! bound only so that a broken gateway fails the test instead of hanging it.
 
 mod support;
+#[path = "support/checks.rs"]
+mod support_checks;
 
 use std::time::Duration;
 

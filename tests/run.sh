@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on Debian/Ubuntu: formatting, clippy, the tests,
 # then a short run of every fuzz target (FUZZ_SECONDS each, default 15).
-# It first installs what the tests need: Dovecot (IMAP + submission, started per test on loopback high ports
-# by the harness), a C compiler and make (ring and jemalloc are built from
-# source), and OpenSSL headers for the independent Web Push decryptor the
-# tests use. Needs root or sudo for the installs and for Dovecot, which the
-# harness runs with a mail user of its own.
+# It first installs what the tests need: Dovecot (IMAP + submission, started
+# per test on loopback high ports by the harness), the PostgreSQL server
+# (the harness starts one private instance per test binary on a loopback high
+# port; the distribution's own cluster is neither used nor needed), a C
+# compiler and make (ring and jemalloc are built from source), OpenSSL
+# headers for the independent Web Push decryptor the tests use, and
+# kubernetes-validate (from PyPI, into a virtualenv under ~/.cache) for the
+# offline check of deploy/kubernetes. Needs root or sudo for the installs and
+# for Dovecot and PostgreSQL, which the harness runs as system users of their
+# own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +23,8 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -27,6 +34,25 @@ fi
 # the tests start their own instances.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet dovecot 2>/dev/null; then
   as_root systemctl stop dovecot || true
+fi
+# Nor is the distribution's PostgreSQL cluster, which the install may have
+# started: the harness runs its own server from /usr/lib/postgresql/*/bin.
+if command -v pg_lsclusters >/dev/null 2>&1; then
+  pg_lsclusters --no-header 2>/dev/null | awk '$4 == "online" { print $1, $2 }' |
+    while read -r version cluster; do
+      as_root pg_ctlcluster "$version" "$cluster" stop || true
+    done
+fi
+
+# kubernetes-validate checks deploy/kubernetes offline (a test runs it from
+# this fixed place); pinned, so that a new release cannot change the verdict.
+k8s_validate_version=1.37.0
+k8s_venv="${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-tests/kubernetes-validate"
+if [ "$("$k8s_venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$k8s_validate_version" ]; then
+  echo "installing kubernetes-validate $k8s_validate_version into $k8s_venv"
+  rm -rf "$k8s_venv"
+  python3 -m venv "$k8s_venv"
+  "$k8s_venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$k8s_validate_version"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

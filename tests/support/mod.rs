@@ -8,6 +8,7 @@ pub mod dovecot;
 pub mod gateway;
 pub mod hostile_imap;
 pub mod imap_proxy;
+pub mod postgres;
 pub mod push;
 pub mod raw_imap;
 pub mod read_client;
