@@ -15,12 +15,14 @@
 
 pub mod api;
 pub mod backoff;
+pub mod cluster;
 pub mod config;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod imap;
 pub mod keys;
+pub mod lease;
 pub mod limits;
 pub mod logging;
 pub mod mail;
@@ -32,6 +34,7 @@ pub mod public_ip;
 pub mod read;
 pub mod send;
 pub mod smtp;
+pub mod startup;
 pub mod store;
 pub mod text;
 pub mod watch;
@@ -43,13 +46,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::{ClusterNode, Timing};
 use crate::config::Config;
+use crate::lease::LeaseGate;
 use crate::metrics::Metrics;
 use crate::net::TlsConnector;
-use crate::notify::{
-    DeliveryLimits, DeliveryQueue, PushClient, PushClientConfig, VapidKey, VapidSigner,
-};
-use crate::store::{Sealer, SledStore, Store};
+use crate::notify::{DeliveryLimits, DeliveryQueue, PushClient, PushClientConfig, VapidSigner};
 use crate::watch::{
     HostLimiter, PipeliningHosts, Supervisor, WatchContext, WatchControl, WatchStates,
 };
@@ -66,6 +68,8 @@ pub enum RunError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Seal(#[from] store::SealError),
+    #[error("this node's {0} differs from the one the cluster's other nodes use: copy the cluster's keys into data_dir (see `lemonade keygen`)")]
+    KeyMismatch(String),
     #[error(transparent)]
     Vapid(#[from] notify::vapid::VapidError),
     #[error(transparent)]
@@ -99,21 +103,15 @@ pub async fn run(
         path: data_dir.display().to_string(),
         source,
     })?;
-    let sealer = Arc::new(Sealer::load_or_create(&data_dir.join("master.key"))?);
-    let vapid = VapidKey::load_or_generate(&data_dir.join("vapid.pk8"))?;
+    let startup::Keys { sealer, vapid } = startup::keys(&config)?;
     let vapid_public_key: Arc<str> = vapid.public_key_b64url().into();
-    // Opening may wait for a previous instance's file lock: off the runtime.
-    let db_dir = data_dir.join("db");
-    let window = Duration::from_millis(config.store.commit_window_ms);
-    let sled_store =
-        tokio::task::spawn_blocking(move || SledStore::open_with_commit_window(&db_dir, window))
-            .await
-            .map_err(|e| store::StoreError::Backend(e.to_string()))??;
+    let fingerprints = startup::fingerprints(&sealer, &vapid);
+    let opened = startup::store(&config, &fingerprints).await?;
+    let store = opened.store;
     let metrics = Arc::new(Metrics {
-        store_flush: sled_store.flush_times(),
+        store_flush: opened.flush_times,
         ..Metrics::default()
     });
-    let store: Arc<dyn Store> = Arc::new(sled_store);
     let tls = TlsConnector::new(config.upstream.extra_ca_file.as_deref())?;
     let tls = if config.upstream.allow_private_hosts {
         tls
@@ -132,6 +130,12 @@ pub async fn run(
     )?);
 
     let tracker = TaskTracker::new();
+    // In a cluster the node's lease opens the gate; alone it is always open.
+    let (lease, gate) = LeaseGate::new();
+    let gate = match &opened.cluster {
+        Some(_) => gate,
+        None => LeaseGate::always(),
+    };
     let (devices_removed, mut removed_rx) = tokio::sync::mpsc::channel::<String>(1024);
     let (notifier, delivery) = DeliveryQueue {
         store: store.clone(),
@@ -145,6 +149,11 @@ pub async fn run(
             timed_out: config.push.concurrency_timed_out,
         },
         devices_removed,
+        gate: gate.clone(),
+        poll: opened
+            .cluster
+            .as_ref()
+            .map(|_| Duration::from_secs(config.cluster.push_poll_secs)),
     }
     .start(shutdown.child_token());
     tracker.spawn(delivery);
@@ -162,21 +171,37 @@ pub async fn run(
         pipelining: PipeliningHosts::new(Duration::from_secs(config.watch.pipelining_retry_secs)),
     });
     let supervisor = Supervisor::new(ctx, shutdown.child_token(), tracker.clone());
-    let accounts = supervisor.start_all().await?;
-    let watchers = supervisor.clone();
+    let (watchers, node): (Arc<dyn WatchControl>, _) = match &opened.cluster {
+        Some(pg) => {
+            let node = ClusterNode::new(
+                pg.clone(),
+                supervisor.clone(),
+                Timing::of(&config.cluster),
+                lease,
+            );
+            node.spawn(&tracker, shutdown.child_token());
+            (node.clone(), Some(node))
+        }
+        None => {
+            let accounts = supervisor.start_all().await?;
+            tracing::info!(accounts, "watching every account");
+            (Arc::new(supervisor.clone()), None)
+        }
+    };
+    let removed_to = watchers.clone();
     let stop = shutdown.child_token();
     tracker.spawn(async move {
         loop {
             tokio::select! {
                 removed = removed_rx.recv() => match removed {
-                    Some(account_id) => watchers.devices_changed(&account_id).await,
+                    Some(account_id) => removed_to.devices_changed(&account_id).await,
                     None => break,
                 },
                 _ = stop.cancelled() => break,
             }
         }
     });
-    tracing::info!(accounts, listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway started");
+    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway started");
 
     let pool = read::SessionPool::new(config.clone(), store.clone(), sealer.clone(), tls.clone());
     tracker.spawn(pool.reaper(shutdown.child_token()));
@@ -186,7 +211,7 @@ pub async fn run(
             store: store.clone(),
             sealer: sealer.clone(),
             tls: tls.clone(),
-            spool_dir: data_dir.join("outbox"),
+            spool_dir: config.shared_dir().join("outbox"),
             burl: send::plan::BurlMemory::default(),
         },
         tracker.clone(),
@@ -196,9 +221,12 @@ pub async fn run(
     if resumed > 0 {
         tracing::info!(resumed, "resuming unfinished sends");
     }
-    let removed = api::remove_unnamed_upload_files(store.as_ref(), data_dir).await?;
-    if removed > 0 {
-        tracing::info!(removed, "removed upload files no record named");
+    if !config.cluster_mode() {
+        // In a cluster another node may be writing an upload right now.
+        let removed = api::remove_unnamed_upload_files(store.as_ref(), data_dir).await?;
+        if removed > 0 {
+            tracing::info!(removed, "removed upload files no record named");
+        }
     }
 
     let app = api::router(api::AppState {
@@ -206,7 +234,13 @@ pub async fn run(
         store: store.clone(),
         sealer,
         tls,
-        watchers: Arc::new(supervisor),
+        watchers,
+        ready: gate,
+        cluster: opened.cluster.clone(),
+        node_id: opened
+            .cluster
+            .as_ref()
+            .map(|_| config.cluster.node_id.clone()),
         outbox,
         states,
         metrics,
@@ -243,6 +277,9 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("some watchers did not stop in time");
+    }
+    if let Some(node) = node {
+        node.leave().await;
     }
     store.flush().await?;
     tracing::info!("gateway stopped");

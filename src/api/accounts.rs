@@ -23,7 +23,7 @@ use crate::send::outbox::HELO_NAME;
 use crate::send::prepare::upload_file;
 use crate::smtp::{SmtpClient, SmtpError};
 use crate::store::{AccountRecord, AccountStored, Security, ServerRecord};
-use crate::watch::WatchState;
+use crate::watch::WatchStatus;
 
 /// An upstream server as the client sends it.
 #[derive(Debug, Deserialize)]
@@ -420,26 +420,7 @@ pub async fn me(
         .await?
         .ok_or_else(ApiError::unauthorized)?;
     let devices = state.store.devices_of(&id).await?.len();
-    let status = state.states.get(&id);
-    let (watch_state, since, capabilities, mailboxes, error) = match status {
-        Some(s) => (
-            s.state,
-            s.since,
-            s.capabilities.to_vec(),
-            s.mailboxes.to_vec(),
-            s.error.as_deref().map(str::to_owned),
-        ),
-        None => (
-            WatchState::Connecting,
-            time::OffsetDateTime::now_utc(),
-            Vec::new(),
-            Vec::new(),
-            None,
-        ),
-    };
-    let since = since
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let watch = watch_view(&state, &id).await?;
     Ok(Json(json!({
         "account_id": account.id,
         "email": account.email,
@@ -449,15 +430,29 @@ pub async fn me(
             security: account.imap.security,
             username: &account.imap.username,
         },
-        "watch": {
-            "state": watch_state,
-            "since": since,
-            "capabilities": capabilities,
-            "mailboxes": mailboxes,
-            "error": error,
-        },
+        "watch": watch,
         "devices": devices,
     })))
+}
+
+/// The account's watch state, as its watcher last reported it: here, or
+/// in a cluster from whichever node owns the account (named in `node`).
+async fn watch_view(state: &AppState, id: &str) -> Result<serde_json::Value, ApiError> {
+    let node = state.node_id.as_deref();
+    if let Some(status) = state.states.get(id) {
+        let mut view = status.view();
+        view["node"] = json!(node);
+        return Ok(view);
+    }
+    if let Some(cluster) = &state.cluster {
+        if let Some((owner, mut view)) = cluster.watch_state(id).await? {
+            view["node"] = json!(owner);
+            return Ok(view);
+        }
+    }
+    let mut view = WatchStatus::unknown().view();
+    view["node"] = json!(null);
+    Ok(view)
 }
 
 /// `DELETE /v1/accounts/me`
@@ -479,7 +474,7 @@ async fn delete_account(state: AppState, id: String) -> Result<StatusCode, ApiEr
     // next step (and removes its directory again if it wrote to it).
     for upload in &send_data.uploads {
         remove_if_present(
-            tokio::fs::remove_file(upload_file(&state.config.data_dir, upload)).await,
+            tokio::fs::remove_file(upload_file(state.config.shared_dir(), upload)).await,
         );
     }
     for job in &send_data.jobs {

@@ -57,6 +57,11 @@ pub struct AppState {
     pub tls: TlsConnector,
     /// Told of changes the account's watcher must act on.
     pub watchers: Arc<dyn WatchControl>,
+    /// Open while this node may serve (in a cluster: holds its lease).
+    pub ready: crate::lease::LeaseGate,
+    /// In a cluster: the shared store's cluster side, and this node's id.
+    pub cluster: Option<Arc<crate::store::PgStore>>,
+    pub node_id: Option<String>,
     pub states: WatchStates,
     pub metrics: Arc<Metrics>,
     /// The VAPID public key, base64url, as browsers want it.
@@ -142,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/send/{send_id}", get(send::get))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
@@ -181,6 +187,21 @@ async fn vapid(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
+}
+
+/// Ready once this node may serve: alone, at once; in a cluster, while it
+/// holds its lease (a load balancer sends nothing to a node that lost it).
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.ready.is_held() {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "not_ready", "reason": "this node does not hold its cluster lease"}),
+            ),
+        )
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -417,6 +417,15 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/readyz",
+        summary: "Readiness (JSON): 200 while this node holds its cluster lease, else 503",
+        request: None,
+        response: None,
+        params: &[],
+        auth: false,
+    },
+    Route {
+        method: "get",
         path: "/metrics",
         summary: "Prometheus metrics (text)",
         request: None,

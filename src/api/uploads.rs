@@ -69,7 +69,7 @@ async fn sweep(state: &AppState) -> Result<(), ApiError> {
     let now = crate::unix_millis();
     for upload in state.store.uploads().await? {
         if upload.expires_ms <= now {
-            let _ = std::fs::remove_file(upload_file(&state.config.data_dir, &upload.id));
+            let _ = std::fs::remove_file(upload_file(state.config.shared_dir(), &upload.id));
             state.store.delete_upload(&upload.id).await?;
         }
     }
@@ -127,7 +127,7 @@ pub async fn create(
                 .unwrap_or(i64::MAX),
         ),
     };
-    let path = upload_file(&state.config.data_dir, &upload.id);
+    let path = upload_file(state.config.shared_dir(), &upload.id);
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
     }
@@ -222,7 +222,7 @@ async fn count_what_arrived(state: &AppState, upload: &mut UploadRecord) -> Resu
     let (Some(length), None) = (upload.length, &upload.sha256) else {
         return Ok(());
     };
-    let path = upload_file(&state.config.data_dir, &upload.id);
+    let path = upload_file(state.config.shared_dir(), &upload.id);
     let Ok(meta) = tokio::fs::metadata(&path).await else {
         return Ok(());
     };
@@ -388,7 +388,7 @@ pub async fn patch(
             "only uploads created with Upload-Length can be continued",
         ));
     };
-    let path = upload_file(&state.config.data_dir, &upload.id);
+    let path = upload_file(state.config.shared_dir(), &upload.id);
     // Anything beyond the announced length is refused; what fits is kept.
     let idle = Duration::from_secs(state.config.api.request_timeout_secs);
     let result = append_body(&path, body, length - upload.offset, idle).await;

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::schedule::{DeliveryLimits, Heard, Route, Schedule, Slots};
 use super::{payload, service_of, topic_for, PushOutcome, PushSender, Urgency, MAX_PLAINTEXT};
 use crate::backoff::Backoff;
+use crate::lease::LeaseGate;
 use crate::metrics::Metrics;
 use crate::store::{PushKey, Store, StoreError};
 
@@ -41,6 +42,10 @@ const WAKE_CHANNEL: usize = 1024;
 const STORE_RETRY: Duration = Duration::from_secs(5);
 /// The shortest wait before retrying a push, whatever Retry-After said.
 const RETRY_FLOOR: Duration = Duration::from_secs(1);
+/// While the node may not act, a due push is looked at again this much later.
+const GATE_RETRY: Duration = Duration::from_secs(1);
+/// Queued pushes taken per backstop poll.
+const POLL_BATCH: usize = 512;
 /// How long a claimed push is held for one attempt (see
 /// `Store::claim_push`): longer than the longest push request allowed
 /// (`push.request_timeout_secs`), so that no other node takes it while
@@ -81,6 +86,13 @@ pub struct DeliveryQueue {
     /// push service), so the account's watcher can drop mailboxes nobody
     /// asks for any more.
     pub devices_removed: mpsc::Sender<String>,
+    /// Closed while this node may not act (its cluster lease is lost):
+    /// nothing is claimed or sent meanwhile.
+    pub gate: LeaseGate,
+    /// In a cluster, how often to look for queued pushes nobody delivers
+    /// (queued by a node that died, or whose retry is due): the backstop
+    /// of the wake-ups, which only reach this node's actor.
+    pub poll: Option<Duration>,
 }
 
 /// What to do with an entry after an attempt.
@@ -120,6 +132,11 @@ impl DeliveryQueue {
             }
             Err(e) => tracing::error!(error = %e, "cannot read the push queue"),
         }
+        let mut poll = this.poll.map(|every| {
+            let mut poll = tokio::time::interval(every);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            poll
+        });
         let mut slots = Slots::new(this.limits);
         let mut tasks: JoinSet<(Next, Heard)> = JoinSet::new();
         let mut in_flight: HashSet<PushKey> = HashSet::new();
@@ -171,6 +188,7 @@ impl DeliveryQueue {
                     }
                 }
                 _ = sleep_until_opt(next_due) => {}
+                _ = tick_opt(&mut poll) => this.poll_due(&mut schedule).await,
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -179,6 +197,27 @@ impl DeliveryQueue {
             while tasks.join_next().await.is_some() {}
         })
         .await;
+    }
+
+    /// Schedules the queued pushes that are due and that nobody holds.
+    async fn poll_due(&self, schedule: &mut Schedule) {
+        if !self.gate.is_held() {
+            return;
+        }
+        match self
+            .store
+            .due_pushes(crate::unix_millis(), POLL_BATCH)
+            .await
+        {
+            Ok(keys) => {
+                for key in keys {
+                    if !schedule.contains(&key) {
+                        self.schedule(schedule, key, Instant::now(), None).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the push queue"),
+        }
     }
 
     /// Schedules a queued push for `at`. The account and push service it
@@ -221,6 +260,9 @@ impl DeliveryQueue {
         detected: Option<Instant>,
         heard: &mut Heard,
     ) -> Result<Next, StoreError> {
+        if !self.gate.is_held() {
+            return Ok(Next::Hold(Instant::now() + GATE_RETRY));
+        }
         let Some(push) = self.store.claim_push(key, CLAIM.as_millis() as i64).await? else {
             return Ok(Next::Done);
         };
@@ -250,6 +292,11 @@ impl DeliveryQueue {
         );
         let ttl_secs = ((push.expires_at_ms - now_ms) / 1000).clamp(0, u32::MAX.into()) as u32;
         let topic = topic_for(&push.account_id, &key.mailbox);
+        // The lease may have run out while this attempt read the store; a
+        // claim left behind expires and another node sends the push.
+        if !self.gate.is_held() {
+            return Ok(Next::Hold(Instant::now() + GATE_RETRY));
+        }
         let outcome = self
             .client
             .send_push(
@@ -356,6 +403,15 @@ impl DeliveryQueue {
         // its next reconnect.
         let _ = self.devices_removed.try_send(account_id.to_string());
         Ok(())
+    }
+}
+
+async fn tick_opt(poll: &mut Option<tokio::time::Interval>) {
+    match poll {
+        Some(poll) => {
+            poll.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

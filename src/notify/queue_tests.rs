@@ -121,6 +121,8 @@ fn start_with_slow(
         urgency: Urgency::Normal,
         limits,
         devices_removed,
+        gate: crate::lease::LeaseGate::always(),
+        poll: None,
     }
     .start(shutdown.clone());
     tokio::spawn(actor);

@@ -11,6 +11,7 @@
 #[doc(hidden)]
 pub mod conformance;
 mod group_commit;
+pub mod postgres;
 mod queued;
 mod seal;
 pub mod send;
@@ -18,6 +19,7 @@ mod sled_send;
 mod sled_store;
 mod types;
 
+pub use postgres::{PgOptions, PgStore};
 pub use seal::{create_private_file, SealError, Sealer};
 pub use send::SendStore;
 pub use sled_store::SledStore;

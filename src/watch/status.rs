@@ -57,6 +57,34 @@ pub struct WatchStatus {
     pub error: Option<Arc<str>>,
 }
 
+impl WatchStatus {
+    /// What the API shows of it: `{state, since, capabilities, mailboxes, error}`.
+    pub fn view(&self) -> serde_json::Value {
+        let since = self
+            .since
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        serde_json::json!({
+            "state": self.state,
+            "since": since,
+            "capabilities": &*self.capabilities,
+            "mailboxes": &*self.mailboxes,
+            "error": self.error.as_deref(),
+        })
+    }
+
+    /// An account no watcher has reported on yet.
+    pub fn unknown() -> WatchStatus {
+        WatchStatus {
+            state: WatchState::Connecting,
+            since: OffsetDateTime::now_utc(),
+            capabilities: Arc::from(Vec::new()),
+            mailboxes: Arc::from(Vec::new()),
+            error: None,
+        }
+    }
+}
+
 /// The longest text kept (an error), in bytes; longer ones are cut.
 pub const MAX_TEXT: usize = crate::text::MAX_SERVER_TEXT;
 /// Most entries kept of one list (capabilities, mailboxes).
@@ -101,12 +129,16 @@ pub struct WatchStates {
     /// watching just INBOX) share one copy. A list no status holds any more
     /// is dropped at the next change.
     lists: Arc<Mutex<HashSet<Arc<[String]>>>>,
+    /// Accounts whose entry changed since [`WatchStates::take_changed`]
+    /// (a cluster node publishes those to the database).
+    changed: Arc<Mutex<HashSet<String>>>,
 }
 
 impl WatchStates {
     /// Moves an account to `state` (keeping `since` when the state is
     /// unchanged); reaching watching forgets the last error.
     pub fn set(&self, account_id: &str, state: WatchState) {
+        self.mark_changed(account_id);
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(account_id) {
             Some(status) if status.state == state => {}
@@ -162,6 +194,7 @@ impl WatchStates {
 
     /// Sets an account's capabilities; returns [`WatchStates::shared_lists`].
     pub fn set_capabilities(&self, account_id: &str, capabilities: Vec<String>) -> usize {
+        self.mark_changed(account_id);
         let shared = self.intern(capabilities);
         let old = {
             let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,6 +208,7 @@ impl WatchStates {
 
     /// Sets the mailboxes an account watches; returns [`WatchStates::shared_lists`].
     pub fn set_mailboxes(&self, account_id: &str, mailboxes: Vec<String>) -> usize {
+        self.mark_changed(account_id);
         let shared = self.intern(mailboxes);
         let old = {
             let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -188,10 +222,30 @@ impl WatchStates {
 
     /// Records why an account's attempt ended (shown until it watches again).
     pub fn set_error(&self, account_id: &str, error: &str) {
+        self.mark_changed(account_id);
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(status) = map.get_mut(account_id) {
             status.error = Some(Arc::from(cut_text(error).as_ref()));
         }
+    }
+
+    fn mark_changed(&self, account_id: &str) {
+        let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        if !changed.contains(account_id) {
+            changed.insert(account_id.to_string());
+        }
+    }
+
+    /// The accounts whose entry changed since the last call, and what they
+    /// show now (None: forgotten).
+    pub fn take_changed(&self) -> Vec<(String, Option<serde_json::Value>)> {
+        let ids = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|e| e.into_inner()));
+        ids.into_iter()
+            .map(|id| {
+                let view = self.get(&id).map(|status| status.view());
+                (id, view)
+            })
+            .collect()
     }
 
     pub fn get(&self, account_id: &str) -> Option<WatchStatus> {

@@ -173,41 +173,51 @@ impl Supervisor {
         }
     }
 
-    /// Stops watching an account (it is being deleted) and waits, at most
-    /// [`STOP_WAIT`], until its actor has ended: a check under way then
-    /// cannot write a cursor or a push after the account's records are gone.
-    /// An actor still running after that (a command waiting for its timeout)
-    /// is waited for in the background, and the account's records deleted
-    /// again when it ends.
-    pub async fn stop(&self, account_id: &str) {
+    /// Stops watching an account (it moved to another node, or this node
+    /// lost its lease) and waits, at most [`STOP_WAIT`], until its actor
+    /// has ended (said DONE and LOGOUT). Returns the actor's task when it
+    /// has not ended by then.
+    pub async fn halt(&self, account_id: &str) -> Option<JoinHandle<()>> {
         let removed = {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             running.remove(account_id)
         };
-        if let Some(mut r) = removed {
-            r.cancel.cancel();
-            if tokio::time::timeout(STOP_WAIT, &mut r.task).await.is_err() {
-                tracing::warn!(account = %account_id, "watcher still stopping; deleting the account now, and what the watcher writes once it ends");
-                let store = self.ctx.store.clone();
-                let account_id = account_id.to_string();
-                self.tracker.spawn(async move {
-                    let _ = r.task.await;
-                    let deleted = match store.delete_account(&account_id).await {
-                        Ok(_) => store.flush().await,
-                        Err(e) => Err(e),
-                    };
-                    match deleted {
-                        Ok(()) => tracing::info!(account = %account_id, "watcher of a deleted account ended; its records are gone"),
-                        Err(e) => tracing::warn!(account = %account_id, error = %e, "cannot delete what a stopped watcher left"),
-                    }
-                });
-            }
-        }
         let lists = self.ctx.states.remove(account_id);
         self.ctx
             .metrics
             .status_lists
             .store(lists as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut r = removed?;
+        r.cancel.cancel();
+        match tokio::time::timeout(STOP_WAIT, &mut r.task).await {
+            Ok(_) => None,
+            Err(_) => Some(r.task),
+        }
+    }
+
+    /// Stops watching an account that is being deleted (see [`Self::halt`]):
+    /// a check under way then cannot write a cursor or a push after the
+    /// account's records are gone. An actor still running after the wait
+    /// (a command waiting for its timeout) is waited for in the background,
+    /// and the account's records deleted again when it ends.
+    pub async fn stop(&self, account_id: &str) {
+        let Some(task) = self.halt(account_id).await else {
+            return;
+        };
+        tracing::warn!(account = %account_id, "watcher still stopping; deleting the account now, and what the watcher writes once it ends");
+        let store = self.ctx.store.clone();
+        let account_id = account_id.to_string();
+        self.tracker.spawn(async move {
+            let _ = task.await;
+            let deleted = match store.delete_account(&account_id).await {
+                Ok(_) => store.flush().await,
+                Err(e) => Err(e),
+            };
+            match deleted {
+                Ok(()) => tracing::info!(account = %account_id, "watcher of a deleted account ended; its records are gone"),
+                Err(e) => tracing::warn!(account = %account_id, error = %e, "cannot delete what a stopped watcher left"),
+            }
+        });
     }
 }
 

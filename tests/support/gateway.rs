@@ -71,6 +71,27 @@ impl Gateway {
         panic!("gateway did not come up");
     }
 
+    /// The API of a gateway running elsewhere (a node process) at `url`;
+    /// `stop` only lets go of it.
+    pub fn attach(url: &str) -> Gateway {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let shutdown = CancellationToken::new();
+        let stopped = shutdown.clone();
+        let task = tokio::spawn(async move {
+            stopped.cancelled().await;
+            Ok(())
+        });
+        Gateway {
+            url: url.to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            shutdown,
+            task,
+        }
+    }
+
     /// Stops the gateway and waits until it has released its store.
     pub async fn stop(self) {
         self.shutdown.cancel();

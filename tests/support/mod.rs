@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod certs;
+pub mod cluster;
 pub mod dovecot;
 pub mod gateway;
 pub mod hostile_imap;
