@@ -73,9 +73,10 @@ CREATE TABLE send_job (
     idempotency_key text,
     finished        boolean NOT NULL DEFAULT false,
     value           jsonb NOT NULL,
-    -- The node running the job, and until when it may.
-    lease_owner     text,
-    lease_until     timestamptz,
+    -- The node running the job (in which incarnation): it holds the job
+    -- while its node lease lives.
+    lease_owner       text,
+    lease_incarnation bigint,
     UNIQUE (account_id, idempotency_key)
 );
 CREATE INDEX send_job_open ON send_job (finished) WHERE NOT finished;

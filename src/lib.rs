@@ -213,6 +213,7 @@ pub async fn run(
             tls: tls.clone(),
             spool_dir: config.shared_dir().join("outbox"),
             burl: send::plan::BurlMemory::default(),
+            gate: gate.clone(),
         },
         tracker.clone(),
         shutdown.child_token(),
@@ -220,6 +221,14 @@ pub async fn run(
     let resumed = outbox.resume_all().await?;
     if resumed > 0 {
         tracing::info!(resumed, "resuming unfinished sends");
+    }
+    if config.cluster_mode() {
+        let every = Duration::from_secs(config.cluster.rebalance_secs);
+        tracker.spawn(
+            outbox
+                .clone()
+                .take_over_orphans(every, shutdown.child_token()),
+        );
     }
     if !config.cluster_mode() {
         // In a cluster another node may be writing an upload right now.

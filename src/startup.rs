@@ -94,7 +94,8 @@ pub async fn store(
     let timing = Timing::of(&config.cluster);
     let node = store.join(&config.cluster.node_id, timing.ttl).await?;
     tracing::info!(node = %node.id, incarnation = node.incarnation, "joined the cluster");
-    let store = Arc::new(store.for_node(node));
+    let takeover = Duration::from_secs(config.cluster.send_takeover_secs);
+    let store = Arc::new(store.for_node(node).with_send_takeover(takeover));
     Ok(Opened {
         store: store.clone(),
         cluster: Some(store),

@@ -12,6 +12,7 @@ use lemonade::store::conformance::{self, Harness};
 use lemonade::store::{
     AccountStored, Cursor, Fence, NewMail, PgOptions, PgStore, Store, StoreError,
 };
+use serde_json::{json, Value};
 use support::cluster::{Cluster, Node};
 use support::dovecot::Dovecot;
 use support::push::{PushReceiver, TestDevice};
@@ -320,6 +321,89 @@ async fn wait_owner_other_than(node: &Node, token: &str, old: &str) -> String {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("the account stayed with {old}");
+}
+
+/// PATCHes `data` at `offset` to an upload through `node`; returns the answer.
+async fn patch(node: &Node, token: &str, id: &str, offset: usize, data: &[u8]) -> Value {
+    let r = node
+        .api()
+        .http
+        .patch(node.api().at(&format!("/v1/uploads/{id}")))
+        .bearer_auth(token)
+        .header("upload-offset", offset)
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_and_a_send_move_to_another_node_and_the_message_goes_out_once() {
+    use support::send::{bytes, mail_servers, mailbox, register, wait_final};
+    let (sink, dovecot) = mail_servers(None);
+    let cluster = Cluster::new().await;
+    let env = [
+        ("LEMONADE_CLUSTER_SEND_TAKEOVER_SECS", "1"),
+        ("LEMONADE_SEND_WAIT_SECS", "1"),
+    ];
+    let mut a = cluster.start_with("n1", &cluster.db_url, &env).await;
+    let b = cluster.start_with("n2", &cluster.db_url, &env).await;
+    let token = register(a.api(), &dovecot).await;
+
+    // A resumable upload: begun through one node, finished through the other.
+    let file = bytes(200_000, 3);
+    let r = a
+        .api()
+        .http
+        .post(a.api().at("/v1/uploads"))
+        .bearer_auth(&token)
+        .header("content-type", "application/pdf")
+        .header("upload-length", file.len())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let upload: Value = r.json().await.unwrap();
+    let upload_id = upload["upload_id"].as_str().unwrap().to_owned();
+    let half = file.len() / 2;
+    patch(&a, &token, &upload_id, 0, &file[..half]).await;
+    let done = patch(&b, &token, &upload_id, half, &file[half..]).await;
+    assert_eq!(done["size"], file.len());
+
+    // The send starts on the first node, which stores the Sent copy and is
+    // refused at MAIL (451), then dies before submitting.
+    sink.tempfail_mail(true);
+    let request = json!({"to": ["bob@test.local"], "subject": "moves", "text": "x",
+                         "attachments": [{"upload_id": upload_id, "filename": "doc.pdf"}]});
+    let (status, answer) = support::send::post_send(a.api(), &token, "move-1", &request).await;
+    assert!(status == 200 || status == 202, "{status} {answer}");
+    let id = answer["send_id"].as_str().unwrap().to_owned();
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = b.api().get(&format!("/v1/send/{id}"), Some(&token)).await.1;
+        if last["status"] == "stored" && last["attempts"].as_u64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["status"], "stored", "{last}");
+    a.kill();
+    assert!(sink.messages().is_empty());
+    sink.tempfail_mail(false);
+
+    let last = wait_final(b.api(), &token, &id).await;
+    assert_eq!(last["status"], "done", "{last}\n{}", b.log());
+    assert_eq!(
+        sink.wait_for(1, std::time::Duration::from_secs(10)).len(),
+        1
+    );
+    assert_eq!(mailbox(&dovecot, "Sent").len(), 1);
+    // The same request again, through the surviving node: the same send.
+    let (_, again) = support::send::post_send(b.api(), &token, "move-1", &request).await;
+    assert_eq!(again["send_id"], id.as_str());
+    assert_eq!(sink.messages().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,10 @@ pub struct ClusterConfig {
     pub rebalance_secs: u64,
     /// How often the shared push queue is polled, in case a wake-up was missed.
     pub push_poll_secs: u64,
+    /// A dead node's unfinished sends are taken over this long after its
+    /// lease ran out: longer than any SMTP step, so that a node cut off
+    /// from the database in the middle of a submission is not doubled.
+    pub send_takeover_secs: u64,
 }
 
 impl Default for ClusterConfig {
@@ -88,6 +92,7 @@ impl Default for ClusterConfig {
             claim_grace_secs: 5,
             rebalance_secs: 5,
             push_poll_secs: 2,
+            send_takeover_secs: 60,
         }
     }
 }

@@ -32,6 +32,7 @@ use super::spool::{self, SpoolError};
 use crate::config::Config;
 use crate::error::ErrorClass;
 use crate::imap::{with_submit_access, AppendPart, ImapClient, ImapError, MessageUrl};
+use crate::lease::LeaseGate;
 use crate::net::{TlsConnector, Upstream};
 use crate::smtp::{SmtpClient, SmtpError};
 use crate::store::send::{SendFailure, SendJob, SendPath, SendStatus, SentRef};
@@ -49,6 +50,9 @@ pub struct SendContext {
     /// One directory per job: its uploads (hard links) and spool file.
     pub spool_dir: PathBuf,
     pub burl: BurlMemory,
+    /// Closed while this node may not act (its cluster lease is lost):
+    /// no step starts meanwhile.
+    pub gate: LeaseGate,
 }
 
 impl SendContext {
@@ -138,6 +142,32 @@ impl Outbox {
         Ok(jobs.len())
     }
 
+    /// In a cluster: every `every`, while this node holds its lease, starts
+    /// the unfinished jobs no live node holds (their node died), besides
+    /// those this node holds.
+    pub async fn take_over_orphans(self, every: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if !self.inner.ctx.gate.is_held() {
+                continue;
+            }
+            let jobs = match self.inner.ctx.store.unfinished_send_jobs().await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the outbox");
+                    continue;
+                }
+            };
+            for job in jobs {
+                // A job this node runs already, or another holds, ends at once.
+                self.start(&job.id);
+            }
+        }
+    }
+
     /// Runs the job unless it is running already.
     pub fn start(&self, id: &str) {
         self.start_with(id, Connections::default());
@@ -213,10 +243,24 @@ impl Connections {
     }
 }
 
-async fn drive(inner: &Inner, id: &str, mut conns: Connections) {
+async fn drive(inner: &Inner, id: &str, conns: Connections) {
+    // Another node may hold it (in a cluster): then it is that node's.
+    match inner.ctx.store.claim_send_job(id).await {
+        Ok(true) => drive_claimed(inner, id, conns).await,
+        Ok(false) => conns.close().await,
+        Err(e) => {
+            tracing::warn!(send = %id, error = %e, "cannot claim send job");
+            conns.close().await;
+        }
+    }
+}
+
+async fn drive_claimed(inner: &Inner, id: &str, mut conns: Connections) {
     let backoff = crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
-        if inner.shutdown.is_cancelled() {
+        if inner.shutdown.is_cancelled() || !inner.ctx.gate.is_held() {
+            // Resumed when the lease is back, here or by another node.
+            conns.close().await;
             return;
         }
         let mut job = match inner.ctx.store.send_job(id).await {

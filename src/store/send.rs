@@ -175,9 +175,16 @@ pub trait SendStore {
     /// The job an account created with this idempotency key, if any.
     async fn send_id_for_key(&self, account_id: &str, key: &str) -> StoreResult<Option<String>>;
     /// Updates a job; one that is gone (its account was deleted) stays gone.
+    /// Refused with `StoreError::Fenced` when another process holds it.
     async fn put_send_job(&self, job: &SendJob) -> StoreResult<()>;
     async fn send_job(&self, id: &str) -> StoreResult<Option<SendJob>>;
     async fn unfinished_send_jobs(&self) -> StoreResult<Vec<SendJob>>;
+    /// Takes an unfinished job for this process to run; false when another
+    /// live process holds it. A backend shared by several nodes lets a
+    /// node hold its jobs while its lease lives (and a while after, longer
+    /// than any SMTP step), so that one submission never runs twice at once;
+    /// a single-process store always grants it.
+    async fn claim_send_job(&self, id: &str) -> StoreResult<bool>;
 
     async fn send_settings(&self, account_id: &str) -> StoreResult<SendSettings>;
     async fn put_send_settings(&self, account_id: &str, settings: &SendSettings)

@@ -105,6 +105,10 @@ impl SendStore for SledStore {
         Ok(out)
     }
 
+    async fn claim_send_job(&self, _id: &str) -> StoreResult<bool> {
+        Ok(true)
+    }
+
     async fn send_settings(&self, account_id: &str) -> StoreResult<SendSettings> {
         match tree(self, "send_settings")?.get(account_id.as_bytes())? {
             Some(v) => Ok(serde_json::from_slice(&v)?),

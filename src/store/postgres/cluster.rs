@@ -102,8 +102,9 @@ impl PgStore {
         )
         .await?;
         conn.execute(
-            "UPDATE send_job SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
-            &[&node.id],
+            "UPDATE send_job SET lease_owner = NULL, lease_incarnation = NULL \
+             WHERE lease_owner = $1 AND lease_incarnation = $2",
+            &[&node.id, &node.incarnation],
         )
         .await?;
         conn.execute(

@@ -38,6 +38,10 @@ pub struct PgStore {
     /// None for tools that own every account (migration, tests of the
     /// store itself).
     node: Option<NodeIdentity>,
+    /// How long after its node's lease ran out a send job may be taken
+    /// over: longer than any SMTP step, so that a node cut off from the
+    /// database in the middle of a submission is not doubled.
+    send_takeover: std::time::Duration,
 }
 
 impl PgStore {
@@ -48,6 +52,7 @@ impl PgStore {
             pool,
             options,
             node: None,
+            send_takeover: std::time::Duration::from_secs(60),
         };
         let mut conn = store.conn().await?;
         schema::migrate(&mut conn).await?;
@@ -57,6 +62,13 @@ impl PgStore {
     /// This store, writing for `node`.
     pub fn for_node(mut self, node: NodeIdentity) -> Self {
         self.node = Some(node);
+        self
+    }
+
+    /// This store, letting other nodes take a dead node's send jobs
+    /// `after` its lease ran out.
+    pub fn with_send_takeover(mut self, after: std::time::Duration) -> Self {
+        self.send_takeover = after;
         self
     }
 

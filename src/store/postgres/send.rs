@@ -46,16 +46,24 @@ impl SendStore for PgStore {
 
     async fn create_send_job(&self, job: &SendJob) -> StoreResult<Created> {
         let mut conn = self.conn().await?;
+        // The node that creates the job holds it.
+        let (owner, incarnation) = match &self.node {
+            Some(node) => (Some(node.id.as_str()), Some(node.incarnation)),
+            None => (None, None),
+        };
         let inserted = conn
             .query_opt(
-                "INSERT INTO send_job (id, account_id, idempotency_key, finished, value) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+                "INSERT INTO send_job (id, account_id, idempotency_key, finished, value, \
+                   lease_owner, lease_incarnation) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     &job.id,
                     &job.account_id,
                     &job.idempotency_key,
                     &job.status.is_final(),
                     &encode(job)?,
+                    &owner,
+                    &incarnation,
                 ],
             )
             .await?;
@@ -85,11 +93,39 @@ impl SendStore for PgStore {
 
     async fn put_send_job(&self, job: &SendJob) -> StoreResult<()> {
         let mut conn = self.conn().await?;
-        conn.execute(
-            "UPDATE send_job SET value = $2, finished = $3 WHERE id = $1",
-            &[&job.id, &encode(job)?, &job.status.is_final()],
-        )
-        .await?;
+        let value = encode(job)?;
+        let Some(node) = &self.node else {
+            conn.execute(
+                "UPDATE send_job SET value = $2, finished = $3 WHERE id = $1",
+                &[&job.id, &value, &job.status.is_final()],
+            )
+            .await?;
+            return Ok(());
+        };
+        // Only the holder writes, and only while its lease lives.
+        let updated = conn
+            .execute(
+                "UPDATE send_job SET value = $2, finished = $3 WHERE id = $1 \
+                 AND lease_owner = $4 AND lease_incarnation = $5 \
+                 AND EXISTS (SELECT 1 FROM node WHERE id = $4 AND incarnation = $5 \
+                             AND lease_until > now())",
+                &[
+                    &job.id,
+                    &value,
+                    &job.status.is_final(),
+                    &node.id,
+                    &node.incarnation,
+                ],
+            )
+            .await?;
+        if updated == 0 {
+            let exists = conn
+                .query_opt("SELECT 1 FROM send_job WHERE id = $1", &[&job.id])
+                .await?;
+            if exists.is_some() {
+                return Err(crate::store::StoreError::Fenced);
+            }
+        }
         Ok(())
     }
 
@@ -110,6 +146,34 @@ impl SendStore for PgStore {
             )
             .await?;
         rows.iter().map(|row| decode(row, 0)).collect()
+    }
+
+    async fn claim_send_job(&self, id: &str) -> StoreResult<bool> {
+        let Some(node) = &self.node else {
+            return Ok(true);
+        };
+        let mut conn = self.conn().await?;
+        let claimed = conn
+            .query_opt(
+                "UPDATE send_job j SET lease_owner = $2, lease_incarnation = $3 \
+                 WHERE j.id = $1 AND NOT j.finished \
+                   AND EXISTS (SELECT 1 FROM node WHERE id = $2 AND incarnation = $3 \
+                               AND lease_until > now()) \
+                   AND (j.lease_owner IS NULL \
+                        OR (j.lease_owner = $2 AND j.lease_incarnation = $3) \
+                        OR NOT EXISTS (SELECT 1 FROM node n WHERE n.id = j.lease_owner \
+                            AND n.incarnation = j.lease_incarnation \
+                            AND n.lease_until > now() - make_interval(secs => $4))) \
+                 RETURNING j.id",
+                &[
+                    &id,
+                    &node.id,
+                    &node.incarnation,
+                    &self.send_takeover.as_secs_f64(),
+                ],
+            )
+            .await?;
+        Ok(claimed.is_some())
     }
 
     async fn send_settings(&self, account_id: &str) -> StoreResult<SendSettings> {
