@@ -255,11 +255,7 @@ pub async fn run(
         metrics,
         vapid_public_key,
         pool,
-        login_guard: Arc::new(api::LoginGuard::new(
-            config.api.login_failures_allowed,
-            config.api.client_failures_allowed,
-            Duration::from_secs(config.api.login_failure_window_secs),
-        )),
+        login_guard: Arc::new(login_guard(&config, opened.cluster.clone())),
         registrations: Arc::new(api::RegistrationLimit::new(
             config.api.accounts_per_client,
             Duration::from_secs(config.api.accounts_per_client_window_secs),
@@ -293,6 +289,19 @@ pub async fn run(
     store.flush().await?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Counts refused registration logins: in a cluster, in the database.
+fn login_guard(config: &Config, cluster: Option<Arc<store::PgStore>>) -> api::LoginGuard {
+    let guard = api::LoginGuard::new(
+        config.api.login_failures_allowed,
+        config.api.client_failures_allowed,
+        Duration::from_secs(config.api.login_failure_window_secs),
+    );
+    match cluster {
+        Some(store) => guard.shared(store),
+        None => guard,
+    }
 }
 
 pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {

@@ -510,3 +510,35 @@ async fn a_paused_node_pushes_nothing_for_accounts_it_lost_and_a_restart_loses_n
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_are_counted_across_nodes() {
+    let dovecot = Dovecot::builder().without_auth_penalty().start();
+    dovecot.add_user("carol", "right");
+    let cluster = Cluster::new().await;
+    let env = [("LEMONADE_API_LOGIN_FAILURES_ALLOWED", "2")];
+    let nodes = [
+        cluster.start_with("n1", &cluster.db_url, &env).await,
+        cluster.start_with("n2", &cluster.db_url, &env).await,
+    ];
+    let body =
+        support::gateway::account_body(dovecot.host(), dovecot.imap_port(), "carol", "wrong");
+    // One refusal on each node: two in all, the most allowed.
+    for node in &nodes {
+        let (status, answer) = node.api().post("/v1/accounts", None, &body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (422, Some("imap_auth_failed"))
+        );
+    }
+    // Neither node tries a third, not even with the right password.
+    let right =
+        support::gateway::account_body(dovecot.host(), dovecot.imap_port(), "carol", "right");
+    for node in &nodes {
+        let (status, answer) = node.api().post("/v1/accounts", None, &right).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (429, Some("too_many_failed_logins"))
+        );
+    }
+}

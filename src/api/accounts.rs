@@ -297,7 +297,7 @@ async fn check_imap_login(
 ) -> Result<(), ApiError> {
     let guard = &state.login_guard;
     let (host, port, user) = (&server.host, server.port, &server.username);
-    if let Err(wait) = guard.check(client, host, port, user) {
+    if let Err(wait) = guard.check(client, host, port, user).await {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_failed_logins",
@@ -314,8 +314,8 @@ async fn check_imap_login(
     };
     let result = attempt.await;
     match &result {
-        Ok(()) => guard.succeeded(host, port, user),
-        Err(e) if e.class() == ErrorClass::Auth => guard.failed(client, host, port, user),
+        Ok(()) => guard.succeeded(host, port, user).await,
+        Err(e) if e.class() == ErrorClass::Auth => guard.failed(client, host, port, user).await,
         Err(_) => {}
     }
     result.map_err(|e| {

@@ -8,15 +8,20 @@
 //! one client from trying a common password against many mailboxes
 //! (password spraying). A successful login clears its login's count, not
 //! its client's: a sprayer's hit must not buy more guesses.
+//!
+//! In a cluster the counts are kept in the database (fixed windows), so
+//! that N nodes do not allow N times the guesses; a database that cannot
+//! be reached counts here meanwhile.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::client_ip::client_key;
 use super::window_counts::WindowCounts;
+use crate::store::PgStore;
 
 /// Keys counted at most, per kind (about 100 bytes each); beyond it the
 /// lowest counts make room (see [`WindowCounts`]).
@@ -28,9 +33,13 @@ struct Counters {
     clients: WindowCounts,
 }
 
-#[derive(Debug)]
 pub struct LoginGuard {
     counters: Mutex<Counters>,
+    per_login: u32,
+    per_client: u32,
+    window: Duration,
+    /// In a cluster: the counts every node shares.
+    shared: Option<Arc<PgStore>>,
 }
 
 impl LoginGuard {
@@ -52,7 +61,24 @@ impl LoginGuard {
                 logins: WindowCounts::new(per_login, window, capacity),
                 clients: WindowCounts::new(per_client, window, capacity),
             }),
+            per_login,
+            per_client,
+            window,
+            shared: None,
         }
+    }
+
+    /// This guard, counting in the cluster's database.
+    pub fn shared(mut self, store: Arc<PgStore>) -> Self {
+        self.shared = Some(store);
+        self
+    }
+
+    fn shared_keys(client: IpAddr, host: &str, port: u16, username: &str) -> [String; 2] {
+        [
+            format!("login:{}", Self::login_key(host, port, username)),
+            format!("client:{}", client_key(client)),
+        ]
     }
 
     fn login_key(host: &str, port: u16, username: &str) -> String {
@@ -65,13 +91,22 @@ impl LoginGuard {
 
     /// `Err(wait)` while this login may not be tried from this client: how
     /// long until it may.
-    pub fn check(
+    pub async fn check(
         &self,
         client: IpAddr,
         host: &str,
         port: u16,
         username: &str,
     ) -> Result<(), Duration> {
+        if let Some(store) = &self.shared {
+            let [login, client_key] = Self::shared_keys(client, host, port, username);
+            let limits = [(login, self.per_login), (client_key, self.per_client)];
+            match store.failure_wait(&limits, self.window).await {
+                Ok(None) => {}
+                Ok(Some(wait)) => return Err(wait),
+                Err(e) => tracing::warn!(error = %e, "cannot read the shared login refusals"),
+            }
+        }
         let counters = self.lock();
         let now = Instant::now();
         let login = counters
@@ -85,7 +120,16 @@ impl LoginGuard {
     }
 
     /// The server refused this login, tried from this client.
-    pub fn failed(&self, client: IpAddr, host: &str, port: u16, username: &str) {
+    pub async fn failed(&self, client: IpAddr, host: &str, port: u16, username: &str) {
+        if let Some(store) = &self.shared {
+            let keys = Self::shared_keys(client, host, port, username);
+            match store.count_failure(&keys, self.window).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count a login refusal in the database; counted here")
+                }
+            }
+        }
         let now = Instant::now();
         let mut counters = self.lock();
         counters
@@ -95,7 +139,13 @@ impl LoginGuard {
     }
 
     /// The server accepted this login.
-    pub fn succeeded(&self, host: &str, port: u16, username: &str) {
+    pub async fn succeeded(&self, host: &str, port: u16, username: &str) {
+        if let Some(store) = &self.shared {
+            let [login, _] = Self::shared_keys(IpAddr::from([0, 0, 0, 0]), host, port, username);
+            if let Err(e) = store.clear_failures(&login).await {
+                tracing::warn!(error = %e, "cannot clear the shared login refusals");
+            }
+        }
         self.lock()
             .logins
             .clear(&Self::login_key(host, port, username));
@@ -113,46 +163,66 @@ mod tests {
     async fn a_login_refused_too_often_waits_for_its_window_to_end() {
         let guard = LoginGuard::new(3, 100, WINDOW);
         for _ in 0..3 {
-            assert_eq!(guard.check(PHONE, "imap.example.org", 993, "alice"), Ok(()));
-            guard.failed(PHONE, "IMAP.example.org", 993, "alice");
+            assert_eq!(
+                guard.check(PHONE, "imap.example.org", 993, "alice").await,
+                Ok(())
+            );
+            guard.failed(PHONE, "IMAP.example.org", 993, "alice").await;
         }
         assert_eq!(
-            guard.check(PHONE, "imap.example.org", 993, "alice"),
+            guard.check(PHONE, "imap.example.org", 993, "alice").await,
             Err(WINDOW)
         );
         // From anywhere: the login is what is being guessed.
         let elsewhere: IpAddr = "203.0.113.9".parse().unwrap();
         assert_eq!(
-            guard.check(elsewhere, "imap.example.org", 993, "alice"),
+            guard
+                .check(elsewhere, "imap.example.org", 993, "alice")
+                .await,
             Err(WINDOW)
         );
         // Other logins, and the same user elsewhere, are not affected.
-        assert_eq!(guard.check(PHONE, "imap.example.org", 993, "bob"), Ok(()));
-        assert_eq!(guard.check(PHONE, "imap.example.org", 143, "alice"), Ok(()));
+        assert_eq!(
+            guard.check(PHONE, "imap.example.org", 993, "bob").await,
+            Ok(())
+        );
+        assert_eq!(
+            guard.check(PHONE, "imap.example.org", 143, "alice").await,
+            Ok(())
+        );
 
         tokio::time::advance(Duration::from_secs(600)).await;
         assert_eq!(
-            guard.check(PHONE, "imap.example.org", 993, "alice"),
+            guard.check(PHONE, "imap.example.org", 993, "alice").await,
             Err(Duration::from_secs(300))
         );
         tokio::time::advance(Duration::from_secs(300)).await;
-        assert_eq!(guard.check(PHONE, "imap.example.org", 993, "alice"), Ok(()));
+        assert_eq!(
+            guard.check(PHONE, "imap.example.org", 993, "alice").await,
+            Ok(())
+        );
         // A new window starts with the next refusal.
-        guard.failed(PHONE, "imap.example.org", 993, "alice");
-        assert_eq!(guard.check(PHONE, "imap.example.org", 993, "alice"), Ok(()));
+        guard.failed(PHONE, "imap.example.org", 993, "alice").await;
+        assert_eq!(
+            guard.check(PHONE, "imap.example.org", 993, "alice").await,
+            Ok(())
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_successful_login_clears_the_count_of_the_login_only() {
         let guard = LoginGuard::new(2, 3, WINDOW);
-        guard.failed(PHONE, "imap.example.org", 993, "alice");
-        guard.succeeded("imap.example.org", 993, "alice");
-        guard.failed(PHONE, "imap.example.org", 993, "alice");
-        assert_eq!(guard.check(PHONE, "imap.example.org", 993, "alice"), Ok(()));
-        // The client's two refusals still count: one more blocks it.
-        guard.failed(PHONE, "imap.example.org", 993, "bob");
+        guard.failed(PHONE, "imap.example.org", 993, "alice").await;
+        guard.succeeded("imap.example.org", 993, "alice").await;
+        guard.failed(PHONE, "imap.example.org", 993, "alice").await;
         assert_eq!(
-            guard.check(PHONE, "imap.example.org", 993, "carol"),
+            guard.check(PHONE, "imap.example.org", 993, "alice").await,
+            Ok(())
+        );
+        // The client's two refusals still count: one more blocks it.
+        guard.failed(PHONE, "imap.example.org", 993, "bob").await;
+        assert_eq!(
+            guard.check(PHONE, "imap.example.org", 993, "carol").await,
             Err(WINDOW)
         );
     }
@@ -161,18 +231,27 @@ mod tests {
     async fn a_client_refused_too_often_waits_whatever_login_it_tries() {
         let guard = LoginGuard::new(5, 3, WINDOW);
         for user in ["alice", "bob", "carol"] {
-            assert_eq!(guard.check(PHONE, "imap.example.org", 993, user), Ok(()));
-            guard.failed(PHONE, "imap.example.org", 993, user);
+            assert_eq!(
+                guard.check(PHONE, "imap.example.org", 993, user).await,
+                Ok(())
+            );
+            guard.failed(PHONE, "imap.example.org", 993, user).await;
         }
         assert_eq!(
-            guard.check(PHONE, "other.example.net", 993, "dave"),
+            guard.check(PHONE, "other.example.net", 993, "dave").await,
             Err(WINDOW)
         );
         // Another client may still try those logins.
         let other: IpAddr = "198.51.100.8".parse().unwrap();
-        assert_eq!(guard.check(other, "imap.example.org", 993, "alice"), Ok(()));
+        assert_eq!(
+            guard.check(other, "imap.example.org", 993, "alice").await,
+            Ok(())
+        );
         tokio::time::advance(WINDOW).await;
-        assert_eq!(guard.check(PHONE, "other.example.net", 993, "dave"), Ok(()));
+        assert_eq!(
+            guard.check(PHONE, "other.example.net", 993, "dave").await,
+            Ok(())
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -181,22 +260,24 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let next_net: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        guard.failed(a, "imap.example.org", 993, "alice");
-        guard.failed(b, "imap.example.org", 993, "bob");
+        guard.failed(a, "imap.example.org", 993, "alice").await;
+        guard.failed(b, "imap.example.org", 993, "bob").await;
         assert_eq!(
-            guard.check(b, "imap.example.org", 993, "carol"),
+            guard.check(b, "imap.example.org", 993, "carol").await,
             Err(WINDOW)
         );
         assert_eq!(
-            guard.check(next_net, "imap.example.org", 993, "carol"),
+            guard
+                .check(next_net, "imap.example.org", 993, "carol")
+                .await,
             Ok(())
         );
         // An IPv4 client seen through an IPv6 socket is the IPv4 address.
         let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
-        guard.failed(mapped, "imap.example.org", 993, "alice");
-        guard.failed(PHONE, "imap.example.org", 993, "bob");
+        guard.failed(mapped, "imap.example.org", 993, "alice").await;
+        guard.failed(PHONE, "imap.example.org", 993, "bob").await;
         assert_eq!(
-            guard.check(PHONE, "imap.example.org", 993, "carol"),
+            guard.check(PHONE, "imap.example.org", 993, "carol").await,
             Err(WINDOW)
         );
     }
@@ -205,22 +286,28 @@ mod tests {
     async fn a_flood_of_new_keys_does_not_switch_the_guard_off() {
         let guard = LoginGuard::with_capacity(3, 1000, WINDOW, 16);
         for _ in 0..3 {
-            guard.failed(PHONE, "imap.example.org", 993, "alice");
+            guard.failed(PHONE, "imap.example.org", 993, "alice").await;
         }
         // Refusals for many other logins, from many clients.
         for i in 0..5000u32 {
             let client = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            guard.failed(client, "imap.example.org", 993, &format!("user{i}"));
+            guard
+                .failed(client, "imap.example.org", 993, &format!("user{i}"))
+                .await;
         }
         assert!(guard
             .check(PHONE, "imap.example.org", 993, "alice")
+            .await
             .is_err());
         // And new keys are still counted.
         for _ in 0..3 {
-            guard.failed(PHONE, "imap.example.org", 993, "mallory");
+            guard
+                .failed(PHONE, "imap.example.org", 993, "mallory")
+                .await;
         }
         assert!(guard
             .check(PHONE, "imap.example.org", 993, "mallory")
+            .await
             .is_err());
     }
 }

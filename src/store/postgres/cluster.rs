@@ -260,6 +260,66 @@ impl PgStore {
         Ok(row.map(|row| (row.get(0), row.get(1))))
     }
 
+    /// Counts one refusal under each of `keys`, in windows of `window`
+    /// (a key whose window has ended starts a new one).
+    pub async fn count_failure(&self, keys: &[String], window: Duration) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO login_failure (key, count, window_start) \
+             SELECT k, 1, now() FROM unnest($1::text[]) AS k \
+             ON CONFLICT (key) DO UPDATE SET \
+               count = CASE WHEN login_failure.window_start <= now() - make_interval(secs => $2) \
+                            THEN 1 ELSE login_failure.count + 1 END, \
+               window_start = CASE WHEN login_failure.window_start <= now() - make_interval(secs => $2) \
+                            THEN now() ELSE login_failure.window_start END",
+            &[&keys, &secs(window)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// How long until every key of `limits` (key, refusals allowed) is
+    /// below its limit again; None when all are now.
+    pub async fn failure_wait(
+        &self,
+        limits: &[(String, u32)],
+        window: Duration,
+    ) -> StoreResult<Option<Duration>> {
+        let keys: Vec<&str> = limits.iter().map(|(k, _)| k.as_str()).collect();
+        let mut conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT key, count, extract(epoch FROM window_start + make_interval(secs => $2) - now())::float8 \
+                 FROM login_failure WHERE key = ANY($1) \
+                   AND window_start > now() - make_interval(secs => $2)",
+                &[&keys, &secs(window)],
+            )
+            .await?;
+        let mut wait: Option<Duration> = None;
+        for row in rows {
+            let key: String = row.get(0);
+            let count: i32 = row.get(1);
+            let left: f64 = row.get(2);
+            let allowed = limits
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(u32::MAX, |(_, n)| *n);
+            if count as u32 >= allowed {
+                let left = Duration::from_secs_f64(left.max(0.0));
+                wait = Some(wait.map_or(left, |w| w.max(left)));
+            }
+        }
+        Ok(wait)
+    }
+
+    /// Forgets the refusals counted under `key`.
+    pub async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        conn.execute("DELETE FROM login_failure WHERE key = $1", &[&key])
+            .await?;
+        Ok(())
+    }
+
     /// Tells every node (this one too) of an event.
     pub async fn notify(&self, event: &str) -> StoreResult<()> {
         let mut conn = self.conn().await?;
