@@ -3,6 +3,8 @@
 //! file, with `#[path]`, so the checks run once per test run rather than
 //! once per binary, without a test binary of their own.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -114,4 +116,173 @@ async fn cut_and_restore() {
             ..expected
         }
     );
+}
+
+/// kubernetes-validate as tests/run.sh installs it.
+fn kubernetes_validate() -> std::path::PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+        .expect("neither XDG_CACHE_HOME nor HOME is set");
+    let venv = cache.join("lemonade-tests/kubernetes-validate/bin");
+    let tool = venv.join("kubernetes-validate");
+    assert!(
+        tool.exists(),
+        "{} is missing: run tests/run.sh, which installs it",
+        tool.display()
+    );
+    tool
+}
+
+fn kubernetes_manifests() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("deploy/kubernetes")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The manifests validate offline against an older and the newest
+/// Kubernetes the validator knows, strictly (no unknown fields), and every
+/// document is one it has a schema for.
+#[test]
+fn kubernetes_manifests_are_valid() {
+    let tool = kubernetes_validate();
+    let files = kubernetes_manifests();
+    let documents: usize = files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file).expect("manifest");
+            text.lines()
+                .filter(|line| line.starts_with("kind: "))
+                .count()
+        })
+        .sum();
+    for version in ["1.29.0", "1.37.0"] {
+        let out = Command::new(&tool)
+            .args(["--strict", "-k", version])
+            .args(&files)
+            .output()
+            .expect("run kubernetes-validate");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "Kubernetes {version}:\n{report}");
+        let passed: Vec<&str> = report
+            .lines()
+            .filter_map(|line| line.split(" passed for resource ").nth(1))
+            .filter_map(|rest| rest.split(' ').next())
+            .collect();
+        assert_eq!(passed.len(), documents, "Kubernetes {version}:\n{report}");
+        for resource in [
+            "deployment/lemonade",
+            "service/lemonade",
+            "persistentvolumeclaim/lemonade-shared",
+            "secret/lemonade-keys",
+            "secret/lemonade-database",
+        ] {
+            assert!(passed.contains(&resource), "{resource} missing:\n{report}");
+        }
+    }
+}
+
+/// Every document of the manifests, as JSON (read by the PyYAML that
+/// kubernetes-validate brings along).
+fn kubernetes_documents() -> Vec<serde_json::Value> {
+    let python = kubernetes_validate().with_file_name("python3");
+    let load = "import json, sys, yaml\n\
+                docs = [d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f)) if d]\n\
+                print(json.dumps(docs))";
+    let out = Command::new(python)
+        .args(["-c", load])
+        .args(kubernetes_manifests())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("manifests as JSON")
+}
+
+/// What the schema cannot see: the Deployment's references name objects
+/// of the set, the keys and the shared volume are mounted where the node's
+/// environment says, and the probes and the Service point at the API.
+#[test]
+fn kubernetes_manifests_fit_together() {
+    let docs = kubernetes_documents();
+    let named = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+    let deployment = named("Deployment", "lemonade");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = |name: &str| {
+        let var = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name);
+        var.unwrap_or_else(|| panic!("no {name}")).clone()
+    };
+    let mount = |volume: &str| {
+        let mounts = container["volumeMounts"].as_array().unwrap();
+        let found = mounts.iter().find(|m| m["name"] == volume);
+        found
+            .unwrap_or_else(|| panic!("{volume} not mounted"))
+            .clone()
+    };
+    let volume = |name: &str| {
+        let volumes = pod["volumes"].as_array().unwrap();
+        volumes.iter().find(|v| v["name"] == name).unwrap().clone()
+    };
+
+    let keys = named(
+        "Secret",
+        volume("keys")["secret"]["secretName"].as_str().unwrap(),
+    );
+    assert!(keys["data"]["master.key"].is_string() && keys["data"]["vapid.pk8"].is_string());
+    assert_eq!(
+        mount("keys")["mountPath"],
+        env("LEMONADE_DATA_DIR")["value"]
+    );
+    assert_eq!(mount("keys")["readOnly"], true);
+    let claim = volume("shared")["persistentVolumeClaim"]["claimName"].clone();
+    let shared = named("PersistentVolumeClaim", claim.as_str().unwrap());
+    assert_eq!(shared["spec"]["accessModes"][0], "ReadWriteMany");
+    assert_eq!(
+        mount("shared")["mountPath"],
+        env("LEMONADE_STORE_SHARED_DIR")["value"]
+    );
+    let url = &env("LEMONADE_STORE_POSTGRES_URL")["valueFrom"]["secretKeyRef"];
+    let database = named("Secret", url["name"].as_str().unwrap());
+    assert!(database["stringData"][url["key"].as_str().unwrap()].is_string());
+    assert_eq!(env("LEMONADE_STORE_BACKEND")["value"], "postgres");
+    let node_id = &env("LEMONADE_CLUSTER_NODE_ID")["valueFrom"]["fieldRef"]["fieldPath"];
+    assert_eq!(node_id, "metadata.name");
+
+    assert_eq!(env("LEMONADE_LISTEN")["value"], "0.0.0.0:8080");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let service = named("Service", "lemonade");
+    assert_eq!(
+        service["spec"]["ports"][0]["targetPort"],
+        container["ports"][0]["name"]
+    );
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in service["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&labels[key], value, "the Service selects the pods");
+    }
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() >= 30);
 }
