@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use lemonade::config::Config;
+
 use crate::support::postgres;
 use crate::support::tcp_proxy::{Counts, CuttableProxy};
 
@@ -285,4 +287,72 @@ fn kubernetes_manifests_fit_together() {
     }
     assert_eq!(deployment["spec"]["replicas"], 3);
     assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() >= 30);
+}
+
+/// The variables `deploy/cluster.sh` gives each node, with a value of the
+/// kind it gives.
+const CLUSTER_SH_ENV: &[(&str, &str)] = &[
+    ("LEMONADE_LISTEN", "127.0.0.1:8081"),
+    ("LEMONADE_DATA_DIR", "/tmp/cluster-data/node1"),
+    (
+        "LEMONADE_STORE_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:55432/lemonade",
+    ),
+    ("LEMONADE_STORE_SHARED_DIR", "/tmp/cluster-data/shared"),
+    ("LEMONADE_CLUSTER_NODE_ID", "node1"),
+    ("LEMONADE_LOG_FORMAT", "text"),
+];
+
+fn load_config(file: Option<&Path>, env: &[(&str, &str)]) -> Config {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::load(file, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A node started by `deploy/cluster.sh` (the example file and the
+/// script's variables) and a pod of the Deployment (its variables alone)
+/// load as cluster nodes: every name is a configuration key and every
+/// value passes validation.
+#[test]
+fn cluster_configurations_in_deploy_load() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let script = std::fs::read_to_string(deploy.join("cluster.sh")).expect("cluster.sh");
+    let mut names: Vec<&str> = script
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("LEMONADE_"))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut known: Vec<&str> = CLUSTER_SH_ENV.iter().map(|(name, _)| *name).collect();
+    known.sort();
+    assert_eq!(names, known, "the variables cluster.sh sets");
+    let example = deploy.join("cluster.example.toml");
+    let node = load_config(Some(&example), CLUSTER_SH_ENV);
+    assert!(node.cluster_mode());
+    assert_eq!(node.cluster.node_id, "node1");
+    assert_eq!(node.shared_dir(), Path::new("/tmp/cluster-data/shared"));
+    let alone = load_config(Some(&example), &[]);
+    assert_eq!(alone.shared_dir(), Path::new("/var/lib/lemonade-shared"));
+
+    let container = kubernetes_documents()
+        .into_iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment")["spec"]["template"]["spec"]["containers"][0]
+        .clone();
+    let pod_env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|var| {
+            let value = match var["value"].as_str() {
+                Some(value) => value,
+                // What the Secret and the downward API would give.
+                None if var["name"] == "LEMONADE_CLUSTER_NODE_ID" => "lemonade-7d4b9c8f6-x2x9q",
+                None => "postgres://lemonade:secret@db.example.internal/lemonade",
+            };
+            (var["name"].as_str().unwrap().to_owned(), value.to_owned())
+        })
+        .collect();
+    let pod = Config::load(None, pod_env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(pod.cluster_mode());
+    assert_eq!(pod.cluster.node_id, "lemonade-7d4b9c8f6-x2x9q");
 }
