@@ -17,3 +17,4 @@ pub mod samples;
 pub mod scenario;
 pub mod send;
 pub mod smtp_sink;
+pub mod tcp_proxy;
