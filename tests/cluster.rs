@@ -17,6 +17,8 @@ use support::cluster::{Cluster, Node};
 use support::dovecot::Dovecot;
 use support::push::{PushReceiver, TestDevice};
 use support::scenario::message;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// PostgreSQL stores, each on a fresh database of the test server.
 #[derive(Default)]
@@ -541,4 +543,70 @@ async fn refused_logins_are_counted_across_nodes() {
             (429, Some("too_many_failed_logins"))
         );
     }
+}
+
+/// When `message` first appears in `node`'s log after `since`.
+fn logged_at(node: &Node, message: &str, since: OffsetDateTime) -> Option<OffsetDateTime> {
+    node.log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == message)
+        .filter_map(|line| {
+            line["timestamp"]
+                .as_str()
+                .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+        })
+        .find(|at| *at > since)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_stops_before_its_accounts_move_and_rejoins() {
+    let dovecot = Dovecot::start();
+    let receiver = PushReceiver::start().await;
+    let server = support::postgres::server().await;
+    let url = server.fresh_database().await;
+    let proxy = support::tcp_proxy::CuttableProxy::start(server.addr()).await;
+    let proxied = url.replace(
+        &format!(":{}/", server.port()),
+        &format!(":{}/", proxy.port()),
+    );
+    assert_ne!(proxied, url);
+    let cluster = Cluster::on(url);
+    let n1 = cluster.start("n1").await;
+    let mut n2 = cluster.start_with("n2", &proxied, &[]).await;
+    let boxes = mailboxes(&dovecot, &receiver, &[&n1, &n2], 6).await;
+    let mut on_n2 = None;
+    for mailbox in &boxes {
+        if owner_of(&n1, &mailbox.token).await.as_deref() == Some("n2") {
+            on_n2 = Some(mailbox);
+        }
+    }
+    let mailbox = on_n2.expect("no account on n2");
+
+    // The link to the database goes silent: n2 stops watching before its
+    // lease can run out, and only then does n1 take its accounts.
+    let cut_at = OffsetDateTime::now_utc();
+    proxy.cut();
+    let new_owner = wait_owner_other_than(&n1, &mailbox.token, "n2").await;
+    assert_eq!(new_owner, "n1");
+    let lost = "the node lease could not be renewed in time; stopping all watchers";
+    wait_log(&n2, lost, 1).await;
+    let stopped = logged_at(&n2, lost, cut_at).unwrap();
+    let claimed = logged_at(&n1, "claimed accounts", cut_at).unwrap();
+    assert!(
+        stopped < claimed,
+        "n2 stopped at {stopped}, n1 claimed at {claimed}"
+    );
+    assert_eq!(n2.readiness().await, 503);
+    deliver(&dovecot, mailbox, "cut off");
+    wait_subject(&mailbox.device, "cut off").await;
+
+    // The link comes back: n2 rejoins, and mail is still pushed once.
+    proxy.restore();
+    wait_log(&n2, "holding the node lease", 2).await;
+    n2.wait_ready().await;
+    let pushed = mailbox.device.push_count();
+    deliver(&dovecot, mailbox, "rejoined");
+    wait_subject(&mailbox.device, "rejoined").await;
+    assert_eq!(mailbox.device.push_count(), pushed + 1);
 }
