@@ -610,3 +610,49 @@ async fn a_node_cut_off_from_the_database_stops_before_its_accounts_move_and_rej
     wait_subject(&mailbox.device, "rejoined").await;
     assert_eq!(mailbox.device.push_count(), pushed + 1);
 }
+
+/// Runs `lemonade serve` for node `id` on `db_url` with `data_dir` until it
+/// exits; returns its status and log.
+fn serve_until_exit(
+    db_url: &str,
+    data_dir: &std::path::Path,
+) -> (std::process::ExitStatus, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lemonade"))
+        .arg("serve")
+        .env_clear()
+        .env("LEMONADE_LISTEN", "127.0.0.1:0")
+        .env("LEMONADE_DATA_DIR", data_dir)
+        .env("LEMONADE_STORE_BACKEND", "postgres")
+        .env("LEMONADE_STORE_POSTGRES_URL", db_url)
+        .env("LEMONADE_CLUSTER_NODE_ID", "stray")
+        .output()
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_cluster_s_keys_refuses_to_start() {
+    let cluster = Cluster::new().await;
+    let _first = cluster.start("n1").await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // No keys: it never makes its own.
+    let (status, log) = serve_until_exit(&cluster.db_url, dir.path());
+    assert!(!status.success());
+    assert!(log.contains("master.key"), "{log}");
+    assert!(!dir.path().join("master.key").exists());
+
+    // Keys of another cluster: refused by their fingerprints.
+    let keygen = std::process::Command::new(env!("CARGO_BIN_EXE_lemonade"))
+        .arg("keygen")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let (status, log) = serve_until_exit(&cluster.db_url, dir.path());
+    assert!(!status.success());
+    assert!(log.contains("differs from the one the cluster"), "{log}");
+}

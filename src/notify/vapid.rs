@@ -47,7 +47,7 @@ pub enum VapidError {
         source: std::io::Error,
     },
     /// The key file does not exist (and was not to be generated).
-    #[error("VAPID key file {path} does not exist")]
+    #[error("VAPID key file {path} does not exist: in a cluster every node needs the cluster's keys in its data_dir (made once with `lemonade keygen DIR`, then copied)")]
     Missing { path: PathBuf },
     /// A new key was to be written where one exists already.
     #[error("VAPID key file {path} exists already; a key is never replaced")]

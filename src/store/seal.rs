@@ -25,7 +25,7 @@ const FINGERPRINT_LABEL: &[u8] = b"lemonade master key fingerprint\0";
 pub enum SealError {
     #[error("master key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
-    #[error("master key file {path} does not exist")]
+    #[error("master key file {path} does not exist: in a cluster every node needs the cluster's keys in its data_dir (made once with `lemonade keygen DIR`, then copied)")]
     Missing { path: String },
     #[error("master key file {path} exists already; a key is never replaced")]
     Exists { path: String },
