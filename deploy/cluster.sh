@@ -90,8 +90,10 @@ prepare_dirs() {
 
 start_node() {
   local i=$1
-  # Each line of the node's log is prefixed with its name; the prefixing
-  # ignores Ctrl-C so that the node's last lines still get through.
+  # Each line of the node's log is prefixed with its name. The prefixing
+  # ignores Ctrl-C and SIGTERM: it ends when the node closes its output,
+  # so the node's last lines get through and it never logs into a closed
+  # pipe.
   env LEMONADE_LISTEN="127.0.0.1:808$i" \
     LEMONADE_DATA_DIR="$data/node$i" \
     LEMONADE_STORE_POSTGRES_URL="$url" \
@@ -99,7 +101,7 @@ start_node() {
     LEMONADE_CLUSTER_NODE_ID="node$i" \
     LEMONADE_LOG_FORMAT=text \
     "$bin" serve --config deploy/cluster.example.toml \
-    > >(trap '' INT; sed -u "s/^/node$i | /") 2>&1 &
+    > >(trap '' INT TERM; sed -u "s/^/node$i | /") 2>&1 &
   pids+=("$!")
   echo "node$i: http://127.0.0.1:808$i (pid $!)"
 }
