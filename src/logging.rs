@@ -50,8 +50,11 @@ where
     let node = config
         .cluster_mode()
         .then(|| config.cluster.node_id.clone());
+    // A log stream that went away (a closed pipe) must not make the
+    // subscriber report to stderr, the same stream, which panics.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(writer);
     Ok(match config.log_format {
         LogFormat::Text => builder

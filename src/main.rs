@@ -95,8 +95,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down");
+        // First: logging must not be able to keep the gateway running.
         signal_token.cancel();
+        tracing::info!("shutting down");
     });
     lemonade::run(config, listener, shutdown).await?;
     Ok(())

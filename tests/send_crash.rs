@@ -379,3 +379,28 @@ fn keygen_writes_private_keys_once_and_serve_uses_them() {
     assert_eq!(answer["public_key"], public_key);
     assert_eq!(files(), written);
 }
+
+#[test]
+fn sigterm_stops_the_gateway_even_when_its_log_pipe_is_gone() {
+    let (_dir, data) = data_dir();
+    let served = Served::start(&data, &[("LEMONADE_LOG_FORMAT", "json")]);
+    let Served { mut child, log, .. } = served;
+    // Whoever read the log has gone: writing "shutting down" now fails.
+    drop(log);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // A generous bound only turns a hang into a failure.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait().unwrap()));
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(status) => assert!(status.success(), "{status}"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the gateway kept running after SIGTERM");
+        }
+    }
+}

@@ -1,18 +1,16 @@
-//! Async locks by name, for the API's read-check-write steps that must not
-//! interleave: a registration looks up the login's account and then writes
-//! it; a device registration reads the account's devices (the same endpoint
-//! again? the limit reached?) and then writes one. Two such requests at once
-//! (a phone retrying on a flaky link) would otherwise both see "nothing
-//! there" and both write: two accounts for one mailbox, or one phone
-//! registered twice and pushed every mail twice.
+//! Async locks by name, ordering steps of this process that must not
+//! interleave: two registrations of one login (a phone retrying on a flaky
+//! link) take turns, so the second finds the first's account; deleting an
+//! account waits for an upload's record being written; a resumable upload
+//! is appended to by one request at a time (a second `PATCH` while one
+//! streams is refused with `try_lock` rather than queued).
 //!
-//! A resumable upload is appended to by one request at a time: a second
-//! `PATCH` while one streams is refused (`try_lock`) rather than queued.
-//!
-//! The gateway is the store's only writer (sled locks its directory), so a
-//! lock in this process is enough. Only the short store steps are held under
-//! a lock; the slow checks (IMAP logins, DNS) run before it is taken. A name
-//! is kept only while somebody holds or waits for its lock.
+//! What must hold across processes sharing a store (one account per login,
+//! one device per push endpoint, the device limit) the store checks itself
+//! (see `Store`); these locks only spare this process needless work and
+//! races of its own. Only short steps are held under a lock; the slow
+//! checks (IMAP logins, DNS) run before it is taken. A name is kept only
+//! while somebody holds or waits for its lock.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

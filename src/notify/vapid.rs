@@ -143,8 +143,10 @@ impl VapidKey {
 
     fn from_file_contents(path: &Path, contents: &[u8]) -> Result<Self, VapidError> {
         if let Ok(metadata) = std::fs::metadata(path) {
-            if metadata.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "VAPID key file is readable by others; chmod 600 it");
+            // Group-readable is fine: a Kubernetes secret volume mounted
+            // for the pod's fsGroup is 0440.
+            if metadata.permissions().mode() & 0o027 != 0 {
+                tracing::warn!(path = %path.display(), "VAPID key file is open to others; chmod 600 it");
             }
         }
         let der = match std::str::from_utf8(contents) {

@@ -26,11 +26,19 @@ pub(super) async fn migrate(conn: &mut Conn) -> StoreResult<()> {
 }
 
 async fn apply_missing(conn: &mut Conn) -> StoreResult<()> {
-    conn.batch(
-        "CREATE TABLE IF NOT EXISTS schema_migration (\
-           version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .await?;
+    // Checked first: CREATE TABLE IF NOT EXISTS on an existing table
+    // sends a NOTICE that every node after the first would log.
+    let exists = conn
+        .query_opt("SELECT to_regclass('schema_migration')::text", &[])
+        .await?
+        .and_then(|row| row.get::<_, Option<String>>(0));
+    if exists.is_none() {
+        conn.batch(
+            "CREATE TABLE schema_migration (\
+               version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    }
     let rows = conn
         .query("SELECT version FROM schema_migration", &[])
         .await?;
