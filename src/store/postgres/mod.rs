@@ -12,6 +12,7 @@
 
 mod cluster;
 mod conn;
+mod import;
 mod schema;
 mod send;
 
