@@ -11,6 +11,7 @@
 #[doc(hidden)]
 pub mod conformance;
 mod group_commit;
+pub mod migrate;
 pub mod postgres;
 mod queued;
 mod seal;
