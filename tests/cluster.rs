@@ -426,3 +426,10 @@ async fn a_paused_node_pushes_nothing_for_accounts_it_lost_and_a_restart_loses_n
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// `lemonade migrate`: a single gateway's sled store moved to a cluster.
+// ---------------------------------------------------------------------------
+
+#[path = "cluster/migrate.rs"]
+mod migrate;
