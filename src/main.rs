@@ -41,6 +41,17 @@ enum Command {
         /// Directory for the two files; created (mode 0700) if missing.
         dir: PathBuf,
     },
+    /// Copy a single gateway's store (accounts, tokens, devices, cursors,
+    /// queued pushes, send settings) into an empty PostgreSQL database for
+    /// cluster mode. Stop the gateway first.
+    Migrate {
+        /// The gateway's data_dir (its store is in db/, its keys beside it).
+        #[arg(long)]
+        from: PathBuf,
+        /// The target database: postgres://user:password@host:port/database
+        #[arg(long)]
+        to: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Serve { config }) => (false, config),
         Some(Command::Config { config }) => (true, config),
         Some(Command::Keygen { dir }) => return keygen(&dir),
+        Some(Command::Migrate { from, to }) => return migrate(&from, &to),
     };
     let config = Config::load(file.as_deref(), std::env::vars()).context("configuration")?;
     if print_only {
@@ -85,6 +97,54 @@ fn keygen(dir: &Path) -> anyhow::Result<()> {
     println!("VAPID key fingerprint: {}", keys.vapid_fingerprint);
     println!("VAPID public key: {}", keys.vapid_public_key);
     Ok(())
+}
+
+fn migrate(from: &Path, to: &str) -> anyhow::Result<()> {
+    use lemonade::store::migrate;
+    // Before the database is touched: refuses at once (after a short wait)
+    // when a gateway still runs on the store.
+    let source = migrate::open_source(from)?;
+    // The database connection's TLS, as `lemonade::run` sets it up.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let counts = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(async {
+            let target = lemonade::store::PgStore::connect(lemonade::store::PgOptions::new(to))
+                .await
+                .context("connecting to the target database")?;
+            anyhow::Ok(migrate::migrate(from, &source, &target).await?)
+        })?;
+    print_migrated(from, &counts);
+    Ok(())
+}
+
+fn print_migrated(from: &Path, counts: &lemonade::store::migrate::Counts) {
+    println!("copied from {} into the database:", from.display());
+    println!("accounts: {}", counts.accounts);
+    println!("tokens: {}", counts.tokens);
+    println!("devices: {}", counts.devices);
+    println!("cursors: {}", counts.cursors);
+    println!("queued pushes: {}", counts.queued_pushes);
+    println!("send settings: {}", counts.send_settings);
+    println!(
+        "not copied: {} unfinished sends, {} uploads (their files are local to this machine: \
+         let sends finish on the single gateway before migrating)",
+        counts.unfinished_sends, counts.uploads
+    );
+    if counts.skipped > 0 {
+        println!(
+            "skipped: {} records of deleted accounts or devices",
+            counts.skipped
+        );
+    }
+    println!(
+        "Now copy {MASTER_KEY_FILE} and {VAPID_KEY_FILE} from {} into the data_dir of every \
+         node: they are the cluster's keys (the database records their fingerprints, and a \
+         node with other keys refuses to start).",
+        from.display()
+    );
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

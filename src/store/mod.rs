@@ -11,10 +11,12 @@
 #[doc(hidden)]
 pub mod conformance;
 mod group_commit;
+pub mod migrate;
 pub mod postgres;
 mod queued;
 mod seal;
 pub mod send;
+mod sled_export;
 mod sled_send;
 mod sled_store;
 mod types;
@@ -22,6 +24,7 @@ mod types;
 pub use postgres::{PgOptions, PgStore};
 pub use seal::{create_private_file, SealError, Sealer};
 pub use send::SendStore;
+pub use sled_export::{Export, ExportedCursor, SledOpenError};
 pub use sled_store::SledStore;
 pub use types::*;
 

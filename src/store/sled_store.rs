@@ -76,8 +76,9 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Opens the database. sled releases its file lock from a background thread
 /// a moment after the last handle is dropped, so a quick restart (a service
-/// manager's, or a test's) can find the lock still held: wait for it.
-fn open_when_released(dir: &Path) -> StoreResult<sled::Db> {
+/// manager's, or a test's) can find the lock still held: wait for it, at
+/// most `lock_wait`.
+pub(super) fn open_when_released(dir: &Path, lock_wait: Duration) -> Result<sled::Db, sled::Error> {
     let config = sled::Config::new()
         .path(dir)
         .cache_capacity(64 * 1024 * 1024);
@@ -85,11 +86,11 @@ fn open_when_released(dir: &Path) -> StoreResult<sled::Db> {
     let mut waited = std::time::Duration::ZERO;
     loop {
         match config.open() {
-            Err(sled::Error::Io(e)) if lock_held(&e) && waited < LOCK_WAIT => {
+            Err(sled::Error::Io(e)) if lock_held(&e) && waited < lock_wait => {
                 std::thread::sleep(step);
                 waited += step;
             }
-            result => return Ok(result?),
+            result => return result,
         }
     }
 }
@@ -98,7 +99,7 @@ fn open_when_released(dir: &Path) -> StoreResult<sled::Db> {
 /// 0.34 reports it as `ErrorKind::Other` with the lock's own error only in
 /// the message ("could not acquire lock on ...: ... WouldBlock ..."), so
 /// the kind alone never matches.
-fn lock_held(e: &std::io::Error) -> bool {
+pub(super) fn lock_held(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::WouldBlock
         || e.to_string().starts_with("could not acquire lock")
 }
@@ -152,7 +153,11 @@ impl SledStore {
     /// Opens (or creates) the database in `dir`; under load a flush waits
     /// `window` for more writers to join it (see `group_commit`).
     pub fn open_with_commit_window(dir: &Path, window: Duration) -> StoreResult<Self> {
-        let db = open_when_released(dir)?;
+        Self::on(open_when_released(dir, LOCK_WAIT)?, window)
+    }
+
+    /// The store on an opened database.
+    pub(super) fn on(db: sled::Db, window: Duration) -> StoreResult<Self> {
         let flush_times = Arc::new(Histogram::default());
         Ok(SledStore {
             accounts: db.open_tree("accounts")?,

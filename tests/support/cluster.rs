@@ -45,6 +45,20 @@ impl Cluster {
         Cluster { db_url, root, keys }
     }
 
+    /// A cluster on `db_url` whose keys are the ones in `keys_dir` (a
+    /// single gateway's data dir, moved to the cluster by `lemonade
+    /// migrate`) instead of fresh ones.
+    pub fn with_keys_from(db_url: String, keys_dir: &Path) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let keys = root.path().join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        for key in ["master.key", "vapid.pk8"] {
+            std::fs::copy(keys_dir.join(key), keys.join(key)).unwrap();
+        }
+        std::fs::create_dir_all(root.path().join("shared")).unwrap();
+        Cluster { db_url, root, keys }
+    }
+
     pub fn shared_dir(&self) -> PathBuf {
         self.root.path().join("shared")
     }

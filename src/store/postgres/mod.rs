@@ -8,10 +8,12 @@
 //! Every commit is durable, so `flush` has nothing to do. The schema is
 //! created and migrated at start under an advisory lock (`schema.rs`);
 //! the node leases, account ownership and notifications between nodes are
-//! in `cluster.rs`, the send path's records in `send.rs`.
+//! in `cluster.rs`, the send path's records in `send.rs`, what only
+//! `lemonade migrate` writes in `import.rs`.
 
 mod cluster;
 mod conn;
+mod import;
 mod schema;
 mod send;
 
