@@ -315,9 +315,10 @@ async fn a_paused_node_pushes_nothing_for_accounts_it_lost_and_a_restart_loses_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_logins_are_counted_across_nodes() {
+async fn refused_logins_and_racing_registrations_are_checked_across_nodes() {
     let dovecot = Dovecot::builder().without_auth_penalty().start();
     dovecot.add_user("carol", "right");
+    dovecot.add_user("dave", "secret");
     let cluster = Cluster::new().await;
     let env = [("LEMONADE_API_LOGIN_FAILURES_ALLOWED", "2")];
     let nodes = [
@@ -344,6 +345,27 @@ async fn refused_logins_are_counted_across_nodes() {
             (429, Some("too_many_failed_logins"))
         );
     }
+
+    // One phone's subscription registered through both nodes at once: one device.
+    let receiver = PushReceiver::start().await;
+    let (_, token) = nodes[0]
+        .api()
+        .register(dovecot.host(), dovecot.imap_port(), "dave", "secret")
+        .await;
+    let device = TestDevice::new(&receiver);
+    let body = json!({"subscription": device.subscription_json(), "mailboxes": ["INBOX"], "payload": "count"});
+    let (first, second) = tokio::join!(
+        nodes[0].api().post("/v1/devices", Some(&token), &body),
+        nodes[1].api().post("/v1/devices", Some(&token), &body)
+    );
+    assert_eq!((first.0, second.0), (201, 201), "{first:?} {second:?}");
+    assert_eq!(first.1["device_id"], second.1["device_id"]);
+    let (_, listed) = nodes[1].api().get("/v1/devices", Some(&token)).await;
+    assert_eq!(
+        listed["devices"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
 }
 
 /// When `message` first appears in `node`'s log after `since`.
