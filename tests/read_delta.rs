@@ -1,5 +1,6 @@
 //! Delta sync against a real Dovecot whose capability list hides QRESYNC
 //! (and CONDSTORE): the fallbacks of `GET /v1/mailboxes/{mailbox}/changes`.
+//! And mail in the charsets people write in, decoded.
 
 mod support;
 
@@ -91,5 +92,93 @@ async fn delta_sync_with_capabilities(capabilities: &str, condstore: bool) {
     )
     .await;
     assert!(again.added.is_empty() && again.vanished.is_empty());
+    g.stop().await;
+}
+
+/// Subjects, sender names and bodies in the multi-byte charsets of Chinese,
+/// Japanese and Korean mail and in common single-byte ones, encoded here by
+/// an independent implementation (encoding_rs), read back as UTF-8.
+#[tokio::test]
+async fn mail_in_every_common_charset_is_decoded() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    let cases = [
+        (
+            "ISO-2022-JP",
+            "会議の予定について",
+            "山田太郎",
+            "明日の会議は十時からです。",
+        ),
+        (
+            "Shift_JIS",
+            "お知らせ",
+            "佐藤花子",
+            "よろしくお願いします。",
+        ),
+        (
+            "EUC-JP",
+            "請求書の送付",
+            "鈴木一郎",
+            "添付をご確認ください。",
+        ),
+        ("GB2312", "会议通知", "张伟", "明天上午十点开会。"),
+        ("GBK", "本周周报", "王芳", "本周工作总结如下。"),
+        ("GB18030", "你好世界", "李娜", "这是一封测试邮件。"),
+        ("Big5", "會議記錄", "陳大文", "請查收附件。"),
+        ("EUC-KR", "회의 안내", "김민수", "내일 회의가 있습니다."),
+        (
+            "ISO-8859-2",
+            "Zażółć gęślą jaźń",
+            "Łukasz Wójcik",
+            "Dzień dobry.",
+        ),
+        (
+            "windows-1251",
+            "Привет из Москвы",
+            "Иван Петров",
+            "Добрый день.",
+        ),
+        ("KOI8-R", "Отчёт готов", "Пётр Иванов", "Всё готово."),
+        (
+            "windows-1252",
+            "Café crème",
+            "François Dupont",
+            "À bientôt.",
+        ),
+    ];
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let mut uids = Vec::new();
+    for (charset, subject, name, body) in cases {
+        let encoding = encoding_rs::Encoding::for_label(charset.as_bytes()).unwrap();
+        let encode = |text: &str| {
+            let (bytes, _, unmappable) = encoding.encode(text);
+            assert!(!unmappable, "{charset} cannot carry {text}");
+            bytes.into_owned()
+        };
+        let word = |text: &str| format!("=?{charset}?B?{}?=", STANDARD.encode(encode(text)));
+        let raw = format!(
+            "From: {} <sender@example.org>\r\nTo: alice@example.org\r\nSubject: {}\r\n\
+             Date: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{charset}@example.org>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset={charset}\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+            word(name),
+            word(subject),
+            STANDARD.encode(encode(body)),
+        );
+        uids.push(dovecot.append("alice", "secret", "INBOX", raw.as_bytes()));
+    }
+    let (_dir, path) = data_dir();
+    let g = Gateway::start(&path).await;
+    let (_, token) = g
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    for ((charset, subject, name, body), uid) in cases.iter().zip(uids) {
+        let msg: pb::GetMessageResponse =
+            get_both(&g, &format!("/v1/messages/INBOX/{uid}"), &token).await;
+        assert_eq!(msg.subject, *subject, "{charset}");
+        assert_eq!(msg.from.as_ref().unwrap().name, *name, "{charset}");
+        assert_eq!(msg.text.trim_end(), *body, "{charset}");
+    }
     g.stop().await;
 }
