@@ -335,3 +335,19 @@ fn node_ids_are_short_plain_names_in_cluster_mode() {
     // A single node never shows its id: an odd host name does not stop it.
     Config::load(None, env(&[("LEMONADE_CLUSTER_NODE_ID", "")])).unwrap();
 }
+
+#[test]
+fn cors_origins_must_be_origins() {
+    let origins = |value: &str| Config::load(None, env(&[("LEMONADE_API_CORS_ORIGINS", value)]));
+    let config = origins(r#"["https://mail.example.org", "http://localhost:5173"]"#).unwrap();
+    assert_eq!(config.api.cors_origins.len(), 2);
+    for bad in [
+        r#"["https://mail.example.org/"]"#,
+        r#"["https://mail.example.org/app"]"#,
+        r#"["mail.example.org"]"#,
+        r#"["*"]"#,
+    ] {
+        let err = origins(bad).unwrap_err().to_string();
+        assert!(err.contains("api.cors_origins"), "{bad}: {err}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Limits that keep one client from abusing the API: refused logins and new
 //! accounts per client (against a real Dovecot), and connections that are
-//! idle or slow to send a request.
+//! idle or slow to send a request. And the API's HTTP manners: CORS, Vary,
+//! request ids, no second compression of compressed media.
 
 mod support;
 
@@ -198,5 +199,104 @@ async fn slow_and_idle_connections_are_closed() {
         .unwrap();
     let answer = String::from_utf8(until_closed(idle).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_vary_request_ids_and_compressed_media() {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    // A PDF part and a text part, both large and compressible.
+    let filler = "the same line again and again\r\n".repeat(2000);
+    let raw = format!(
+        "From: a@example.org\r\nTo: alice@example.org\r\nSubject: report\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{filler}\r\n\
+         --B\r\nContent-Type: application/pdf; name=\"r.pdf\"\r\n\r\n%PDF-1.4\r\n{filler}\r\n--B--\r\n"
+    );
+    let uid = dovecot.append("alice", "secret", "INBOX", raw.as_bytes());
+    let (_tmp, dir) = data_dir();
+    let mut config = test_config(&dir);
+    config.api.cors_origins = vec!["https://app.example.org".into()];
+    let gateway = Gateway::start_with(config).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+
+    // A preflight from the allowed origin is answered for it; from another, not.
+    let preflight = |origin: &'static str| {
+        gateway
+            .http
+            .request(reqwest::Method::OPTIONS, gateway.at("/v1/accounts/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight("https://app.example.org").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.org"
+    );
+    let allow_headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(allow_headers.contains("authorization"), "{allow_headers}");
+    let other = preflight("https://elsewhere.example.org").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // Every answer has a request id (the client's own when it sent one)
+    // and varies with Accept.
+    let me = gateway
+        .http
+        .get(gateway.at("/v1/accounts/me"))
+        .bearer_auth(&token)
+        .header("origin", "https://app.example.org")
+        .header("x-request-id", "phone-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.headers()["x-request-id"], "phone-42");
+    assert_eq!(
+        me.headers()["access-control-allow-origin"],
+        "https://app.example.org"
+    );
+    let vary: Vec<String> = me
+        .headers()
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+        .collect();
+    assert!(
+        vary.iter()
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == "accept"),
+        "{vary:?}"
+    );
+    let missing = gateway
+        .http
+        .get(gateway.at("/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.headers()["x-request-id"].len(), 24);
+
+    // The PDF goes out as it is, with its length and ranges; the text is compressed.
+    let part = |n: u32| {
+        gateway
+            .http
+            .get(gateway.at(&format!("/v1/messages/INBOX/{uid}/parts/{n}")))
+            .bearer_auth(&token)
+            .header("accept-encoding", "gzip")
+            .send()
+    };
+    let pdf = part(2).await.unwrap();
+    assert_eq!(pdf.status().as_u16(), 200);
+    assert!(pdf.headers().get("content-encoding").is_none());
+    assert!(pdf.headers().get("content-length").is_some());
+    assert_eq!(pdf.headers()["accept-ranges"], "bytes");
+    let text = part(1).await.unwrap();
+    assert_eq!(text.headers()["content-encoding"], "gzip");
     gateway.stop().await;
 }

@@ -224,6 +224,17 @@ pub async fn part(
         axum::body::Body::from_stream(pieces),
     )
         .into_response();
+    // The length, when known before sending, lets a client show progress
+    // and resume; the stream never carries more than it.
+    let length = match (range, total) {
+        (Some(r), _) => Some(r.len()),
+        (None, total) => total,
+    };
+    if let Some(length) = length {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
     if let (Some(r), Some(total)) = (range, total) {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, total)) {

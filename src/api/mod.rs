@@ -15,6 +15,7 @@ mod error;
 mod keyed_locks;
 mod login_guard;
 mod mail;
+pub mod manners;
 pub mod openapi;
 mod registration_limit;
 mod rejections;
@@ -176,8 +177,12 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(rejections::json_errors))
         .layer(
             tower_http::compression::CompressionLayer::new()
-                .quality(tower_http::CompressionLevel::Precise(7)),
+                .quality(tower_http::CompressionLevel::Precise(7))
+                .compress_when(manners::CompressWhen),
         )
+        .layer(axum::middleware::map_response(manners::vary_accept))
+        .layer(manners::cors(&state.config.api.cors_origins))
+        .layer(axum::middleware::from_fn(manners::request_id))
         .with_state(state)
 }
 

@@ -58,6 +58,9 @@ pub struct ApiConfig {
     /// Addresses of proxies in front of the API whose `X-Forwarded-For` is
     /// believed; for any other peer the peer is the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Origins of web apps allowed to call the API from a browser (CORS),
+    /// e.g. `https://mail.example.org`; none by default.
+    pub cors_origins: Vec<String>,
     /// New accounts one client (its address, an IPv6 one by its /64) may
     /// register within `accounts_per_client_window_secs` before its
     /// registrations get 429; registering a login again is not counted.
@@ -194,6 +197,7 @@ impl Default for ApiConfig {
             client_failures_allowed: 20,
             login_failure_window_secs: 900,
             trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
             accounts_per_client: 10,
             accounts_per_client_window_secs: 3600,
             header_read_timeout_secs: 30,

@@ -64,6 +64,12 @@ impl ApiConfig {
                 "header_read_timeout_secs and idle_timeout_secs must be positive",
             );
         }
+        if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
+            return invalid(
+                "api.cors_origins",
+                &format!("{bad:?} is not an origin (scheme://host[:port], nothing after)"),
+            );
+        }
         Ok(())
     }
 }
@@ -147,5 +153,21 @@ impl UpstreamConfig {
             return invalid("upstream.extra_ca_file", "is not a readable file");
         }
         Ok(())
+    }
+}
+
+/// Whether `text` is a web origin as a browser sends it: `http(s)://host[:port]`.
+fn is_origin(text: &str) -> bool {
+    match url::Url::parse(text) {
+        Ok(url) => {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.path() == "/"
+                && url.query().is_none()
+                && url.fragment().is_none()
+                && url.username().is_empty()
+                && !text.ends_with('/')
+        }
+        Err(_) => false,
     }
 }
