@@ -31,7 +31,8 @@ async fn replies_forwards_sent_copies_and_refused_recipients() {
             "subject": "Re: the report",
             "text": "Thanks!",
             "html": "<p>Thanks!</p>",
-            "in_reply_to": {"mailbox": "INBOX", "uid": uid},
+            // As a proto3 JSON writer spells it.
+            "inReplyTo": {"mailbox": "INBOX", "uid": uid},
             "forward": {"mailbox": "INBOX", "uid": uid}
         }),
     )
@@ -334,6 +335,13 @@ async fn bad_input_is_refused_and_changes_nothing() {
             "invalid_body",
         ),
         (json!([1, 2]), 422, "invalid_body"),
+        // A misspelt field would be ignored: it is refused, by name.
+        (ok(json!({"subjet": "typo"})), 422, "invalid_body"),
+        (
+            ok(json!({"in_reply_to": {"mailbox": "INBOX", "uid": 1, "x": 1}})),
+            422,
+            "invalid_body",
+        ),
     ];
     for (i, (body, status, code)) in cases.into_iter().enumerate() {
         let (got, answer) = post_send(&gateway, &token, &format!("bad-{i}"), &body).await;
@@ -342,6 +350,10 @@ async fn bad_input_is_refused_and_changes_nothing() {
             (status, Some(code)),
             "case {i}: {body} → {answer}"
         );
+        if body.get("subjet").is_some() {
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("subjet"), "{message}");
+        }
     }
     // Malformed JSON, wrong type, bad header, no token.
     let r = gateway

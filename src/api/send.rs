@@ -203,9 +203,9 @@ pub async fn get(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsInput {
-    #[serde(default)]
+    #[serde(default, alias = "saveSent")]
     pub save_sent: Option<bool>,
-    #[serde(default)]
+    #[serde(default, alias = "sentMailbox")]
     pub sent_mailbox: Option<String>,
 }
 

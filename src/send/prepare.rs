@@ -17,8 +17,12 @@ use crate::read::structure::BodyStructure;
 use crate::store::send::{ByteCounts, SendJob, SendStatus, UploadRecord};
 use crate::store::AccountRecord;
 
-/// A message the phone wants sent.
+/// A message the phone wants sent. Unknown fields are refused (a field
+/// the gateway would ignore, say a misspelt one, must not go unnoticed);
+/// each field also answers to its lowerCamelCase name, as proto3 JSON
+/// writers spell it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendRequest {
     #[serde(default)]
     pub to: Vec<String>,
@@ -34,7 +38,7 @@ pub struct SendRequest {
     pub html: Option<String>,
     #[serde(default)]
     pub attachments: Vec<AttachmentRequest>,
-    #[serde(default)]
+    #[serde(default, alias = "inReplyTo")]
     pub in_reply_to: Option<MessageRef>,
     #[serde(default)]
     pub forward: Option<MessageRef>,
@@ -42,9 +46,10 @@ pub struct SendRequest {
 
 /// An attachment: an upload, or a part of a message on the server.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum AttachmentRequest {
     Upload {
+        #[serde(alias = "uploadId")]
         upload_id: String,
         #[serde(default)]
         filename: Option<String>,
@@ -56,6 +61,7 @@ pub enum AttachmentRequest {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PartRef {
     pub mailbox: String,
     pub uid: u32,
@@ -63,6 +69,7 @@ pub struct PartRef {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MessageRef {
     pub mailbox: String,
     pub uid: u32,
