@@ -113,6 +113,9 @@ pub struct ImapClient {
     /// A command is under way; still set when its future was dropped
     /// midway (a cancelled request), which leaves the stream out of sync.
     pub(super) in_command: bool,
+    /// The server advertised PREVIEW but answered `PREVIEW NIL` (Cyrus
+    /// before 3.13 unless configured): previews come from the body here on.
+    pub(super) preview_unreliable: bool,
     /// Whether DONE may go out in front of a command, and IDLE behind one,
     /// in the same write (on unless the server is known to mishandle it).
     pub(super) pipelining: bool,
@@ -175,6 +178,7 @@ impl ImapClient {
             broken: false,
             misbehaved: false,
             in_command: false,
+            preview_unreliable: false,
             pipelining: true,
             pipelining_failed: false,
             bye: None,

@@ -369,3 +369,53 @@ async fn a_cancelled_command_marks_the_connection_unusable() {
     assert!(client.is_broken());
     assert!(matches!(client.noop().await, Err(ImapError::Unusable)));
 }
+
+/// A server that advertises PREVIEW and answers `PREVIEW NIL` (Cyrus before
+/// 3.13 unless configured) gets asked for the body text instead, at once
+/// for a listing and from then on for new mail.
+#[tokio::test]
+async fn previews_come_from_the_body_when_the_server_answers_preview_nil() {
+    const FIELDS: &str = "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)]";
+    let header = "Subject: hello\r\n\r\n";
+    let text = "The body says hello.\r\n";
+    let answer = |items: String| format!("* 1 FETCH (UID 5 {items})\r\n").into_bytes();
+    let with_header = format!(
+        "BODY[HEADER.FIELDS (SUBJECT)] {{{}}}\r\n{header}",
+        header.len()
+    );
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let (upstream, task) = serve(vec![
+        Send(b"* OK [CAPABILITY IMAP4rev1 PREVIEW] hi\r\n"),
+        Expect(leak(format!("L1 UID FETCH 5 (UID {FIELDS} PREVIEW)\r\n"))),
+        SendOwned(answer(format!("{with_header} PREVIEW NIL"))),
+        Send(b"L1 OK done\r\n"),
+        Expect(leak(format!(
+            "L2 UID FETCH 5 (UID {FIELDS} BODY.PEEK[TEXT]<0.16384>)\r\n"
+        ))),
+        SendOwned(answer(format!(
+            "{with_header} BODY[TEXT]<0> {{{}}}\r\n{text}",
+            text.len()
+        ))),
+        Send(b"L2 OK done\r\n"),
+        Expect(leak(format!(
+            "L3 UID FETCH 5:* (UID {FIELDS} BODY.PEEK[TEXT]<0.16384>)\r\n"
+        ))),
+        SendOwned(answer(format!(
+            "{with_header} BODY[TEXT]<0> {{{}}}\r\n{text}",
+            text.len()
+        ))),
+        Send(b"L3 OK done\r\n"),
+    ])
+    .await;
+    let mut client = connect(&upstream, Duration::from_secs(30)).await;
+    let summaries = client.fetch_summaries(&[5], true).await.unwrap();
+    assert_eq!(summaries[0].subject, "hello");
+    assert_eq!(summaries[0].preview, "The body says hello.");
+    let new = client
+        .fetch_new(5, SummaryDetail::Preview, false)
+        .await
+        .unwrap();
+    assert_eq!(new.summaries[0].preview, "The body says hello.");
+    drop(client);
+    task.await.unwrap();
+}

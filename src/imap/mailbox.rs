@@ -237,10 +237,35 @@ impl ImapClient {
         uids: &[u32],
         with_preview: bool,
     ) -> Result<Vec<MessageSummary>, ImapError> {
-        let source = self.preview_source(with_preview);
         let mut wanted = uids.to_vec();
         wanted.sort_unstable();
         wanted.dedup();
+        let source = self.preview_source(with_preview);
+        let mut out = self.fetch_summaries_with(&wanted, source).await?;
+        // A server that answered PREVIEW NIL gets asked for body text.
+        let nil: Vec<u32> = out
+            .iter()
+            .filter(|s| s.preview_nil)
+            .map(|s| s.summary.uid)
+            .collect();
+        if !nil.is_empty() {
+            self.preview_unreliable = true;
+            let from_body = self.fetch_summaries_with(&nil, PreviewSource::Body).await?;
+            for found in from_body {
+                if let Some(s) = out.iter_mut().find(|s| s.summary.uid == found.summary.uid) {
+                    s.summary.preview = found.summary.preview;
+                }
+            }
+        }
+        Ok(out.into_iter().map(|s| s.summary).collect())
+    }
+
+    /// [`Self::fetch_summaries`] of sorted, distinct `wanted` from `source`.
+    async fn fetch_summaries_with(
+        &mut self,
+        wanted: &[u32],
+        source: PreviewSource,
+    ) -> Result<Vec<Fetched>, ImapError> {
         let mut out = Vec::with_capacity(wanted.len());
         for batch in wanted.chunks(FETCH_BATCH) {
             let cmd = Command::new("UID FETCH")
@@ -251,7 +276,11 @@ impl ImapClient {
                 Untagged::Fetch { seq, items } => {
                     match uid_of(&items).filter(|uid| batch.binary_search(uid).is_ok()) {
                         Some(_) => {
-                            out.extend(summary::from_fetch(&items));
+                            let preview_nil = summary::preview_is_nil(&items);
+                            out.extend(summary::from_fetch(&items).map(|summary| Fetched {
+                                summary,
+                                preview_nil,
+                            }));
                             None
                         }
                         None => Some(Untagged::Fetch { seq, items }),
@@ -261,8 +290,8 @@ impl ImapClient {
             })
             .await?;
         }
-        out.sort_by_key(|s| s.uid);
-        out.dedup_by_key(|s| s.uid);
+        out.sort_by_key(|s| s.summary.uid);
+        out.dedup_by_key(|s| s.summary.uid);
         Ok(out)
     }
 
@@ -292,6 +321,7 @@ impl ImapClient {
         // Each message once (the first answer for a sequence number), and
         // only those within the mailbox's EXISTS once the command is done.
         let mut seen = std::collections::BTreeSet::new();
+        let mut preview_nil = false;
         let mut found: Vec<(u32, u32, Option<MessageSummary>)> = Vec::new();
         let mut collect = |u| match u {
             Untagged::Fetch { seq, .. } if seen.contains(&seq) => None,
@@ -303,6 +333,9 @@ impl ImapClient {
                         SummaryDetail::UidsOnly => None,
                         _ => summary::from_fetch(&items),
                     };
+                    // The next fetch (IDLE may be running by the time
+                    // this one ends) takes the preview from the body.
+                    preview_nil |= summary::preview_is_nil(&items);
                     found.push((seq, uid, summary));
                     None
                 }
@@ -317,6 +350,7 @@ impl ImapClient {
         } else {
             self.run_ok("UID FETCH", cmd, &mut collect).await?;
         }
+        self.preview_unreliable |= preview_nil;
         let mut new = NewMessages::default();
         for (seq, uid, summary) in found {
             if self.exists.is_some_and(|e| seq > e) {
@@ -335,6 +369,8 @@ impl ImapClient {
     fn preview_source(&self, with_preview: bool) -> PreviewSource {
         if !with_preview {
             PreviewSource::None
+        } else if self.preview_unreliable {
+            PreviewSource::Body
         } else if self.capabilities().has("PREVIEW") {
             PreviewSource::Server
         } else if self.capabilities().has("PREVIEW=FUZZY") {
@@ -343,6 +379,12 @@ impl ImapClient {
             PreviewSource::Body
         }
     }
+}
+
+/// A summary as fetched, and whether the server answered `PREVIEW NIL`.
+struct Fetched {
+    summary: MessageSummary,
+    preview_nil: bool,
 }
 
 /// What [`ImapClient::fetch_new`] fetches besides the UIDs.

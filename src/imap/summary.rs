@@ -56,6 +56,14 @@ impl PreviewSource {
     }
 }
 
+/// Whether the server answered `PREVIEW NIL`: it offers no preview of this
+/// message (RFC 8970 §3.2), which some servers answer for every message.
+pub fn preview_is_nil(items: &[(String, Value)]) -> bool {
+    items
+        .iter()
+        .any(|(key, value)| key == "PREVIEW" && matches!(value, Value::Nil))
+}
+
 /// Builds a summary from one FETCH response's items; `None` without a UID.
 pub fn from_fetch(items: &[(String, Value)]) -> Option<MessageSummary> {
     let mut uid = None;
