@@ -139,7 +139,7 @@ pub async fn run(
     let (devices_removed, mut removed_rx) = tokio::sync::mpsc::channel::<String>(1024);
     let (notifier, delivery) = DeliveryQueue {
         store: store.clone(),
-        client: push_client,
+        client: push_client.clone(),
         metrics: metrics.clone(),
         urgency: config.push.urgency,
         limits: DeliveryLimits {
@@ -244,6 +244,7 @@ pub async fn run(
         sealer,
         tls,
         watchers,
+        pusher: push_client,
         ready: gate,
         cluster: opened.cluster.clone(),
         node_id: opened

@@ -4,7 +4,7 @@
 //! pipelined fetch each), a server without IDLE (NOOP polling), a server
 //! that mishandles pipelined commands, and a device registered or the
 //! account deleted while a check is under way (the last three through
-//! proxies in front of Dovecot).
+//! proxies in front of Dovecot). And a test push sent on request.
 
 mod support;
 
@@ -210,4 +210,58 @@ async fn pushed_one_by_one(w: &Watched, label: &str) {
         assert_eq!(push["messages"][0]["subject"], subject.as_str());
     }
     w.device.expect_no_push(Duration::from_secs(3)).await;
+}
+
+/// `POST /v1/devices/{id}/test` sends a real encrypted push at once and
+/// says what the push service answered; a subscription it says is gone is
+/// removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_push_reaches_the_device_and_a_gone_one_is_removed() {
+    use support::push::{Answer, PushReceiver};
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice", "secret");
+    let receiver = PushReceiver::start().await;
+    let (_tmp, dir) = support::gateway::data_dir();
+    let gateway = support::gateway::Gateway::start(&dir).await;
+    let (account_id, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+        .await;
+    let device = TestDevice::new(&receiver);
+    let id = gateway
+        .add_device(&token, device.subscription_json(), &["INBOX"], "count")
+        .await;
+
+    let test = format!("/v1/devices/{id}/test");
+    let (status, body) = gateway
+        .post(&test, Some(&token), &serde_json::json!({}))
+        .await;
+    assert_eq!(
+        (status, &body["delivered"]),
+        (200, &serde_json::json!(true)),
+        "{body}"
+    );
+    let push = device.next_push(Duration::from_secs(30)).await;
+    assert_eq!(push.payload["type"], "test");
+    assert_eq!(push.payload["account_id"], account_id.as_str());
+    assert_eq!(push.payload["device_id"], id.as_str());
+
+    receiver.respond_with(device.path(), [Answer::status(410)]);
+    let (status, body) = gateway
+        .post(&test, Some(&token), &serde_json::json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("device_gone"))
+    );
+    let (_, devices) = gateway.get("/v1/devices", Some(&token)).await;
+    assert_eq!(
+        devices["devices"].as_array().map(Vec::len),
+        Some(0),
+        "{devices}"
+    );
+    let (status, _) = gateway
+        .post(&test, Some(&token), &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 404);
+    gateway.stop().await;
 }

@@ -16,8 +16,8 @@ use super::error::ApiError;
 use super::{ApiJson, ApiPath, AppState};
 use crate::imap::{ImapClient, ImapError};
 use crate::net::Upstream;
-use crate::notify::check_endpoint_resolves;
 use crate::notify::ece::validate_keys;
+use crate::notify::{check_endpoint_resolves, PushOutcome, Urgency};
 use crate::store::{DeviceRecord, DeviceStored, PayloadTier, PushSubscription};
 use crate::watch::INBOX;
 
@@ -285,6 +285,68 @@ fn rfc3339(unix_secs: i64) -> Option<String> {
         .format(&time::format_description::well_known::Rfc3339)
         .ok()
 }
+
+/// `POST /v1/devices/{device_id}/test`: sends the device a test push at
+/// once and says what its push service answered, so an app can check its
+/// subscription. A subscription the push service says is gone is removed.
+pub async fn test(
+    State(state): State<AppState>,
+    AccountId(account_id): AccountId,
+    ApiPath(device_id): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let device = state
+        .store
+        .device(&device_id)
+        .await?
+        .filter(|d| d.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    let plaintext = crate::notify::payload::test(&account_id, &device.id);
+    let topic = crate::notify::topic_for(&account_id, "test");
+    let outcome = state
+        .pusher
+        .send_push(
+            &device.subscription,
+            &plaintext,
+            TEST_TTL_SECS,
+            Urgency::High,
+            &topic,
+        )
+        .await;
+    let refused =
+        |code, message: &str| ApiError::new(StatusCode::BAD_GATEWAY, code, message.to_string());
+    match outcome {
+        PushOutcome::Delivered => Ok(Json(json!({"delivered": true}))),
+        PushOutcome::Gone => {
+            super::to_completion(async move {
+                state.store.delete_device(&device.id).await?;
+                state.store.flush().await?;
+                state.watchers.devices_changed(&account_id).await;
+                Ok(())
+            })
+            .await?;
+            Err(ApiError::new(
+                StatusCode::GONE,
+                "device_gone",
+                "the push service says this subscription is gone; the device was removed",
+            ))
+        }
+        PushOutcome::Retry { .. } | PushOutcome::TimedOut => Err(refused(
+            "push_service_unavailable",
+            "the push service did not take the push now; try again later",
+        )),
+        PushOutcome::Blocked => Err(refused(
+            "push_endpoint_not_public",
+            "the push endpoint resolves to a private address",
+        )),
+        PushOutcome::TooLarge | PushOutcome::Rejected { .. } => Err(refused(
+            "push_service_refused",
+            "the push service refused the push",
+        )),
+    }
+}
+
+/// How long a test push may wait at the push service, in seconds.
+const TEST_TTL_SECS: u32 = 60;
 
 /// `DELETE /v1/devices/{device_id}`
 pub async fn delete(

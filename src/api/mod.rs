@@ -56,6 +56,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub sealer: Arc<Sealer>,
     pub tls: TlsConnector,
+    /// Sends pushes (test pushes go out from the API directly).
+    pub pusher: Arc<dyn crate::notify::PushSender>,
     /// Told of changes the account's watcher must act on.
     pub watchers: Arc<dyn WatchControl>,
     /// Open while this node may serve (in a cluster: holds its lease).
@@ -128,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/devices", get(devices::list).post(devices::create))
         .route("/v1/devices/{device_id}", delete(devices::delete))
+        .route("/v1/devices/{device_id}/test", post(devices::test))
         .route("/v1/tokens", delete(auth::revoke_others))
         .route("/v1/tokens/current", delete(auth::revoke_current))
         .route("/v1/push/vapid", get(vapid))

@@ -263,6 +263,15 @@ pub const ROUTES: &[Route] = &[
         auth: true,
     },
     Route {
+        method: "post",
+        path: "/v1/devices/{device_id}/test",
+        summary: "Send the device a test push now: 200 {\"delivered\": true}; 410 device_gone (removed); 502 when its push service refused or did not answer",
+        request: None,
+        response: None,
+        params: &[("device_id", In::Path, "string", true, "")],
+        auth: true,
+    },
+    Route {
         method: "delete",
         path: "/v1/devices/{device_id}",
         summary: "Remove a device",

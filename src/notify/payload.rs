@@ -37,6 +37,25 @@ struct WakePayload<'a> {
 }
 
 #[derive(Serialize)]
+struct TestPayload<'a> {
+    v: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    account_id: &'a str,
+    device_id: &'a str,
+}
+
+/// The plaintext of a test push: `{"v":1,"type":"test","account_id","device_id"}`.
+pub fn test(account_id: &str, device_id: &str) -> Vec<u8> {
+    to_json(&TestPayload {
+        v: PAYLOAD_VERSION,
+        kind: "test",
+        account_id,
+        device_id,
+    })
+}
+
+#[derive(Serialize)]
 struct MailPayload<'a> {
     v: u8,
     #[serde(rename = "type")]
