@@ -132,12 +132,16 @@ async fn resumable_upload_and_idempotent_send() {
     let token = register(&gateway, &dovecot).await;
     let file = bytes(300_000, 5);
 
+    // A tus client names the file and its type in Upload-Metadata.
     let r = gateway
         .http
         .post(gateway.at("/v1/uploads"))
         .bearer_auth(&token)
-        .header("content-type", "application/pdf")
         .header("upload-length", file.len())
+        .header(
+            "upload-metadata",
+            "filename ZG9jLnBkZg==,filetype YXBwbGljYXRpb24vcGRm",
+        )
         .send()
         .await
         .unwrap();
@@ -146,6 +150,10 @@ async fn resumable_upload_and_idempotent_send() {
     let id = created["upload_id"].as_str().unwrap().to_owned();
     assert_eq!(created["size"], 0);
     assert!(created["sha256"].is_null());
+    assert_eq!(
+        (&created["filename"], &created["content_type"]),
+        (&json!("doc.pdf"), &json!("application/pdf"))
+    );
 
     let half = file.len() / 2;
     let (url, tok, id2, total, part) = (
@@ -224,7 +232,8 @@ async fn resumable_upload_and_idempotent_send() {
     assert_eq!(done["size"], file.len());
 
     // The same Idempotency-Key twice (once while running): one message.
-    let request = json!({"to": ["bob@test.local"], "subject": "once", "text": "x", "attachments": [{"upload_id": id, "filename": "doc.pdf"}]});
+    // No filename in the request: the upload's own is used.
+    let request = json!({"to": ["bob@test.local"], "subject": "once", "text": "x", "attachments": [{"upload_id": id}]});
     let (first, second) = tokio::join!(post_send(&gateway, &token, "same-key", &request), async {
         tokio::time::sleep(Duration::from_millis(20)).await;
         post_send(&gateway, &token, "same-key", &request).await

@@ -49,19 +49,69 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> 
     }
 }
 
-fn content_type(headers: &HeaderMap) -> String {
+/// The file's type: `Content-Type`, else tus `Upload-Metadata`'s
+/// `filetype`, else `application/octet-stream`.
+fn content_type(headers: &HeaderMap, metadata: &Metadata) -> String {
     headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| {
-            s.len() <= 200
-                && s.contains('/')
-                && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-                && !s.contains('"')
-                && !s.contains('\\')
-        })
+        .and_then(usable_type)
+        .or_else(|| metadata.filetype.as_deref().and_then(usable_type))
         .unwrap_or_else(|| "application/octet-stream".into())
+}
+
+fn usable_type(text: &str) -> Option<String> {
+    let t = text.trim().to_ascii_lowercase();
+    (t.len() <= 200
+        && t.contains('/')
+        && t.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && !t.contains('"')
+        && !t.contains('\\'))
+    .then_some(t)
+}
+
+/// What a tus client says of the file in `Upload-Metadata`: comma-separated
+/// `key base64(value)` pairs; the name and the type are taken (also under
+/// the names other clients use), the rest ignored.
+#[derive(Debug, Default, PartialEq)]
+struct Metadata {
+    filename: Option<String>,
+    filetype: Option<String>,
+}
+
+fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
+    let mut out = Metadata::default();
+    let Some(header) = headers.get("upload-metadata") else {
+        return Ok(out);
+    };
+    let bad = |why: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            format!("Upload-Metadata: {why}"),
+        )
+    };
+    let text = header.to_str().map_err(|_| bad("not ASCII"))?;
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once(' ').unwrap_or((pair, ""));
+        let decoded =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, value.trim())
+                .map_err(|_| bad("a value is not base64"))?;
+        let value = String::from_utf8(decoded).map_err(|_| bad("a value is not UTF-8"))?;
+        match key {
+            "filename" | "name" => {
+                if value.len() > 255 || value.chars().any(char::is_control) {
+                    return Err(bad(
+                        "filename is longer than 255 bytes or has control characters",
+                    ));
+                }
+                out.filename = Some(value).filter(|v| !v.is_empty());
+            }
+            "filetype" | "type" | "contentType" => out.filetype = Some(value),
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes expired uploads (records and files).
@@ -83,6 +133,7 @@ fn view(upload: &UploadRecord) -> serde_json::Value {
         "sha256": upload.sha256,
         "length": upload.length,
         "content_type": upload.content_type,
+        "filename": upload.filename,
         "expires_at_ms": upload.expires_ms,
     })
 }
@@ -114,10 +165,12 @@ pub async fn create(
         return Err(too_large(max));
     }
     let now = crate::unix_millis();
+    let metadata = metadata(&headers)?;
     let mut upload = UploadRecord {
         id: new_id(),
         account_id: account,
-        content_type: content_type(&headers),
+        content_type: content_type(&headers, &metadata),
+        filename: metadata.filename,
         length,
         offset: 0,
         sha256: None,
@@ -529,6 +582,44 @@ mod tests {
     use super::*;
     use crate::store::{SendStore, SledStore};
 
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn tus_metadata_gives_the_name_and_the_type() {
+        // filename "Rechnung März.pdf", filetype "application/pdf", and a key not used.
+        let given = headers(&[(
+            "upload-metadata",
+            "filename UmVjaG51bmcgTcOkcnoucGRm,filetype YXBwbGljYXRpb24vcGRm, is_confidential",
+        )]);
+        let found = metadata(&given).unwrap();
+        assert_eq!(found.filename.as_deref(), Some("Rechnung März.pdf"));
+        assert_eq!(content_type(&given, &found), "application/pdf");
+        // A Content-Type header comes first.
+        let typed = headers(&[
+            ("content-type", "image/png"),
+            ("upload-metadata", "filetype YXBwbGljYXRpb24vcGRm"),
+        ]);
+        assert_eq!(
+            content_type(&typed, &metadata(&typed).unwrap()),
+            "image/png"
+        );
+        for bad in ["filename !!!", "filename AA==", "filename Cg=="] {
+            let err = metadata(&headers(&[("upload-metadata", bad)])).unwrap_err();
+            assert_eq!(
+                (err.status, err.code),
+                (StatusCode::BAD_REQUEST, "invalid_header"),
+                "{bad}"
+            );
+        }
+        assert_eq!(metadata(&HeaderMap::new()).unwrap(), Metadata::default());
+    }
+
     #[tokio::test]
     async fn files_no_record_names_are_removed_at_start() {
         let dir = tempfile::tempdir().unwrap();
@@ -539,6 +630,7 @@ mod tests {
                 id: named.clone(),
                 account_id: "a1".into(),
                 content_type: "text/plain".into(),
+                filename: None,
                 length: None,
                 offset: 1,
                 sha256: None,

@@ -554,6 +554,7 @@ fn build_job(
                     content_type: upload.content_type.clone(),
                     filename: filename
                         .clone()
+                        .or_else(|| upload.filename.clone())
                         .unwrap_or_else(|| format!("attachment-{}", i + 1)),
                 });
             }

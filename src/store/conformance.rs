@@ -441,6 +441,7 @@ fn upload(id: &str, account_id: &str) -> UploadRecord {
         id: id.into(),
         account_id: account_id.into(),
         content_type: "text/plain".into(),
+        filename: Some("notes.txt".into()),
         length: None,
         offset: 3,
         sha256: None,

@@ -11,6 +11,9 @@ pub struct UploadRecord {
     pub id: String,
     pub account_id: String,
     pub content_type: String,
+    /// The file's name, from tus `Upload-Metadata` (`filename`), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
     /// `Upload-Length`, when the client announced one (resumable upload).
     pub length: Option<u64>,
     /// Bytes received so far.
