@@ -169,6 +169,7 @@ pub async fn run(
         metrics: metrics.clone(),
         limiter: HostLimiter::new(config.upstream.max_connects_per_host),
         pipelining: PipeliningHosts::new(Duration::from_secs(config.watch.pipelining_retry_secs)),
+        pusher: push_client.clone(),
     });
     let supervisor = Supervisor::new(ctx, shutdown.child_token(), tracker.clone());
     let (watchers, node): (Arc<dyn WatchControl>, _) = match &opened.cluster {

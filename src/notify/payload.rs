@@ -56,6 +56,26 @@ pub fn test(account_id: &str, device_id: &str) -> Vec<u8> {
 }
 
 #[derive(Serialize)]
+struct AccountPayload<'a> {
+    v: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    account_id: &'a str,
+    state: &'a str,
+}
+
+/// The plaintext of an account's news:
+/// `{"v":1,"type":"account","account_id","state":"auth_failed"}`.
+pub fn account_state(account_id: &str, state: &str) -> Vec<u8> {
+    to_json(&AccountPayload {
+        v: PAYLOAD_VERSION,
+        kind: "account",
+        account_id,
+        state,
+    })
+}
+
+#[derive(Serialize)]
 struct MailPayload<'a> {
     v: u8,
     #[serde(rename = "type")]

@@ -103,6 +103,7 @@ impl AccountActor {
             if error.class() == ErrorClass::Auth {
                 tracing::warn!(account = %self.account_id, error = %text, "credentials refused; not retrying");
                 self.set_state(WatchState::AuthFailed);
+                self.tell_devices_auth_failed().await;
                 return;
             }
             if fresh_backoff(
@@ -120,6 +121,36 @@ impl AccountActor {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.changes.changed() => {}
                 _ = self.cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// Sends every device of the account one push saying that its login
+    /// was refused, so the app can ask for the password again instead of
+    /// waiting for mail that will not come. Best effort: a failure is logged.
+    async fn tell_devices_auth_failed(&self) {
+        let devices = match self.ctx.store.devices_of(&self.account_id).await {
+            Ok(devices) => devices,
+            Err(e) => {
+                tracing::warn!(account = %self.account_id, error = %e, "cannot tell the devices that the login was refused");
+                return;
+            }
+        };
+        let plaintext = crate::notify::payload::account_state(&self.account_id, "auth_failed");
+        let topic = crate::notify::topic_for(&self.account_id, "account");
+        let ttl = self.ctx.config.push.ttl_secs;
+        let sends = devices.iter().map(|device| {
+            self.ctx.pusher.send_push(
+                &device.subscription,
+                &plaintext,
+                ttl,
+                crate::notify::Urgency::Normal,
+                &topic,
+            )
+        });
+        for outcome in futures_util::future::join_all(sends).await {
+            if !matches!(outcome, crate::notify::PushOutcome::Delivered) {
+                tracing::info!(account = %self.account_id, ?outcome, "a device was not told that the login was refused");
             }
         }
     }

@@ -31,6 +31,8 @@ pub struct WatchContext {
     pub limiter: HostLimiter,
     /// Hosts whose connections send DONE, commands and IDLE one at a time.
     pub pipelining: PipeliningHosts,
+    /// Sends the account's devices the news that its login was refused.
+    pub pusher: Arc<dyn crate::notify::PushSender>,
 }
 
 /// At most N connection attempts (connect, TLS, login) at once per upstream
