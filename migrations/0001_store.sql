@@ -52,9 +52,12 @@ CREATE TABLE push (
     account_id    text NOT NULL,
     value         jsonb NOT NULL,
     not_before_ms bigint NOT NULL,
-    -- A deliverer's claim: its token, until when.
-    claim_token   bigint,
-    claim_until   timestamptz,
+    -- A deliverer's claim: its token, until when, and its node (a claim
+    -- ends with the node's lease too).
+    claim_token       bigint,
+    claim_until       timestamptz,
+    claim_node        text,
+    claim_incarnation bigint,
     PRIMARY KEY (device_id, mailbox)
 );
 CREATE INDEX push_due ON push (not_before_ms);

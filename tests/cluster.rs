@@ -168,6 +168,18 @@ async fn a_node_whose_account_moved_writes_nothing_and_a_stale_claim_changes_not
     assert!(admin.pending_push(&keys[0]).await.unwrap().is_some());
     assert!(b.finish_push(&keys[0], &second).await.unwrap());
     assert!(admin.pending_push(&keys[0]).await.unwrap().is_none());
+
+    // A claim ends with its node's lease: a push held by a node that died
+    // mid-delivery is taken at once, not when its claim would have run out.
+    let keys = b
+        .record_new_mail(&new_mail(&devices, 4, claimed[0].epoch))
+        .await
+        .unwrap();
+    let c = node_store(&url, "node-c", Duration::from_millis(500)).await;
+    assert!(c.claim_push(&keys[0], 600_000).await.unwrap().is_some());
+    assert!(b.claim_push(&keys[0], 60_000).await.unwrap().is_none());
+    wait_lease_expired(&admin, "node-c").await;
+    assert!(b.claim_push(&keys[0], 60_000).await.unwrap().is_some());
 }
 
 #[tokio::test]

@@ -189,6 +189,12 @@ fn decode<T: DeserializeOwned>(row: &Row, column: usize) -> StoreResult<T> {
     Ok(serde_json::from_value(value)?)
 }
 
+/// A push nobody holds: never claimed, its claim ran out, or the node that
+/// claimed it no longer holds its lease (it died mid-delivery).
+const UNCLAIMED: &str = "(claim_until IS NULL OR claim_until < now() OR (claim_node IS NOT NULL \
+     AND NOT EXISTS (SELECT 1 FROM node n WHERE n.id = push.claim_node \
+       AND n.incarnation = push.claim_incarnation AND n.lease_until > now())))";
+
 fn millis(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
@@ -531,14 +537,26 @@ impl Store for PgStore {
     async fn claim_push(&self, key: &PushKey, claim_ms: i64) -> StoreResult<Option<PendingPush>> {
         let mut conn = self.conn().await?;
         let token: i64 = rand::random::<i64>().checked_abs().unwrap_or(1).max(1);
+        let (node, incarnation) = match &self.node {
+            Some(n) => (Some(n.id.as_str()), Some(n.incarnation)),
+            None => (None, None),
+        };
+        let sql = format!(
+            "UPDATE push SET claim_token = $3, claim_until = now() + make_interval(secs => $4), \
+               claim_node = $5, claim_incarnation = $6 \
+             WHERE device_id = $1 AND mailbox = $2 AND {UNCLAIMED} RETURNING value"
+        );
         let row = conn
             .query_opt(
-                "UPDATE push SET claim_token = $3, \
-                   claim_until = now() + make_interval(secs => $4) \
-                 WHERE device_id = $1 AND mailbox = $2 \
-                   AND (claim_until IS NULL OR claim_until < now()) \
-                 RETURNING value",
-                &[&key.device_id, &key.mailbox, &token, &millis(claim_ms)],
+                &sql,
+                &[
+                    &key.device_id,
+                    &key.mailbox,
+                    &token,
+                    &millis(claim_ms),
+                    &node,
+                    &incarnation,
+                ],
             )
             .await?;
         let Some(row) = row else { return Ok(None) };
@@ -549,14 +567,11 @@ impl Store for PgStore {
 
     async fn due_pushes(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<PushKey>> {
         let mut conn = self.conn().await?;
-        let rows = conn
-            .query(
-                "SELECT device_id, mailbox FROM push \
-                 WHERE not_before_ms <= $1 AND (claim_until IS NULL OR claim_until < now()) \
-                 ORDER BY not_before_ms LIMIT $2",
-                &[&now_ms, &(limit as i64)],
-            )
-            .await?;
+        let sql = format!(
+            "SELECT device_id, mailbox FROM push WHERE not_before_ms <= $1 AND {UNCLAIMED} \
+             ORDER BY not_before_ms LIMIT $2"
+        );
+        let rows = conn.query(&sql, &[&now_ms, &(limit as i64)]).await?;
         Ok(rows
             .iter()
             .map(|row| PushKey {
@@ -568,6 +583,18 @@ impl Store for PgStore {
 
     async fn finish_push(&self, key: &PushKey, delivered: &PendingPush) -> StoreResult<bool> {
         let mut conn = self.conn().await?;
+        // The usual case, nothing merged in meanwhile: one statement.
+        let version = i64::try_from(delivered.version).unwrap_or(i64::MAX);
+        let removed = conn
+            .execute(
+                "DELETE FROM push WHERE device_id = $1 AND mailbox = $2 AND claim_token = $3 \
+                 AND (value->>'version')::bigint = $4",
+                &[&key.device_id, &key.mailbox, &delivered.claim, &version],
+            )
+            .await?;
+        if removed > 0 {
+            return Ok(true);
+        }
         conn.begin().await?;
         let Some((stored, claim)) = self.read_push(&mut conn, key, true).await? else {
             conn.rollback().await;
