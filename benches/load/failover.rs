@@ -32,6 +32,9 @@ const BACK_LIMIT: Duration = Duration::from_secs(180);
 /// Give up waiting for the mail to be pushed after this (a push claimed
 /// by the dead node waits out its claim, 150 s).
 const PUSHED_LIMIT: Duration = Duration::from_secs(240);
+/// A mail pushed later than this after it came is counted as late (the
+/// failover target).
+const LATE: Duration = Duration::from_secs(30);
 /// How often the three sides are asked.
 const LOOK_EVERY: u32 = 25;
 
@@ -319,6 +322,15 @@ fn report_mail(
         .filter_map(|m| Some(coverage.first(m)?.saturating_sub(injected.at_us[m]) as f64 / 1e6))
         .collect();
     delays.sort_by(|a, b| a.total_cmp(b));
+    let late: Vec<&(usize, u32)> = mails
+        .iter()
+        .filter(|m| {
+            coverage
+                .first(m)
+                .is_some_and(|t| t.saturating_sub(injected.at_us[*m]) > LATE.as_micros() as u64)
+        })
+        .collect();
+    let late_accounts: HashSet<usize> = late.iter().map(|m| m.0).collect();
     println!(
         "  {} mails injected over {:.1} s ({to_victim} to the killed node's accounts, {after_kill} after the kill): \
          {} missed [target 0]; injection → first push p50 {:.2} s, p99 {:.1} s, max {:.1} s",
@@ -328,6 +340,12 @@ fn report_mail(
         quantile(&delays, 0.5),
         quantile(&delays, 0.99),
         delays.last().copied().unwrap_or(f64::NAN),
+    );
+    println!(
+        "  pushed more than {} s after injection: {} mails of {} accounts",
+        LATE.as_secs(),
+        late.len(),
+        late_accounts.len()
     );
     println!(
         "  {} of the {} killed node's accounts got mail between the kill and the last account watched again",
