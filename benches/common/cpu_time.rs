@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 /// Clock ticks per second, the unit of `/proc/*/stat`'s CPU fields; asked
 /// once, so no measured interval pays for running `getconf`.
-fn clock_ticks() -> f64 {
+pub fn clock_ticks() -> f64 {
     static TICKS: OnceLock<f64> = OnceLock::new();
     *TICKS.get_or_init(|| {
         std::process::Command::new("getconf")

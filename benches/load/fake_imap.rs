@@ -13,7 +13,10 @@
 //! messages have UIDs 1..=count. Control lines on stdin:
 //! `mail I` (one new message for user I: an EXISTS to its idle connection),
 //! `drop` (close every connection), `stats` (one JSON line on stdout),
-//! `reset` (forget the peak counters). End of stdin stops the process.
+//! `reset` (forget the peak counters), `idle_after T I J …` (how many of
+//! users I, J, … have a connection that logged in and first went to IDLE
+//! at or after T, microseconds since the Unix epoch, and when the last of
+//! them did). End of stdin stops the process.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,6 +33,11 @@ const CAPS: &str = "IMAP4rev1 LITERAL+ IDLE ENABLE CONDSTORE PREVIEW";
 struct UserSlot {
     messages: AtomicU32,
     news: Notify,
+    /// When the user's latest connection first went to IDLE (µs since
+    /// the Unix epoch; 0 if none has yet): when it was watched again.
+    watched_since_us: AtomicU64,
+    /// Connections logged in as this user now.
+    sessions: AtomicU32,
 }
 
 /// Connection attempts in progress (accepted, not yet logged in) on one address.
@@ -54,6 +62,9 @@ struct Shared {
     addrs: Vec<AddrStats>,
     open: AtomicUsize,
     logins: AtomicU64,
+    /// Logins of a user already logged in on another connection (two
+    /// watchers of one account at once).
+    double_logins: AtomicU64,
     drops: watch::Sender<u64>,
 }
 
@@ -98,11 +109,14 @@ async fn serve(dir: &Path, users: usize, ips: &[String]) {
             .map(|_| UserSlot {
                 messages: AtomicU32::new(0),
                 news: Notify::new(),
+                watched_since_us: AtomicU64::new(0),
+                sessions: AtomicU32::new(0),
             })
             .collect(),
         addrs: ips.iter().map(|_| AddrStats::default()).collect(),
         open: AtomicUsize::new(0),
         logins: AtomicU64::new(0),
+        double_logins: AtomicU64::new(0),
         drops: watch::channel(0).0,
     });
     let acceptor = tls_acceptor(dir);
@@ -160,13 +174,39 @@ async fn control(shared: Arc<Shared>) {
                     serde_json::json!({
                         "open": shared.open.load(Ordering::SeqCst),
                         "logins": shared.logins.load(Ordering::SeqCst),
+                        "double_logins": shared.double_logins.load(Ordering::SeqCst),
                         "peak_connecting": peaks,
                     })
                 );
             }
+            Some("idle_after") => println!("{}", idle_after(&shared, words)),
             _ => println!("{{\"error\":\"unknown control line\"}}"),
         }
     }
+}
+
+/// `idle_after T I J …`: of users I, J, …, how many were watched again
+/// (a connection of theirs logged in and went to IDLE) at or after T, and
+/// when the last of those was.
+fn idle_after<'a>(shared: &Shared, mut words: impl Iterator<Item = &'a str>) -> serde_json::Value {
+    let after: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let (mut of, mut idle, mut last) = (0, 0, 0);
+    for slot in words.filter_map(|w| w.parse::<usize>().ok().and_then(|u| shared.users.get(u))) {
+        of += 1;
+        let since = slot.watched_since_us.load(Ordering::SeqCst);
+        if since >= after {
+            idle += 1;
+            last = last.max(since);
+        }
+    }
+    serde_json::json!({ "of": of, "idle": idle, "last_us": last })
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 async fn accept_loop(
@@ -192,6 +232,7 @@ async fn accept_loop(
                 addr_index,
                 user: None,
                 reported: 0,
+                idled: false,
             };
             match tls {
                 None => conn.run(tcp).await,
@@ -203,8 +244,11 @@ async fn accept_loop(
                     }
                 }
             }
-            if conn.user.is_none() {
-                shared.addrs[addr_index].leave();
+            match conn.user {
+                None => shared.addrs[addr_index].leave(),
+                Some(u) => {
+                    shared.users[u].sessions.fetch_sub(1, Ordering::SeqCst);
+                }
             }
             shared.open.fetch_sub(1, Ordering::SeqCst);
         });
@@ -217,6 +261,8 @@ struct Conn {
     user: Option<usize>,
     /// The message count last announced on this connection.
     reported: u32,
+    /// Whether this connection has been to IDLE yet.
+    idled: bool,
 }
 
 impl Conn {
@@ -224,6 +270,16 @@ impl Conn {
         self.user
             .map(|u| self.shared.users[u].messages.load(Ordering::SeqCst))
             .unwrap_or(0)
+    }
+
+    /// Records the first IDLE of a logged-in connection.
+    fn first_idle(&mut self) {
+        if let (Some(u), false) = (self.user, self.idled) {
+            self.idled = true;
+            self.shared.users[u]
+                .watched_since_us
+                .store(now_us(), Ordering::SeqCst);
+        }
     }
 
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: S) {
@@ -276,6 +332,7 @@ impl Conn {
                     Reply::Text(t) => t,
                     Reply::Idle(tag) => {
                         idling = Some(tag);
+                        self.first_idle();
                         let mut t = String::from("+ idling\r\n");
                         // Mail that arrived since the last report is announced at once.
                         let n = self.messages();
@@ -332,6 +389,9 @@ impl Conn {
                     Some(u) if self.user.is_none() => {
                         self.user = Some(u);
                         self.shared.logins.fetch_add(1, Ordering::SeqCst);
+                        if self.shared.users[u].sessions.fetch_add(1, Ordering::SeqCst) > 0 {
+                            self.shared.double_logins.fetch_add(1, Ordering::SeqCst);
+                        }
                         self.shared.addrs[self.addr_index].leave();
                         format!("{tag} OK [CAPABILITY {CAPS}] logged in\r\n")
                     }

@@ -76,6 +76,17 @@ impl Gateway {
     /// Starts `lemonade serve` on a free port with its state in `data` and
     /// the fake's CA trusted; waits until it answers.
     pub async fn start(data: &Path, ca: &Path) -> Gateway {
+        Gateway::start_with(data, ca, &[], "/healthz").await
+    }
+
+    /// [`Gateway::start`] with more `LEMONADE_*` settings; waits until
+    /// `ready` (a path of the API) answers 200.
+    pub async fn start_with(
+        data: &Path,
+        ca: &Path,
+        env: &[(&str, String)],
+        ready: &str,
+    ) -> Gateway {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -101,6 +112,7 @@ impl Gateway {
             .env("LEMONADE_PUSH_ALLOW_PRIVATE_ENDPOINTS", "true")
             // Every account is registered from loopback.
             .env("LEMONADE_API_ACCOUNTS_PER_CLIENT", "1000000")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .kill_on_drop(true)
@@ -120,13 +132,8 @@ impl Gateway {
         };
         let end = Instant::now() + Duration::from_secs(60);
         while Instant::now() < end {
-            if let Ok(r) = gw
-                .api
-                .client
-                .get(format!("{}/healthz", gw.api.base))
-                .send()
-                .await
-            {
+            let answer = gw.api.client.get(format!("{}{ready}", gw.api.base));
+            if let Ok(r) = answer.send().await {
                 if r.status().is_success() {
                     return gw;
                 }
@@ -134,7 +141,7 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!(
-            "lemonade did not answer within 60 s; see {}",
+            "lemonade did not answer {ready} within 60 s; see {}",
             data.with_extension("log").display()
         );
     }
@@ -255,6 +262,12 @@ impl Gateway {
         h
     }
 
+    /// `kill -9`: the process dies on the spot; returns once it is gone.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
     /// SIGTERM, then waits for a clean stop (SIGKILL after 20 s).
     pub async fn stop(mut self) {
         let _ = std::process::Command::new("kill")
@@ -276,6 +289,21 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// The buckets of both (histograms of several processes).
+    pub fn plus(&self, other: &Histogram) -> Histogram {
+        if self.buckets.is_empty() {
+            return other.clone();
+        }
+        Histogram {
+            buckets: self
+                .buckets
+                .iter()
+                .zip(&other.buckets)
+                .map(|((b, v), (_, w))| (*b, v + w))
+                .collect(),
+        }
+    }
+
     pub fn minus(&self, earlier: &Histogram) -> Histogram {
         Histogram {
             buckets: self

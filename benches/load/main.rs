@@ -7,20 +7,30 @@
 //! bring all accounts to watching and the peak of concurrent connects per
 //! upstream host, new-mail→push latency at a given mail rate, CPU per
 //! thousand notifications, and a reconnect storm with exactly-once
-//! accounting. Everything lives in a temporary directory and every process
-//! started is stopped at the end. Prints figures; asserts no times.
+//! accounting. With `--cluster K` it then runs the same accounts on K
+//! gateway nodes sharing a private PostgreSQL (`cluster.rs`): latency and
+//! CPU beside the embedded store's, and a `kill -9` of one node.
+//! Everything lives in a temporary directory and every process started is
+//! stopped at the end. Prints figures; asserts no times.
 //!
 //! ```text
 //! cargo bench --bench load -- [--accounts 10000] [--rate 1000] [--seconds 10]
 //!                             [--modes plain,tls] [--storm-rate 200] [--storm-seconds 5]
+//!                             [--cluster 3] [--failover-rate 400]
 //! ```
 
 #[path = "../../tests/support/certs.rs"]
 mod certs;
+mod cluster;
+mod coverage;
 #[path = "../common/cpu_time.rs"]
 mod cpu_time;
+mod failover;
 mod fake_imap;
 mod gateway;
+mod nodes;
+#[path = "../../tests/support/postgres.rs"]
+mod postgres;
 mod receiver;
 
 use std::collections::HashMap;
@@ -34,7 +44,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use gateway::Gateway;
+use gateway::{Api, Gateway};
 use receiver::{now_us, Receiver, Tally};
 
 /// Loopback addresses the fake listens on (one source/destination pair
@@ -57,6 +67,10 @@ struct Options {
     modes: Vec<String>,
     storm_rate: usize,
     storm_seconds: u64,
+    /// Gateway nodes of the cluster section (0: no cluster section).
+    cluster: usize,
+    /// New mails a second during the cluster's failover.
+    failover_rate: usize,
 }
 
 impl Options {
@@ -68,7 +82,10 @@ impl Options {
             modes: vec!["plain".into(), "tls".into()],
             storm_rate: 200,
             storm_seconds: 5,
+            cluster: 0,
+            failover_rate: 400,
         };
+        let mut modes_given = false;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || it.next().cloned().unwrap_or_default();
@@ -76,11 +93,20 @@ impl Options {
                 "--accounts" => o.accounts = value().parse().expect("--accounts N"),
                 "--rate" => o.rate = value().parse().expect("--rate N"),
                 "--seconds" => o.seconds = value().parse().expect("--seconds N"),
-                "--modes" => o.modes = value().split(',').map(str::to_string).collect(),
+                "--modes" => {
+                    modes_given = true;
+                    o.modes = value().split(',').map(str::to_string).collect();
+                }
                 "--storm-rate" => o.storm_rate = value().parse().expect("--storm-rate N"),
                 "--storm-seconds" => o.storm_seconds = value().parse().expect("--storm-seconds N"),
+                "--cluster" => o.cluster = value().parse().expect("--cluster NODES"),
+                "--failover-rate" => o.failover_rate = value().parse().expect("--failover-rate N"),
                 _ => {} // `cargo bench` adds `--bench`.
             }
+        }
+        // Beside a cluster, the embedded store's figures are the plain ones.
+        if o.cluster > 0 && !modes_given {
+            o.modes = vec!["plain".into()];
         }
         o
     }
@@ -226,7 +252,8 @@ async fn bench(o: Options) {
     let certs = tmp.path().join("certs");
     std::fs::create_dir(&certs).unwrap();
     certs::make_certificates(&certs, "Lemonade Load Test CA");
-    let users = o.accounts * o.modes.len();
+    let sections = o.modes.len() + usize::from(o.cluster > 0);
+    let users = o.accounts * sections;
     let mut fake = Fake::start(&certs, users).await;
     let receiver = Receiver::start().await;
     let cpus = std::thread::available_parallelism()
@@ -249,11 +276,32 @@ async fn bench(o: Options) {
         o.accounts,
         IPS.len()
     );
+    let mut sled = None;
     for (m, mode) in o.modes.iter().enumerate() {
         let base = m * o.accounts;
-        run_mode(&o, mode, base, &mut fake, &receiver, tmp.path()).await;
+        let figures = run_mode(&o, mode, base, &mut fake, &receiver, tmp.path()).await;
+        if mode == "plain" {
+            sled = Some(figures);
+        }
+    }
+    if o.cluster > 0 {
+        let base = o.modes.len() * o.accounts;
+        cluster::run(&o, base, &mut fake, &receiver, tmp.path(), sled.as_ref()).await;
     }
     fake.stop().await;
+}
+
+/// What the 1,000 mails/s phase measured, to set beside the cluster's.
+pub struct RateFigures {
+    /// The gateway's own histogram: EXISTS read → push service answered.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The fake's EXISTS → the receiver.
+    pub e2e_p50_ms: f64,
+    pub e2e_p99_ms: f64,
+    /// CPU per 1,000 notifications, as measured and less the idle rate.
+    pub cpu_ms: f64,
+    pub cpu_less_idle_ms: f64,
 }
 
 async fn run_mode(
@@ -263,7 +311,7 @@ async fn run_mode(
     fake: &mut Fake,
     receiver: &Receiver,
     tmp: &Path,
-) {
+) -> RateFigures {
     let n = o.accounts;
     let tls = mode == "tls";
     println!("\n== {mode} ==");
@@ -283,10 +331,11 @@ async fn run_mode(
     };
     let started = Instant::now();
     let half = n / 2;
-    register(&gw, receiver, &addrs, base, 0, half, tls).await;
+    let apis = [gw.api()];
+    register(&apis, receiver, &addrs, base, 0, half, tls).await;
     gw.wait_watching(half, Duration::from_secs(600)).await;
     let rss_half = gw.rss();
-    register(&gw, receiver, &addrs, base, half, n, tls).await;
+    register(&apis, receiver, &addrs, base, half, n, tls).await;
     gw.wait_watching(n, Duration::from_secs(600)).await;
     println!(
         "registered {n} accounts with a device each in {:.1} s",
@@ -391,6 +440,14 @@ async fn run_mode(
         "  of that CPU, {:.0}% in the kernel on the gateway's behalf (system time: sockets, wake-ups, fsync)",
         100.0 * system / cpu.max(f64::MIN_POSITIVE)
     );
+    let figures = RateFigures {
+        p50_ms: hist.quantile(0.5) * 1000.0,
+        p99_ms: hist.quantile(0.99) * 1000.0,
+        e2e_p50_ms: quantile(&e2e, 0.5),
+        e2e_p99_ms: quantile(&e2e, 0.99),
+        cpu_ms: cpu / pushes.max(1) as f64 * 1e6,
+        cpu_less_idle_ms: (cpu - idle_rate * phase).max(0.0) / pushes.max(1) as f64 * 1e6,
+    };
 
     // Reconnect storm: every connection dropped, mail injected meanwhile.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -430,6 +487,7 @@ async fn run_mode(
         o.storm_seconds,
     );
     gw.stop().await;
+    figures
 }
 
 /// Decrypts every new arrival into the tally.
@@ -470,8 +528,10 @@ async fn wait_delivered(
     }
 }
 
+/// Registers users `base+from..base+to`, each through one of `apis` in
+/// turn (any node of a cluster serves every account).
 async fn register(
-    gw: &Gateway,
+    apis: &[Api],
     receiver: &Receiver,
     addrs: &[String],
     base: usize,
@@ -486,7 +546,7 @@ async fn register(
         let addr = addrs[i % addrs.len()].clone();
         let (host, port) = addr.rsplit_once(':').unwrap();
         let (host, port) = (host.to_string(), port.parse::<u16>().unwrap());
-        let api = gw.api();
+        let api = apis[i % apis.len()].clone();
         let subscription = receiver.subscription(user);
         let permit = gate.clone().acquire_owned().await.unwrap();
         tasks.spawn(async move {

@@ -1,5 +1,6 @@
 //! The benchmark's Web Push receiver: accepts every POST on `/push/{account}`
-//! with 201, records when it arrived and its body, and decrypts bodies with
+//! with 201 at once, records when it arrived, its `Topic` header and its
+//! body, and decrypts bodies with
 //! the `ece` crate (independent of the gateway's ring code) to check what
 //! each push says. All devices share one key pair, so any body decrypts.
 
@@ -9,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
@@ -18,6 +19,8 @@ pub struct Arrival {
     pub account: usize,
     /// Microseconds since the Unix epoch.
     pub at_us: u64,
+    /// The `Topic` header, if any.
+    pub topic: Option<String>,
     pub body: Bytes,
 }
 
@@ -27,6 +30,7 @@ pub struct Opened {
     pub at_us: u64,
     pub count: u64,
     pub uids: Vec<u32>,
+    pub topic: Option<String>,
 }
 
 #[derive(Clone)]
@@ -47,12 +51,18 @@ pub fn now_us() -> u64 {
 async fn record(
     State(arrivals): State<Arc<Mutex<Vec<Arrival>>>>,
     Path(account): Path<usize>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
     let at_us = now_us();
+    let topic = headers
+        .get("topic")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     arrivals.lock().unwrap().push(Arrival {
         account,
         at_us,
+        topic,
         body,
     });
     StatusCode::CREATED
@@ -114,6 +124,7 @@ impl Receiver {
             at_us: arrival.at_us,
             count: payload["count"].as_u64().unwrap_or(0),
             uids,
+            topic: arrival.topic.clone(),
         }
     }
 }
