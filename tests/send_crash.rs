@@ -19,6 +19,7 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::cluster::free_port;
 use support::gateway::data_dir;
 use support::send::*;
 
@@ -26,14 +27,6 @@ struct Binary {
     child: Child,
     url: String,
     http: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start(config: &std::path::Path, port: u16, log: &std::path::Path) -> Binary {

@@ -98,7 +98,8 @@ impl Cluster {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port free now (a process started next may take it).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
