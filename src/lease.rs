@@ -41,12 +41,6 @@ impl LeaseGate {
     pub fn is_held(&self) -> bool {
         *self.held.borrow()
     }
-
-    /// Waits until the lease is held (at once when it is).
-    pub async fn held(&mut self) {
-        // An error means the sender is gone: the value is final.
-        let _ = self.held.wait_for(|held| *held).await;
-    }
 }
 
 /// The local deadline after a renewal sent at `sent` succeeded: the lease
@@ -73,10 +67,12 @@ mod tests {
         assert_eq!(deadline - sent, Duration::from_secs(12));
     }
 
-    #[tokio::test]
-    async fn an_always_open_gate_is_held() {
-        let mut gate = LeaseGate::always();
+    #[test]
+    fn an_always_open_gate_is_held_and_a_new_one_opens_with_its_sender() {
+        assert!(LeaseGate::always().is_held());
+        let (lease, gate) = LeaseGate::new();
+        assert!(!gate.is_held());
+        lease.send_replace(true);
         assert!(gate.is_held());
-        gate.held().await;
     }
 }

@@ -3,7 +3,8 @@
 //! second compression of media that are compressed already (a PDF or a
 //! DOCX keeps its `Content-Length` and `Accept-Ranges`), and an
 //! `X-Request-Id` on every answer — the client's own when it sent a
-//! usable one — that the logs of the request carry too.
+//! usable one — that the logs of the request carry too; and `Connection:
+//! close` after a body refused unread.
 
 use axum::extract::Request;
 use axum::http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, VARY};
@@ -112,6 +113,20 @@ pub async fn vary_accept<B>(mut response: Response<B>) -> Response<B> {
         response
             .headers_mut()
             .append(VARY, HeaderValue::from_name(ACCEPT));
+    }
+    response
+}
+
+/// A body refused as too large (413) was not read to its end: the server
+/// drops the connection after answering, so the answer says
+/// `Connection: close`, and the client does not send its next request on a
+/// connection that is going away.
+pub async fn close_after_unread_body<B>(mut response: Response<B>) -> Response<B> {
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
     }
     response
 }

@@ -184,6 +184,9 @@ pub fn router(state: AppState) -> Router {
                 .compress_when(manners::CompressWhen),
         )
         .layer(axum::middleware::map_response(manners::vary_accept))
+        .layer(axum::middleware::map_response(
+            manners::close_after_unread_body,
+        ))
         .layer(manners::cors(&state.config.api.cors_origins))
         .layer(axum::middleware::from_fn(manners::request_id))
         .with_state(state)

@@ -220,7 +220,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/v1/accounts",
-        summary: "Register an IMAP account (JSON; see README)",
+        summary: "Register an IMAP account (JSON; see docs/api.md)",
         request: None,
         response: None,
         params: &[],

@@ -97,11 +97,6 @@ impl ClusterNode {
         self.gate.clone()
     }
 
-    /// How many accounts this node watches now.
-    pub fn owned_count(&self) -> usize {
-        self.owned_map().len()
-    }
-
     /// Whether this node watches the account now.
     pub fn owns(&self, account_id: &str) -> bool {
         self.owned_map().contains_key(account_id)
