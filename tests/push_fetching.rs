@@ -4,8 +4,7 @@
 //! pipelined fetch each), a server without IDLE (NOOP polling), a server
 //! that mishandles pipelined commands, and a device registered or the
 //! account deleted while a check is under way (the last three through
-//! proxies in front of Dovecot). And a test push sent on request, and the
-//! push that tells devices their account's login was refused.
+//! proxies in front of Dovecot). And a test push sent on request.
 
 mod support;
 
@@ -265,22 +264,4 @@ async fn a_test_push_reaches_the_device_and_a_gone_one_is_removed() {
         .await;
     assert_eq!(status, 404);
     gateway.stop().await;
-}
-
-/// When the mail server refuses the stored password, the account's devices
-/// get one push saying so, and the watch shows auth_failed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_login_is_pushed_to_the_devices() {
-    let mut w = Watched::start("count").await;
-    w.dovecot.set_password(USER, "changed elsewhere");
-    // The restart drops the watch; its reconnect is refused.
-    w.dovecot.restart();
-    let push = w.device.next_push(Duration::from_secs(60)).await;
-    assert_eq!(push.payload["type"], "account", "{}", push.payload);
-    assert_eq!(push.payload["state"], "auth_failed");
-    assert_eq!(push.payload["account_id"], w.account_id.as_str());
-    let me = w.gateway().wait_state(&w.token, "auth_failed").await;
-    assert!(me["watch"]["error"].is_string(), "{me}");
-    assert_eq!(w.device.push_count(), 1);
-    w.finish().await;
 }

@@ -440,6 +440,14 @@ async fn refused_credentials_stop_the_watcher_in_auth_failed() {
         !me["watch"]["error"].as_str().unwrap_or_default().is_empty(),
         "{me}"
     );
+    // The device is told, once.
+    let told = w.device.next_push(WAIT).await.payload;
+    assert_eq!(
+        (&told["type"], &told["state"]),
+        (&json!("account"), &json!("auth_failed")),
+        "{told}"
+    );
+    assert_eq!(told["account_id"], w.account_id.as_str());
     // Registering again with the new password brings the account back.
     let (account_id, token) = w
         .gateway()
@@ -452,6 +460,7 @@ async fn refused_credentials_stop_the_watcher_in_auth_failed() {
     let uid = w.dovecot.append("alice", "changed", "INBOX", &raw);
     let push = w.device.next_push(WAIT).await.payload;
     assert_eq!(uids(&push), vec![u64::from(uid)]);
+    assert_eq!(w.device.push_count(), 2);
     w.finish().await;
 }
 

@@ -223,21 +223,6 @@ impl Dovecot {
         writeln!(file, "{name}:{{PLAIN}}{password}:::::").expect("write user");
     }
 
-    /// Gives a user a new password (the passwd-file rewritten).
-    pub fn set_password(&self, name: &str, password: &str) {
-        let path = self.dir.path().join("users");
-        let users = fs::read_to_string(&path).expect("users file");
-        let prefix = format!("{name}:");
-        let rewritten: String = users
-            .lines()
-            .map(|line| match line.starts_with(&prefix) {
-                true => format!("{name}:{{PLAIN}}{password}:::::\n"),
-                false => format!("{line}\n"),
-            })
-            .collect();
-        fs::write(&path, rewritten).expect("write users");
-    }
-
     /// Stops Dovecot (`doveadm stop`, then kill if it lingers).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
