@@ -1,7 +1,11 @@
 //! Bad requests get a clear error and change nothing: against a real Dovecot
 //! for the login checks, with the SSRF guard on for the endpoint checks.
+//! Also home of the API contract tests (`contract/`), to save a binary.
 
 mod support;
+
+#[path = "contract/mod.rs"]
+mod contract;
 
 use serde_json::{json, Value};
 use support::api::{error_code, raw_post, stored_accounts};

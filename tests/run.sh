@@ -8,7 +8,8 @@
 # compiler and make (ring and jemalloc are built from source), OpenSSL
 # headers for the independent Web Push decryptor the tests use, and
 # kubernetes-validate (from PyPI, into a virtualenv under ~/.cache) for the
-# offline check of deploy/kubernetes. Needs root or sudo for the installs and
+# offline check of deploy/kubernetes, and the API contract tools (PyPI and
+# npm, under ~/.cache; Node.js and npm from the distribution). Needs root or sudo for the installs and
 # for Dovecot and PostgreSQL, which the harness runs as system users of their
 # own.
 set -euo pipefail
@@ -54,6 +55,43 @@ if [ "$("$k8s_venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$k8s_val
   python3 -m venv "$k8s_venv"
   "$k8s_venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$k8s_validate_version"
 fi
+
+# The API contract test (tests/contract/) checks the served OpenAPI document
+# with openapi-spec-validator and Redocly CLI, generates a client with
+# openapi-python-client, and decodes every answer with the proto compiled
+# by grpcio-tools (its protoc) for the protobuf runtime. All pinned, in
+# their own places under the cache; LEMONADE_CONTRACT_PYTHON and
+# LEMONADE_CONTRACT_NODE point the test elsewhere.
+contract_py_pins=(openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
+  grpcio-tools==1.85.4 protobuf==7.36.2)
+redocly_version=2.77.0
+contract_py="${LEMONADE_CONTRACT_PYTHON:-${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-tests/contract-python}"
+contract_node="${LEMONADE_CONTRACT_NODE:-${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-node}"
+if [ "$(cat "$contract_py/pins" 2>/dev/null)" != "${contract_py_pins[*]}" ]; then
+  echo "installing ${contract_py_pins[*]} into $contract_py"
+  rm -rf "$contract_py"
+  python3 -m venv "$contract_py"
+  "$contract_py/bin/pip" install --quiet --disable-pip-version-check "${contract_py_pins[@]}"
+  echo "${contract_py_pins[*]}" >"$contract_py/pins"
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  echo "installing: nodejs npm"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# Redocly CLI 2 runs on Node.js 20.19+ or 22.12+.
+node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+  process.exit(a >= 22 || (a === 20 && b >= 19) ? 0 : 1)' || {
+  echo "Redocly CLI needs Node.js 20.19+ or 22.12+; this is $(node --version)" >&2
+  exit 1
+}
+if [ "$("$contract_node/node_modules/.bin/redocly" --version 2>/dev/null | head -n1)" != "$redocly_version" ]; then
+  echo "installing @redocly/cli $redocly_version into $contract_node"
+  mkdir -p "$contract_node"
+  npm install --prefix "$contract_node" --save-exact --no-fund --no-audit --loglevel=error \
+    "@redocly/cli@$redocly_version"
+fi
+export LEMONADE_CONTRACT_PYTHON="$contract_py" LEMONADE_CONTRACT_NODE="$contract_node"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install a current Rust toolchain (https://rustup.rs), then run this again" >&2
