@@ -105,6 +105,13 @@ async fn read_api_against_dovecot() {
     assert_eq!(m.from.as_ref().unwrap().name, "Jürgen Müller");
     assert!(m.preview.contains("Schöne Grüße"), "{}", m.preview);
     assert_eq!(m.message_id, "latin1@example.org");
+    assert_eq!(m.date, "2024-01-01T09:00:00Z");
+    // No Date header: the arrival time, written the same way.
+    let d = &by_uid(broken).date;
+    assert!(
+        d.len() == 20 && d.starts_with("20") && d.ends_with('Z'),
+        "{d}"
+    );
     let m = by_uid(alt);
     assert_eq!(m.subject, "Re: Über den Plan");
     assert_eq!(m.in_reply_to, "latin1@example.org");
@@ -135,6 +142,8 @@ async fn read_api_against_dovecot() {
         "{}",
         msg.text
     );
+    assert_eq!(msg.date, "2024-01-01T09:00:00Z");
+    assert!(!msg.text.contains('\r'), "{:?}", msg.text);
     let msg: pb::GetMessageResponse =
         get_both(&g, &format!("/v1/messages/INBOX/{alt}"), &token).await;
     assert_eq!(msg.text_part, "1");

@@ -26,6 +26,7 @@ impl From<ReadError> for ApiError {
             ReadError::PartNotFound(_) => (StatusCode::NOT_FOUND, "part_not_found"),
             ReadError::ResyncRequired(_) => (StatusCode::GONE, "resync_required"),
             ReadError::BadState => (StatusCode::BAD_REQUEST, "invalid_state"),
+            ReadError::BadCursor => (StatusCode::BAD_REQUEST, "invalid_cursor"),
             ReadError::Invalid(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, *code),
             ReadError::RangeNotSatisfiable(_) => {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
@@ -329,6 +330,8 @@ pub struct SearchParams {
     unseen: Option<bool>,
     flagged: Option<bool>,
     limit: Option<u32>,
+    /// `next_cursor` of the page before; empty or absent for the first page.
+    cursor: Option<String>,
 }
 
 /// `YYYY-MM-DD` as an IMAP date (`1-Feb-2024`).
@@ -394,7 +397,8 @@ pub async fn search(
     };
     let limit = limit(&s, q.limit, 20)?;
     let mut session = s.pool.session(&id).await?;
-    let r = ops::search(&mut session, &mailbox, &query, limit).await?;
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
+    let r = ops::search(&mut session, &mailbox, &query, limit, cursor).await?;
     Ok(f.respond(StatusCode::OK, &r))
 }
 

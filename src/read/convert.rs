@@ -65,7 +65,7 @@ fn first_text(v: &HeaderValue<'_>) -> String {
 }
 
 /// Seconds since the epoch of an IMAP INTERNALDATE (`17-Jul-1996 02:44:25 -0700`).
-pub fn internal_date_secs(date: &str) -> Option<u32> {
+pub fn internal_date_secs(date: &str) -> Option<i64> {
     let format = time::format_description::parse_borrowed::<1>(
         "[day padding:space]-[month repr:short case_sensitive:false]-[year] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]",
     )
@@ -78,7 +78,34 @@ pub fn internal_date_secs(date: &str) -> Option<u32> {
         date.to_string()
     };
     let t = time::OffsetDateTime::parse(&date, &format).ok()?;
-    u32::try_from(t.unix_timestamp()).ok()
+    Some(t.unix_timestamp())
+}
+
+/// Seconds since the epoch as the API writes times: RFC 3339 in UTC with
+/// whole seconds (`2026-12-07T06:40:48Z`); `None` outside years 0 to 9999.
+pub fn rfc3339(unix_secs: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(unix_secs)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// `text` with CRLF and lone CR made LF: text returned to clients has one
+/// kind of line ending, whatever the sender's transfer encoding kept.
+pub fn lf_lines(text: String) -> String {
+    if !text.contains('\r') {
+        return text;
+    }
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// A Message-ID as the API gives it: without the angle brackets (and the
+/// spaces) around it, whatever the header parser left.
+pub fn bare_message_id(id: &str) -> String {
+    let id = id.trim();
+    let id = id.strip_prefix('<').unwrap_or(id);
+    let id = id.strip_suffix('>').unwrap_or(id);
+    clean_text(id)
 }
 
 /// The message's headers, parsed.
@@ -93,14 +120,15 @@ impl<'a> Headers<'a> {
         }
     }
 
-    /// Date header as epoch seconds, else `fallback`.
-    pub fn date(&self, fallback: Option<u32>) -> u32 {
+    /// The Date header as RFC 3339 UTC, else `fallback` (epoch seconds)
+    /// so; "" when neither can be written.
+    pub fn date(&self, fallback: Option<i64>) -> String {
         self.message
             .as_ref()
             .and_then(|m| m.date())
-            .and_then(|d| u32::try_from(d.to_timestamp()).ok())
-            .or(fallback)
-            .unwrap_or(0)
+            .and_then(|d| rfc3339(d.to_timestamp()))
+            .or_else(|| fallback.and_then(rfc3339))
+            .unwrap_or_default()
     }
 
     pub fn from(&self) -> Option<pb::Address> {
@@ -130,17 +158,18 @@ impl<'a> Headers<'a> {
     }
 
     pub fn message_id(&self) -> String {
-        self.message
-            .as_ref()
-            .and_then(|m| m.message_id())
-            .unwrap_or("")
-            .to_string()
+        bare_message_id(
+            self.message
+                .as_ref()
+                .and_then(|m| m.message_id())
+                .unwrap_or(""),
+        )
     }
 
     pub fn in_reply_to(&self) -> String {
         self.message
             .as_ref()
-            .map(|m| first_text(m.in_reply_to()))
+            .map(|m| bare_message_id(&first_text(m.in_reply_to())))
             .unwrap_or_default()
     }
 
@@ -149,12 +178,15 @@ impl<'a> Headers<'a> {
             return Vec::new();
         };
         let refs = m.references();
-        if let Some(list) = refs.as_text_list() {
-            return list.iter().map(|s| s.to_string()).collect();
-        }
-        refs.as_text()
-            .map(|s| vec![s.to_string()])
-            .unwrap_or_default()
+        let ids: Vec<&str> = match (refs.as_text_list(), refs.as_text()) {
+            (Some(list), _) => list.iter().map(|s| s.as_ref()).collect(),
+            (None, Some(one)) => vec![one],
+            (None, None) => Vec::new(),
+        };
+        ids.into_iter()
+            .map(bare_message_id)
+            .filter(|id| !id.is_empty())
+            .collect()
     }
 }
 
@@ -245,11 +277,11 @@ pub fn part_text(part: &Part, raw: &[u8]) -> String {
     .into_bytes();
     message.extend_from_slice(raw);
     let Some(parsed) = MessageParser::default().parse(&message) else {
-        return String::from_utf8_lossy(raw).into_owned();
+        return lf_lines(String::from_utf8_lossy(raw).into_owned());
     };
     parsed
         .body_text(0)
-        .map(|t| t.into_owned())
+        .map(|t| lf_lines(t.into_owned()))
         .unwrap_or_default()
 }
 
@@ -294,6 +326,10 @@ mod tests {
             internal_date_secs("17-Jul-1996 02:44:25 -0700"),
             Some(837596665)
         );
+        assert_eq!(rfc3339(837596665).as_deref(), Some("1996-07-17T09:44:25Z"));
+        assert_eq!(rfc3339(1796625648).as_deref(), Some("2026-12-07T06:40:48Z"));
+        assert_eq!(rfc3339(-86400).as_deref(), Some("1969-12-31T00:00:00Z"));
+        assert_eq!(rfc3339(i64::MAX), None);
         assert_eq!(
             internal_date_secs(" 1-Jan-2024 00:00:00 +0000"),
             Some(1704067200)
@@ -316,7 +352,7 @@ mod tests {
             ..Default::default()
         };
         let s = summary(&m);
-        assert_eq!(s.date, 1704067200);
+        assert_eq!(s.date, "2024-01-01T00:00:00Z");
         assert_eq!(s.from.as_ref().unwrap().name, "Jörg");
         assert_eq!(s.to.len(), 2);
         assert_eq!(s.subject, "Über");
@@ -346,5 +382,69 @@ mod tests {
         let mut s = "aé".to_string();
         assert!(truncate(&mut s, 2));
         assert_eq!(s, "a");
+    }
+
+    #[test]
+    fn body_text_has_lf_line_endings_whatever_the_transfer_encoding() {
+        use base64::Engine;
+        let plain = |encoding: &str| Part {
+            mime: "text/plain".into(),
+            charset: "utf-8".into(),
+            encoding: encoding.into(),
+            ..Default::default()
+        };
+        let want = "Line one\nLine two\n\nLine four\nend";
+        let crlf = "Line one\r\nLine two\r\n\r\nLine four\rend";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(crlf);
+        assert_eq!(part_text(&plain("base64"), b64.as_bytes()), want);
+        // Encoded CRLF (=0D=0A) as well as literal line breaks.
+        let qp = b"Line one=0D=0ALine two\r\n\r\nLine four=0Dend";
+        assert_eq!(part_text(&plain("quoted-printable"), qp), want);
+        assert_eq!(part_text(&plain("8bit"), crlf.as_bytes()), want);
+        let latin1 = Part {
+            charset: "iso-8859-1".into(),
+            ..plain("base64")
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"Gr\xfc\xdfe\r\nK\xf6ln\r\n");
+        assert_eq!(part_text(&latin1, b64.as_bytes()), "Grüße\nKöln\n");
+        let html = Part {
+            mime: "text/html".into(),
+            ..plain("quoted-printable")
+        };
+        let t = part_text(&html, b"<p>One</p>\r\n<pre>a\r\nb\rc</pre>=0D=0A");
+        assert!(!t.contains('\r'), "{t:?}");
+        assert_eq!(lf_lines("a\r\r\nb".into()), "a\n\nb");
+    }
+
+    fn headers_of(raw: &str) -> Headers<'_> {
+        Headers::parse(raw.as_bytes())
+    }
+
+    #[test]
+    fn message_ids_come_without_angle_brackets() {
+        let h = headers_of(
+            "Message-ID: <abc@example.org>\r\nIn-Reply-To: <p1@example.org>\r\n\
+             References: <r1@example.org> <r2@example.org>\r\n <p1@example.org>\r\n\r\n",
+        );
+        assert_eq!(h.message_id(), "abc@example.org");
+        assert_eq!(h.in_reply_to(), "p1@example.org");
+        assert_eq!(
+            h.references(),
+            vec!["r1@example.org", "r2@example.org", "p1@example.org"]
+        );
+        // Ids written without brackets, with spaces or a comment.
+        let h = headers_of(
+            "Message-ID: bare@example.org\r\nIn-Reply-To:  < spaced@example.org >\r\n\
+             References: <one@example.org>\r\n\r\n",
+        );
+        assert_eq!(h.message_id(), "bare@example.org");
+        assert!(!h.in_reply_to().contains(['<', '>']), "{}", h.in_reply_to());
+        assert_eq!(h.references(), vec!["one@example.org"]);
+        let h = headers_of("In-Reply-To: <x@example.org> (Ann's message)\r\n\r\n");
+        assert_eq!(h.in_reply_to(), "x@example.org");
+        assert_eq!(h.message_id(), "");
+        assert!(h.references().is_empty());
+        assert_eq!(bare_message_id(" <a@b> "), "a@b");
+        assert_eq!(bare_message_id("a@b"), "a@b");
     }
 }

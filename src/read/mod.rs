@@ -6,11 +6,13 @@
 //!  api/mail.rs ──▶ ops.rs (one function per endpoint) ──▶ imap (fetch.rs, modify.rs)
 //!                    │ convert.rs (headers, text)  structure.rs (MIME parts)
 //!                    │ state.rs (delta-sync tokens) range.rs (HTTP Range)
+//!                    │ cursor.rs (search pages)
 //!                    │ part.rs (part downloads, in pieces; decode.rs)
 //!                    └─ pool.rs: sessions per account, closed when idle
 //! ```
 
 pub mod convert;
+pub mod cursor;
 pub mod decode;
 pub mod ops;
 pub mod part;
@@ -48,6 +50,9 @@ pub enum ReadError {
     /// Not a state token of ours.
     #[error("not a valid state token")]
     BadState,
+    /// Not a cursor of this search in this mailbox.
+    #[error("not a cursor of this search: search again without one")]
+    BadCursor,
     /// A request value is unusable; the code names it.
     #[error("{1}")]
     Invalid(&'static str, String),

@@ -3,6 +3,7 @@
 //! answer reflects the server's state at that moment.
 
 use super::convert::{self, summary_items};
+use super::cursor::SearchCursor;
 use super::state::StateToken;
 use super::structure;
 use super::ReadError;
@@ -460,23 +461,46 @@ pub async fn delete_messages(
     Ok(pb::BatchResponse { uids })
 }
 
-/// GET /v1/search
+/// GET /v1/search: the page of at most `limit` matches, newest first,
+/// after `cursor` (from the page before).
 pub async fn search(
     c: &mut ImapClient,
     mailbox: &str,
     query: &SearchQuery,
     limit: u32,
+    cursor: Option<&str>,
 ) -> Result<pb::SearchResponse, ReadError> {
     let criteria =
         search_criteria(query).map_err(|e| ReadError::Invalid("invalid_query", e.to_string()))?;
-    open(c, mailbox, false).await?;
+    let cursor = cursor
+        .map(|t| SearchCursor::decode(t, mailbox, query).ok_or(ReadError::BadCursor))
+        .transpose()?;
+    let status = open(c, mailbox, false).await?;
+    if cursor.is_some_and(|k| k.uidvalidity != status.uidvalidity) {
+        return Err(ReadError::ResyncRequired(
+            "the mailbox's UIDVALIDITY changed: search again without a cursor",
+        ));
+    }
     let mut uids = c.uid_search(criteria).await?;
+    let total = uids.len() as u32;
+    // Only matches older than the last one served: mail that arrived since
+    // has higher UIDs and does not shift the pages.
+    if let Some(k) = cursor {
+        uids.retain(|&u| u < k.last_uid);
+    }
     uids.reverse();
     let take = uids.len().min(limit as usize);
     let messages = summaries(c, &uids[..take]).await?;
+    let next_cursor = match uids[..take].last() {
+        Some(&last) if uids.len() > take => {
+            SearchCursor::new(mailbox, query, status.uidvalidity, last).encode()
+        }
+        _ => String::new(),
+    };
     Ok(pb::SearchResponse {
-        total: uids.len() as u32,
         uids,
         messages,
+        total,
+        next_cursor,
     })
 }
