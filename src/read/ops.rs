@@ -6,6 +6,7 @@ use super::convert::{self, summary_items};
 use super::state::StateToken;
 use super::structure;
 use super::ReadError;
+use crate::error_code::ErrorCode;
 use crate::imap::budget::{BASE_BUDGET, STRUCTURE_BUDGET};
 use crate::imap::{
     search_criteria, uid_set, Command, ImapClient, ImapError, MailboxStatus, SearchQuery,
@@ -47,7 +48,7 @@ pub(super) async fn open(
 pub fn check_mailbox(name: &str) -> Result<(), ReadError> {
     if name.is_empty() || name.len() > 1024 || name.chars().any(char::is_control) {
         return Err(ReadError::Invalid(
-            "invalid_mailbox",
+            ErrorCode::InvalidMailbox,
             "mailbox name is empty, too long or has control characters".into(),
         ));
     }
@@ -57,7 +58,7 @@ pub fn check_mailbox(name: &str) -> Result<(), ReadError> {
 fn check_uids(uids: &[u32]) -> Result<(), ReadError> {
     if uids.is_empty() || uids.len() > MAX_BATCH || uids.contains(&0) {
         return Err(ReadError::Invalid(
-            "invalid_uids",
+            ErrorCode::InvalidUids,
             format!("uids must name 1 to {MAX_BATCH} messages, none 0"),
         ));
     }
@@ -400,7 +401,7 @@ pub async fn set_flags(
     check_uids(&req.uids)?;
     if req.add.is_empty() && req.remove.is_empty() {
         return Err(ReadError::Invalid(
-            "invalid_flags",
+            ErrorCode::InvalidFlags,
             "give flags to add or remove".into(),
         ));
     }
@@ -411,7 +412,7 @@ pub async fn set_flags(
         .find(|f| !crate::imap::valid_flag(f))
     {
         return Err(ReadError::Invalid(
-            "invalid_flags",
+            ErrorCode::InvalidFlags,
             format!("not a flag: {bad:?}"),
         ));
     }
@@ -467,8 +468,8 @@ pub async fn search(
     query: &SearchQuery,
     limit: u32,
 ) -> Result<pb::SearchResponse, ReadError> {
-    let criteria =
-        search_criteria(query).map_err(|e| ReadError::Invalid("invalid_query", e.to_string()))?;
+    let criteria = search_criteria(query)
+        .map_err(|e| ReadError::Invalid(ErrorCode::InvalidSearch, e.to_string()))?;
     open(c, mailbox, false).await?;
     let mut uids = c.uid_search(criteria).await?;
     uids.reverse();
