@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod error_code;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod imap;

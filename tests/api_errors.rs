@@ -7,6 +7,8 @@ mod support;
 #[path = "contract/mod.rs"]
 mod contract;
 
+use lemonade::error_code::ErrorCode;
+use reqwest::Method;
 use serde_json::{json, Value};
 use support::api::{error_code, raw_post, stored_accounts};
 use support::dovecot::Dovecot;
@@ -86,7 +88,7 @@ async fn registration_refuses_bad_credentials_and_servers_and_stores_nothing() {
     let mut bad_security = account_body(host, port, "alice", "secret");
     bad_security["imap"]["security"] = json!("carrier-pigeon");
     let (status, body) = gateway.post("/v1/accounts", None, &bad_security).await;
-    assert_eq!((status, error_code(&body)), (422, "invalid_body"), "{body}");
+    assert_eq!((status, error_code(&body)), (400, "invalid_body"), "{body}");
 
     let (status, body) = raw_post(
         &gateway,
@@ -299,7 +301,7 @@ async fn tokens_and_devices_are_checked() {
             &json!({"subscription": good, "payload": "everything"}),
         )
         .await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!((status, error_code(&body)), (400, "invalid_body"), "{body}");
     let (status, _) = gateway
         .post(
             "/v1/devices",
@@ -478,24 +480,81 @@ async fn every_error_answer_is_json() {
         (413, "body_too_large"),
         "{body}"
     );
-    let (status, body) = gateway
-        .get("/v1/messages/INBOX/not-a-uid", Some(&token))
-        .await;
-    assert_eq!((status, error_code(&body)), (400, "invalid_path"), "{body}");
-    let (status, body) = gateway
-        .get("/v1/messages/INBOX/not-a-uid/parts/1", Some(&token))
-        .await;
-    assert_eq!((status, error_code(&body)), (400, "invalid_path"), "{body}");
+    for path in [
+        "/v1/messages/INBOX/not-a-uid",
+        "/v1/messages/INBOX/not-a-uid/parts/1",
+    ] {
+        let response = gateway.http.get(gateway.at(path)).bearer_auth(&token);
+        expect_error(response.send().await.unwrap(), "invalid_path").await;
+    }
+
+    // Routing: an unknown path, with a token or without, and a method a
+    // route does not take (with `Allow` kept).
+    for path in ["/v1/no/such/route", "/v2/mailboxes", "/"] {
+        let response = gateway.http.get(gateway.at(path)).send().await.unwrap();
+        expect_error(response, "not_found").await;
+        let response = gateway.http.get(gateway.at(path)).bearer_auth(&token);
+        expect_error(response.send().await.unwrap(), "not_found").await;
+    }
     let response = gateway
         .http
         .delete(gateway.at("/v1/push/vapid"))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 405);
-    assert!(response.headers().contains_key("allow"));
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(error_code(&body), "method_not_allowed", "{body}");
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET"), "{allow}");
+    expect_error(response, "method_not_allowed").await;
+    let response = gateway
+        .http
+        .put(gateway.at("/v1/messages/INBOX/1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, "method_not_allowed").await;
+
+    // A body of the wrong shape is a 400 naming the field, whichever way
+    // the route decodes it (protobuf JSON, serde, the send request).
+    let unknown_field: [(Method, &str, Value); 3] = [
+        (
+            Method::POST,
+            "/v1/messages/flags",
+            json!({"mailbox": "INBOX", "uids": [1], "add": ["\\Seen"], "colour": "red"}),
+        ),
+        (
+            Method::PUT,
+            "/v1/send/settings",
+            json!({"save_sent": true, "colour": "red"}),
+        ),
+        (
+            Method::POST,
+            "/v1/send",
+            json!({"to": ["bob@test.local"], "subject": "s", "text": "t", "colour": "red"}),
+        ),
+    ];
+    for (method, path, body) in unknown_field {
+        let request = gateway.http.request(method, gateway.at(path));
+        let response = request
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let answer = expect_error(response, "invalid_body").await;
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("colour"), "{path}: {message}");
+    }
+    let wrong_type = json!({"mailbox": "INBOX", "uids": "all", "add": ["\\Seen"]});
+    let response = gateway
+        .http
+        .post(gateway.at("/v1/messages/flags"))
+        .bearer_auth(&token)
+        .json(&wrong_type)
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, "invalid_body").await;
     gateway.stop().await;
 
     // A server that accepts and never greets holds a registration past the
@@ -525,4 +584,24 @@ async fn every_error_answer_is_json() {
     );
     holder.abort();
     gateway.stop().await;
+}
+
+/// Asserts that `response` is the JSON error object with `code`, answered
+/// with the status the error catalogue gives that code; returns the body.
+async fn expect_error(response: reqwest::Response, code: &str) -> Value {
+    let status = response.status();
+    let url = response.url().path().to_owned();
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{url}: {content_type}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), code, "{url}: {body}");
+    let listed: ErrorCode = code.parse().expect("a code of the catalogue");
+    assert_eq!(status, listed.status(), "{url}: {body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    body
 }

@@ -340,15 +340,15 @@ async fn bad_input_is_refused_and_changes_nothing() {
         ),
         (
             ok(json!({"attachments": [{"what": 1}]})),
-            422,
+            400,
             "invalid_body",
         ),
-        (json!([1, 2]), 422, "invalid_body"),
+        (json!([1, 2]), 400, "invalid_body"),
         // A misspelt field would be ignored: it is refused, by name.
-        (ok(json!({"subjet": "typo"})), 422, "invalid_body"),
+        (ok(json!({"subjet": "typo"})), 400, "invalid_body"),
         (
             ok(json!({"in_reply_to": {"mailbox": "INBOX", "uid": 1, "x": 1}})),
-            422,
+            400,
             "invalid_body",
         ),
     ];

@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::registration_limit::Reservation;
 use super::{ApiJson, AppState};
 use crate::error::ErrorClass;
+use crate::error_code::ErrorCode;
 use crate::imap::{ImapClient, ImapError};
 use crate::net::{self, NetError, Upstream};
 use crate::send::outbox::HELO_NAME;
@@ -88,26 +89,25 @@ fn validate_server(
     allow_plaintext: bool,
 ) -> Result<(), ApiError> {
     if !validate_host(&server.host) {
-        return Err(ApiError::invalid(
-            "invalid_host",
+        return Err(ApiError::new(
+            ErrorCode::InvalidHost,
             format!("{which}.host is not a valid host name or address"),
         ));
     }
     if server.port == 0 {
-        return Err(ApiError::invalid(
-            "invalid_port",
+        return Err(ApiError::new(
+            ErrorCode::InvalidPort,
             format!("{which}.port must be 1-65535"),
         ));
     }
     if !text_ok(&server.username, 1024) || !text_ok(&server.password, 1024) {
-        return Err(ApiError::invalid(
-            "invalid_credentials",
+        return Err(ApiError::new(ErrorCode::InvalidCredentials,
             format!("{which}.username and {which}.password must be 1-1024 characters without control characters"),
         ));
     }
     if server.security == Security::Plain && !allow_plaintext {
-        return Err(ApiError::invalid(
-            "plaintext_not_allowed",
+        return Err(ApiError::new(
+            ErrorCode::PlaintextNotAllowed,
             format!("{which}.security must be tls or starttls (plaintext upstreams are disabled)"),
         ));
     }
@@ -144,8 +144,8 @@ pub async fn create(
     ApiJson(input): ApiJson<CreateAccount>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !validate_email(&input.email) {
-        return Err(ApiError::invalid(
-            "invalid_email",
+        return Err(ApiError::new(
+            ErrorCode::InvalidEmail,
             "email is not a valid address",
         ));
     }
@@ -193,8 +193,7 @@ async fn reserve_registration(
         .map(Some)
         .map_err(|wait| {
             ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_registrations",
+                ErrorCode::TooManyRegistrations,
                 "too many accounts were registered from this client; try again later",
             )
             .retry_after(wait)
@@ -249,8 +248,8 @@ async fn store_account(
         tracing::info!(account = %id, "account registered");
         return Ok((id, token));
     }
-    Err(ApiError::unavailable(
-        "registration_conflict",
+    Err(ApiError::new(
+        ErrorCode::RegistrationConflict,
         "this login is being registered and deleted at once; try again",
     ))
 }
@@ -298,9 +297,7 @@ async fn check_imap_login(
     let guard = &state.login_guard;
     let (host, port, user) = (&server.host, server.port, &server.username);
     if let Err(wait) = guard.check(client, host, port, user).await {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_failed_logins",
+        return Err(ApiError::new(ErrorCode::TooManyFailedLogins,
             "IMAP logins were refused too often, for this login or from this client; try again later",
         )
         .retry_after(wait));
@@ -334,7 +331,7 @@ async fn check_smtp_host(state: &AppState, server: &ServerInput) -> Result<(), A
     let timeout = Duration::from_secs(state.config.upstream.connect_timeout_secs);
     match tokio::time::timeout(timeout, net::resolve(&server.host, server.port, true)).await {
         Ok(Err(e @ NetError::PrivateAddress { .. })) => {
-            Err(ApiError::invalid("smtp_host_not_public", e.to_string()))
+            Err(ApiError::new(ErrorCode::SmtpHostNotPublic, e.to_string()))
         }
         _ => Ok(()),
     }
@@ -375,37 +372,33 @@ fn check_failed(
     let (name, not_public, auth_failed, unreachable, unusable) = match server {
         Checked::Imap => (
             "IMAP",
-            "imap_host_not_public",
-            "imap_auth_failed",
-            "imap_unreachable",
-            "imap_error",
+            ErrorCode::ImapHostNotPublic,
+            ErrorCode::ImapAuthFailed,
+            ErrorCode::ImapUnreachable,
+            ErrorCode::ImapError,
         ),
         Checked::Smtp => (
             "SMTP",
-            "smtp_host_not_public",
-            "smtp_auth_failed",
-            "smtp_unreachable",
-            "smtp_error",
+            ErrorCode::SmtpHostNotPublic,
+            ErrorCode::SmtpAuthFailed,
+            ErrorCode::SmtpUnreachable,
+            ErrorCode::SmtpError,
         ),
     };
     if private {
-        return ApiError::invalid(not_public, e.to_string());
+        return ApiError::new(not_public, e.to_string());
     }
     match class {
-        ErrorClass::Auth => ApiError::invalid(
+        ErrorClass::Auth => ApiError::new(
             auth_failed,
             format!("the {name} server refused the username or password"),
         ),
-        ErrorClass::Transient => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            unreachable,
-            format!("cannot reach the {name} server: {e}"),
-        ),
-        ErrorClass::Protocol | ErrorClass::Permanent => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            unusable,
-            format!("the {name} server cannot be used: {e}"),
-        ),
+        ErrorClass::Transient => {
+            ApiError::new(unreachable, format!("cannot reach the {name} server: {e}"))
+        }
+        ErrorClass::Protocol | ErrorClass::Permanent => {
+            ApiError::new(unusable, format!("the {name} server cannot be used: {e}"))
+        }
     }
 }
 

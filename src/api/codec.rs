@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::ApiError;
+use crate::error_code::ErrorCode;
 
 /// The protobuf media type.
 pub const PROTOBUF: &str = "application/x-protobuf";
@@ -69,12 +70,7 @@ impl Format {
                 Ok(body) => {
                     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
                 }
-                Err(e) => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "encoding_error",
-                    e.to_string(),
-                )
-                .into_response(),
+                Err(e) => ApiError::new(ErrorCode::EncodingError, e.to_string()).into_response(),
             },
         }
     }
@@ -116,35 +112,30 @@ where
             Some(t) if t.starts_with("application/") && t.ends_with("+json") => Format::Json,
             _ => {
                 return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "send application/json or application/x-protobuf",
                 ))
             }
         };
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "body_too_large", e.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await?;
         let value = match format {
-            Format::Protobuf => T::decode(bytes).map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed_protobuf", e.to_string())
-            })?,
-            Format::Json => serde_json::from_slice(&bytes).map_err(|e| {
-                let status = if e.is_data() {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                let code = if e.is_data() {
-                    "invalid_body"
-                } else {
-                    "malformed_json"
-                };
-                ApiError::new(status, code, e.to_string())
-            })?,
+            Format::Protobuf => T::decode(bytes)
+                .map_err(|e| ApiError::new(ErrorCode::MalformedProtobuf, e.to_string()))?,
+            Format::Json => serde_json::from_slice(&bytes).map_err(json_error)?,
         };
         Ok(Body(value))
     }
+}
+
+/// A JSON body that does not decode: `invalid_body` when it is JSON of the
+/// wrong shape (serde's message names the field), else `malformed_json`.
+pub fn json_error(e: serde_json::Error) -> ApiError {
+    let code = if e.is_data() {
+        ErrorCode::InvalidBody
+    } else {
+        ErrorCode::MalformedJson
+    };
+    ApiError::new(code, e.to_string())
 }
 
 /// Query parameters whose rejection is a 400 in our error format.
@@ -160,15 +151,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 }
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "unreadable query string",
-        )
-    })?)
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "unreadable query string"))?,
+    )
     .map(|q| q.0)
-    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+    .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))
 }
 
 #[cfg(test)]

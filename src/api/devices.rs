@@ -14,6 +14,7 @@ use serde_json::json;
 use super::auth::{new_id, AccountId};
 use super::error::ApiError;
 use super::{ApiJson, ApiPath, AppState};
+use crate::error_code::ErrorCode;
 use crate::imap::{ImapClient, ImapError};
 use crate::net::Upstream;
 use crate::notify::ece::validate_keys;
@@ -59,16 +60,16 @@ fn decode_key(value: &str) -> Option<Vec<u8>> {
 fn validate_mailboxes(input: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     let mailboxes = input.unwrap_or_else(|| vec![INBOX.to_string()]);
     if mailboxes.is_empty() || mailboxes.len() > MAX_MAILBOXES {
-        return Err(ApiError::invalid(
-            "invalid_mailboxes",
+        return Err(ApiError::new(
+            ErrorCode::InvalidMailboxes,
             format!("mailboxes must list 1 to {MAX_MAILBOXES} mailbox names"),
         ));
     }
     let mut out: Vec<String> = Vec::with_capacity(mailboxes.len());
     for name in mailboxes {
         if name.is_empty() || name.len() > 512 || name.chars().any(|c| c.is_control()) {
-            return Err(ApiError::invalid(
-                "invalid_mailboxes",
+            return Err(ApiError::new(
+                ErrorCode::InvalidMailboxes,
                 "mailbox names must be 1-512 bytes without control characters",
             ));
         }
@@ -93,17 +94,18 @@ pub async fn create(
     let endpoint = input.subscription.endpoint.trim().to_string();
     check_endpoint_resolves(&endpoint, state.config.push.allow_private_endpoints)
         .await
-        .map_err(|e| ApiError::invalid("invalid_endpoint", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidEndpoint, e.to_string()))?;
     let (Some(p256dh), Some(auth)) = (
         decode_key(&input.subscription.keys.p256dh),
         decode_key(&input.subscription.keys.auth),
     ) else {
-        return Err(ApiError::invalid(
-            "invalid_keys",
+        return Err(ApiError::new(
+            ErrorCode::InvalidKeys,
             "keys.p256dh and keys.auth must be base64url",
         ));
     };
-    validate_keys(&p256dh, &auth).map_err(|e| ApiError::invalid("invalid_keys", e.to_string()))?;
+    validate_keys(&p256dh, &auth)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidKeys, e.to_string()))?;
     let mailboxes = validate_mailboxes(input.mailboxes)?;
     check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
 
@@ -155,8 +157,8 @@ async fn store_device(
     match state.store.put_device(&device, most).await? {
         DeviceStored::Stored(id) => device.id = id,
         DeviceStored::TooMany => {
-            return Err(ApiError::invalid(
-                "too_many_devices",
+            return Err(ApiError::new(
+                ErrorCode::TooManyDevices,
                 format!(
                     "this account already has {most} devices, the most allowed; delete one first"
                 ),
@@ -223,8 +225,8 @@ async fn check_mailboxes_exist(
     }
     client.logout().await;
     match missing {
-        Some(mailbox) => Err(ApiError::invalid(
-            "unknown_mailbox",
+        Some(mailbox) => Err(ApiError::new(
+            ErrorCode::UnknownMailbox,
             format!("the IMAP server has no mailbox named {mailbox:?}"),
         )),
         None => Ok(()),
@@ -312,8 +314,7 @@ pub async fn test(
             &topic,
         )
         .await;
-    let refused =
-        |code, message: &str| ApiError::new(StatusCode::BAD_GATEWAY, code, message.to_string());
+    let refused = |code, message: &str| ApiError::new(code, message.to_string());
     match outcome {
         PushOutcome::Delivered => Ok(Json(json!({"delivered": true}))),
         PushOutcome::Gone => {
@@ -325,21 +326,20 @@ pub async fn test(
             })
             .await?;
             Err(ApiError::new(
-                StatusCode::GONE,
-                "device_gone",
+                ErrorCode::DeviceGone,
                 "the push service says this subscription is gone; the device was removed",
             ))
         }
         PushOutcome::Retry { .. } | PushOutcome::TimedOut => Err(refused(
-            "push_service_unavailable",
+            ErrorCode::PushServiceUnavailable,
             "the push service did not take the push now; try again later",
         )),
         PushOutcome::Blocked => Err(refused(
-            "push_endpoint_not_public",
+            ErrorCode::PushEndpointNotPublic,
             "the push endpoint resolves to a private address",
         )),
         PushOutcome::TooLarge | PushOutcome::Rejected { .. } => Err(refused(
-            "push_service_refused",
+            ErrorCode::PushServiceRefused,
             "the push service refused the push",
         )),
     }

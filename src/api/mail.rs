@@ -13,49 +13,42 @@ use super::codec::{Body, Format, Query};
 use super::error::ApiError;
 use super::{ApiPath, AppState};
 use crate::error::ErrorClass;
+use crate::error_code::ErrorCode;
 use crate::imap::{ImapError, SearchQuery};
 use crate::proto::v1 as pb;
 use crate::read::{ops, range, ReadError};
 
+/// The code of a read error.
+fn read_code(e: &ReadError) -> ErrorCode {
+    match e {
+        ReadError::MailboxNotFound(_) => ErrorCode::MailboxNotFound,
+        ReadError::MessageNotFound(_) => ErrorCode::MessageNotFound,
+        ReadError::PartNotFound(_) => ErrorCode::PartNotFound,
+        ReadError::ResyncRequired(_) => ErrorCode::ResyncRequired,
+        ReadError::BadState => ErrorCode::InvalidState,
+        ReadError::BadCursor => ErrorCode::InvalidCursor,
+        ReadError::Invalid(code, _) => *code,
+        ReadError::RangeNotSatisfiable(_) => ErrorCode::RangeNotSatisfiable,
+        ReadError::NoAccount => ErrorCode::Unauthorized,
+        ReadError::Imap(ImapError::Auth(_)) => ErrorCode::ImapAuthFailed,
+        ReadError::Imap(ImapError::InvalidArgument(_)) => ErrorCode::InvalidArgument,
+        ReadError::Imap(ImapError::Unsupported(_)) => ErrorCode::UnsupportedByServer,
+        ReadError::Imap(ImapError::No { .. } | ImapError::Bad { .. }) => ErrorCode::ImapRefused,
+        ReadError::Imap(ImapError::TooLarge(_)) => ErrorCode::ImapResponseTooLarge,
+        ReadError::Imap(_) => ErrorCode::ImapUnavailable,
+        ReadError::CoolingDown(_) => ErrorCode::ImapCoolingDown,
+        ReadError::Store(_) | ReadError::Seal(_) | ReadError::Poisoned => ErrorCode::InternalError,
+    }
+}
+
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
-        let message = e.to_string();
-        let (status, code) = match &e {
-            ReadError::MailboxNotFound(_) => (StatusCode::NOT_FOUND, "mailbox_not_found"),
-            ReadError::MessageNotFound(_) => (StatusCode::NOT_FOUND, "message_not_found"),
-            ReadError::PartNotFound(_) => (StatusCode::NOT_FOUND, "part_not_found"),
-            ReadError::ResyncRequired(_) => (StatusCode::GONE, "resync_required"),
-            ReadError::BadState => (StatusCode::BAD_REQUEST, "invalid_state"),
-            ReadError::BadCursor => (StatusCode::BAD_REQUEST, "invalid_cursor"),
-            ReadError::Invalid(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, *code),
-            ReadError::RangeNotSatisfiable(_) => {
-                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
-            }
-            ReadError::NoAccount => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ReadError::Imap(ImapError::Auth(_)) => (StatusCode::BAD_GATEWAY, "imap_auth_failed"),
-            ReadError::Imap(ImapError::InvalidArgument(_)) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument")
-            }
-            ReadError::Imap(ImapError::Unsupported(_)) => {
-                (StatusCode::NOT_IMPLEMENTED, "unsupported_by_server")
-            }
-            ReadError::Imap(ImapError::No { .. } | ImapError::Bad { .. }) => {
-                (StatusCode::BAD_GATEWAY, "imap_refused")
-            }
-            ReadError::Imap(ImapError::TooLarge(_)) => {
-                (StatusCode::BAD_GATEWAY, "imap_response_too_large")
-            }
-            ReadError::Imap(_) => (StatusCode::BAD_GATEWAY, "imap_unavailable"),
-            ReadError::CoolingDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "imap_cooling_down"),
-            ReadError::Store(_) | ReadError::Seal(_) | ReadError::Poisoned => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
-            }
-        };
+        let code = read_code(&e);
         let quiet = matches!(e, ReadError::CoolingDown(_));
-        if status.is_server_error() && e.class() != ErrorClass::Permanent && !quiet {
+        if code.status().is_server_error() && e.class() != ErrorClass::Permanent && !quiet {
             tracing::warn!(error = %e, "read request failed upstream");
         }
-        let mut err = ApiError::new(status, code, message);
+        let mut err = ApiError::new(code, e.to_string());
         match e {
             ReadError::RangeNotSatisfiable(total) => {
                 err.message = format!("range not satisfiable; the part has {total} bytes");
@@ -90,8 +83,8 @@ fn limit(s: &AppState, asked: Option<u32>, default: u32) -> Result<u32, ApiError
     match asked {
         None => Ok(default.min(max)),
         Some(n) if n >= 1 && n <= max => Ok(n),
-        Some(_) => Err(ApiError::invalid(
-            "invalid_limit",
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidLimit,
             format!("limit must be between 1 and {max}"),
         )),
     }
@@ -148,7 +141,7 @@ pub async fn message(
 ) -> Result<Response, ApiError> {
     let max_bytes = q.max_bytes.unwrap_or(s.config.read.default_text_bytes);
     if uid == 0 {
-        return Err(ApiError::invalid("invalid_uid", "UIDs start at 1"));
+        return Err(ApiError::new(ErrorCode::InvalidUid, "UIDs start at 1"));
     }
     let mut session = s.pool.session(&id).await?;
     let r = ops::get_message(&mut session, &mailbox, uid, max_bytes).await?;
@@ -164,23 +157,17 @@ pub async fn part(
 ) -> Result<Response, ApiError> {
     let requested = match headers.get(header::RANGE).map(|v| v.to_str()) {
         None => None,
-        Some(Ok(v)) => range::parse(v).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_range",
-                "unreadable Range header",
-            )
-        })?,
+        Some(Ok(v)) => range::parse(v)
+            .map_err(|_| ApiError::new(ErrorCode::InvalidRange, "unreadable Range header"))?,
         Some(Err(_)) => {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_range",
+                ErrorCode::InvalidRange,
                 "unreadable Range header",
             ))
         }
     };
     if uid == 0 {
-        return Err(ApiError::invalid("invalid_uid", "UIDs start at 1"));
+        return Err(ApiError::new(ErrorCode::InvalidUid, "UIDs start at 1"));
     }
     let mut session = s.pool.session(&id).await?;
     let download =
@@ -336,16 +323,14 @@ pub struct SearchParams {
 
 /// `YYYY-MM-DD` as an IMAP date (`1-Feb-2024`).
 fn imap_date(field: &'static str, value: &str) -> Result<String, ApiError> {
-    let format =
-        time::format_description::parse_borrowed::<1>("[year]-[month]-[day]").map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-        })?;
-    let date = time::Date::parse(value, &format)
-        .map_err(|_| ApiError::invalid("invalid_date", format!("{field} must be YYYY-MM-DD")))?;
+    let format = time::format_description::parse_borrowed::<1>("[year]-[month]-[day]")
+        .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
+    let date = time::Date::parse(value, &format).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidDate,
+            format!("{field} must be YYYY-MM-DD"),
+        )
+    })?;
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -369,8 +354,8 @@ pub async fn search(
     let text = |v: Option<String>, field: &'static str| -> Result<Option<String>, ApiError> {
         match v {
             Some(t) if t.is_empty() || t.len() > 1000 || t.chars().any(char::is_control) => {
-                Err(ApiError::invalid(
-                    "invalid_query",
+                Err(ApiError::new(
+                    ErrorCode::InvalidSearch,
                     format!("{field} must be 1 to 1000 characters of text"),
                 ))
             }

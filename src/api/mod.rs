@@ -44,6 +44,7 @@ pub(crate) use rejections::ApiPath;
 pub use uploads::remove_unnamed_files as remove_unnamed_upload_files;
 
 use crate::config::Config;
+use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
 use crate::net::TlsConnector;
 use crate::store::{Sealer, Store};
@@ -98,15 +99,14 @@ where
     tokio::spawn(work).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "a request's steps panicked");
         Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "the gateway failed to finish the request",
         ))
     })
 }
 
-/// A JSON body whose rejections become our error format (400 malformed,
-/// 413 too large, 415 wrong content type, 422 wrong shape).
+/// A JSON body whose rejections become our error format (400 malformed or
+/// of the wrong shape, 413 too large, 415 wrong content type).
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -269,9 +269,6 @@ mod tests {
             Ok(())
         })
         .await;
-        assert_eq!(
-            answer.unwrap_err().status,
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert_eq!(answer.unwrap_err().code, ErrorCode::InternalError);
     }
 }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::error_code::ErrorCode;
 
 /// Path parameters whose rejection is a 400 `invalid_path` in our format.
 pub struct ApiPath<T>(pub T);
@@ -34,20 +35,18 @@ where
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        let status = rejection.status();
-        let code = if status.is_client_error() {
-            "invalid_path"
+        let code = if rejection.status().is_client_error() {
+            ErrorCode::InvalidPath
         } else {
-            "internal_error"
+            ErrorCode::InternalError
         };
-        ApiError::new(status, code, rejection.body_text())
+        ApiError::new(code, rejection.body_text())
     }
 }
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
-        let status = rejection.status();
-        ApiError::new(status, code_for(status), rejection.body_text())
+        ApiError::new(code_for(rejection.status()), rejection.body_text())
     }
 }
 
@@ -60,8 +59,7 @@ pub async fn request_timeout(
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request was not answered within api.request_timeout_secs",
         )
         .into_response(),
@@ -89,7 +87,7 @@ pub async fn json_errors(response: Response) -> Response {
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
         .filter(|text| !text.is_empty());
     let message = text.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
-    let mut answer = ApiError::new(status, code_for(status), message).into_response();
+    let mut answer = ApiError::new(code_for(status), message).into_response();
     // Keep what else it said (`Allow` on a 405, `Retry-After`).
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -99,22 +97,41 @@ pub async fn json_errors(response: Response) -> Response {
     answer
 }
 
-/// The code of an error answer that only has its status.
-fn code_for(status: StatusCode) -> &'static str {
+/// The code of an error answer that only has its status: those axum
+/// gives (404, 405, body rejections); any other status becomes the generic
+/// code of its class, answered with that code's status.
+fn code_for(status: StatusCode) -> ErrorCode {
     match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::REQUEST_TIMEOUT => "request_timeout",
-        StatusCode::LENGTH_REQUIRED => "length_required",
-        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
-        StatusCode::BAD_GATEWAY => "bad_gateway",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        StatusCode::GATEWAY_TIMEOUT => "request_timeout",
-        s if s.is_server_error() => "internal_error",
-        _ => "bad_request",
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidBody,
+        StatusCode::GATEWAY_TIMEOUT => ErrorCode::RequestTimeout,
+        s if s.is_server_error() => ErrorCode::InternalError,
+        _ => ErrorCode::BadRequest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axum_statuses_keep_their_status_and_others_their_class() {
+        for status in [
+            StatusCode::NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::GATEWAY_TIMEOUT,
+        ] {
+            assert_eq!(code_for(status).status(), status);
+        }
+        assert_eq!(code_for(StatusCode::IM_A_TEAPOT), ErrorCode::BadRequest);
+        assert_eq!(
+            code_for(StatusCode::NOT_IMPLEMENTED),
+            ErrorCode::InternalError
+        );
     }
 }

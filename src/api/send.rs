@@ -14,18 +14,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::AccountId;
+use super::codec::json_error;
 use super::error::ApiError;
 use super::{ApiJson, ApiPath, AppState};
+use crate::error_code::ErrorCode;
 use crate::send::prepare::{prepare, PrepareError, SendRequest};
 use crate::store::send::{Created, SendJob, SendSettings};
 
 impl From<PrepareError> for ApiError {
     fn from(e: PrepareError) -> Self {
-        ApiError::new(
-            StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
-            e.code,
-            e.message,
-        )
+        ApiError::new(e.code, e.message)
     }
 }
 
@@ -77,8 +75,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_header",
+                ErrorCode::InvalidHeader,
                 "Idempotency-Key must be 1-255 printable ASCII characters",
             )
         })?;
@@ -123,24 +120,11 @@ pub async fn create(
         });
     if !is_json {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected Content-Type: application/json",
         ));
     }
-    let request: SendRequest = serde_json::from_slice(&body).map_err(|e| {
-        let status = if e.is_data() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        let code = if e.is_data() {
-            "invalid_body"
-        } else {
-            "malformed_json"
-        };
-        ApiError::new(status, code, e.to_string())
-    })?;
+    let request: SendRequest = serde_json::from_slice(&body).map_err(json_error)?;
     let account = state
         .store
         .account(&account_id)
@@ -227,8 +211,8 @@ pub async fn put_settings(
 ) -> Result<Response, ApiError> {
     if let Some(name) = &input.sent_mailbox {
         if name.is_empty() || name.len() > 1000 || name.chars().any(|c| c.is_control()) {
-            return Err(ApiError::invalid(
-                "invalid_mailbox",
+            return Err(ApiError::new(
+                ErrorCode::InvalidMailbox,
                 "sent_mailbox is empty or malformed",
             ));
         }

@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::http::StatusCode;
-
 use super::error::ApiError;
 use super::AppState;
+use crate::error_code::ErrorCode;
 
 /// Bytes that uploads still streaming may add, per account. Their records
 /// are written when they end, so without this parallel uploads would each
@@ -70,9 +69,7 @@ pub(super) async fn stored_bytes(state: &AppState, account: &str) -> Result<u64,
 }
 
 pub(super) fn quota_exceeded(quota: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::INSUFFICIENT_STORAGE,
-        "upload_quota_exceeded",
+    ApiError::new(ErrorCode::UploadQuotaExceeded,
         format!(
             "uploads of this account would exceed {quota} bytes; send or wait for old ones to expire"
         ),

@@ -28,6 +28,7 @@ use super::auth::AccountId;
 use super::error::ApiError;
 use super::upload_quota::{quota_exceeded, stored_bytes};
 use super::{ApiPath, AppState};
+use crate::error_code::ErrorCode;
 use crate::send::prepare::{new_id, upload_file, valid_id};
 use crate::store::send::UploadRecord;
 
@@ -41,8 +42,7 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> 
             .map(Some)
             .ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_header",
+                    ErrorCode::InvalidHeader,
                     format!("{name} must be a non-negative integer"),
                 )
             }),
@@ -84,13 +84,8 @@ fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
     let Some(header) = headers.get("upload-metadata") else {
         return Ok(out);
     };
-    let bad = |why: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_header",
-            format!("Upload-Metadata: {why}"),
-        )
-    };
+    let bad =
+        |why: &str| ApiError::new(ErrorCode::InvalidHeader, format!("Upload-Metadata: {why}"));
     let text = header.to_str().map_err(|_| bad("not ASCII"))?;
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once(' ').unwrap_or((pair, ""));
@@ -406,38 +401,29 @@ pub async fn patch(
     // to ask for the offset again later.
     let Some(_appending) = state.locks.try_lock(&appending_lock(&id)) else {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "upload_in_progress",
+            ErrorCode::UploadInProgress,
             "another request is appending to this upload; ask HEAD for the offset once it ends",
         ));
     };
     let mut upload = owned(&state, &account, &id).await?;
     count_what_arrived(&state, &mut upload).await?;
-    let offset = header_u64(&headers, "upload-offset")?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_header",
-            "Upload-Offset is required",
-        )
-    })?;
+    let offset = header_u64(&headers, "upload-offset")?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidHeader, "Upload-Offset is required"))?;
     if upload.complete() {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "upload_complete",
+            ErrorCode::UploadComplete,
             "the upload is complete already",
         ));
     }
     if offset != upload.offset {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "offset_mismatch",
+            ErrorCode::OffsetMismatch,
             format!("the upload is at offset {}", upload.offset),
         ));
     }
     let Some(length) = upload.length else {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_resumable",
+            ErrorCode::NotResumable,
             "only uploads created with Upload-Length can be continued",
         ));
     };
@@ -547,23 +533,17 @@ async fn finish_if_complete(
 fn cut_short(stalled: bool) -> ApiError {
     if stalled {
         ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "upload_stalled",
+            ErrorCode::UploadStalled,
             "no more of the body arrived for a while; what arrived of a resumable upload is kept",
         )
     } else {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "upload_interrupted",
-            "the request body ended early",
-        )
+        ApiError::new(ErrorCode::UploadInterrupted, "the request body ended early")
     }
 }
 
 fn too_large(max: u64) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "upload_too_large",
+        ErrorCode::UploadTooLarge,
         format!("uploads are limited to {max} bytes"),
     )
 }
@@ -571,8 +551,7 @@ fn too_large(max: u64) -> ApiError {
 fn io_error(e: std::io::Error) -> ApiError {
     tracing::error!(error = %e, "upload file error");
     ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "storage_error",
+        ErrorCode::StorageError,
         "the gateway could not write the upload",
     )
 }
@@ -611,11 +590,7 @@ mod tests {
         );
         for bad in ["filename !!!", "filename AA==", "filename Cg=="] {
             let err = metadata(&headers(&[("upload-metadata", bad)])).unwrap_err();
-            assert_eq!(
-                (err.status, err.code),
-                (StatusCode::BAD_REQUEST, "invalid_header"),
-                "{bad}"
-            );
+            assert_eq!(err.code, ErrorCode::InvalidHeader, "{bad}");
         }
         assert_eq!(metadata(&HeaderMap::new()).unwrap(), Metadata::default());
     }

@@ -24,6 +24,7 @@ pub mod structure;
 pub use pool::{PooledSession, SessionPool};
 
 use crate::error::ErrorClass;
+use crate::error_code::ErrorCode;
 use crate::imap::ImapError;
 use crate::store::{SealError, StoreError};
 
@@ -55,7 +56,7 @@ pub enum ReadError {
     BadCursor,
     /// A request value is unusable; the code names it.
     #[error("{1}")]
-    Invalid(&'static str, String),
+    Invalid(ErrorCode, String),
     /// The requested byte range lies outside the part (its size).
     #[error("range not satisfiable (size {0})")]
     RangeNotSatisfiable(u64),

@@ -7,6 +7,7 @@ use super::cursor::SearchCursor;
 use super::state::StateToken;
 use super::structure;
 use super::ReadError;
+use crate::error_code::ErrorCode;
 use crate::imap::budget::{BASE_BUDGET, STRUCTURE_BUDGET};
 use crate::imap::{
     search_criteria, uid_set, Command, ImapClient, ImapError, MailboxStatus, SearchQuery,
@@ -48,7 +49,7 @@ pub(super) async fn open(
 pub fn check_mailbox(name: &str) -> Result<(), ReadError> {
     if name.is_empty() || name.len() > 1024 || name.chars().any(char::is_control) {
         return Err(ReadError::Invalid(
-            "invalid_mailbox",
+            ErrorCode::InvalidMailbox,
             "mailbox name is empty, too long or has control characters".into(),
         ));
     }
@@ -58,7 +59,7 @@ pub fn check_mailbox(name: &str) -> Result<(), ReadError> {
 fn check_uids(uids: &[u32]) -> Result<(), ReadError> {
     if uids.is_empty() || uids.len() > MAX_BATCH || uids.contains(&0) {
         return Err(ReadError::Invalid(
-            "invalid_uids",
+            ErrorCode::InvalidUids,
             format!("uids must name 1 to {MAX_BATCH} messages, none 0"),
         ));
     }
@@ -401,7 +402,7 @@ pub async fn set_flags(
     check_uids(&req.uids)?;
     if req.add.is_empty() && req.remove.is_empty() {
         return Err(ReadError::Invalid(
-            "invalid_flags",
+            ErrorCode::InvalidFlags,
             "give flags to add or remove".into(),
         ));
     }
@@ -412,7 +413,7 @@ pub async fn set_flags(
         .find(|f| !crate::imap::valid_flag(f))
     {
         return Err(ReadError::Invalid(
-            "invalid_flags",
+            ErrorCode::InvalidFlags,
             format!("not a flag: {bad:?}"),
         ));
     }
@@ -470,8 +471,8 @@ pub async fn search(
     limit: u32,
     cursor: Option<&str>,
 ) -> Result<pb::SearchResponse, ReadError> {
-    let criteria =
-        search_criteria(query).map_err(|e| ReadError::Invalid("invalid_query", e.to_string()))?;
+    let criteria = search_criteria(query)
+        .map_err(|e| ReadError::Invalid(ErrorCode::InvalidSearch, e.to_string()))?;
     let cursor = cursor
         .map(|t| SearchCursor::decode(t, mailbox, query).ok_or(ReadError::BadCursor))
         .transpose()?;

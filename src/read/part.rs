@@ -8,6 +8,7 @@ use super::ops::open;
 use super::range::{ByteRange, RangeRequest};
 use super::structure::{self, Part};
 use super::ReadError;
+use crate::error_code::ErrorCode;
 use crate::imap::budget::{BASE_BUDGET, SMALL_BUDGET, STRUCTURE_BUDGET};
 use crate::imap::{ImapClient, ImapError};
 
@@ -64,7 +65,7 @@ pub fn check_part_id(id: &str) -> Result<(), ReadError> {
         Ok(())
     } else {
         Err(ReadError::Invalid(
-            "invalid_part",
+            ErrorCode::InvalidPart,
             format!("not a part specifier: {id}"),
         ))
     }

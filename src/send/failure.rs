@@ -4,6 +4,7 @@
 
 use super::spool::SpoolError;
 use crate::error::ErrorClass;
+use crate::error_code::ErrorCode;
 use crate::imap::ImapError;
 use crate::smtp::SmtpError;
 use crate::store::send::SendFailure;
@@ -18,14 +19,14 @@ pub(super) struct StepError {
 impl StepError {
     pub(super) fn new(
         class: ErrorClass,
-        code: &str,
+        code: ErrorCode,
         message: String,
         reply: Option<String>,
     ) -> Self {
         StepError {
             class,
             failure: SendFailure {
-                code: code.into(),
+                code: code.as_str().into(),
                 message,
                 smtp_reply: reply,
             },
@@ -36,9 +37,9 @@ impl StepError {
 impl From<ImapError> for StepError {
     fn from(e: ImapError) -> Self {
         let code = if e.class() == ErrorClass::Auth {
-            "imap_auth_failed"
+            ErrorCode::ImapAuthFailed
         } else {
-            "imap_error"
+            ErrorCode::ImapError
         };
         StepError::new(e.class(), code, e.to_string(), None)
     }
@@ -47,15 +48,15 @@ impl From<ImapError> for StepError {
 impl From<SmtpError> for StepError {
     fn from(e: SmtpError) -> Self {
         let code = match (&e, e.class()) {
-            (_, ErrorClass::Auth) => "smtp_auth_failed",
+            (_, ErrorClass::Auth) => ErrorCode::SmtpAuthFailed,
             (
                 SmtpError::Rejected {
                     command: "RCPT TO", ..
                 },
                 _,
-            ) => "recipient_rejected",
-            (SmtpError::Rejected { .. }, _) => "smtp_rejected",
-            _ => "smtp_error",
+            ) => ErrorCode::RecipientRejected,
+            (SmtpError::Rejected { .. }, _) => ErrorCode::SmtpRejected,
+            _ => ErrorCode::SmtpError,
         };
         let reply = e.reply().map(|r| r.text());
         StepError::new(e.class(), code, e.to_string(), reply)
@@ -66,12 +67,15 @@ impl From<SpoolError> for StepError {
     fn from(e: SpoolError) -> Self {
         match e {
             SpoolError::Imap(e) => e.into(),
-            SpoolError::Io(e) => {
-                StepError::new(ErrorClass::Transient, "spool_error", e.to_string(), None)
-            }
+            SpoolError::Io(e) => StepError::new(
+                ErrorClass::Transient,
+                ErrorCode::SpoolError,
+                e.to_string(),
+                None,
+            ),
             SpoolError::Gone(what) => StepError::new(
                 ErrorClass::Permanent,
-                "reference_gone",
+                ErrorCode::ReferenceGone,
                 format!("referenced message {what} no longer exists"),
                 None,
             ),
@@ -81,6 +85,11 @@ impl From<SpoolError> for StepError {
 
 impl From<StoreError> for StepError {
     fn from(e: StoreError) -> Self {
-        StepError::new(ErrorClass::Transient, "storage_error", e.to_string(), None)
+        StepError::new(
+            ErrorClass::Transient,
+            ErrorCode::StorageError,
+            e.to_string(),
+            None,
+        )
     }
 }

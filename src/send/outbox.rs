@@ -31,6 +31,7 @@ use super::plan::BurlMemory;
 use super::spool::{self, SpoolError};
 use crate::config::Config;
 use crate::error::ErrorClass;
+use crate::error_code::ErrorCode;
 use crate::imap::{with_submit_access, AppendPart, ImapClient, ImapError, MessageUrl};
 use crate::lease::LeaseGate;
 use crate::net::{TlsConnector, Upstream};
@@ -303,7 +304,7 @@ async fn drive_claimed(inner: &Inner, id: &str, mut conns: Connections) {
             // the send as done, with why the copy is not there.
             job.status = SendStatus::Done;
             job.error = Some(SendFailure {
-                code: "sent_copy_failed".into(),
+                code: ErrorCode::SentCopyFailed.as_str().into(),
                 ..err.failure
             });
             if save(inner, &job).await.is_err() {
@@ -351,7 +352,7 @@ async fn account(inner: &Inner, job: &SendJob) -> Result<AccountRecord, StepErro
         .ok_or_else(|| {
             StepError::new(
                 ErrorClass::Permanent,
-                "account_deleted",
+                ErrorCode::AccountDeleted,
                 "the account was deleted".into(),
                 None,
             )
@@ -369,7 +370,7 @@ async fn imap<'a>(
     conns.imap.as_mut().ok_or_else(|| {
         StepError::new(
             ErrorClass::Transient,
-            "imap_error",
+            ErrorCode::ImapError,
             "no connection".into(),
             None,
         )
@@ -435,7 +436,7 @@ async fn step(inner: &Inner, job: &mut SendJob, conns: &mut Connections) -> Resu
 fn missing_copy() -> StepError {
     StepError::new(
         ErrorClass::Permanent,
-        "sent_copy_gone",
+        ErrorCode::SentCopyGone,
         "the Sent copy disappeared before submission".into(),
         None,
     )

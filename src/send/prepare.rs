@@ -12,6 +12,7 @@ use super::compose::{self, Attachment, Draft};
 use super::outbox::{Connections, SendContext};
 use super::plan::{self, Probe};
 use crate::error::ErrorClass;
+use crate::error_code::ErrorCode;
 use crate::imap::{ImapClient, ImapError};
 use crate::read::structure::BodyStructure;
 use crate::store::send::{ByteCounts, SendJob, SendStatus, UploadRecord};
@@ -75,19 +76,27 @@ pub struct MessageRef {
     pub uid: u32,
 }
 
-/// Why a request was refused: an HTTP status, a code and a message.
+/// Why a request was refused: a code (which gives the HTTP status) and a
+/// message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct PrepareError {
-    pub status: u16,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl PrepareError {
-    /// Upstream trouble (502) may pass; everything else is the request's fault.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        PrepareError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Upstream or storage trouble (5xx) may pass; everything else is the
+    /// request's fault.
     pub fn class(&self) -> ErrorClass {
-        if self.status >= 500 {
+        if self.code.status().is_server_error() {
             ErrorClass::Transient
         } else {
             ErrorClass::Permanent
@@ -95,26 +104,14 @@ impl PrepareError {
     }
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> PrepareError {
-    PrepareError {
-        status: 422,
-        code,
-        message: message.into(),
-    }
-}
-
 fn upstream_error(which: &str, class: ErrorClass, e: impl std::fmt::Display) -> PrepareError {
-    let (status, code) = match (which, class) {
-        ("imap", ErrorClass::Auth) => (502, "imap_auth_failed"),
-        ("imap", _) => (502, "imap_unreachable"),
-        (_, ErrorClass::Auth) => (502, "smtp_auth_failed"),
-        _ => (502, "smtp_unreachable"),
+    let code = match (which, class) {
+        ("imap", ErrorClass::Auth) => ErrorCode::ImapAuthFailed,
+        ("imap", _) => ErrorCode::ImapUnreachable,
+        (_, ErrorClass::Auth) => ErrorCode::SmtpAuthFailed,
+        _ => ErrorCode::SmtpUnreachable,
     };
-    PrepareError {
-        status,
-        code,
-        message: format!("{which}: {e}"),
-    }
+    PrepareError::new(code, format!("{which}: {e}"))
 }
 
 impl From<ImapError> for PrepareError {
@@ -144,8 +141,8 @@ pub fn new_id() -> String {
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), PrepareError> {
     if value.len() > max {
-        return Err(invalid(
-            "invalid_field",
+        return Err(PrepareError::new(
+            ErrorCode::InvalidField,
             format!("{field} is longer than {max} bytes"),
         ));
     }
@@ -154,8 +151,8 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), PrepareError> 
 
 fn check_mailbox(name: &str) -> Result<(), PrepareError> {
     if name.is_empty() || name.len() > 1000 || name.chars().any(|c| c.is_control()) {
-        return Err(invalid(
-            "invalid_mailbox",
+        return Err(PrepareError::new(
+            ErrorCode::InvalidMailbox,
             "mailbox name is empty or malformed",
         ));
     }
@@ -169,8 +166,8 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
     for addr in all {
         count += 1;
         if !compose::valid_address(addr) {
-            return Err(invalid(
-                "invalid_address",
+            return Err(PrepareError::new(
+                ErrorCode::InvalidAddress,
                 format!(
                     "not a valid address: {:?}",
                     addr.chars().take(80).collect::<String>()
@@ -179,25 +176,31 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
         }
     }
     if count == 0 {
-        return Err(invalid("no_recipients", "to, cc or bcc must name someone"));
+        return Err(PrepareError::new(
+            ErrorCode::NoRecipients,
+            "to, cc or bcc must name someone",
+        ));
     }
     if count > MAX_RECIPIENTS {
-        return Err(invalid(
-            "too_many_recipients",
+        return Err(PrepareError::new(
+            ErrorCode::TooManyRecipients,
             format!("at most {MAX_RECIPIENTS} recipients"),
         ));
     }
     check_text("subject", &req.subject, 900)?;
     if req.subject.chars().any(|c| c.is_control()) {
-        return Err(invalid(
-            "invalid_field",
+        return Err(PrepareError::new(
+            ErrorCode::InvalidField,
             "subject contains control characters",
         ));
     }
     check_text("text", &req.text, 1 << 20)?;
     check_text("html", req.html.as_deref().unwrap_or(""), 1 << 20)?;
     if req.attachments.len() > 100 {
-        return Err(invalid("too_many_attachments", "at most 100 attachments"));
+        return Err(PrepareError::new(
+            ErrorCode::TooManyAttachments,
+            "at most 100 attachments",
+        ));
     }
     for a in &req.attachments {
         match a {
@@ -206,13 +209,16 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
                 filename,
             } => {
                 if !valid_id(upload_id) {
-                    return Err(invalid("unknown_upload", "no such upload"));
+                    return Err(PrepareError::new(
+                        ErrorCode::UnknownUpload,
+                        "no such upload",
+                    ));
                 }
                 if let Some(f) = filename {
                     check_text("filename", f, 255)?;
                     if f.chars().any(|c| c.is_control()) {
-                        return Err(invalid(
-                            "invalid_field",
+                        return Err(PrepareError::new(
+                            ErrorCode::InvalidField,
                             "filename contains control characters",
                         ));
                     }
@@ -227,8 +233,8 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
                         .split('.')
                         .all(|s| s.parse::<u32>().is_ok_and(|n| n > 0));
                 if !ok || part.uid == 0 {
-                    return Err(invalid(
-                        "unknown_part",
+                    return Err(PrepareError::new(
+                        ErrorCode::UnknownPart,
                         "part must be a section number such as 2 or 1.2",
                     ));
                 }
@@ -238,7 +244,10 @@ pub fn validate(req: &SendRequest) -> Result<(), PrepareError> {
     for m in req.in_reply_to.iter().chain(&req.forward) {
         check_mailbox(&m.mailbox)?;
         if m.uid == 0 {
-            return Err(invalid("unknown_message", "uid must be above 0"));
+            return Err(PrepareError::new(
+                ErrorCode::UnknownMessage,
+                "uid must be above 0",
+            ));
         }
     }
     Ok(())
@@ -256,8 +265,8 @@ pub async fn prepare(
 ) -> Result<(SendJob, Connections), PrepareError> {
     validate(req)?;
     if account.smtp.is_none() {
-        return Err(invalid(
-            "no_smtp_server",
+        return Err(PrepareError::new(
+            ErrorCode::NoSmtpServer,
             "the account was registered without an SMTP server",
         ));
     }
@@ -273,12 +282,17 @@ pub async fn prepare(
                 .store
                 .upload(upload_id)
                 .await
-                .map_err(|_| invalid("storage_error", "cannot read uploads"))?
+                .map_err(|_| PrepareError::new(ErrorCode::StorageError, "cannot read uploads"))?
                 .filter(|u| u.account_id == account.id && u.expires_ms > now_ms)
-                .ok_or_else(|| invalid("unknown_upload", format!("no such upload: {upload_id}")))?;
+                .ok_or_else(|| {
+                    PrepareError::new(
+                        ErrorCode::UnknownUpload,
+                        format!("no such upload: {upload_id}"),
+                    )
+                })?;
             if !record.complete() {
-                return Err(invalid(
-                    "upload_incomplete",
+                return Err(PrepareError::new(
+                    ErrorCode::UploadIncomplete,
                     format!("upload {upload_id} is not complete"),
                 ));
             }
@@ -310,11 +324,10 @@ pub async fn prepare(
 
     // Anything refused from here on closes the sessions politely.
     let job = async {
-        let settings = ctx
-            .store
-            .send_settings(&account.id)
-            .await
-            .map_err(|_| invalid("storage_error", "cannot read send settings"))?;
+        let settings =
+            ctx.store.send_settings(&account.id).await.map_err(|_| {
+                PrepareError::new(ErrorCode::StorageError, "cannot read send settings")
+            })?;
         let save_sent = settings.save_sent.unwrap_or_else(|| {
             !plan::provider_files_sent(
                 &account.imap.host,
@@ -349,14 +362,13 @@ pub async fn prepare(
         if let Some(max) = max_size {
             if job.size > max {
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(PrepareError {
-                    status: 413,
-                    code: "message_too_large",
-                    message: format!(
+                return Err(PrepareError::new(
+                    ErrorCode::MessageTooLarge,
+                    format!(
                         "the message is {} bytes; the submission server accepts at most {max}",
                         job.size
                     ),
-                });
+                ));
             }
         }
         job.path = path;
@@ -411,20 +423,20 @@ async fn resolve(
             AttachmentRequest::Ref { part } => {
                 let uidvalidity = examine(imap, &part.mailbox).await?;
                 let (_, structure) = imap.fetch_structure(part.uid).await?.ok_or_else(|| {
-                    invalid(
-                        "unknown_message",
+                    PrepareError::new(
+                        ErrorCode::UnknownMessage,
                         format!("no message {} in {}", part.uid, part.mailbox),
                     )
                 })?;
                 let (size, multipart) = part_size(&structure, &part.part).ok_or_else(|| {
-                    invalid(
-                        "unknown_part",
+                    PrepareError::new(
+                        ErrorCode::UnknownPart,
                         format!("message {} has no part {}", part.uid, part.part),
                     )
                 })?;
                 if multipart {
-                    return Err(invalid(
-                        "unsupported_part",
+                    return Err(PrepareError::new(
+                        ErrorCode::UnsupportedPart,
                         "multipart sections cannot be attached; name their parts",
                     ));
                 }
@@ -445,8 +457,8 @@ async fn resolve(
     if let Some(fwd) = &req.forward {
         let uidvalidity = examine(imap, &fwd.mailbox).await?;
         let (size, _) = imap.fetch_structure(fwd.uid).await?.ok_or_else(|| {
-            invalid(
-                "unknown_message",
+            PrepareError::new(
+                ErrorCode::UnknownMessage,
                 format!("no message {} in {}", fwd.uid, fwd.mailbox),
             )
         })?;
@@ -461,8 +473,8 @@ async fn resolve(
     if let Some(parent) = &req.in_reply_to {
         examine(imap, &parent.mailbox).await?;
         imap.fetch_structure(parent.uid).await?.ok_or_else(|| {
-            invalid(
-                "unknown_message",
+            PrepareError::new(
+                ErrorCode::UnknownMessage,
                 format!("no message {} in {}", parent.uid, parent.mailbox),
             )
         })?;
@@ -506,8 +518,8 @@ pub(crate) fn part_size(structure: &crate::imap::Value, section: &str) -> Option
 async fn examine(imap: &mut ImapClient, mailbox: &str) -> Result<u32, PrepareError> {
     match imap.examine(mailbox).await {
         Ok(status) => Ok(status.uidvalidity),
-        Err(ImapError::No { .. }) => Err(invalid(
-            "unknown_mailbox",
+        Err(ImapError::No { .. }) => Err(PrepareError::new(
+            ErrorCode::UnknownMailbox,
             format!("no mailbox {mailbox:?}"),
         )),
         Err(e) => Err(e.into()),
@@ -523,10 +535,11 @@ fn build_job(
     reply: ReplyIds,
     uploads: &[(UploadRecord, Option<String>)],
 ) -> Result<SendJob, PrepareError> {
-    let io_error = |e: std::io::Error| PrepareError {
-        status: 500,
-        code: "storage_error",
-        message: format!("cannot prepare the send: {e}"),
+    let io_error = |e: std::io::Error| {
+        PrepareError::new(
+            ErrorCode::StorageError,
+            format!("cannot prepare the send: {e}"),
+        )
     };
     std::fs::create_dir_all(dir).map_err(io_error)?;
     let data_dir = dir
