@@ -3,10 +3,21 @@
 //! `proto/` is the one schema clients generate their code from.
 #![allow(clippy::all, missing_docs)]
 
-/// `lemonade.v1`: the read and send APIs and the push payload.
-pub mod v1 {
-    include!(concat!(env!("OUT_DIR"), "/lemonade.v1.rs"));
-    include!(concat!(env!("OUT_DIR"), "/lemonade.v1.serde.rs"));
+/// `lemonade.v1`: the API's routes and messages, and the push payload.
+pub mod lemonade {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/lemonade.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/lemonade.v1.serde.rs"));
+    }
+}
+pub use lemonade::v1;
+
+/// `google.api`: `HttpBody`, the type of bodies that are not messages.
+pub mod google {
+    pub mod api {
+        include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
+        include!(concat!(env!("OUT_DIR"), "/google.api.serde.rs"));
+    }
 }
 
 /// The compiled descriptors of `proto/` (a `FileDescriptorSet`).
@@ -81,9 +92,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(serde_json::to_value(&upload).unwrap()["size"], 5);
-        let accepted: v1::SendAccepted =
-            serde_json::from_value(serde_json::json!({"send_id": "s1", "status": "queued"}))
-                .unwrap();
-        assert_eq!(accepted.send_id, "s1");
+        // Unknown fields are refused (also the `from` a send cannot set),
+        // and lowerCamelCase names are taken as well as proto names.
+        assert!(
+            serde_json::from_value::<v1::SendRequest>(serde_json::json!({"from": "x"})).is_err()
+        );
+        let camel: v1::SendRequest = serde_json::from_value(
+            serde_json::json!({"inReplyTo": {"mailbox": "INBOX", "uid": 3}}),
+        )
+        .unwrap();
+        assert_eq!(camel.in_reply_to.unwrap().uid, 3);
     }
 }

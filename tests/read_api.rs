@@ -6,6 +6,9 @@
 
 mod support;
 
+#[path = "read/search.rs"]
+mod search;
+
 use prost::Message;
 use serde_json::json;
 use support::dovecot::{Dovecot, RawImap};

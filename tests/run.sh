@@ -64,7 +64,8 @@ fi
 # LEMONADE_CONTRACT_NODE point the test elsewhere.
 contract_py_pins=(openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
   grpcio-tools==1.85.4 protobuf==7.36.2)
-redocly_version=2.77.0
+# 1.x: the 2.x line needs a newer Node.js than Debian 12 ships (18.19).
+redocly_version=1.34.5
 contract_py="${LEMONADE_CONTRACT_PYTHON:-${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-tests/contract-python}"
 contract_node="${LEMONADE_CONTRACT_NODE:-${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-node}"
 if [ "$(cat "$contract_py/pins" 2>/dev/null)" != "${contract_py_pins[*]}" ]; then
@@ -79,10 +80,10 @@ if ! command -v npm >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
 fi
-# Redocly CLI 2 runs on Node.js 20.19+ or 22.12+.
+# Redocly CLI 1.34 runs on Node.js 18.17+.
 node -e 'const [a, b] = process.versions.node.split(".").map(Number);
-  process.exit(a >= 22 || (a === 20 && b >= 19) ? 0 : 1)' || {
-  echo "Redocly CLI needs Node.js 20.19+ or 22.12+; this is $(node --version)" >&2
+  process.exit(a > 18 || (a === 18 && b >= 17) ? 0 : 1)' || {
+  echo "Redocly CLI needs Node.js 18.17+; this is $(node --version)" >&2
   exit 1
 }
 if [ "$("$contract_node/node_modules/.bin/redocly" --version 2>/dev/null | head -n1)" != "$redocly_version" ]; then

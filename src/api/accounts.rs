@@ -6,20 +6,19 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::Json;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use axum::response::Response;
 
 use super::auth::{new_id, new_token, AccountId};
 use super::client_ip::ClientIp;
+use super::codec::{Body, Format};
 use super::error::ApiError;
 use super::registration_limit::Reservation;
-use super::{ApiJson, AppState};
+use super::{messages, AppState};
 use crate::error::ErrorClass;
 use crate::error_code::ErrorCode;
 use crate::imap::{ImapClient, ImapError};
 use crate::net::{self, NetError, Upstream};
+use crate::proto::v1 as pb;
 use crate::send::outbox::HELO_NAME;
 use crate::send::prepare::upload_file;
 use crate::smtp::{SmtpClient, SmtpError};
@@ -27,7 +26,7 @@ use crate::store::{AccountRecord, AccountStored, Security, ServerRecord};
 use crate::watch::WatchStatus;
 
 /// An upstream server as the client sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct ServerInput {
     pub host: String,
     pub port: u16,
@@ -49,20 +48,11 @@ impl ServerInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct CreateAccount {
     pub email: String,
     pub imap: ServerInput,
-    #[serde(default)]
     pub smtp: Option<ServerInput>,
-}
-
-#[derive(Debug, Serialize)]
-struct ServerView<'a> {
-    host: &'a str,
-    port: u16,
-    security: Security,
-    username: &'a str,
 }
 
 fn text_ok(value: &str, max: usize) -> bool {
@@ -141,8 +131,10 @@ fn validate_email(email: &str) -> bool {
 pub async fn create(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
-    ApiJson(input): ApiJson<CreateAccount>,
-) -> Result<impl IntoResponse, ApiError> {
+    format: Format,
+    Body(input): Body<pb::CreateAccountRequest>,
+) -> Result<Response, ApiError> {
+    let input = CreateAccount::try_from(input)?;
     if !validate_email(&input.email) {
         return Err(ApiError::new(
             ErrorCode::InvalidEmail,
@@ -165,10 +157,11 @@ pub async fn create(
     }
 
     let (id, token) = super::to_completion(store_account(state, input, reservation)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"account_id": id, "token": token})),
-    ))
+    let answer = pb::CreateAccountResponse {
+        account_id: id,
+        token,
+    };
+    Ok(format.respond(StatusCode::CREATED, &answer))
 }
 
 /// A place among the client's new accounts (see
@@ -406,7 +399,8 @@ fn check_failed(
 pub async fn me(
     State(state): State<AppState>,
     AccountId(id): AccountId,
-) -> Result<impl IntoResponse, ApiError> {
+    format: Format,
+) -> Result<Response, ApiError> {
     let account = state
         .store
         .account(&id)
@@ -414,38 +408,32 @@ pub async fn me(
         .ok_or_else(ApiError::unauthorized)?;
     let devices = state.store.devices_of(&id).await?.len();
     let watch = watch_view(&state, &id).await?;
-    Ok(Json(json!({
-        "account_id": account.id,
-        "email": account.email,
-        "imap": ServerView {
-            host: &account.imap.host,
-            port: account.imap.port,
-            security: account.imap.security,
-            username: &account.imap.username,
-        },
-        "watch": watch,
-        "devices": devices,
-    })))
+    let answer = pb::Account {
+        account_id: account.id,
+        email: account.email,
+        imap: Some(messages::server_view(&account.imap)),
+        smtp: account.smtp.as_ref().map(messages::server_view),
+        watch: Some(watch),
+        devices: u32::try_from(devices).unwrap_or(u32::MAX),
+    };
+    Ok(format.respond(StatusCode::OK, &answer))
 }
 
 /// The account's watch state, as its watcher last reported it: here, or
 /// in a cluster from whichever node owns the account (named in `node`).
-async fn watch_view(state: &AppState, id: &str) -> Result<serde_json::Value, ApiError> {
-    let node = state.node_id.as_deref();
+async fn watch_view(state: &AppState, id: &str) -> Result<pb::WatchStatus, ApiError> {
     if let Some(status) = state.states.get(id) {
-        let mut view = status.view();
-        view["node"] = json!(node);
-        return Ok(view);
+        return Ok(messages::watch_status(
+            &status.view(),
+            state.node_id.clone(),
+        ));
     }
     if let Some(cluster) = &state.cluster {
-        if let Some((owner, mut view)) = cluster.watch_state(id).await? {
-            view["node"] = json!(owner);
-            return Ok(view);
+        if let Some((owner, view)) = cluster.watch_state(id).await? {
+            return Ok(messages::watch_status(&view, Some(owner)));
         }
     }
-    let mut view = WatchStatus::unknown().view();
-    view["node"] = json!(null);
-    Ok(view)
+    Ok(messages::watch_status(&WatchStatus::unknown().view(), None))
 }
 
 /// `DELETE /v1/accounts/me`

@@ -5,9 +5,7 @@
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::Json;
 use rand::RngCore;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
@@ -100,12 +98,16 @@ pub async fn revoke_current(
 pub async fn revoke_others(
     State(state): State<AppState>,
     bearer: Bearer,
-) -> Result<Json<Value>, ApiError> {
+    format: super::codec::Format,
+) -> Result<axum::response::Response, ApiError> {
     let revoked = state
         .store
         .revoke_tokens(&bearer.account_id, Some(&bearer.token_hash))
         .await?;
     state.store.flush().await?;
     tracing::info!(account = %bearer.account_id, revoked, "other tokens revoked");
-    Ok(Json(json!({ "revoked": revoked })))
+    let answer = crate::proto::v1::RevokeTokensResponse {
+        revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+    };
+    Ok(format.respond(StatusCode::OK, &answer))
 }

@@ -8,7 +8,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -95,35 +95,45 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        let format = match content_type.as_deref() {
-            Some(PROTOBUF) | Some("application/protobuf") => Format::Protobuf,
-            Some("application/json") => Format::Json,
-            Some(t) if t.starts_with("application/") && t.ends_with("+json") => Format::Json,
-            _ => {
-                return Err(ApiError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    "send application/json or application/x-protobuf",
-                ))
-            }
-        };
+        let headers = req.headers().clone();
         let bytes = Bytes::from_request(req, state).await?;
-        let value = match format {
-            Format::Protobuf => T::decode(bytes)
-                .map_err(|e| ApiError::new(ErrorCode::MalformedProtobuf, e.to_string()))?,
-            Format::Json => serde_json::from_slice(&bytes).map_err(json_error)?,
-        };
-        Ok(Body(value))
+        decode(&headers, &bytes).map(Body)
+    }
+}
+
+/// Decodes a request body as protobuf or JSON by its `Content-Type`. JSON
+/// takes proto field names and lowerCamelCase ones; an unknown field is an
+/// error naming it.
+pub fn decode<T>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError>
+where
+    T: prost::Message + Default + DeserializeOwned,
+{
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let format = match content_type.as_deref() {
+        Some(PROTOBUF) | Some("application/protobuf") => Format::Protobuf,
+        Some("application/json") => Format::Json,
+        Some(t) if t.starts_with("application/") && t.ends_with("+json") => Format::Json,
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send application/json or application/x-protobuf",
+            ))
+        }
+    };
+    match format {
+        Format::Protobuf => {
+            T::decode(bytes).map_err(|e| ApiError::new(ErrorCode::MalformedProtobuf, e.to_string()))
+        }
+        Format::Json => serde_json::from_slice(bytes).map_err(json_error),
     }
 }
 

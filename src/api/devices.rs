@@ -5,20 +5,20 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::Json;
+use axum::response::Response;
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::{new_id, AccountId};
+use super::codec::{Body, Format};
 use super::error::ApiError;
-use super::{ApiJson, ApiPath, AppState};
+use super::messages::rfc3339;
+use super::{ApiPath, AppState};
 use crate::error_code::ErrorCode;
 use crate::imap::{ImapClient, ImapError};
 use crate::net::Upstream;
 use crate::notify::ece::validate_keys;
 use crate::notify::{check_endpoint_resolves, PushOutcome, Urgency};
+use crate::proto::v1 as pb;
 use crate::store::{DeviceRecord, DeviceStored, PayloadTier, PushSubscription};
 use crate::watch::INBOX;
 
@@ -26,24 +26,22 @@ use crate::watch::INBOX;
 const MAX_MAILBOXES: usize = 32;
 
 /// What a browser's `PushSubscription.toJSON()` gives.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct SubscriptionInput {
     pub endpoint: String,
     pub keys: KeysInput,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct KeysInput {
     pub p256dh: String,
     pub auth: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct CreateDevice {
     pub subscription: SubscriptionInput,
-    #[serde(default)]
     pub mailboxes: Option<Vec<String>>,
-    #[serde(default)]
     pub payload: PayloadTier,
 }
 
@@ -89,8 +87,10 @@ fn validate_mailboxes(input: Option<Vec<String>>) -> Result<Vec<String>, ApiErro
 pub async fn create(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
-    ApiJson(input): ApiJson<CreateDevice>,
-) -> Result<impl IntoResponse, ApiError> {
+    format: Format,
+    Body(input): Body<pb::CreateDeviceRequest>,
+) -> Result<Response, ApiError> {
+    let input = CreateDevice::try_from(input)?;
     let endpoint = input.subscription.endpoint.trim().to_string();
     check_endpoint_resolves(&endpoint, state.config.push.allow_private_endpoints)
         .await
@@ -121,14 +121,12 @@ pub async fn create(
         input.payload,
     ))
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "device_id": device.id,
-            "mailboxes": device.mailboxes,
-            "payload": device.payload,
-        })),
-    ))
+    let answer = pb::CreateDeviceResponse {
+        device_id: device.id,
+        mailboxes: device.mailboxes,
+        payload: device.payload.as_str().to_string(),
+    };
+    Ok(format.respond(StatusCode::CREATED, &answer))
 }
 
 /// Stores the device (replacing an earlier registration of its endpoint)
@@ -241,7 +239,8 @@ async fn check_mailboxes_exist(
 pub async fn list(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
-) -> Result<impl IntoResponse, ApiError> {
+    format: Format,
+) -> Result<Response, ApiError> {
     let mut devices = state.store.devices_of(&account_id).await?;
     devices.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     let mut listed = Vec::with_capacity(devices.len());
@@ -251,26 +250,25 @@ pub async fn list(
             .pending_pushes_of_device(&device.id)
             .await?
             .iter()
-            .map(|push| {
-                json!({
-                    "mailbox": push.key.mailbox,
-                    "count": push.count,
-                    "attempts": push.attempts,
-                    "next_attempt_at": rfc3339(push.not_before_ms / 1000),
-                    "expires_at": rfc3339(push.expires_at_ms / 1000),
-                })
+            .map(|push| pb::QueuedPush {
+                mailbox: push.key.mailbox.clone(),
+                count: push.count,
+                attempts: push.attempts,
+                next_attempt_at: rfc3339(push.not_before_ms / 1000),
+                expires_at: rfc3339(push.expires_at_ms / 1000),
             })
             .collect();
-        listed.push(json!({
-            "device_id": device.id,
-            "push_service": push_service(&device.subscription.endpoint),
-            "mailboxes": device.mailboxes,
-            "payload": device.payload,
-            "created_at": rfc3339(device.created_at),
-            "queued": queued,
-        }));
+        listed.push(pb::Device {
+            device_id: device.id.clone(),
+            push_service: push_service(&device.subscription.endpoint).unwrap_or_default(),
+            mailboxes: device.mailboxes.clone(),
+            payload: device.payload.as_str().to_string(),
+            created_at: rfc3339(device.created_at),
+            queued,
+        });
     }
-    Ok(Json(json!({ "devices": listed })))
+    let answer = pb::ListDevicesResponse { devices: listed };
+    Ok(format.respond(StatusCode::OK, &answer))
 }
 
 /// The origin (scheme, host, port) of a push endpoint.
@@ -280,14 +278,6 @@ fn push_service(endpoint: &str) -> Option<String> {
         .map(|url| url.origin().ascii_serialization())
 }
 
-/// Unix seconds as RFC 3339 (UTC).
-fn rfc3339(unix_secs: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp(unix_secs)
-        .ok()?
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok()
-}
-
 /// `POST /v1/devices/{device_id}/test`: sends the device a test push at
 /// once and says what its push service answered, so an app can check its
 /// subscription. A subscription the push service says is gone is removed.
@@ -295,7 +285,8 @@ pub async fn test(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
     ApiPath(device_id): ApiPath<String>,
-) -> Result<impl IntoResponse, ApiError> {
+    format: Format,
+) -> Result<Response, ApiError> {
     let device = state
         .store
         .device(&device_id)
@@ -316,7 +307,9 @@ pub async fn test(
         .await;
     let refused = |code, message: &str| ApiError::new(code, message.to_string());
     match outcome {
-        PushOutcome::Delivered => Ok(Json(json!({"delivered": true}))),
+        PushOutcome::Delivered => {
+            Ok(format.respond(StatusCode::OK, &pb::TestDeviceResponse { delivered: true }))
+        }
         PushOutcome::Gone => {
             super::to_completion(async move {
                 state.store.delete_device(&device.id).await?;

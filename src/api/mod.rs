@@ -10,15 +10,19 @@ mod accounts;
 mod auth;
 mod client_ip;
 pub mod codec;
+pub mod contract;
 mod devices;
 mod error;
 mod keyed_locks;
 mod login_guard;
 mod mail;
 pub mod manners;
+mod messages;
 pub mod openapi;
 mod registration_limit;
 mod rejections;
+pub mod routes;
+mod schemas;
 mod send;
 pub mod serve;
 mod upload_quota;
@@ -30,11 +34,13 @@ use std::time::Duration;
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde_json::json;
+
+use crate::proto::v1 as pb;
+use codec::Format;
 
 pub use error::ApiError;
 pub use keyed_locks::KeyedLocks;
@@ -118,65 +124,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Builds the router.
+/// Builds the router from the route registry: each operation at the path
+/// and method its proto rule names.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.api.max_body_bytes;
     let timeout = Duration::from_secs(state.config.api.request_timeout_secs);
-    Router::new()
-        .route("/v1/accounts", post(accounts::create))
-        .route(
-            "/v1/accounts/me",
-            get(accounts::me).delete(accounts::delete),
-        )
-        .route("/v1/devices", get(devices::list).post(devices::create))
-        .route("/v1/devices/{device_id}", delete(devices::delete))
-        .route("/v1/devices/{device_id}/test", post(devices::test))
-        .route("/v1/tokens", delete(auth::revoke_others))
-        .route("/v1/tokens/current", delete(auth::revoke_current))
-        .route("/v1/push/vapid", get(vapid))
-        .route("/v1/mailboxes", get(mail::mailboxes))
-        .route("/v1/mailboxes/{mailbox}/messages", get(mail::messages))
-        .route("/v1/mailboxes/{mailbox}/changes", get(mail::changes))
-        .route("/v1/messages/{mailbox}/{uid}", get(mail::message))
-        .route("/v1/messages/{mailbox}/{uid}/parts/{part}", get(mail::part))
-        .route("/v1/messages/flags", post(mail::flags))
-        .route("/v1/messages/move", post(mail::move_messages))
-        .route("/v1/messages/delete", post(mail::delete))
-        .route("/v1/search", get(mail::search))
-        .route("/v1/openapi.json", get(openapi::serve))
-        .route("/v1/send", post(send::create))
-        .route(
-            "/v1/send/settings",
-            get(send::get_settings).put(send::put_settings),
-        )
-        .route("/v1/send/{send_id}", get(send::get))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let (streaming, bounded): (Vec<_>, Vec<_>) =
+        routes::table().into_iter().partition(|r| r.doc.streaming);
+    let bounded = bounded
+        .into_iter()
+        .fold(Router::new(), |router, route| add(router, &route, |m| m))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             timeout,
             rejections::request_timeout,
-        ))
-        // Added after the timeout, so it does not apply: an upload of
-        // `send.max_upload_bytes` over a phone's uplink can take many
-        // minutes. Instead each wait for more of the body is bounded by
-        // the same `api.request_timeout_secs` (see `uploads`).
-        .route(
-            "/v1/uploads",
-            post(uploads::create)
-                .layer(axum::extract::DefaultBodyLimit::disable())
-                .layer(axum::middleware::map_response(close_after_refusal)),
-        )
-        .route(
-            "/v1/uploads/{upload_id}",
-            get(uploads::head)
-                .head(uploads::head)
-                .patch(uploads::patch)
-                .layer(axum::extract::DefaultBodyLimit::disable())
-                .layer(axum::middleware::map_response(close_after_refusal)),
-        )
+        ));
+    // Added after the timeout, so it does not apply: an upload of
+    // `send.max_upload_bytes` over a phone's uplink can take many minutes.
+    // Instead each wait for more of the body is bounded by the same
+    // `api.request_timeout_secs` (see `uploads`).
+    streaming
+        .into_iter()
+        .fold(bounded, |router, route| {
+            add(router, &route, |m| {
+                m.layer(axum::extract::DefaultBodyLimit::disable())
+                    .layer(axum::middleware::map_response(close_after_refusal))
+            })
+        })
         .layer(axum::middleware::map_response(rejections::json_errors))
         .layer(
             tower_http::compression::CompressionLayer::new()
@@ -192,26 +167,56 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn vapid(State(state): State<AppState>) -> impl IntoResponse {
-    Json(json!({"public_key": &*state.vapid_public_key}))
+/// Serves one registered operation (`routes::the_registry_and_the_proto_agree`
+/// checks that every entry has a rule).
+fn add(
+    router: Router<AppState>,
+    route: &routes::Route,
+    layers: impl FnOnce(MethodRouter<AppState>) -> MethodRouter<AppState>,
+) -> Router<AppState> {
+    let Some(rule) = contract::rule(route.rpc) else {
+        tracing::error!(
+            rpc = route.rpc,
+            "a registered route has no rule in api.proto"
+        );
+        return router;
+    };
+    let Some(filter) = routes::filter(&rule.method) else {
+        return router;
+    };
+    router.route(&rule.path, layers((route.handler)(filter)))
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+async fn vapid(State(state): State<AppState>, format: Format) -> Response {
+    let answer = pb::VapidKeyResponse {
+        public_key: state.vapid_public_key.to_string(),
+    };
+    format.respond(StatusCode::OK, &answer)
+}
+
+async fn healthz(format: Format) -> Response {
+    let answer = pb::HealthResponse {
+        status: "ok".into(),
+        reason: None,
+    };
+    format.respond(StatusCode::OK, &answer)
 }
 
 /// Ready once this node may serve: alone, at once; in a cluster, while it
 /// holds its lease (a load balancer sends nothing to a node that lost it).
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+async fn readyz(State(state): State<AppState>, format: Format) -> Response {
     if state.ready.is_held() {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
+        let answer = pb::HealthResponse {
+            status: "ready".into(),
+            reason: None,
+        };
+        format.respond(StatusCode::OK, &answer)
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({"status": "not_ready", "reason": "this node does not hold its cluster lease"}),
-            ),
-        )
+        let answer = pb::HealthResponse {
+            status: "not_ready".into(),
+            reason: Some("this node does not hold its cluster lease".into()),
+        };
+        format.respond(StatusCode::SERVICE_UNAVAILABLE, &answer)
     }
 }
 

@@ -8,16 +8,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
+use axum::response::Response;
 
 use super::auth::AccountId;
-use super::codec::json_error;
+use super::codec::{self, Body, Format};
 use super::error::ApiError;
-use super::{ApiJson, ApiPath, AppState};
+use super::{messages, ApiPath, AppState};
 use crate::error_code::ErrorCode;
+use crate::proto::v1 as pb;
 use crate::send::prepare::{prepare, PrepareError, SendRequest};
 use crate::store::send::{Created, SendJob, SendSettings};
 
@@ -27,41 +25,13 @@ impl From<PrepareError> for ApiError {
     }
 }
 
-/// The JSON view of a job.
-pub fn view(job: &SendJob) -> serde_json::Value {
-    let mut v = json!({
-        "send_id": job.id,
-        "status": job.status,
-        "path": job.path,
-        "message_id": job.message_id,
-        "size": job.size,
-        "bytes": {
-            "from_client": job.bytes.from_client,
-            "to_imap": job.bytes.to_imap,
-            "from_imap": job.bytes.from_imap,
-            "to_smtp": job.bytes.to_smtp,
-        },
-        "attempts": job.attempts,
-    });
-    if let Some(sent) = &job.sent {
-        v["sent"] = json!({"mailbox": sent.mailbox, "uid": sent.uid});
-    }
-    if let Some(e) = &job.error {
-        v["error"] = json!({"code": e.code, "message": e.message, "smtp_reply": e.smtp_reply});
-    }
-    if let Some(reply) = &job.smtp_reply {
-        v["smtp_reply"] = json!(reply);
-    }
-    v
-}
-
-fn answer(job: &SendJob) -> Response {
+fn answer(job: &SendJob, format: Format) -> Response {
     let status = if job.status.is_final() {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    (status, Json(view(job))).into_response()
+    format.respond(status, &messages::send_status(job))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -83,20 +53,21 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Waits briefly for a final status, then answers.
-async fn settle(state: &AppState, id: &str) -> Result<Response, ApiError> {
+async fn settle(state: &AppState, id: &str, format: Format) -> Result<Response, ApiError> {
     let wait = Duration::from_secs(state.config.send.wait_secs);
     let job = state
         .outbox
         .wait(id, wait)
         .await?
         .ok_or_else(|| ApiError::not_found("send"))?;
-    Ok(answer(&job))
+    Ok(answer(&job, format))
 }
 
 /// `POST /v1/send`
 pub async fn create(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
+    format: Format,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -107,24 +78,11 @@ pub async fn create(
             // A job stored by a request that ended before starting it (its
             // flush failed) starts now; one running or done is left alone.
             state.outbox.start(&existing);
-            return settle(&state, &existing).await;
+            return settle(&state, &existing, format).await;
         }
     }
-    let is_json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if !is_json {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "expected Content-Type: application/json",
-        ));
-    }
-    let request: SendRequest = serde_json::from_slice(&body).map_err(json_error)?;
+    let request: pb::SendRequest = codec::decode(&headers, &body)?;
+    let request = SendRequest::try_from(request)?;
     let account = state
         .store
         .account(&account_id)
@@ -158,13 +116,13 @@ pub async fn create(
             };
             started.await?;
             tracing::info!(send = %job.id, path = ?job.path, size = job.size, "send queued");
-            settle(&state, &job.id).await
+            settle(&state, &job.id, format).await
         }
         Created::Existing(id) => {
             tokio::spawn(connections.close());
             let _ = std::fs::remove_dir_all(ctx.job_dir(&job.id));
             state.outbox.start(&id);
-            settle(&state, &id).await
+            settle(&state, &id, format).await
         }
     }
 }
@@ -174,6 +132,7 @@ pub async fn get(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
     ApiPath(id): ApiPath<String>,
+    format: Format,
 ) -> Result<Response, ApiError> {
     let job = state
         .store
@@ -181,33 +140,33 @@ pub async fn get(
         .await?
         .filter(|j| j.account_id == account_id)
         .ok_or_else(|| ApiError::not_found("send"))?;
-    Ok(Json(view(&job)).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsInput {
-    #[serde(default, alias = "saveSent")]
-    pub save_sent: Option<bool>,
-    #[serde(default, alias = "sentMailbox")]
-    pub sent_mailbox: Option<String>,
+    Ok(format.respond(StatusCode::OK, &messages::send_status(&job)))
 }
 
 /// `GET /v1/send/settings`
 pub async fn get_settings(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
+    format: Format,
 ) -> Result<Response, ApiError> {
     let s = state.store.send_settings(&account_id).await?;
-    Ok(Json(json!({"save_sent": s.save_sent, "sent_mailbox": s.sent_mailbox})).into_response())
+    Ok(format.respond(StatusCode::OK, &settings_message(s)))
 }
 
-/// `PUT /v1/send/settings`: `{"save_sent": bool|null, "sent_mailbox": name|null}`
-/// (null: the default: by host, and `Sent`).
+fn settings_message(s: SendSettings) -> pb::SendSettings {
+    pb::SendSettings {
+        save_sent: s.save_sent,
+        sent_mailbox: s.sent_mailbox,
+    }
+}
+
+/// `PUT /v1/send/settings`: an absent field is the default (a Sent copy
+/// except on hosts that file one themselves; the mailbox `Sent`).
 pub async fn put_settings(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
-    ApiJson(input): ApiJson<SettingsInput>,
+    format: Format,
+    Body(input): Body<pb::SendSettings>,
 ) -> Result<Response, ApiError> {
     if let Some(name) = &input.sent_mailbox {
         if name.is_empty() || name.len() > 1000 || name.chars().any(|c| c.is_control()) {
@@ -226,8 +185,5 @@ pub async fn put_settings(
         .put_send_settings(&account_id, &settings)
         .await?;
     state.store.flush().await?;
-    Ok(
-        Json(json!({"save_sent": settings.save_sent, "sent_mailbox": settings.sent_mailbox}))
-            .into_response(),
-    )
+    Ok(format.respond(StatusCode::OK, &settings_message(settings)))
 }

@@ -16,15 +16,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use futures_util::StreamExt;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::accounts::account_lock;
 use super::auth::AccountId;
+use super::codec::Format;
 use super::error::ApiError;
 use super::upload_quota::{quota_exceeded, stored_bytes};
 use super::{ApiPath, AppState};
@@ -121,20 +120,9 @@ async fn sweep(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn view(upload: &UploadRecord) -> serde_json::Value {
-    json!({
-        "upload_id": upload.id,
-        "size": upload.offset,
-        "sha256": upload.sha256,
-        "length": upload.length,
-        "content_type": upload.content_type,
-        "filename": upload.filename,
-        "expires_at_ms": upload.expires_ms,
-    })
-}
-
 fn with_offset(status: StatusCode, upload: &UploadRecord) -> Response {
-    let mut response = (status, Json(view(upload))).into_response();
+    let answer = super::messages::upload(upload);
+    let mut response = Format::Json.respond(status, &answer);
     response
         .headers_mut()
         .insert("upload-offset", HeaderValue::from(upload.offset));

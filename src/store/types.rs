@@ -16,6 +16,19 @@ pub enum Security {
     Plain,
 }
 
+impl Security {
+    pub const ALL: [Security; 3] = [Security::Tls, Security::Starttls, Security::Plain];
+
+    /// The word the API and the configuration use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::Tls => "tls",
+            Security::Starttls => "starttls",
+            Security::Plain => "plain",
+        }
+    }
+}
+
 /// Where an upstream server is and how to log in to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerRecord {
@@ -52,6 +65,25 @@ pub enum PayloadTier {
     Count,
     /// Only "something happened to this account".
     Wake,
+}
+
+impl PayloadTier {
+    pub const ALL: [PayloadTier; 4] = [
+        PayloadTier::Preview,
+        PayloadTier::Headers,
+        PayloadTier::Count,
+        PayloadTier::Wake,
+    ];
+
+    /// The word the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadTier::Preview => "preview",
+            PayloadTier::Headers => "headers",
+            PayloadTier::Count => "count",
+            PayloadTier::Wake => "wake",
+        }
+    }
 }
 
 /// A browser's `PushSubscription`, decoded.

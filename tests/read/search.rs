@@ -3,12 +3,10 @@
 //! and refuse cursors of another search, another mailbox or an old
 //! UIDVALIDITY.
 
-mod support;
-
+use crate::support::dovecot::{Dovecot, RawImap};
+use crate::support::gateway::{data_dir, Gateway};
+use crate::support::read_client::{code, enc, get_both};
 use lemonade::proto::v1 as pb;
-use support::dovecot::{Dovecot, RawImap};
-use support::gateway::{data_dir, Gateway};
-use support::read_client::{code, enc, get_both};
 
 /// A short message whose subject is `subject`.
 fn note(subject: &str, n: usize) -> Vec<u8> {
