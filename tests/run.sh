@@ -63,7 +63,7 @@ fi
 # their own places under the cache; LEMONADE_CONTRACT_PYTHON and
 # LEMONADE_CONTRACT_NODE point the test elsewhere.
 contract_py_pins=(openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
-  grpcio-tools==1.85.4 protobuf==7.36.2)
+  grpcio-tools==1.85.4 protobuf==7.36.2 http_ece==1.2.1 cryptography==51.0.1)
 # 1.x: the 2.x line needs a newer Node.js than Debian 12 ships (18.19).
 redocly_version=1.34.5
 contract_py="${LEMONADE_CONTRACT_PYTHON:-${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-tests/contract-python}"

@@ -36,6 +36,7 @@ OPERATIONS = {
     "createAccount": ((201,), "json", ()),
     "createDevice": ((201,), "json", ()),
     "listDevices": ((200,), None, ()),
+    "testDevice": ((200,), None, ()),
     "getAccount": ((200,), None, ()),
     "listMailboxes": ((200,), None, ()),
     "listMessages": ((200,), None, ()),

@@ -151,6 +151,9 @@ async fn a_generated_client_runs_the_whole_flow() {
 
     let account_id = result["account_id"].as_str().unwrap();
     let token = result["token"].as_str().unwrap();
+    let test_push = device.next_push(Duration::from_secs(10)).await;
+    assert_eq!(test_push.payload["type"], "test", "{:?}", test_push.payload);
+    assert_eq!(test_push.payload["device_id"], result["device_id"]);
     let sent = sink.wait_for(1, Duration::from_secs(30));
     let reply = send::shape(&sent[0].data);
     assert_eq!(reply.in_reply_to.as_deref(), Some(ORIGINAL_ID), "{reply:?}");
@@ -251,4 +254,56 @@ async fn run_flow(work: &Path, document: &Path, config: &Path, generated: &str) 
     );
     println!("{generated}\n{}", run.report);
     serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap()
+}
+
+/// The README's quickstart endpoint, `tools/push_inbox.py`: registered as a
+/// device, it receives the gateway's test push and prints it decrypted by
+/// `http_ece`, an implementation independent of the gateway's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_push_inbox_prints_a_decrypted_test_push() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let (_sink, dovecot) = mail_servers(None);
+    let (_tmp, dir) = data_dir();
+    let gateway = Gateway::start(&dir).await;
+    let (_, token) = gateway
+        .register(dovecot.host(), dovecot.imap_port(), USER, PASS)
+        .await;
+    let port = crate::support::cluster::free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/push_inbox.py");
+    let mut inbox = tokio::process::Command::new(tools::python())
+        .arg(&script)
+        .args(["--port", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("push_inbox.py starts");
+    let mut stdout = BufReader::new(inbox.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(inbox.stderr.take().unwrap()).lines();
+    let subscription: Value = serde_json::from_str(&line(&mut stdout).await).unwrap();
+    let (status, device) = gateway
+        .post(
+            "/v1/devices",
+            Some(&token),
+            &json!({"subscription": subscription, "payload": "count"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{device}");
+    let test_path = format!("/v1/devices/{}/test", device["device_id"].as_str().unwrap());
+    let (status, tested) = gateway.post(&test_path, Some(&token), &json!({})).await;
+    assert_eq!(status, 200, "{tested}");
+    let printed: Value = serde_json::from_str(&line(&mut stderr).await).unwrap();
+    assert_eq!(printed["type"], "test", "{printed}");
+    assert_eq!(printed["device_id"], device["device_id"]);
+    gateway.stop().await;
+}
+
+/// The next line a tool prints; fails the test after 30 s.
+async fn line<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut tokio::io::Lines<R>) -> String {
+    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("push_inbox.py prints a line within 30 s")
+        .unwrap()
+        .unwrap_or_default()
 }

@@ -47,6 +47,8 @@ def add_device(flow, config):
     listed = flow.get("listDevices")
     ids = [d.device_id for d in listed.devices]
     expect(ids == [created.device_id], f"devices listed: {ids}")
+    _, tested = flow.call("testDevice", device_id=created.device_id)
+    expect(tested.delivered, f"test push not delivered: {tested}")
     return created.device_id
 
 
