@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
-use serde::Deserialize;
 
 use super::compose::{self, Attachment, Draft};
 use super::outbox::{Connections, SendContext};
@@ -18,59 +17,41 @@ use crate::read::structure::BodyStructure;
 use crate::store::send::{ByteCounts, SendJob, SendStatus, UploadRecord};
 use crate::store::AccountRecord;
 
-/// A message the phone wants sent. Unknown fields are refused (a field
-/// the gateway would ignore, say a misspelt one, must not go unnoticed);
-/// each field also answers to its lowerCamelCase name, as proto3 JSON
-/// writers spell it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A message the phone wants sent (the API reads it from the proto's
+/// `SendRequest`).
+#[derive(Debug, Clone, Default)]
 pub struct SendRequest {
-    #[serde(default)]
     pub to: Vec<String>,
-    #[serde(default)]
     pub cc: Vec<String>,
-    #[serde(default)]
     pub bcc: Vec<String>,
-    #[serde(default)]
     pub subject: String,
-    #[serde(default)]
     pub text: String,
-    #[serde(default)]
     pub html: Option<String>,
-    #[serde(default)]
     pub attachments: Vec<AttachmentRequest>,
-    #[serde(default, alias = "inReplyTo")]
     pub in_reply_to: Option<MessageRef>,
-    #[serde(default)]
     pub forward: Option<MessageRef>,
 }
 
 /// An attachment: an upload, or a part of a message on the server.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub enum AttachmentRequest {
     Upload {
-        #[serde(alias = "uploadId")]
         upload_id: String,
-        #[serde(default)]
         filename: Option<String>,
     },
     Ref {
-        #[serde(rename = "ref")]
         part: PartRef,
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct PartRef {
     pub mailbox: String,
     pub uid: u32,
     pub part: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct MessageRef {
     pub mailbox: String,
     pub uid: u32,
