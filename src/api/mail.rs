@@ -391,6 +391,43 @@ pub async fn search(
 mod tests {
     use super::*;
 
+    /// A query string with every parameter the proto's request message
+    /// gives the route (so, the OpenAPI document too).
+    fn documented_query(rpc: &str) -> String {
+        use prost_reflect::Kind;
+        let rule = super::super::contract::rule(rpc).expect(rpc);
+        let pairs: Vec<String> = rule
+            .query_fields()
+            .iter()
+            .map(|f| {
+                let value = match f.kind() {
+                    Kind::Bool => "true",
+                    Kind::String => "x",
+                    _ => "1",
+                };
+                format!("{}={value}", f.name())
+            })
+            .collect();
+        pairs.join("&")
+    }
+
+    fn parses<T: serde::de::DeserializeOwned>(rpc: &str) {
+        let query = documented_query(rpc);
+        let uri: axum::http::Uri = format!("/?{query}").parse().unwrap();
+        if let Err(e) = axum::extract::Query::<T>::try_from_uri(&uri) {
+            panic!("{rpc}: {query}: {}", e.body_text());
+        }
+    }
+
+    /// The handlers take every query parameter the contract documents.
+    #[test]
+    fn query_parameters_are_the_contracts() {
+        parses::<ListParams>("Mail.ListMessages");
+        parses::<ChangesParams>("Mail.ListChanges");
+        parses::<MessageParams>("Mail.GetMessage");
+        parses::<SearchParams>("Mail.SearchMessages");
+    }
+
     #[test]
     fn dispositions() {
         assert_eq!(content_disposition(""), "attachment");
