@@ -139,7 +139,7 @@ where
 
 /// A JSON body that does not decode: `invalid_body` when it is JSON of the
 /// wrong shape (serde's message names the field), else `malformed_json`.
-pub fn json_error(e: serde_json::Error) -> ApiError {
+fn json_error(e: serde_json::Error) -> ApiError {
     let code = if e.is_data() {
         ErrorCode::InvalidBody
     } else {

@@ -1,7 +1,6 @@
 //! The API's error answers: `{"error": {"code", "message"}}` with the
 //! status of their code ([`crate::error_code`]).
 
-use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -83,19 +82,5 @@ impl From<StoreError> for ApiError {
             ErrorCode::StorageError,
             "the gateway could not read or write its store",
         )
-    }
-}
-
-/// Body rejections of axum's `Json`: all but a body too large or of the
-/// wrong type are 400 (`invalid_body` names the field serde could not take).
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let code = match &rejection {
-            JsonRejection::JsonDataError(_) => ErrorCode::InvalidBody,
-            JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
-            _ => ErrorCode::MalformedJson,
-        };
-        ApiError::new(code, rejection.body_text())
     }
 }

@@ -32,12 +32,11 @@ mod window_counts;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use axum::{Json, Router};
-use serde::de::DeserializeOwned;
+use axum::Router;
 
 use crate::proto::v1 as pb;
 use codec::Format;
@@ -109,19 +108,6 @@ where
             "the gateway failed to finish the request",
         ))
     })
-}
-
-/// A JSON body whose rejections become our error format (400 malformed or
-/// of the wrong shape, 413 too large, 415 wrong content type).
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(value))
-    }
 }
 
 /// Builds the router from the route registry: each operation at the path
