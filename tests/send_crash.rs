@@ -29,11 +29,11 @@ struct Binary {
     http: reqwest::Client,
 }
 
-async fn start(config: &std::path::Path, port: u16, log: &std::path::Path) -> Binary {
+async fn start(config: &std::path::Path, port: u16, log_path: &std::path::Path) -> Binary {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log)
+        .open(log_path)
         .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_lemonade"))
         .arg("serve")
@@ -46,12 +46,18 @@ async fn start(config: &std::path::Path, port: u16, log: &std::path::Path) -> Bi
         .spawn()
         .unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let binary = Binary {
+    let mut binary = Binary {
         child,
         url: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),
     };
     for _ in 0..400 {
+        if let Ok(Some(exit)) = binary.child.try_wait() {
+            panic!(
+                "the gateway binary exited at start ({exit}):\n{}",
+                std::fs::read_to_string(log_path).unwrap_or_default()
+            );
+        }
         if let Ok(r) = binary
             .http
             .get(format!("{}/healthz", binary.url))
@@ -64,7 +70,10 @@ async fn start(config: &std::path::Path, port: u16, log: &std::path::Path) -> Bi
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("gateway binary did not come up");
+    panic!(
+        "the gateway binary did not answer /healthz within 20 s:\n{}",
+        std::fs::read_to_string(log_path).unwrap_or_default()
+    );
 }
 
 impl Binary {
