@@ -42,6 +42,12 @@ pub enum OAuthMechanism {
     OAuthBearer,
 }
 
+impl std::fmt::Display for OAuthMechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Why a token cannot be used with a server. None of them carries the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
