@@ -239,7 +239,10 @@ async fn xoauth2_error_challenge_split_at_every_byte() {
             let mut line = String::new();
             write.write_all(b"220 hi\r\n").await.unwrap();
             read.read_line(&mut line).await.unwrap();
-            write.write_all(b"250-hi\r\n250 AUTH XOAUTH2\r\n").await.unwrap();
+            write
+                .write_all(b"250-hi\r\n250 AUTH XOAUTH2\r\n")
+                .await
+                .unwrap();
             let mut got = Vec::new();
             for reply in [challenge, refusal] {
                 line.clear();
