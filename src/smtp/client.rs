@@ -176,7 +176,11 @@ impl SmtpClient {
         let ehlo = &self.ehlo;
         let mechanism = OAuthMechanism::choose(mechanism, |m| ehlo.auth(m))?;
         let response = mechanism.initial_response(user, access_token)?;
-        let line = zeroize::Zeroizing::new(format!("AUTH {mechanism} {}\r\n", response.as_str()));
+        // Built in place, so that no copy of the token is left unzeroed.
+        let mut line = zeroize::Zeroizing::new(String::with_capacity(response.len() + 32));
+        for piece in ["AUTH ", mechanism.name(), " ", response.as_str(), "\r\n"] {
+            line.push_str(piece);
+        }
         drop(response);
         self.write(line.as_bytes()).await?;
         drop(line);

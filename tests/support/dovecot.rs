@@ -69,9 +69,6 @@ impl DovecotBuilder {
         self
     }
 
-    /// Turns on TLS: STARTTLS on the IMAP port and implicit TLS on
-    /// [`Dovecot::imaps_port`], with a certificate for 127.0.0.1 issued by a
-    /// fresh CA whose PEM is at [`Dovecot::ca_file`].
     /// Answers refused logins at once and never slows a client down for
     /// them (Dovecot's auth penalty: up to 15 s per login from an address
     /// that failed before), for tests that make many refused logins.
@@ -91,6 +88,9 @@ impl DovecotBuilder {
         self
     }
 
+    /// Turns on TLS: STARTTLS on the IMAP port and implicit TLS on
+    /// [`Dovecot::imaps_port`], with a certificate for 127.0.0.1 issued by a
+    /// fresh CA whose PEM is at [`Dovecot::ca_file`].
     pub fn tls(mut self) -> Self {
         self.tls = true;
         self
