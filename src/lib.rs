@@ -33,6 +33,7 @@ pub mod notify;
 pub mod proto;
 pub mod public_ip;
 pub mod read;
+pub mod sasl;
 pub mod send;
 pub mod smtp;
 pub mod startup;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use lemonade::error::ErrorClass;
 use lemonade::imap::{IdleEvent, ImapClient, ImapError};
 use lemonade::net::{Security, TlsConnector, Upstream};
+use lemonade::sasl::OAuthMechanism;
 use support::dovecot::Dovecot;
+use support::oauth::JwtSigner;
 
 /// Generous bound that only turns a hang into a failure.
 const HANG: Duration = Duration::from_secs(30);
@@ -111,6 +113,71 @@ async fn login_and_capabilities() {
     }
     client.enable(&["QRESYNC", "UTF8=ACCEPT"]).await.unwrap();
     client.noop().await.unwrap();
+    client.logout().await;
+}
+
+/// What Dovecot logs for each refused token of the OAuth2 tests.
+const REFUSALS: [&str; 4] = [
+    "Token has expired",
+    "Issuer 'https://other-as.test' is not allowed",
+    "Incorrect JWT signature",
+    "Username 'alice' did not match 'bob'",
+];
+
+/// Access tokens against Dovecot's `oauth2` passdb (local JWT validation):
+/// a valid token logs in with either mechanism; an expired one, one from
+/// another issuer, one with a bad signature and another user's are refused
+/// as auth errors, and the connection is not left waiting after the error
+/// challenge (it still answers NOOP).
+#[tokio::test]
+async fn oauth2_tokens_log_in_and_bad_ones_are_auth_errors() {
+    let dovecot = Dovecot::builder().oauth2().start();
+    dovecot.add_user(USER, PASS);
+    let jwt = dovecot.jwt();
+    let connect = || async {
+        ImapClient::connect(&plain(&dovecot), &connector(), HANG)
+            .await
+            .unwrap()
+    };
+    let refused = [
+        ("expired", jwt.token(USER, -120)),
+        (
+            "wrong issuer",
+            jwt.with_issuer("https://other-as.test").token(USER, 300),
+        ),
+        ("bad signature", JwtSigner::random().token(USER, 300)),
+        ("another user's", jwt.token("bob", 300)),
+    ];
+    for mechanism in [OAuthMechanism::XOAuth2, OAuthMechanism::OAuthBearer] {
+        let mut client = connect().await;
+        client
+            .authenticate_oauth(Some(mechanism), USER, &jwt.token(USER, 300))
+            .await
+            .unwrap_or_else(|e| panic!("{mechanism}: {e}\n{}", dovecot.log()));
+        assert!(client.capabilities().has("IDLE"));
+        client.examine("INBOX").await.unwrap();
+        client.logout().await;
+        for (what, token) in &refused {
+            let mut client = connect().await;
+            let err = client
+                .authenticate_oauth(Some(mechanism), USER, token)
+                .await
+                .unwrap_err();
+            assert_eq!(err.class(), ErrorClass::Auth, "{mechanism} {what}: {err:?}");
+            assert!(!format!("{err} {err:?}").contains(token.as_str()));
+            // The error challenge was read: its status is in the message.
+            assert!(err.to_string().contains("(status "), "{err}");
+            client.noop().await.unwrap();
+        }
+    }
+    // Each was refused for the reason meant.
+    let log = dovecot.log();
+    for reason in REFUSALS {
+        assert_eq!(log.matches(reason).count(), 2, "{reason}:\n{log}");
+    }
+    // The passwd-file users still log in with a password.
+    let mut client = connect().await;
+    client.login(USER, PASS).await.unwrap();
     client.logout().await;
 }
 

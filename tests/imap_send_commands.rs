@@ -1,15 +1,22 @@
 //! The IMAP commands of the send path against a real Dovecot: body
 //! structure, piecewise section fetch, APPEND with CATENATE and APPENDUID,
-//! SEARCH by Message-ID, GENURLAUTH and URLFETCH, removal.
+//! SEARCH by Message-ID, GENURLAUTH and URLFETCH, removal; and the
+//! submission service's AUTH with OAuth2 tokens.
 
 mod support;
 
 use std::time::Duration;
 
+use lemonade::error::ErrorClass;
 use lemonade::imap::{find_part, with_submit_access, AppendPart, ImapClient, MessageUrl};
 use lemonade::net::{TlsConnector, Upstream};
+use lemonade::sasl::OAuthMechanism;
+use lemonade::smtp::SmtpClient;
 use lemonade::store::Security;
+use support::dovecot::Dovecot;
+use support::oauth::JwtSigner;
 use support::send::*;
+use support::smtp_sink::SmtpSink;
 
 #[tokio::test]
 async fn catenate_urlauth_and_sections_against_dovecot() {
@@ -120,4 +127,63 @@ async fn catenate_urlauth_and_sections_against_dovecot() {
     imap.delete_uids(&[appended.uid]).await.unwrap();
     assert!(mailbox(&dovecot, "Sent").is_empty());
     imap.logout().await;
+}
+
+/// `AUTH XOAUTH2` and `AUTH OAUTHBEARER` on Dovecot's submission service
+/// with its `oauth2` passdb: a valid token logs in and may send; refused
+/// tokens give an auth error after the error challenge, and the same
+/// connection then logs in with a valid one (nothing left half-done).
+#[tokio::test]
+async fn submission_takes_oauth2_tokens() {
+    let sink = SmtpSink::start();
+    let dovecot = Dovecot::builder().relay_port(sink.port()).oauth2().start();
+    let jwt = dovecot.jwt();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let upstream = Upstream {
+        host: dovecot.host().into(),
+        port: dovecot.submission_port(),
+        security: Security::Plain,
+    };
+    let tls = TlsConnector::new(None).unwrap();
+    let timeout = Duration::from_secs(30);
+    let refused = [
+        ("expired", jwt.token(USER, -120)),
+        (
+            "wrong issuer",
+            jwt.with_issuer("https://other-as.test").token(USER, 300),
+        ),
+        ("bad signature", JwtSigner::random().token(USER, 300)),
+        ("another user's", jwt.token("bob", 300)),
+    ];
+    for mechanism in [OAuthMechanism::XOAuth2, OAuthMechanism::OAuthBearer] {
+        for (what, token) in &refused {
+            let mut smtp = SmtpClient::connect(&upstream, &tls, timeout, "test")
+                .await
+                .unwrap();
+            let err = smtp
+                .auth_oauth(Some(mechanism), USER, token)
+                .await
+                .unwrap_err();
+            assert_eq!(err.class(), ErrorClass::Auth, "{mechanism} {what}: {err:?}");
+            assert_eq!(err.reply().map(|r| r.code), Some(535), "{err}");
+            // The error challenge was read: its status is in the reply.
+            assert!(err.to_string().contains("(status "), "{err}");
+            assert!(!format!("{err} {err:?}").contains(token.as_str()));
+            smtp.auth_oauth(Some(mechanism), USER, &jwt.token(USER, 300))
+                .await
+                .unwrap_or_else(|e| panic!("{mechanism} after {what}: {e}\n{}", dovecot.log()));
+            smtp.mail_from("alice@test.local", None).await.unwrap();
+            smtp.quit().await;
+        }
+    }
+    // Each was refused for the reason meant.
+    let log = dovecot.log();
+    for reason in [
+        "Token has expired",
+        "Issuer 'https://other-as.test' is not allowed",
+        "Incorrect JWT signature",
+        "Username 'alice' did not match 'bob'",
+    ] {
+        assert_eq!(log.matches(reason).count(), 2, "{reason}:\n{log}");
+    }
 }

@@ -17,6 +17,7 @@ use crate::store::send::Segment;
 pub use crate::imap::UidSet;
 pub use crate::read::state::StateToken;
 pub use crate::read::structure::{BodyStructure, Part};
+pub use crate::sasl::{refusal_text, ErrorChallenge, MAX_CHALLENGE_FIELD};
 pub use crate::send::compose::{valid_address, Attachment, Draft};
 pub use crate::smtp::{Reply, ReplyError};
 
@@ -115,4 +116,16 @@ pub fn compose_message(draft: &Draft, uploads: &[&[u8]]) -> Vec<u8> {
 /// The size the send path announces for what `draft` composes to.
 pub fn composed_size(draft: &Draft) -> u64 {
     compose::total_size(&compose::compose(draft))
+}
+
+/// A SASL error challenge as the IMAP and SMTP clients read it (the text
+/// after `+ ` or `334 `).
+pub fn sasl_challenge(text: &str) -> Option<ErrorChallenge> {
+    ErrorChallenge::parse(text)
+}
+
+/// `raw` in standard base64, as a server encodes its challenge.
+pub fn base64_encode(raw: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(raw)
 }

@@ -1,4 +1,5 @@
-//! Properties of UID sets, modified UTF-7 and state tokens, checked on
+//! Properties of UID sets, modified UTF-7, state tokens and SASL error
+//! challenges, checked on
 //! generated inputs (the fuzz targets check the same on mutated ones).
 
 use proptest::prelude::*;
@@ -79,5 +80,31 @@ proptest! {
         if let Some(token) = StateToken::decode(&raw) {
             prop_assert_eq!(StateToken::decode(&token.encode()), Some(token));
         }
+    }
+}
+
+proptest! {
+    #[test]
+    fn sasl_challenges_keep_short_clean_fields(
+        status in any::<String>(),
+        scope in any::<String>(),
+        number in any::<u16>(),
+        server in any::<String>(),
+    ) {
+        let json = serde_json::json!({"status": status, "scope": scope, "schemes": number});
+        let text = base64_encode(json.to_string().as_bytes());
+        let challenge = sasl_challenge(&text).expect("a JSON object");
+        prop_assert_eq!(challenge.schemes.clone(), Some(number.to_string()));
+        for (field, sent) in [(&challenge.status, &status), (&challenge.scope, &scope)] {
+            let field = field.as_deref().expect("present");
+            prop_assert!(field.len() <= MAX_CHALLENGE_FIELD);
+            prop_assert!(!field.chars().any(char::is_control));
+            // What is kept is the start of what was sent, cleaned.
+            prop_assert!(crate::text::clean(sent).starts_with(field));
+        }
+        let refusal = refusal_text(&server, Some(&challenge));
+        prop_assert!(refusal.len() <= crate::text::MAX_SERVER_TEXT);
+        let summary = challenge.summary().expect("status and scope");
+        prop_assert!(refusal.ends_with(&format!("({summary})")), "{}", refusal);
     }
 }

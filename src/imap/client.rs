@@ -125,7 +125,7 @@ pub struct ImapClient {
     /// Text of a BYE seen, reported when the connection then closes.
     bye: Option<String>,
     /// The server greeted with PREAUTH: no login needed.
-    preauth: bool,
+    pub(super) preauth: bool,
     /// Byte budget of the running command ([`IDLE_BUDGET`] between commands).
     pub(super) budget: usize,
     /// Bytes of the untagged responses the running command has taken.
@@ -267,6 +267,17 @@ impl ImapClient {
                 .string(password.as_bytes(), false)?;
             self.run(cmd, &mut collect).await?
         };
+        self.complete_login(done, caps).await
+    }
+
+    /// Ends a login: a refusal becomes [`ImapError::Auth`] (or `Unavailable`),
+    /// and the capabilities are taken from the completion, from an untagged
+    /// CAPABILITY the login collected, or asked for.
+    pub(super) async fn complete_login(
+        &mut self,
+        done: Completion,
+        caps: Option<Vec<String>>,
+    ) -> Result<(), ImapError> {
         match done.status {
             Status::Ok => {}
             Status::No if done.code == Some(Code::Unavailable) => {
@@ -571,3 +582,7 @@ mod tests;
 #[cfg(test)]
 #[path = "bounds_tests.rs"]
 mod bounds_tests;
+
+#[cfg(test)]
+#[path = "oauth_tests.rs"]
+mod oauth_tests;

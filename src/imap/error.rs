@@ -2,6 +2,7 @@
 
 use crate::error::ErrorClass;
 use crate::net::NetError;
+use crate::sasl::SaslError;
 
 use super::command::InvalidArgument;
 
@@ -48,6 +49,10 @@ pub enum ImapError {
     /// The server lacks an extension the operation needs.
     #[error("server does not support {0}")]
     Unsupported(&'static str),
+    /// An OAuth2 login cannot be tried: no mechanism for it, or a user
+    /// name or token that cannot be sent.
+    #[error(transparent)]
+    Sasl(#[from] SaslError),
     /// An argument could not be put in a command safely.
     #[error(transparent)]
     InvalidArgument(#[from] InvalidArgument),
@@ -101,6 +106,7 @@ impl ImapError {
             | ImapError::StarttlsUnavailable
             | ImapError::LoginDisabled
             | ImapError::Unsupported(_)
+            | ImapError::Sasl(_)
             | ImapError::InvalidArgument(_) => ErrorClass::Permanent,
         }
     }

@@ -1,7 +1,8 @@
 //! A small, memory-lean async IMAP client for the watcher and the mail API.
 //!
 //! This module owns everything IMAP on the wire: the greeting and STARTTLS,
-//! login (`AUTHENTICATE PLAIN` or `LOGIN`), capabilities, ENABLE, EXAMINE,
+//! login (`AUTHENTICATE PLAIN` or `LOGIN`; with an OAuth2 token `XOAUTH2` or
+//! `OAUTHBEARER`, `oauth.rs`), capabilities, ENABLE, EXAMINE,
 //! STATUS, UID SEARCH, the FETCH of push summaries, NOTIFY and IDLE; for the
 //! mail API also LIST, SELECT, UID FETCH with CHANGEDSINCE/VANISHED
 //! (`fetch.rs`), UID STORE/MOVE/EXPUNGE and SEARCH/ESEARCH (`modify.rs`); and
@@ -60,6 +61,7 @@ mod lexer;
 mod mailbox;
 mod message;
 mod modify;
+mod oauth;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod parser;
 mod summary;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::reply::{parse_reply, Ehlo, Reply, ReplyError};
 use crate::error::ErrorClass;
 use crate::net::{self, MaybeTls, NetError, Security, TlsConnector, Upstream};
+use crate::sasl::{refusal_text, ErrorChallenge, OAuthMechanism, SaslError};
 
 /// Why an SMTP step failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,10 @@ pub enum SmtpError {
     Protocol(String),
     #[error("SMTP server does not offer STARTTLS")]
     StarttlsUnavailable,
+    /// An OAuth2 login cannot be tried: no mechanism for it, or a user
+    /// name or token that cannot be sent.
+    #[error(transparent)]
+    Sasl(#[from] SaslError),
     /// The server answered a command with 4xx or 5xx.
     #[error("{command} refused: {}", reply.text())]
     Rejected { command: &'static str, reply: Reply },
@@ -46,7 +51,7 @@ impl SmtpError {
             SmtpError::Net(e) => e.class(),
             SmtpError::Io(_) | SmtpError::Timeout | SmtpError::Closed => ErrorClass::Transient,
             SmtpError::Protocol(_) => ErrorClass::Protocol,
-            SmtpError::StarttlsUnavailable => ErrorClass::Permanent,
+            SmtpError::StarttlsUnavailable | SmtpError::Sasl(_) => ErrorClass::Permanent,
             SmtpError::Rejected { command, reply } => {
                 if *command == "AUTH" && reply.code == 535 {
                     ErrorClass::Auth
@@ -152,6 +157,57 @@ impl SmtpClient {
         let line = zeroize::Zeroizing::new(format!("AUTH PLAIN {}\r\n", b64.encode(&*blob)));
         self.command("AUTH", line.as_bytes(), 235).await?;
         Ok(())
+    }
+
+    /// Authenticates as `user` with an OAuth2 bearer token: `AUTH XOAUTH2`
+    /// or `AUTH OAUTHBEARER` with the initial response. `mechanism` is the
+    /// one to use (refused with [`SaslError::NotOffered`] when EHLO does not
+    /// list it); `None` picks OAUTHBEARER, else XOAUTH2
+    /// ([`SaslError::NoMechanism`] when neither is listed). A refused token
+    /// is answered with a 334 error challenge, which is answered in turn;
+    /// the final refusal (535: [`ErrorClass::Auth`]) carries the
+    /// challenge's status and scope at the end of its last line.
+    pub async fn auth_oauth(
+        &mut self,
+        mechanism: Option<OAuthMechanism>,
+        user: &str,
+        access_token: &str,
+    ) -> Result<(), SmtpError> {
+        let ehlo = &self.ehlo;
+        let mechanism = OAuthMechanism::choose(mechanism, |m| ehlo.auth(m))?;
+        let response = mechanism.initial_response(user, access_token)?;
+        // Built in place, so that no copy of the token is left unzeroed.
+        let mut line = zeroize::Zeroizing::new(String::with_capacity(response.len() + 32));
+        for piece in ["AUTH ", mechanism.name(), " ", response.as_str(), "\r\n"] {
+            line.push_str(piece);
+        }
+        drop(response);
+        self.write(line.as_bytes()).await?;
+        drop(line);
+        let mut reply = self.read_reply().await?;
+        let mut challenge = None;
+        if reply.code == 334 {
+            challenge = reply.lines.first().and_then(|c| ErrorChallenge::parse(c));
+            let answer = format!("{}\r\n", mechanism.error_answer());
+            self.write(answer.as_bytes()).await?;
+            reply = self.read_reply().await?;
+        }
+        match reply.code {
+            235 => Ok(()),
+            400.. => {
+                if let Some(last) = reply.lines.last_mut() {
+                    *last = refusal_text(last, challenge.as_ref());
+                }
+                Err(SmtpError::Rejected {
+                    command: "AUTH",
+                    reply,
+                })
+            }
+            _ => Err(SmtpError::Protocol(format!(
+                "unexpected reply to AUTH: {}",
+                reply.text()
+            ))),
+        }
     }
 
     /// `MAIL FROM:<from>` with `SIZE=` when the server knows SIZE and `BODY=8BITMIME` when offered.

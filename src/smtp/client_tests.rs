@@ -151,3 +151,121 @@ async fn a_reply_line_that_never_ends_is_refused_without_waiting() {
     let e = smtp.rset().await.unwrap_err();
     assert!(matches!(e, SmtpError::Protocol(_)), "{e:?}");
 }
+
+const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJlbWFpbCI6ImFsaWNlIn0.c2lnbmF0dXJl";
+/// base64 of Gmail's error challenge.
+const CHALLENGE: &str = "eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ==";
+
+#[tokio::test]
+async fn oauth_tokens_go_in_the_initial_response() {
+    let (port, server) = scripted(
+        "250-scripted\r\n250 AUTH PLAIN XOAUTH2 OAUTHBEARER\r\n",
+        vec![("AUTH ", "235 2.7.0 ok\r\n")],
+    )
+    .await;
+    let mut smtp = connect(port).await;
+    smtp.auth_oauth(None, "alice", TOKEN).await.unwrap();
+    smtp.auth_oauth(Some(crate::sasl::OAuthMechanism::XOAuth2), "alice", TOKEN)
+        .await
+        .unwrap();
+    smtp.quit().await;
+    let (lines, _) = server.await.unwrap();
+    let bearer = crate::sasl::OAuthMechanism::OAuthBearer
+        .initial_response("alice", TOKEN)
+        .unwrap();
+    assert_eq!(lines[1], format!("AUTH OAUTHBEARER {}", bearer.as_str()));
+    assert!(lines[2].starts_with("AUTH XOAUTH2 "), "{lines:?}");
+}
+
+#[tokio::test]
+async fn an_oauth_refusal_is_an_auth_error_with_the_challenge() {
+    let challenge: &'static str = Box::leak(format!("334 {CHALLENGE}\r\n").into_boxed_str());
+    let (port, server) = scripted(
+        "250-scripted\r\n250 AUTH OAUTHBEARER\r\n",
+        vec![
+            ("AUTH OAUTHBEARER", challenge),
+            ("AQ==", "535 5.7.8 Username and Password not accepted\r\n"),
+        ],
+    )
+    .await;
+    let mut smtp = connect(port).await;
+    let e = smtp.auth_oauth(None, "alice", TOKEN).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Auth, "{e:?}");
+    assert_eq!(
+        e.reply().unwrap().text(),
+        "535 5.7.8 Username and Password not accepted (status 401, scope https://mail.google.com/)"
+    );
+    assert!(!format!("{e} {e:?}").contains(TOKEN));
+    // The exchange is over: the connection takes the next command.
+    smtp.rset().await.unwrap();
+    smtp.quit().await;
+    let (lines, _) = server.await.unwrap();
+    assert_eq!(lines[2], "AQ==");
+    assert_eq!(lines[3], "RSET");
+}
+
+#[tokio::test]
+async fn no_oauth_mechanism_is_permanent_and_sends_nothing() {
+    let (port, server) = scripted("250-scripted\r\n250 AUTH PLAIN XOAUTH2\r\n", vec![]).await;
+    let mut smtp = connect(port).await;
+    let e = smtp
+        .auth_oauth(Some(crate::sasl::OAuthMechanism::OAuthBearer), "a", TOKEN)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SmtpError::Sasl(_)), "{e:?}");
+    assert_eq!(e.class(), ErrorClass::Permanent);
+    let e = smtp.auth_oauth(None, "a\r\nRSET", TOKEN).await.unwrap_err();
+    assert!(matches!(e, SmtpError::Sasl(_)), "{e:?}");
+    smtp.quit().await;
+    let (lines, _) = server.await.unwrap();
+    assert_eq!(lines, ["EHLO test", "QUIT"]);
+}
+
+/// The XOAUTH2 error challenge and the refusal, each arriving split at
+/// every byte: the empty answer goes out once the challenge is whole, and
+/// the refusal is read whole.
+#[tokio::test]
+async fn xoauth2_error_challenge_split_at_every_byte() {
+    let challenge = format!("334 {CHALLENGE}\r\n");
+    let refusal = "535-5.7.8 Username and Password not accepted.\r\n535 5.7.8 Learn more\r\n";
+    for cut in 0..challenge.len().max(refusal.len()) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (challenge, refusal) = (challenge.clone(), refusal.to_owned());
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            let mut line = String::new();
+            write.write_all(b"220 hi\r\n").await.unwrap();
+            read.read_line(&mut line).await.unwrap();
+            write
+                .write_all(b"250-hi\r\n250 AUTH XOAUTH2\r\n")
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            for reply in [challenge, refusal] {
+                line.clear();
+                read.read_line(&mut line).await.unwrap();
+                got.push(line.clone());
+                let at = cut.min(reply.len());
+                write.write_all(&reply.as_bytes()[..at]).await.unwrap();
+                write.flush().await.unwrap();
+                tokio::task::yield_now().await;
+                write.write_all(&reply.as_bytes()[at..]).await.unwrap();
+            }
+            got
+        });
+        let mut smtp = connect(port).await;
+        let e = smtp.auth_oauth(None, "alice", TOKEN).await.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Auth, "cut {cut}: {e:?}");
+        assert!(
+            e.to_string()
+                .ends_with("Learn more (status 401, scope https://mail.google.com/)"),
+            "{e}"
+        );
+        let got = server.await.unwrap();
+        assert!(got[0].starts_with("AUTH XOAUTH2 "));
+        assert_eq!(got[1], "\r\n", "cut {cut}");
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! `reply.rs` is the pure part (reply framing, EHLO capabilities, tested with
 //! transcripts split at every byte); `client.rs` owns one connection:
-//! greeting, EHLO, STARTTLS, AUTH, MAIL/RCPT, `BURL imap` (RFC 4468) and the
+//! greeting, EHLO, STARTTLS, AUTH (PLAIN, LOGIN; XOAUTH2 and OAUTHBEARER
+//! with [`crate::sasl`]), MAIL/RCPT, `BURL imap` (RFC 4468) and the
 //! message itself by DATA (dot-stuffed while streaming) or BDAT (RFC 3030).
 //! Hand-written rather than lettre's: lettre sends a message only from one
 //! in-memory buffer and hides EHLO keywords it does not know (`BURL`), while

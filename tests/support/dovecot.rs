@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+use super::oauth::JwtSigner;
 use super::raw_imap::quote;
 pub use super::raw_imap::RawImap;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub struct DovecotBuilder {
     no_attribute_dict: bool,
     max_mail_size: Option<u64>,
     no_auth_penalty: bool,
+    oauth2: Option<JwtSigner>,
 }
 
 impl DovecotBuilder {
@@ -67,9 +69,6 @@ impl DovecotBuilder {
         self
     }
 
-    /// Turns on TLS: STARTTLS on the IMAP port and implicit TLS on
-    /// [`Dovecot::imaps_port`], with a certificate for 127.0.0.1 issued by a
-    /// fresh CA whose PEM is at [`Dovecot::ca_file`].
     /// Answers refused logins at once and never slows a client down for
     /// them (Dovecot's auth penalty: up to 15 s per login from an address
     /// that failed before), for tests that make many refused logins.
@@ -78,6 +77,20 @@ impl DovecotBuilder {
         self
     }
 
+    /// Adds the `oauth2` passdb (XOAUTH2 and OAUTHBEARER on IMAP and
+    /// submission) with local validation of HS256 tokens from
+    /// [`Dovecot::jwt`], beside the passwd-file users; refusals are
+    /// answered at once (as [`Self::without_auth_penalty`], and loopback
+    /// is a trusted network).
+    pub fn oauth2(mut self) -> Self {
+        self.oauth2 = Some(JwtSigner::random());
+        self.no_auth_penalty = true;
+        self
+    }
+
+    /// Turns on TLS: STARTTLS on the IMAP port and implicit TLS on
+    /// [`Dovecot::imaps_port`], with a certificate for 127.0.0.1 issued by a
+    /// fresh CA whose PEM is at [`Dovecot::ca_file`].
     pub fn tls(mut self) -> Self {
         self.tls = true;
         self
@@ -146,6 +159,7 @@ impl DovecotBuilder {
             eprintln!("doveconf refused the configuration, then accepted it: {refusals:?}");
         }
         let mut dovecot = Dovecot {
+            jwt: self.oauth2.clone(),
             dir,
             config,
             imap_port,
@@ -160,6 +174,8 @@ impl DovecotBuilder {
 
 /// A running Dovecot; stopped and its directory removed on drop.
 pub struct Dovecot {
+    /// Signs tokens the `oauth2` passdb accepts (with [`DovecotBuilder::oauth2`]).
+    jwt: Option<JwtSigner>,
     dir: tempfile::TempDir,
     config: PathBuf,
     imap_port: u16,
@@ -199,6 +215,11 @@ impl Dovecot {
     /// The CA certificate (PEM) that issued the server certificate.
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
+    }
+
+    /// Signs tokens Dovecot accepts (only with [`DovecotBuilder::oauth2`]).
+    pub fn jwt(&self) -> &JwtSigner {
+        self.jwt.as_ref().expect("started without oauth2()")
     }
 
     /// The directory holding config, logs and mail.
@@ -422,6 +443,18 @@ fn render_config(
     } else {
         ""
     };
+    // The passwd-file users keep PLAIN and LOGIN; tokens go to `oauth2`.
+    let (mechanisms, oauth2, passwd_mechanisms) = match &b.oauth2 {
+        Some(signer) => (
+            " xoauth2 oauthbearer",
+            format!(
+                "{}login_trusted_networks = 127.0.0.0/8\nauth_verbose = yes\n",
+                signer.dovecot_config(root)
+            ),
+            "  mechanisms = plain login\n",
+        ),
+        None => ("", String::new(), ""),
+    };
     format!(
         "instance_name = lemonade-test
 base_dir = {dir}/run
@@ -431,10 +464,10 @@ listen = 127.0.0.1
 hostname = test.local
 log_path = {dir}/log/dovecot.log
 {ssl}disable_plaintext_auth = no
-auth_mechanisms = plain login
-passdb {{
+auth_mechanisms = plain login{mechanisms}
+{oauth2}passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {dir}/users
+{passwd_mechanisms}  args = scheme=PLAIN username_format=%u {dir}/users
 }}
 userdb {{
   driver = static

@@ -9,6 +9,7 @@ pub mod dovecot;
 pub mod gateway;
 pub mod hostile_imap;
 pub mod imap_proxy;
+pub mod oauth;
 pub mod postgres;
 pub mod push;
 pub mod raw_imap;
