@@ -60,14 +60,15 @@ fi
 # with openapi-spec-validator and Redocly CLI, generates a client with
 # openapi-python-client, and decodes every answer with the proto compiled
 # by grpcio-tools (its protoc) for the protobuf runtime. All pinned, in
-# their own places under the cache; LEMONADE_CONTRACT_PYTHON and
-# LEMONADE_CONTRACT_NODE point the test elsewhere.
+# their own places under the cache; TEST_CONTRACT_PYTHON and
+# TEST_CONTRACT_NODE point the test elsewhere (not LEMONADE_*: the gateway
+# refuses environment variables of its prefix that are no configuration key).
 contract_py_pins=(openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
   grpcio-tools==1.85.4 protobuf==7.36.2 http_ece==1.2.1 cryptography==51.0.1)
 # 1.x: the 2.x line needs a newer Node.js than Debian 12 ships (18.19).
 redocly_version=1.34.5
-contract_py="${LEMONADE_CONTRACT_PYTHON:-${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-tests/contract-python}"
-contract_node="${LEMONADE_CONTRACT_NODE:-${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-node}"
+contract_py="${TEST_CONTRACT_PYTHON:-${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-tests/contract-python}"
+contract_node="${TEST_CONTRACT_NODE:-${XDG_CACHE_HOME:-$HOME/.cache}/lemonade-node}"
 if [ "$(cat "$contract_py/pins" 2>/dev/null)" != "${contract_py_pins[*]}" ]; then
   echo "installing ${contract_py_pins[*]} into $contract_py"
   rm -rf "$contract_py"
@@ -92,7 +93,7 @@ if [ "$("$contract_node/node_modules/.bin/redocly" --version 2>/dev/null | head 
   npm install --prefix "$contract_node" --save-exact --no-fund --no-audit --loglevel=error \
     "@redocly/cli@$redocly_version"
 fi
-export LEMONADE_CONTRACT_PYTHON="$contract_py" LEMONADE_CONTRACT_NODE="$contract_node"
+export TEST_CONTRACT_PYTHON="$contract_py" TEST_CONTRACT_NODE="$contract_node"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install a current Rust toolchain (https://rustup.rs), then run this again" >&2

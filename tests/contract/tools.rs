@@ -1,7 +1,7 @@
 //! The standard tools the contract tests run, where tests/run.sh installs
 //! them: a Python virtualenv (openapi-spec-validator, openapi-python-client,
 //! grpcio-tools, protobuf) and a Node prefix (Redocly CLI). The variables
-//! `LEMONADE_CONTRACT_PYTHON` and `LEMONADE_CONTRACT_NODE` name other
+//! `TEST_CONTRACT_PYTHON` and `TEST_CONTRACT_NODE` name other
 //! places. As with kubernetes-validate, a missing tool fails the test
 //! (never a silent skip), saying how to install it.
 
@@ -20,7 +20,7 @@ fn cache_dir() -> PathBuf {
         .expect("neither XDG_CACHE_HOME nor HOME is set")
 }
 
-/// `$LEMONADE_CONTRACT_<var>` or the cache's `default`; the tool in it must exist.
+/// `$TEST_CONTRACT_<var>` or the cache's `default`; the tool in it must exist.
 fn installed(var: &str, default: &str, tool: &str) -> PathBuf {
     let dir = std::env::var_os(var)
         .map(PathBuf::from)
@@ -37,7 +37,7 @@ fn installed(var: &str, default: &str, tool: &str) -> PathBuf {
 /// The virtualenv's Python.
 pub fn python() -> PathBuf {
     installed(
-        "LEMONADE_CONTRACT_PYTHON",
+        "TEST_CONTRACT_PYTHON",
         "lemonade-tests/contract-python",
         "bin/python",
     )
@@ -51,7 +51,7 @@ pub fn python_tool(name: &str) -> PathBuf {
 /// Redocly CLI.
 pub fn redocly() -> PathBuf {
     installed(
-        "LEMONADE_CONTRACT_NODE",
+        "TEST_CONTRACT_NODE",
         "lemonade-node",
         "node_modules/.bin/redocly",
     )
