@@ -14,7 +14,6 @@ use lemonade::sasl::OAuthMechanism;
 use lemonade::smtp::SmtpClient;
 use lemonade::store::Security;
 use support::dovecot::Dovecot;
-use support::oauth::JwtSigner;
 use support::send::*;
 use support::smtp_sink::SmtpSink;
 
@@ -146,15 +145,7 @@ async fn submission_takes_oauth2_tokens() {
     };
     let tls = TlsConnector::new(None).unwrap();
     let timeout = Duration::from_secs(30);
-    let refused = [
-        ("expired", jwt.token(USER, -120)),
-        (
-            "wrong issuer",
-            jwt.with_issuer("https://other-as.test").token(USER, 300),
-        ),
-        ("bad signature", JwtSigner::random().token(USER, 300)),
-        ("another user's", jwt.token("bob", 300)),
-    ];
+    let refused = jwt.refused_tokens(USER);
     for mechanism in [OAuthMechanism::XOAuth2, OAuthMechanism::OAuthBearer] {
         for (what, token) in &refused {
             let mut smtp = SmtpClient::connect(&upstream, &tls, timeout, "test")

@@ -38,6 +38,20 @@ impl JwtSigner {
     }
 
     /// The same key, another issuer (a token Dovecot must refuse).
+    /// Tokens for `user` the server must refuse, each with why: expired,
+    /// from another issuer, signed with another key, for another user.
+    pub fn refused_tokens(&self, user: &str) -> [(&'static str, String); 4] {
+        [
+            ("expired", self.token(user, -120)),
+            (
+                "wrong issuer",
+                self.with_issuer("https://other-as.test").token(user, 300),
+            ),
+            ("bad signature", JwtSigner::random().token(user, 300)),
+            ("another user's", self.token("bob", 300)),
+        ]
+    }
+
     pub fn with_issuer(&self, issuer: &str) -> JwtSigner {
         JwtSigner {
             key: self.key.clone(),
