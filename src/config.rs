@@ -14,10 +14,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod cluster;
+mod oauth;
 mod sections;
 mod validate;
 
 pub use cluster::{is_valid_node_id, ClusterConfig, StoreBackend, StoreConfig, MAX_NODE_ID_LEN};
+pub use oauth::{OAuthConfig, Provider, ProviderConfig, ServerConfig};
 pub use sections::{ApiConfig, PushConfig, ReadConfig, SendConfig, UpstreamConfig, WatchConfig};
 
 /// Why the configuration was refused.
@@ -53,6 +55,7 @@ pub struct Config {
     pub read: ReadConfig,
     pub send: SendConfig,
     pub cluster: ClusterConfig,
+    pub oauth: OAuthConfig,
 }
 
 /// How log lines are written.
@@ -80,6 +83,7 @@ impl Default for Config {
             read: ReadConfig::default(),
             send: SendConfig::default(),
             cluster: ClusterConfig::default(),
+            oauth: OAuthConfig::default(),
         }
     }
 }
@@ -90,6 +94,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "push.extra_ca_file",
     "store.postgres_ca_file",
     "store.shared_dir",
+    "oauth.public_url",
 ];
 
 /// Environment variables that are not configuration keys but are ours.
@@ -149,6 +154,7 @@ impl Config {
         self.watch.validate()?;
         self.read.validate()?;
         self.upstream.validate(self.api.request_timeout_secs)?;
+        self.oauth.validate()?;
         self.cluster.validate(self.cluster_mode())
     }
 
@@ -195,7 +201,7 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
 fn leaf_keys(value: &toml::Value, path: &str, out: &mut Vec<String>) {
     if let toml::Value::Table(table) = value {
         // Tables whose entries are data (host → seconds) are one key as a whole.
-        if !path.is_empty() && path.ends_with("_by_host") {
+        if !path.is_empty() && (path.ends_with("_by_host") || path == "oauth.providers") {
             out.push(path.to_string());
             return;
         }

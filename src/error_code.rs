@@ -186,6 +186,20 @@ catalogue! {
         "The account was registered without an SMTP server, so it cannot send; register it again with `smtp`.";
     RecipientRejected = "recipient_rejected", UNPROCESSABLE_ENTITY,
         "In a send's status: the SMTP server refused a recipient (its reply is in `smtp_reply`); fix the address and send again.";
+    UnknownProvider = "unknown_provider", UNPROCESSABLE_ENTITY,
+        "The gateway has no OAuth provider of that name (`oauth.providers`); use one the operator configured, or sign in with a password.";
+    RedirectNotAllowed = "redirect_not_allowed", UNPROCESSABLE_ENTITY,
+        "`app_redirect_uri` is not one of the gateway's `oauth.app_redirect_uris`; use the app's registered URI.";
+    OauthCodeRejected = "oauth_code_rejected", UNPROCESSABLE_ENTITY,
+        "The provider refused the authorization code (used, expired, or issued for another client or redirect URI); sign in again for a new code.";
+    OauthEmailMismatch = "oauth_email_mismatch", UNPROCESSABLE_ENTITY,
+        "The provider signed in another address than `email`; register with the address that signed in, or leave `email` out.";
+    OauthStateInvalid = "oauth_state_invalid", BAD_REQUEST,
+        "The sign-in this callback belongs to is unknown, finished already or expired; start the sign-in again.";
+    OauthGrantInvalid = "oauth_grant_invalid", BAD_REQUEST,
+        "The grant is unknown, redeemed already or expired (it lives `oauth.grant_ttl_secs`); sign in again.";
+    ReauthRequired = "reauth_required", FORBIDDEN,
+        "The provider no longer accepts the account's sign-in (access revoked, password changed, grant expired); sign in again with the same account, which keeps its devices.";
     AccountDeleted = "account_deleted", GONE,
         "In a send's status: the account was deleted while the send was under way, so it stopped; nothing more is sent.";
     ReferenceGone = "reference_gone", UNPROCESSABLE_ENTITY,
@@ -230,6 +244,10 @@ catalogue! {
         "In a send's status (with status done): the message was sent, but its copy could not be stored in the Sent mailbox.";
     SentCopyGone = "sent_copy_gone", CONFLICT,
         "In a send's status: the Sent copy the gateway stored was deleted before submission, so nothing was sent; send again.";
+    ProviderUnavailable = "provider_unavailable", BAD_GATEWAY,
+        "The OAuth provider could not be reached or failed for now; try again later.";
+    ProviderRefusedClient = "provider_refused_client", BAD_GATEWAY,
+        "The OAuth provider refused the gateway's client settings or did not say which address signed in; the operator must check `oauth.providers`.";
     PushServiceUnavailable = "push_service_unavailable", BAD_GATEWAY,
         "The push service did not take the test push now; try again later.";
     PushServiceRefused = "push_service_refused", BAD_GATEWAY,

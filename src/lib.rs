@@ -17,6 +17,7 @@ pub mod api;
 pub mod backoff;
 pub mod cluster;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod error_code;
 #[doc(hidden)]
@@ -30,6 +31,7 @@ pub mod mail;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod oauth;
 pub mod proto;
 pub mod public_ip;
 pub mod read;
@@ -78,6 +80,8 @@ pub enum RunError {
     Net(#[from] net::NetError),
     #[error(transparent)]
     Push(#[from] notify::client::PushClientError),
+    #[error(transparent)]
+    OAuth(#[from] oauth::OAuthError),
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
 }
@@ -120,6 +124,12 @@ pub async fn run(
     } else {
         tls.public_only()
     };
+    let (refused_tx, refused_rx) = tokio::sync::mpsc::channel(1024);
+    let tokens = Arc::new(
+        oauth::TokenBroker::new(oauth::providers(&config)?, store.clone(), sealer.clone())
+            .on_refused(refused_tx),
+    );
+    let credentials = Arc::new(credentials::Credentials::new(sealer.clone(), tokens));
     let signer = Arc::new(VapidSigner::new(vapid, &config.push.vapid_subject)?);
     let push_client = Arc::new(PushClient::new(
         PushClientConfig {
@@ -164,7 +174,7 @@ pub async fn run(
     let ctx = Arc::new(WatchContext {
         config: config.clone(),
         store: store.clone(),
-        sealer: sealer.clone(),
+        credentials: credentials.clone(),
         tls: tls.clone(),
         notifier,
         states: states.clone(),
@@ -204,15 +214,27 @@ pub async fn run(
             }
         }
     });
+    tracker.spawn(tell_refused_accounts(
+        refused_rx,
+        store.clone(),
+        push_client.clone(),
+        config.push.ttl_secs,
+        shutdown.child_token(),
+    ));
     tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gateway started");
 
-    let pool = read::SessionPool::new(config.clone(), store.clone(), sealer.clone(), tls.clone());
+    let pool = read::SessionPool::new(
+        config.clone(),
+        store.clone(),
+        credentials.clone(),
+        tls.clone(),
+    );
     tracker.spawn(pool.reaper(shutdown.child_token()));
     let outbox = send::Outbox::new(
         send::SendContext {
             config: config.clone(),
             store: store.clone(),
-            sealer: sealer.clone(),
+            credentials: credentials.clone(),
             tls: tls.clone(),
             spool_dir: config.shared_dir().join("outbox"),
             burl: send::plan::BurlMemory::default(),
@@ -244,7 +266,14 @@ pub async fn run(
     let app = api::router(api::AppState {
         config: config.clone(),
         store: store.clone(),
+        signins: Arc::new(oauth::SignIns::new(
+            store.clone(),
+            sealer.clone(),
+            config.oauth.state_ttl_secs,
+            config.oauth.grant_ttl_secs,
+        )),
         sealer,
+        credentials,
         tls,
         watchers,
         pusher: push_client,
@@ -293,6 +322,26 @@ pub async fn run(
     store.flush().await?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Sends each account whose OAuth grant was refused its one `reauth` push.
+async fn tell_refused_accounts(
+    mut refused: tokio::sync::mpsc::Receiver<String>,
+    store: Arc<dyn store::Store>,
+    pusher: Arc<PushClient>,
+    ttl_secs: u32,
+    stop: CancellationToken,
+) {
+    loop {
+        let account_id = tokio::select! {
+            Some(account_id) = refused.recv() => account_id,
+            _ = stop.cancelled() => return,
+            else => return,
+        };
+        let plaintext = notify::payload::reauth(&account_id);
+        notify::tell_devices(store.as_ref(), pusher.as_ref(), ttl_secs, &account_id, &plaintext)
+            .await;
+    }
 }
 
 /// Counts refused registration logins: in a cluster, in the database.

@@ -6,8 +6,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lemonade::credentials::Credentials;
 use lemonade::config::Config;
 use lemonade::net::TlsConnector;
+use lemonade::oauth::{Providers, TokenBroker};
 use lemonade::read::SessionPool;
 use lemonade::store::{AccountRecord, Sealer, Security, ServerRecord, SledStore, Store};
 use support::dovecot::Dovecot;
@@ -33,16 +35,19 @@ async fn sessions_are_reused_bounded_and_closed_when_idle() {
         },
         smtp: None,
         created_at: 0,
+        oauth: None,
     };
     store.create_account(&account, &[1; 32]).await.unwrap();
     let mut config = Config::default();
     config.read.idle_secs = 1;
     config.read.sessions_per_account = 2;
     let shutdown = CancellationToken::new();
+    let tokens = TokenBroker::new(Providers::new(), store.clone(), sealer.clone());
+    let credentials = Arc::new(Credentials::new(sealer, Arc::new(tokens)));
     let pool = SessionPool::new(
         Arc::new(config),
         store,
-        sealer,
+        credentials,
         TlsConnector::new(None).unwrap(),
     );
     let reaper = tokio::spawn(pool.reaper(shutdown.clone()));

@@ -276,6 +276,7 @@ fn account_record(
         created_at: existing
             .map(|a| a.created_at)
             .unwrap_or_else(|| crate::unix_millis() / 1000),
+        oauth: None,
     }
 }
 

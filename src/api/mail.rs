@@ -37,7 +37,8 @@ fn read_code(e: &ReadError) -> ErrorCode {
         ReadError::Imap(ImapError::TooLarge(_)) => ErrorCode::ImapResponseTooLarge,
         ReadError::Imap(_) => ErrorCode::ImapUnavailable,
         ReadError::CoolingDown(_) => ErrorCode::ImapCoolingDown,
-        ReadError::Store(_) | ReadError::Seal(_) | ReadError::Poisoned => ErrorCode::InternalError,
+        ReadError::Login(e) => e.code().unwrap_or(ErrorCode::InternalError),
+        ReadError::Store(_) | ReadError::Poisoned => ErrorCode::InternalError,
     }
 }
 

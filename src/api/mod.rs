@@ -61,6 +61,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub sealer: Arc<Sealer>,
+    /// Logs in to accounts' servers; holds the OAuth providers and tokens.
+    pub credentials: Arc<crate::credentials::Credentials>,
+    /// The one-time state and grants of sign-ins through the browser.
+    pub signins: Arc<crate::oauth::SignIns>,
     pub tls: TlsConnector,
     /// Sends pushes (test pushes go out from the API directly).
     pub pusher: Arc<dyn crate::notify::PushSender>,

@@ -26,3 +26,32 @@ pub use endpoint::{check_endpoint, check_endpoint_resolves, EndpointError};
 pub use queue::{DeliveryQueue, Notifier};
 pub use schedule::DeliveryLimits;
 pub use vapid::{VapidError, VapidKey, VapidSigner};
+
+/// Sends every device of the account one push about the account itself
+/// (its login was refused, its sign-in must be renewed), at once and not
+/// queued: the account's mail pushes stop with it. Best effort: failures
+/// are logged.
+pub async fn tell_devices(
+    store: &dyn crate::store::Store,
+    pusher: &dyn PushSender,
+    ttl_secs: u32,
+    account_id: &str,
+    plaintext: &[u8],
+) {
+    let devices = match store.devices_of(account_id).await {
+        Ok(devices) => devices,
+        Err(e) => {
+            tracing::warn!(account = %account_id, error = %e, "cannot tell the devices about their account");
+            return;
+        }
+    };
+    let topic = topic_for(account_id, "account");
+    let sends = devices.iter().map(|device| {
+        pusher.send_push(&device.subscription, plaintext, ttl_secs, Urgency::Normal, &topic)
+    });
+    for outcome in futures_util::future::join_all(sends).await {
+        if !matches!(outcome, PushOutcome::Delivered) {
+            tracing::info!(account = %account_id, ?outcome, "a device was not told about its account");
+        }
+    }
+}

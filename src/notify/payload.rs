@@ -76,6 +76,24 @@ pub fn account_state(account_id: &str, state: &str) -> Vec<u8> {
 }
 
 #[derive(Serialize)]
+struct ReauthPayload<'a> {
+    v: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    account_id: &'a str,
+}
+
+/// The plaintext telling an account's devices that its provider no longer
+/// accepts its sign-in: `{"v":1,"type":"reauth","account_id"}`.
+pub fn reauth(account_id: &str) -> Vec<u8> {
+    to_json(&ReauthPayload {
+        v: PAYLOAD_VERSION,
+        kind: "reauth",
+        account_id,
+    })
+}
+
+#[derive(Serialize)]
 struct MailPayload<'a> {
     v: u8,
     #[serde(rename = "type")]

@@ -26,7 +26,8 @@ pub use pool::{PooledSession, SessionPool};
 use crate::error::ErrorClass;
 use crate::error_code::ErrorCode;
 use crate::imap::ImapError;
-use crate::store::{SealError, StoreError};
+use crate::credentials::LoginError;
+use crate::store::StoreError;
 
 /// Why a read operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +36,10 @@ pub enum ReadError {
     Imap(#[from] ImapError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// No login: credentials that do not open, a provider that refused
+    /// the account's grant or cannot be reached.
     #[error(transparent)]
-    Seal(#[from] SealError),
+    Login(LoginError),
     #[error("the account no longer exists")]
     NoAccount,
     #[error("no mailbox {0}")]
@@ -68,13 +71,23 @@ pub enum ReadError {
     CoolingDown(std::time::Duration),
 }
 
+impl From<LoginError> for ReadError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Imap(e) => ReadError::Imap(e),
+            other => ReadError::Login(other),
+        }
+    }
+}
+
 impl ReadError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ReadError::Imap(e) => e.class(),
             ReadError::CoolingDown(_) => ErrorClass::Transient,
             ReadError::Store(e) => e.class(),
-            ReadError::Seal(_) | ReadError::Poisoned => ErrorClass::Permanent,
+            ReadError::Login(e) => e.class(),
+            ReadError::Poisoned => ErrorClass::Permanent,
             _ => ErrorClass::Permanent,
         }
     }

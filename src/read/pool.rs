@@ -26,7 +26,8 @@ use super::ReadError;
 use crate::config::Config;
 use crate::imap::ImapClient;
 use crate::net::{TlsConnector, Upstream};
-use crate::store::{Sealer, Store};
+use crate::credentials::Credentials;
+use crate::store::Store;
 
 /// A session unused for this long is checked with NOOP before reuse.
 const CHECK_AFTER: Duration = Duration::from_secs(20);
@@ -70,7 +71,7 @@ impl Slot {
 struct Inner {
     config: Arc<Config>,
     store: Arc<dyn Store>,
-    sealer: Arc<Sealer>,
+    credentials: Arc<Credentials>,
     tls: TlsConnector,
     slots: Mutex<HashMap<String, Slot>>,
 }
@@ -135,14 +136,14 @@ impl SessionPool {
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
-        sealer: Arc<Sealer>,
+        credentials: Arc<Credentials>,
         tls: TlsConnector,
     ) -> Self {
         SessionPool {
             inner: Arc::new(Inner {
                 config,
                 store,
-                sealer,
+                credentials,
                 tls,
                 slots: Mutex::new(HashMap::new()),
             }),
@@ -268,12 +269,10 @@ impl SessionPool {
         };
         let timeout = Duration::from_secs(self.inner.config.upstream.connect_timeout_secs);
         let mut client = ImapClient::connect(&upstream, &self.inner.tls, timeout).await?;
-        let password = self
-            .inner
-            .sealer
-            .open(&account.id, &account.imap.password_sealed)?;
-        client.login(&account.imap.username, &password).await?;
-        drop(password);
+        self.inner
+            .credentials
+            .login_imap(&mut client, &account)
+            .await?;
         let caps = client.capabilities();
         if caps.has("ENABLE") {
             if caps.has("QRESYNC") {

@@ -5,6 +5,7 @@
 use super::spool::SpoolError;
 use crate::error::ErrorClass;
 use crate::error_code::ErrorCode;
+use crate::credentials::LoginError;
 use crate::imap::ImapError;
 use crate::smtp::SmtpError;
 use crate::store::send::SendFailure;
@@ -42,6 +43,17 @@ impl From<ImapError> for StepError {
             ErrorCode::ImapError
         };
         StepError::new(e.class(), code, e.to_string(), None)
+    }
+}
+
+impl From<LoginError> for StepError {
+    fn from(e: LoginError) -> Self {
+        match (e.code(), e) {
+            (_, LoginError::Imap(e)) => e.into(),
+            (_, LoginError::Smtp(e)) => e.into(),
+            (Some(code), e) => StepError::new(e.class(), code, e.to_string(), None),
+            (None, e) => StepError::new(e.class(), ErrorCode::InternalError, e.to_string(), None),
+        }
     }
 }
 

@@ -30,14 +30,15 @@ use super::failure::StepError;
 use super::plan::BurlMemory;
 use super::spool::{self, SpoolError};
 use crate::config::Config;
+use crate::credentials::{Credentials, LoginError};
 use crate::error::ErrorClass;
 use crate::error_code::ErrorCode;
-use crate::imap::{with_submit_access, AppendPart, ImapClient, ImapError, MessageUrl};
+use crate::imap::{with_submit_access, AppendPart, ImapClient, MessageUrl};
 use crate::lease::LeaseGate;
 use crate::net::{TlsConnector, Upstream};
 use crate::smtp::{SmtpClient, SmtpError};
 use crate::store::send::{SendFailure, SendJob, SendPath, SendStatus, SentRef};
-use crate::store::{AccountRecord, Sealer, ServerRecord, Store, StoreError};
+use crate::store::{AccountRecord, ServerRecord, Store, StoreError};
 
 /// Name the gateway gives in EHLO.
 pub const HELO_NAME: &str = "lemonade.invalid";
@@ -46,7 +47,7 @@ pub const HELO_NAME: &str = "lemonade.invalid";
 pub struct SendContext {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
-    pub sealer: Arc<Sealer>,
+    pub credentials: Arc<Credentials>,
     pub tls: TlsConnector,
     /// One directory per job: its uploads (hard links) and spool file.
     pub spool_dir: PathBuf,
@@ -62,29 +63,19 @@ impl SendContext {
     }
 
     /// Connects and logs in to the account's IMAP server.
-    pub async fn imap(&self, account: &AccountRecord) -> Result<ImapClient, ImapError> {
+    pub async fn imap(&self, account: &AccountRecord) -> Result<ImapClient, LoginError> {
         let server = &account.imap;
         let mut client = ImapClient::connect(&upstream(server), &self.tls, self.timeout()).await?;
-        let password = self
-            .sealer
-            .open(&account.id, &server.password_sealed)
-            .map_err(|_| ImapError::Auth("stored password cannot be unsealed".into()))?;
-        client.login(&server.username, &password).await?;
+        self.credentials.login_imap(&mut client, account).await?;
         Ok(client)
     }
 
     /// Connects and authenticates to the account's submission server.
-    pub async fn smtp(&self, account: &AccountRecord) -> Result<SmtpClient, SmtpError> {
-        let Some(server) = &account.smtp else {
-            return Err(SmtpError::Protocol("the account has no SMTP server".into()));
-        };
+    pub async fn smtp(&self, account: &AccountRecord) -> Result<SmtpClient, LoginError> {
+        let server = account.smtp.as_ref().ok_or(LoginError::NoSmtp)?;
         let mut client =
             SmtpClient::connect(&upstream(server), &self.tls, self.timeout(), HELO_NAME).await?;
-        let password = self
-            .sealer
-            .open(&account.id, &server.password_sealed)
-            .map_err(|_| SmtpError::Protocol("stored password cannot be unsealed".into()))?;
-        client.auth(&server.username, &password).await?;
+        self.credentials.login_smtp(&mut client, account).await?;
         Ok(client)
     }
 

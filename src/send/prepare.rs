@@ -12,6 +12,7 @@ use super::outbox::{Connections, SendContext};
 use super::plan::{self, Probe};
 use crate::error::ErrorClass;
 use crate::error_code::ErrorCode;
+use crate::credentials::LoginError;
 use crate::imap::{ImapClient, ImapError};
 use crate::read::structure::BodyStructure;
 use crate::store::send::{ByteCounts, SendJob, SendStatus, UploadRecord};
@@ -98,6 +99,17 @@ fn upstream_error(which: &str, class: ErrorClass, e: impl std::fmt::Display) -> 
 impl From<ImapError> for PrepareError {
     fn from(e: ImapError) -> Self {
         upstream_error("imap", e.class(), e)
+    }
+}
+
+impl From<LoginError> for PrepareError {
+    fn from(e: LoginError) -> Self {
+        match (e.code(), e) {
+            (_, LoginError::Imap(e)) => e.into(),
+            (_, LoginError::Smtp(e)) => upstream_error("smtp", e.class(), e),
+            (Some(code), e) => PrepareError::new(code, e.to_string()),
+            (None, e) => PrepareError::new(ErrorCode::InternalError, e.to_string()),
+        }
     }
 }
 

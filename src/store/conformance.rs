@@ -15,8 +15,8 @@ use std::sync::Arc;
 use super::send::{ByteCounts, Created, SendJob, SendPath, SendSettings, SendStatus, UploadRecord};
 use super::{
     lists_mailbox, AccountRecord, AccountStored, Cursor, DeviceRecord, DeviceStored, Fence,
-    NewMail, PayloadTier, PushKey, PushSubscription, Security, ServerRecord, Store,
-    MAX_QUEUED_MESSAGES,
+    NewMail, OAuthRecord, PayloadTier, PushKey, PushSubscription, Security, ServerRecord, Store,
+    Ticket, MAX_QUEUED_MESSAGES,
 };
 use crate::mail::MessageSummary;
 
@@ -53,6 +53,8 @@ const CASES: &[(&str, Case)] = cases![
     flushed_records_survive_a_restart,
     idempotency_keys_find_the_first_job,
     removing_an_account_s_send_data_leaves_other_accounts_alone,
+    tickets_are_taken_once_and_expire,
+    a_rotated_refresh_token_replaces_only_the_one_read,
 ];
 
 /// Runs every case, each on a fresh store; panics naming the failed case.
@@ -76,6 +78,7 @@ pub fn account(id: &str) -> AccountRecord {
         },
         smtp: None,
         created_at: 0,
+        oauth: None,
     }
 }
 
@@ -508,4 +511,45 @@ async fn removing_an_account_s_send_data_leaves_other_accounts_alone(h: &dyn Har
     late.status = SendStatus::Done;
     store.put_send_job(&late).await.unwrap();
     assert!(store.send_job("j1").await.unwrap().is_none());
+}
+
+async fn tickets_are_taken_once_and_expire(h: &dyn Harness) {
+    let store = h.fresh().await;
+    let ticket = Ticket {
+        body: b"sealed".to_vec(),
+        expires_at: 1000,
+    };
+    store.put_ticket(&[1; 32], &ticket, 900).await.expect("put");
+    store.put_ticket(&[2; 32], &ticket, 900).await.expect("put");
+    store.put_ticket(&[3; 32], &ticket, 900).await.expect("put");
+    let taken = store.take_ticket(&[1; 32], 1000).await.expect("take");
+    assert_eq!(taken, Some(ticket.clone()));
+    assert_eq!(store.take_ticket(&[1; 32], 1000).await.expect("again"), None);
+    assert_eq!(store.take_ticket(&[2; 32], 1001).await.expect("late"), None);
+    assert_eq!(store.take_ticket(&[2; 32], 900).await.expect("gone"), None);
+    let store = h.reopen(store).await;
+    let kept = store.take_ticket(&[3; 32], 950).await.expect("reopened");
+    assert_eq!(kept, Some(ticket));
+}
+
+async fn a_rotated_refresh_token_replaces_only_the_one_read(h: &dyn Harness) {
+    let store = h.fresh().await;
+    let grant = |sealed: u8| OAuthRecord {
+        provider: "google".into(),
+        refresh_sealed: vec![sealed; 40],
+        revoked: false,
+    };
+    let mut record = account("a");
+    record.oauth = Some(grant(1));
+    store.create_account(&record, &[1; 32]).await.expect("account");
+    let first = store.replace_oauth("a", &[1; 40], &grant(2)).await;
+    assert!(first.expect("replace"), "the token read is replaced");
+    let stale = store.replace_oauth("a", &[1; 40], &grant(3)).await;
+    assert!(!stale.expect("stale"), "a token read before the rotation is not");
+    let gone = store.replace_oauth("nobody", &[2; 40], &grant(3)).await;
+    assert!(!gone.expect("no account"));
+    let store = h.reopen(store).await;
+    let stored = store.account("a").await.expect("read").expect("account");
+    assert_eq!(stored.oauth, Some(grant(2)));
+    assert_eq!(stored.imap.username, "a", "the rest of the record is kept");
 }

@@ -1,6 +1,6 @@
 //! Durable state: accounts (with sealed secrets), hashed API tokens, devices,
 //! per-mailbox cursors, the push queue, and the send path's uploads and
-//! outbox (`send.rs`).
+//! outbox (`send.rs`), and what OAuth2 sign-in keeps (`oauth.rs`).
 //!
 //! Everything goes through the async [`Store`] trait, which knows no
 //! backend: sled (embedded, one process) and PostgreSQL (a cluster of
@@ -12,17 +12,20 @@
 pub mod conformance;
 mod group_commit;
 pub mod migrate;
+pub mod oauth;
 pub mod postgres;
 mod queued;
 mod seal;
 pub mod send;
 mod sled_export;
+mod sled_oauth;
 mod sled_send;
 mod sled_store;
 mod types;
 
 pub use postgres::{PgOptions, PgStore};
 pub use seal::{create_private_file, SealError, Sealer};
+pub use oauth::{OAuthStore, Ticket};
 pub use send::SendStore;
 pub use sled_export::{Export, ExportedCursor, SledOpenError};
 pub use sled_store::SledStore;
@@ -132,7 +135,7 @@ pub enum DeviceStored {
 /// device limit, idempotency keys) are made by the store itself, so they
 /// hold across processes sharing a backend.
 #[async_trait::async_trait]
-pub trait Store: SendStore + Send + Sync + 'static {
+pub trait Store: SendStore + OAuthStore + Send + Sync + 'static {
     /// Stores an account (new, or updated credentials) together with the
     /// hash of a new API token; earlier tokens stay valid. Refused with
     /// [`AccountStored::LoginTaken`] when another account holds its login.

@@ -582,7 +582,7 @@ impl Store for SledStore {
     }
 }
 
-fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+pub(super) fn tx_error(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => e.into(),

@@ -50,6 +50,24 @@ pub struct AccountRecord {
     pub smtp: Option<ServerRecord>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Signed in through an OAuth2 provider: the servers take access
+    /// tokens made from this grant instead of the (then empty) passwords.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthRecord>,
+}
+
+/// An account's standing grant from its OAuth2 provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthRecord {
+    /// The configured provider's name (`oauth.providers.NAME`).
+    pub provider: String,
+    /// The refresh token sealed with the master key; never logged.
+    #[serde(with = "b64")]
+    pub refresh_sealed: Vec<u8>,
+    /// Set when the provider refused the refresh token for good
+    /// (`invalid_grant`): nothing is tried until the account signs in again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
 }
 
 /// How much a device wants to be told in each push.

@@ -100,6 +100,13 @@ impl AccountActor {
             let text = error.to_string();
             let text = cut_text(&text);
             self.ctx.states.set_error(&self.account_id, &text);
+            if error.needs_sign_in() {
+                // The devices are told once, by whoever saw the refusal
+                // (see `oauth::TokenBroker`).
+                tracing::warn!(account = %self.account_id, "the provider refused the account's sign-in; not retrying");
+                self.set_state(WatchState::ReauthRequired);
+                return;
+            }
             if error.class() == ErrorClass::Auth {
                 tracing::warn!(account = %self.account_id, error = %text, "credentials refused; not retrying");
                 self.set_state(WatchState::AuthFailed);
@@ -129,30 +136,15 @@ impl AccountActor {
     /// was refused, so the app can ask for the password again instead of
     /// waiting for mail that will not come. Best effort: a failure is logged.
     async fn tell_devices_auth_failed(&self) {
-        let devices = match self.ctx.store.devices_of(&self.account_id).await {
-            Ok(devices) => devices,
-            Err(e) => {
-                tracing::warn!(account = %self.account_id, error = %e, "cannot tell the devices that the login was refused");
-                return;
-            }
-        };
         let plaintext = crate::notify::payload::account_state(&self.account_id, "auth_failed");
-        let topic = crate::notify::topic_for(&self.account_id, "account");
-        let ttl = self.ctx.config.push.ttl_secs;
-        let sends = devices.iter().map(|device| {
-            self.ctx.pusher.send_push(
-                &device.subscription,
-                &plaintext,
-                ttl,
-                crate::notify::Urgency::Normal,
-                &topic,
-            )
-        });
-        for outcome in futures_util::future::join_all(sends).await {
-            if !matches!(outcome, crate::notify::PushOutcome::Delivered) {
-                tracing::info!(account = %self.account_id, ?outcome, "a device was not told that the login was refused");
-            }
-        }
+        crate::notify::tell_devices(
+            self.ctx.store.as_ref(),
+            self.ctx.pusher.as_ref(),
+            self.ctx.config.push.ttl_secs,
+            &self.account_id,
+            &plaintext,
+        )
+        .await;
     }
 
     /// The mailboxes the account's devices asked for, INBOX first and always.

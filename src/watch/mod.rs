@@ -30,7 +30,8 @@ pub use supervisor::{HostLimiter, Supervisor, WatchContext};
 
 use crate::error::ErrorClass;
 use crate::imap::ImapError;
-use crate::store::{SealError, StoreError};
+use crate::credentials::LoginError;
+use crate::store::StoreError;
 
 /// Why a watch attempt ended.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +40,10 @@ pub enum WatchError {
     Imap(#[from] ImapError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stored credentials do not open: {0}")]
-    Seal(#[from] SealError),
+    /// No login: credentials that do not open, a provider that refused
+    /// the account's grant or cannot be reached.
+    #[error(transparent)]
+    Login(LoginError),
     #[error("server closed the connection: {0}")]
     Bye(String),
 }
@@ -50,9 +53,25 @@ impl WatchError {
         match self {
             WatchError::Imap(e) => e.class(),
             WatchError::Store(e) => e.class(),
-            WatchError::Seal(_) => ErrorClass::Permanent,
+            WatchError::Login(e) => e.class(),
             WatchError::Bye(_) => ErrorClass::Transient,
         }
+    }
+}
+
+impl From<LoginError> for WatchError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Imap(e) => WatchError::Imap(e),
+            other => WatchError::Login(other),
+        }
+    }
+}
+
+impl WatchError {
+    /// The provider refused the account's grant: only signing in again helps.
+    pub fn needs_sign_in(&self) -> bool {
+        matches!(self, WatchError::Login(e) if e.needs_sign_in())
     }
 }
 

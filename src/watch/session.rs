@@ -179,11 +179,7 @@ impl Session {
         let timeout = Duration::from_secs(ctx.config.upstream.connect_timeout_secs);
         let permit = ctx.limiter.acquire(&upstream.host, upstream.port).await;
         let mut client = ImapClient::connect(&upstream, &ctx.tls, timeout).await?;
-        let password = ctx
-            .sealer
-            .open(&account.id, &account.imap.password_sealed)?;
-        client.login(&account.imap.username, &password).await?;
-        drop(password);
+        ctx.credentials.login_imap(&mut client, account).await?;
         drop(permit);
         if client.capabilities().has("CONDSTORE") {
             client.enable(&["CONDSTORE"]).await?;

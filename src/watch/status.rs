@@ -25,14 +25,18 @@ pub enum WatchState {
     Watching,
     Backoff,
     AuthFailed,
+    /// The account's OAuth provider refused its grant: nothing is tried
+    /// until it signs in again.
+    ReauthRequired,
 }
 
 impl WatchState {
-    pub const ALL: [WatchState; 4] = [
+    pub const ALL: [WatchState; 5] = [
         WatchState::Connecting,
         WatchState::Watching,
         WatchState::Backoff,
         WatchState::AuthFailed,
+        WatchState::ReauthRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +45,7 @@ impl WatchState {
             WatchState::Watching => "watching",
             WatchState::Backoff => "backoff",
             WatchState::AuthFailed => "auth_failed",
+            WatchState::ReauthRequired => "reauth_required",
         }
     }
 }

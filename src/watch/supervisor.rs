@@ -17,13 +17,14 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::TlsConnector;
 use crate::notify::Notifier;
-use crate::store::{Fence, Sealer, Store};
+use crate::credentials::Credentials;
+use crate::store::{Fence, Store};
 
 /// What every account actor shares.
 pub struct WatchContext {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
-    pub sealer: Arc<Sealer>,
+    pub credentials: Arc<Credentials>,
     pub tls: TlsConnector,
     pub notifier: Notifier,
     pub states: WatchStates,

@@ -16,6 +16,7 @@ mod cluster;
 mod conn;
 mod import;
 mod rows;
+mod oauth;
 mod schema;
 mod send;
 

@@ -8,7 +8,10 @@ use super::conn::Conn;
 use crate::store::{StoreError, StoreResult};
 
 /// Every migration, oldest first: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../../migrations/0001_store.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../../migrations/0001_store.sql")),
+    (2, include_str!("../../../migrations/0002_oauth.sql")),
+];
 
 /// The advisory lock key of migrations (any constant the gateway owns).
 const MIGRATION_LOCK: i64 = 0x6c65_6d6f_6e61_6465; // "lemonade"
