@@ -117,12 +117,17 @@ impl Credentials {
             return Ok(client.login(user, &password).await?);
         };
         let token = self.tokens.access_token(account).await?;
-        match client.authenticate_oauth(Some(mechanism), user, &token).await {
+        match client
+            .authenticate_oauth(Some(mechanism), user, &token)
+            .await
+        {
             Err(e) if e.class() == ErrorClass::Auth => {
                 tracing::info!(account = %account.id, "the IMAP server refused the access token; trying a fresh one");
                 self.tokens.forget(&account.id);
                 let token = self.tokens.access_token(account).await?;
-                Ok(client.authenticate_oauth(Some(mechanism), user, &token).await?)
+                Ok(client
+                    .authenticate_oauth(Some(mechanism), user, &token)
+                    .await?)
             }
             done => Ok(done?),
         }

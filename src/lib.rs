@@ -339,8 +339,14 @@ async fn tell_refused_accounts(
             else => return,
         };
         let plaintext = notify::payload::reauth(&account_id);
-        notify::tell_devices(store.as_ref(), pusher.as_ref(), ttl_secs, &account_id, &plaintext)
-            .await;
+        notify::tell_devices(
+            store.as_ref(),
+            pusher.as_ref(),
+            ttl_secs,
+            &account_id,
+            &plaintext,
+        )
+        .await;
     }
 }
 

@@ -6,8 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lemonade::credentials::Credentials;
 use lemonade::config::Config;
+use lemonade::credentials::Credentials;
 use lemonade::net::TlsConnector;
 use lemonade::oauth::{Providers, TokenBroker};
 use lemonade::read::SessionPool;

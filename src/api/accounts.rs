@@ -12,6 +12,7 @@ use super::auth::{new_id, new_token, AccountId};
 use super::client_ip::ClientIp;
 use super::codec::{Body, Format};
 use super::error::ApiError;
+use super::messages::Registration;
 use super::registration_limit::Reservation;
 use super::{messages, AppState};
 use crate::error::ErrorClass;
@@ -106,13 +107,31 @@ fn validate_server(
 
 /// The lock held while a registration looks up and writes its login's
 /// account, named like the store's login index (host case-insensitive).
-fn login_lock(server: &ServerInput) -> String {
+fn login_lock(login: &Login) -> String {
     format!(
         "login\0{}\0{}\0{}",
-        server.host.to_ascii_lowercase(),
-        server.port,
-        server.username
+        login.host.to_ascii_lowercase(),
+        login.port,
+        login.username
     )
+}
+
+/// The IMAP login that identifies an account: the same one registered
+/// again is the same account.
+pub(super) struct Login<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub username: &'a str,
+}
+
+impl ServerInput {
+    fn login(&self) -> Login<'_> {
+        Login {
+            host: &self.host,
+            port: self.port,
+            username: &self.username,
+        }
+    }
 }
 
 /// The lock held while an account's devices are changed or the account is
@@ -121,7 +140,7 @@ pub(super) fn account_lock(account_id: &str) -> String {
     format!("account\0{account_id}")
 }
 
-fn validate_email(email: &str) -> bool {
+pub(super) fn validate_email(email: &str) -> bool {
     text_ok(email, 254)
         && !email.contains(char::is_whitespace)
         && matches!(email.rsplit_once('@'), Some((local, domain)) if !local.is_empty() && (domain.contains('.') || domain == "localhost"))
@@ -134,7 +153,12 @@ pub async fn create(
     format: Format,
     Body(input): Body<pb::CreateAccountRequest>,
 ) -> Result<Response, ApiError> {
-    let input = CreateAccount::try_from(input)?;
+    let input = match Registration::try_from(input)? {
+        Registration::Password(input) => input,
+        Registration::OAuth { email, code } => {
+            return super::oauth::register_with_code(state, client, format, email, code).await
+        }
+    };
     if !validate_email(&input.email) {
         return Err(ApiError::new(
             ErrorCode::InvalidEmail,
@@ -146,7 +170,7 @@ pub async fn create(
     if let Some(smtp) = &input.smtp {
         validate_server("smtp", smtp, allow_plaintext)?;
     }
-    let reservation = reserve_registration(&state, client, &input.imap).await?;
+    let reservation = reserve_registration(&state, client, &input.imap.login()).await?;
     // The cheap check first: SMTP is only resolved, IMAP is logged in to.
     if let Some(smtp) = &input.smtp {
         check_smtp_host(&state, smtp).await?;
@@ -156,7 +180,14 @@ pub async fn create(
         check_smtp_login(&state, smtp).await?;
     }
 
-    let (id, token) = super::to_completion(store_account(state, input, reservation)).await?;
+    let (id, token) = super::to_completion(async move {
+        let login = input.imap.login();
+        let record = |id: &str, existing: Option<&AccountRecord>| {
+            account_record(&state, &input, id, existing)
+        };
+        store_account(&state, &login, reservation, record).await
+    })
+    .await?;
     let answer = pb::CreateAccountResponse {
         account_id: id,
         token,
@@ -167,14 +198,14 @@ pub async fn create(
 /// A place among the client's new accounts (see
 /// [`RegistrationLimit`](super::RegistrationLimit)), unless the login has an
 /// account already.
-async fn reserve_registration(
+pub(super) async fn reserve_registration(
     state: &AppState,
     client: IpAddr,
-    imap: &ServerInput,
+    login: &Login<'_>,
 ) -> Result<Option<Reservation>, ApiError> {
     if state
         .store
-        .account_for_login(&imap.host, imap.port, &imap.username)
+        .account_for_login(login.host, login.port, login.username)
         .await?
         .is_some()
     {
@@ -195,21 +226,23 @@ async fn reserve_registration(
 
 /// Stores the account (a new one, or a new token for the login's account)
 /// and starts watching it; returns its id and the new token. A new account
-/// keeps the client's `reservation`.
-async fn store_account(
-    state: AppState,
-    input: CreateAccount,
+/// keeps the client's `reservation`. `record` makes the record to store
+/// under an id, given the account's stored record if there is one.
+pub(super) async fn store_account(
+    state: &AppState,
+    login: &Login<'_>,
     reservation: Option<Reservation>,
+    record: impl Fn(&str, Option<&AccountRecord>) -> AccountRecord,
 ) -> Result<(String, String), ApiError> {
     // Registering the same mailbox again (a reinstalled app) gives a new
     // token for the same account, keeping its devices and cursors. Two
     // registrations of one login at once (here or on another node) find the
     // same account: the store refuses the second new id for the login, and
     // the second stores its token under the first one's id.
-    let _login = state.locks.lock(&login_lock(&input.imap)).await;
+    let _login = state.locks.lock(&login_lock(login)).await;
     let mut known = state
         .store
-        .account_for_login(&input.imap.host, input.imap.port, &input.imap.username)
+        .account_for_login(login.host, login.port, login.username)
         .await?;
     for _ in 0..3 {
         let (id, existing, _account) = match known.take() {
@@ -222,7 +255,7 @@ async fn store_account(
             }
             None => (new_id(), None, None),
         };
-        let record = account_record(&state, &input, &id, existing.as_ref());
+        let record = record(&id, existing.as_ref());
         let (token, token_hash) = new_token();
         match state.store.create_account(&record, &token_hash).await? {
             AccountStored::LoginTaken(owner) => {
@@ -349,7 +382,7 @@ async fn check_smtp_login(state: &AppState, server: &ServerInput) -> Result<(), 
 
 /// The server a registration check was about.
 #[derive(Debug, Clone, Copy)]
-enum Checked {
+pub(super) enum Checked {
     Imap,
     Smtp,
 }
@@ -357,7 +390,7 @@ enum Checked {
 /// The answer to a failed registration check: a server on a private
 /// address or refused credentials are the client's to fix (422), anything
 /// else is the server's trouble (502).
-fn check_failed(
+pub(super) fn check_failed(
     server: Checked,
     private: bool,
     class: ErrorClass,
@@ -416,6 +449,7 @@ pub async fn me(
         smtp: account.smtp.as_ref().map(messages::server_view),
         watch: Some(watch),
         devices: u32::try_from(devices).unwrap_or(u32::MAX),
+        provider: account.oauth.map(|grant| grant.provider),
     };
     Ok(format.respond(StatusCode::OK, &answer))
 }

@@ -11,6 +11,7 @@ use super::devices::{CreateDevice, KeysInput, SubscriptionInput};
 use super::error::ApiError;
 use crate::error_code::ErrorCode;
 use crate::proto::v1 as pb;
+use crate::proto::v1::OAuthCode;
 use crate::send::prepare::{AttachmentRequest, MessageRef, PartRef, SendRequest};
 use crate::store::send::{SendJob, UploadRecord};
 use crate::store::{PayloadTier, Security, ServerRecord};
@@ -47,16 +48,34 @@ fn server(which: &str, input: pb::ServerLogin) -> Result<ServerInput, ApiError> 
     })
 }
 
-impl TryFrom<pb::CreateAccountRequest> for CreateAccount {
+/// A registration: with a password, or with an OAuth2 authorization code.
+#[derive(Debug)]
+pub enum Registration {
+    Password(CreateAccount),
+    OAuth { email: String, code: OAuthCode },
+}
+
+impl TryFrom<pb::CreateAccountRequest> for Registration {
     type Error = ApiError;
 
     fn try_from(input: pb::CreateAccountRequest) -> Result<Self, ApiError> {
-        let imap = input.imap.ok_or_else(|| missing("imap"))?;
-        Ok(CreateAccount {
-            email: input.email,
-            imap: server("imap", imap)?,
-            smtp: input.smtp.map(|s| server("smtp", s)).transpose()?,
-        })
+        use pb::create_account_request::Login;
+        match input.login {
+            Some(Login::Imap(imap)) => Ok(Registration::Password(CreateAccount {
+                email: input.email,
+                imap: server("imap", imap)?,
+                smtp: input.smtp.map(|s| server("smtp", s)).transpose()?,
+            })),
+            Some(Login::Oauth(code)) if input.smtp.is_none() => Ok(Registration::OAuth {
+                email: input.email,
+                code,
+            }),
+            Some(Login::Oauth(_)) => Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                "`smtp` goes with `imap`; with `oauth` the provider names the servers",
+            )),
+            None => Err(missing("imap` or `oauth")),
+        }
     }
 }
 
@@ -265,19 +284,30 @@ mod tests {
             email: "a@example.org".into(),
             ..Default::default()
         };
-        let e = CreateAccount::try_from(no_imap).unwrap_err();
+        let e = Registration::try_from(no_imap).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidBody);
         let bad_port = pb::CreateAccountRequest {
-            imap: Some(pb::ServerLogin {
+            login: Some(pb::create_account_request::Login::Imap(pb::ServerLogin {
                 port: 70000,
                 security: "tls".into(),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         assert_eq!(
-            CreateAccount::try_from(bad_port).unwrap_err().code,
+            Registration::try_from(bad_port).unwrap_err().code,
             ErrorCode::InvalidPort
+        );
+        let oauth_with_smtp = pb::CreateAccountRequest {
+            login: Some(pb::create_account_request::Login::Oauth(
+                OAuthCode::default(),
+            )),
+            smtp: Some(pb::ServerLogin::default()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Registration::try_from(oauth_with_smtp).unwrap_err().code,
+            ErrorCode::InvalidBody
         );
         let no_source = pb::SendRequest {
             attachments: vec![pb::Attachment::default()],

@@ -18,6 +18,7 @@ mod login_guard;
 mod mail;
 pub mod manners;
 mod messages;
+mod oauth;
 pub mod openapi;
 mod registration_limit;
 mod rejections;

@@ -88,6 +88,12 @@ fn raw_content(media: &str) -> Value {
 
 fn success(rule: &HttpRule, doc: &Doc, status: StatusCode, description: &str) -> Value {
     let mut response = json!({"description": description});
+    if status.is_redirection() {
+        response["headers"] = json!({"Location": {
+            "description": "where the browser goes next",
+            "schema": {"type": "string"},
+        }});
+    }
     if status == StatusCode::NO_CONTENT || rule.output.full_name() == "google.protobuf.Empty" {
         return response;
     }
@@ -280,7 +286,8 @@ mod tests {
                 assert!(op["tags"][0].is_string());
                 assert!(op["security"].is_array());
                 let responses = op["responses"].as_object().unwrap();
-                assert!(responses.keys().any(|s| s.starts_with('2')), "{id}");
+                let success = |s: &String| s.starts_with('2') || s.starts_with('3');
+                assert!(responses.keys().any(success), "{id}");
             }
         }
         let create = &doc["paths"]["/v1/accounts"]["post"];

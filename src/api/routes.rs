@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
-use super::{accounts, auth, devices, mail, openapi, send, uploads, AppState};
+use super::{accounts, auth, devices, mail, oauth, openapi, send, uploads, AppState};
 use crate::error_code::ErrorCode;
 
 /// A request or answer header an operation uses.
@@ -97,11 +97,49 @@ const UPLOAD_OFFSET: Header = Header {
 /// Every operation of the API.
 pub fn table() -> Vec<Route> {
     let mut routes = account_routes();
+    routes.extend(oauth_routes());
     routes.extend(device_routes());
     routes.extend(mail_routes());
     routes.extend(send_routes());
     routes.extend(operation_routes());
     routes
+}
+
+fn oauth_routes() -> Vec<Route> {
+    vec![
+        Route {
+            rpc: "OAuth.ListProviders",
+            handler: |m| on(m, oauth::providers),
+            doc: OPEN,
+        },
+        Route {
+            rpc: "OAuth.StartSignIn",
+            handler: |m| on(m, oauth::start),
+            doc: Doc {
+                errors: &[E::UnknownProvider, E::RedirectNotAllowed],
+                ..OPEN
+            },
+        },
+        Route {
+            rpc: "OAuth.FinishSignIn",
+            handler: |m| on(m, oauth::callback),
+            doc: Doc {
+                ok: StatusCode::SEE_OTHER,
+                errors: &[E::OauthStateInvalid],
+                protobuf: false,
+                ..OPEN
+            },
+        },
+        Route {
+            rpc: "OAuth.RedeemGrant",
+            handler: |m| on(m, oauth::redeem),
+            doc: Doc {
+                ok: StatusCode::CREATED,
+                errors: &[E::OauthGrantInvalid],
+                ..OPEN
+            },
+        },
+    ]
 }
 
 fn account_routes() -> Vec<Route> {
@@ -122,6 +160,11 @@ fn account_routes() -> Vec<Route> {
                     E::PlaintextNotAllowed,
                     E::TooManyFailedLogins,
                     E::TooManyRegistrations,
+                    E::UnknownProvider,
+                    E::OauthCodeRejected,
+                    E::OauthEmailMismatch,
+                    E::ProviderUnavailable,
+                    E::ProviderRefusedClient,
                 ],
                 ..OPEN
             },

@@ -175,17 +175,23 @@ impl ProviderConfig {
                 .to_string(),
             _ => return Err("set exactly one of client_secret and client_secret_file".into()),
         };
+        let authorize_url = pick(&self.authorize_url, base.authorize_url, "authorize_url")?;
+        let token_url = pick(&self.token_url, base.token_url, "token_url")?;
         let mechanism = match pick(&self.mechanism, base.mechanism, "mechanism")?.as_str() {
             "xoauth2" => OAuthMechanism::XOAuth2,
             "oauthbearer" => OAuthMechanism::OAuthBearer,
-            other => return Err(format!("mechanism `{other}` is neither xoauth2 nor oauthbearer")),
+            other => {
+                return Err(format!(
+                    "mechanism `{other}` is neither xoauth2 nor oauthbearer"
+                ))
+            }
         };
         let provider = Provider {
             name: name.to_string(),
             client_id: pick(&self.client_id, None, "client_id")?,
             client_secret,
-            authorize_url: pick(&self.authorize_url, base.authorize_url, "authorize_url")?,
-            token_url: pick(&self.token_url, base.token_url, "token_url")?,
+            authorize_url,
+            token_url,
             revoke_url: self.revoke_url.clone().or(base.revoke_url),
             userinfo_url: self.userinfo_url.clone().or(base.userinfo_url),
             scopes: self.scopes.clone().or(base.scopes).unwrap_or_default(),
@@ -244,10 +250,12 @@ impl OAuthConfig {
         self.providers
             .iter()
             .map(|(name, provider)| {
-                let resolved = provider.resolve(name).map_err(|reason| ConfigError::Invalid {
-                    key: "oauth.providers",
-                    reason: format!("{name}: {reason}"),
-                })?;
+                let resolved = provider
+                    .resolve(name)
+                    .map_err(|reason| ConfigError::Invalid {
+                        key: "oauth.providers",
+                        reason: format!("{name}: {reason}"),
+                    })?;
                 Ok((name.clone(), resolved))
             })
             .collect()
@@ -337,7 +345,10 @@ mod tests {
         config.providers.insert("google".into(), named("id"));
         assert!(matches!(
             config.validate(),
-            Err(ConfigError::Invalid { key: "oauth.public_url", .. })
+            Err(ConfigError::Invalid {
+                key: "oauth.public_url",
+                ..
+            })
         ));
         config.public_url = Some("https://mail.example.com/".into());
         config.validate().expect("valid");

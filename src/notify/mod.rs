@@ -47,7 +47,13 @@ pub async fn tell_devices(
     };
     let topic = topic_for(account_id, "account");
     let sends = devices.iter().map(|device| {
-        pusher.send_push(&device.subscription, plaintext, ttl_secs, Urgency::Normal, &topic)
+        pusher.send_push(
+            &device.subscription,
+            plaintext,
+            ttl_secs,
+            Urgency::Normal,
+            &topic,
+        )
     });
     for outcome in futures_util::future::join_all(sends).await {
         if !matches!(outcome, PushOutcome::Delivered) {

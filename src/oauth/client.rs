@@ -210,7 +210,10 @@ impl ProviderClient {
             .await
             .map_err(|e| OAuthError::Transient(e.to_string()))?;
         if !answer.status().is_success() {
-            return Err(OAuthError::Transient(format!("userinfo answered {}", answer.status())));
+            return Err(OAuthError::Transient(format!(
+                "userinfo answered {}",
+                answer.status()
+            )));
         }
         let body = read_capped(&mut answer).await?;
         let claims: serde_json::Value =
@@ -268,9 +271,10 @@ fn classify(e: RequestTokenError<HttpError, BasicErrorResponse>) -> OAuthError {
             BasicErrorResponseType::InvalidClient
             | BasicErrorResponseType::UnauthorizedClient
             | BasicErrorResponseType::UnsupportedGrantType
-            | BasicErrorResponseType::InvalidScope => {
-                OAuthError::Operator(format!("the provider refused the client: {}", answer.error()))
-            }
+            | BasicErrorResponseType::InvalidScope => OAuthError::Operator(format!(
+                "the provider refused the client: {}",
+                answer.error()
+            )),
             other => OAuthError::Transient(format!("the token endpoint answered {other}")),
         },
         RequestTokenError::Request(e) => OAuthError::Transient(e.to_string()),
@@ -295,8 +299,8 @@ type Sent<'a> = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + S
 /// Sends one request of the `oauth2` crate, reading at most [`MAX_ANSWER`].
 fn send(http: &reqwest::Client, request: HttpRequest) -> Sent<'_> {
     Box::pin(async move {
-        let request = reqwest::Request::try_from(request)
-            .map_err(|e| HttpError::Send(e.to_string()))?;
+        let request =
+            reqwest::Request::try_from(request).map_err(|e| HttpError::Send(e.to_string()))?;
         let mut answer = http
             .execute(request)
             .await
@@ -322,7 +326,9 @@ async fn read_capped(answer: &mut reqwest::Response) -> Result<Vec<u8>, OAuthErr
         .map_err(|e| OAuthError::Transient(e.to_string()))?
     {
         if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(OAuthError::Transient("the provider's answer is too large".into()));
+            return Err(OAuthError::Transient(
+                "the provider's answer is too large".into(),
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -342,7 +348,8 @@ mod tests {
     fn the_email_comes_from_the_id_token() {
         let token = jwt(serde_json::json!({"email": "a@example.org", "email_verified": true}));
         assert_eq!(email_claim(&token).as_deref(), Some("a@example.org"));
-        let unverified = jwt(serde_json::json!({"email": "a@example.org", "email_verified": false}));
+        let unverified =
+            jwt(serde_json::json!({"email": "a@example.org", "email_verified": false}));
         assert_eq!(email_claim(&unverified), None);
         assert_eq!(email_claim(&jwt(serde_json::json!({"sub": "1"}))), None);
         assert_eq!(email_claim("not a jwt"), None);
@@ -359,6 +366,9 @@ mod tests {
         };
         assert!(matches!(answer("invalid_grant"), OAuthError::Refused));
         assert!(matches!(answer("invalid_client"), OAuthError::Operator(_)));
-        assert!(matches!(answer("temporarily_unavailable"), OAuthError::Transient(_)));
+        assert!(matches!(
+            answer("temporarily_unavailable"),
+            OAuthError::Transient(_)
+        ));
     }
 }

@@ -55,7 +55,10 @@ fn schedule(now: Instant, lifetime: Duration, jitter: f64) -> (Instant, Instant)
         lifetime / 2
     };
     let refresh = lifetime.mul_f64(0.75 + 0.1 * jitter.clamp(0.0, 1.0));
-    (now + refresh.min(lifetime - margin), now + lifetime - margin)
+    (
+        now + refresh.min(lifetime - margin),
+        now + lifetime - margin,
+    )
 }
 
 impl TokenBroker {
@@ -234,9 +237,13 @@ impl TokenBroker {
             return;
         };
         match provider.revoke(&token).await {
-            Ok(true) => tracing::info!(account = %account.id, "refresh token revoked at the provider"),
+            Ok(true) => {
+                tracing::info!(account = %account.id, "refresh token revoked at the provider")
+            }
             Ok(false) => {}
-            Err(e) => tracing::warn!(account = %account.id, error = %e, "the provider did not revoke the refresh token"),
+            Err(e) => {
+                tracing::warn!(account = %account.id, error = %e, "the provider did not revoke the refresh token")
+            }
         }
     }
 }
@@ -266,6 +273,9 @@ mod tests {
         assert_eq!(end - now, Duration::from_secs(3540));
         let (refresh, end) = schedule(now, Duration::from_secs(20), 0.5);
         assert_eq!(end - now, Duration::from_secs(10));
-        assert!(refresh <= end, "short tokens are refreshed before they are dropped");
+        assert!(
+            refresh <= end,
+            "short tokens are refreshed before they are dropped"
+        );
     }
 }

@@ -23,10 +23,10 @@ pub mod structure;
 
 pub use pool::{PooledSession, SessionPool};
 
+use crate::credentials::LoginError;
 use crate::error::ErrorClass;
 use crate::error_code::ErrorCode;
 use crate::imap::ImapError;
-use crate::credentials::LoginError;
 use crate::store::StoreError;
 
 /// Why a read operation failed.

@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ReadError;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::imap::ImapClient;
 use crate::net::{TlsConnector, Upstream};
-use crate::credentials::Credentials;
 use crate::store::Store;
 
 /// A session unused for this long is checked with NOOP before reuse.

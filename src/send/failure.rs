@@ -3,9 +3,9 @@
 //! SMTP server's reply when there is one).
 
 use super::spool::SpoolError;
+use crate::credentials::LoginError;
 use crate::error::ErrorClass;
 use crate::error_code::ErrorCode;
-use crate::credentials::LoginError;
 use crate::imap::ImapError;
 use crate::smtp::SmtpError;
 use crate::store::send::SendFailure;

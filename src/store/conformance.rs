@@ -524,7 +524,10 @@ async fn tickets_are_taken_once_and_expire(h: &dyn Harness) {
     store.put_ticket(&[3; 32], &ticket, 900).await.expect("put");
     let taken = store.take_ticket(&[1; 32], 1000).await.expect("take");
     assert_eq!(taken, Some(ticket.clone()));
-    assert_eq!(store.take_ticket(&[1; 32], 1000).await.expect("again"), None);
+    assert_eq!(
+        store.take_ticket(&[1; 32], 1000).await.expect("again"),
+        None
+    );
     assert_eq!(store.take_ticket(&[2; 32], 1001).await.expect("late"), None);
     assert_eq!(store.take_ticket(&[2; 32], 900).await.expect("gone"), None);
     let store = h.reopen(store).await;
@@ -541,11 +544,17 @@ async fn a_rotated_refresh_token_replaces_only_the_one_read(h: &dyn Harness) {
     };
     let mut record = account("a");
     record.oauth = Some(grant(1));
-    store.create_account(&record, &[1; 32]).await.expect("account");
+    store
+        .create_account(&record, &[1; 32])
+        .await
+        .expect("account");
     let first = store.replace_oauth("a", &[1; 40], &grant(2)).await;
     assert!(first.expect("replace"), "the token read is replaced");
     let stale = store.replace_oauth("a", &[1; 40], &grant(3)).await;
-    assert!(!stale.expect("stale"), "a token read before the rotation is not");
+    assert!(
+        !stale.expect("stale"),
+        "a token read before the rotation is not"
+    );
     let gone = store.replace_oauth("nobody", &[2; 40], &grant(3)).await;
     assert!(!gone.expect("no account"));
     let store = h.reopen(store).await;

@@ -23,9 +23,9 @@ mod sled_send;
 mod sled_store;
 mod types;
 
+pub use oauth::{OAuthStore, Ticket};
 pub use postgres::{PgOptions, PgStore};
 pub use seal::{create_private_file, SealError, Sealer};
-pub use oauth::{OAuthStore, Ticket};
 pub use send::SendStore;
 pub use sled_export::{Export, ExportedCursor, SledOpenError};
 pub use sled_store::SledStore;

@@ -28,9 +28,9 @@ pub use pipelining::{PipeliningHosts, Verdict};
 pub use status::{cut_text, WatchState, WatchStates, WatchStatus};
 pub use supervisor::{HostLimiter, Supervisor, WatchContext};
 
+use crate::credentials::LoginError;
 use crate::error::ErrorClass;
 use crate::imap::ImapError;
-use crate::credentials::LoginError;
 use crate::store::StoreError;
 
 /// Why a watch attempt ended.

@@ -14,10 +14,10 @@ use super::account::AccountActor;
 use super::pipelining::PipeliningHosts;
 use super::status::WatchStates;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::metrics::Metrics;
 use crate::net::TlsConnector;
 use crate::notify::Notifier;
-use crate::credentials::Credentials;
 use crate::store::{Fence, Store};
 
 /// What every account actor shares.

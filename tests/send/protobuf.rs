@@ -27,7 +27,9 @@ async fn registration_and_sending_in_protobuf() {
     };
     let request = pb::CreateAccountRequest {
         email: "alice@test.local".into(),
-        imap: Some(server(dovecot.imap_port())),
+        login: Some(pb::create_account_request::Login::Imap(server(
+            dovecot.imap_port(),
+        ))),
         smtp: Some(server(dovecot.submission_port())),
     };
     let answer = http

@@ -15,8 +15,8 @@
 mod cluster;
 mod conn;
 mod import;
-mod rows;
 mod oauth;
+mod rows;
 mod schema;
 mod send;
 
