@@ -193,7 +193,7 @@ catalogue! {
     OauthCodeRejected = "oauth_code_rejected", UNPROCESSABLE_ENTITY,
         "The provider refused the authorization code (used, expired, or issued for another client or redirect URI); sign in again for a new code.";
     OauthEmailMismatch = "oauth_email_mismatch", UNPROCESSABLE_ENTITY,
-        "The provider signed in another address than `email`; register with the address that signed in, or leave `email` out.";
+        "The provider signed in another address than `email`; register with the address that signed in.";
     OauthStateInvalid = "oauth_state_invalid", BAD_REQUEST,
         "The sign-in this callback belongs to is unknown, finished already or expired; start the sign-in again.";
     OauthGrantInvalid = "oauth_grant_invalid", BAD_REQUEST,

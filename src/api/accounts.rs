@@ -483,9 +483,15 @@ pub async fn delete(
 async fn delete_account(state: AppState, id: String) -> Result<StatusCode, ApiError> {
     let _account = state.locks.lock(&account_lock(&id)).await;
     state.watchers.account_removed(&id).await;
+    let record = state.store.account(&id).await?;
     let send_data = state.store.remove_send_data(&id).await?;
     state.store.delete_account(&id).await?;
     state.store.flush().await?;
+    // Gone here whatever the provider says: revoking is a courtesy to the
+    // person, so the gateway's grant does not outlive the account.
+    if let Some(record) = &record {
+        state.credentials.tokens().revoke(record).await;
+    }
     // The records are gone first, so a send still under way stops at its
     // next step (and removes its directory again if it wrote to it).
     for upload in &send_data.uploads {
