@@ -59,22 +59,25 @@ impl TryFrom<pb::CreateAccountRequest> for Registration {
     type Error = ApiError;
 
     fn try_from(input: pb::CreateAccountRequest) -> Result<Self, ApiError> {
-        use pb::create_account_request::Login;
-        match input.login {
-            Some(Login::Imap(imap)) => Ok(Registration::Password(CreateAccount {
+        match (input.imap, input.oauth) {
+            (Some(imap), None) => Ok(Registration::Password(CreateAccount {
                 email: input.email,
                 imap: server("imap", imap)?,
                 smtp: input.smtp.map(|s| server("smtp", s)).transpose()?,
             })),
-            Some(Login::Oauth(code)) if input.smtp.is_none() => Ok(Registration::OAuth {
+            (None, Some(code)) if input.smtp.is_none() => Ok(Registration::OAuth {
                 email: input.email,
                 code,
             }),
-            Some(Login::Oauth(_)) => Err(ApiError::new(
+            (None, Some(_)) => Err(ApiError::new(
                 ErrorCode::InvalidBody,
                 "`smtp` goes with `imap`; with `oauth` the provider names the servers",
             )),
-            None => Err(missing("imap` or `oauth")),
+            (Some(_), Some(_)) => Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                "give `imap` (a password) or `oauth` (a provider's code), not both",
+            )),
+            (None, None) => Err(missing("imap` or `oauth")),
         }
     }
 }
@@ -287,11 +290,11 @@ mod tests {
         let e = Registration::try_from(no_imap).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidBody);
         let bad_port = pb::CreateAccountRequest {
-            login: Some(pb::create_account_request::Login::Imap(pb::ServerLogin {
+            imap: Some(pb::ServerLogin {
                 port: 70000,
                 security: "tls".into(),
                 ..Default::default()
-            })),
+            }),
             ..Default::default()
         };
         assert_eq!(
@@ -299,9 +302,7 @@ mod tests {
             ErrorCode::InvalidPort
         );
         let oauth_with_smtp = pb::CreateAccountRequest {
-            login: Some(pb::create_account_request::Login::Oauth(
-                OAuthCode::default(),
-            )),
+            oauth: Some(OAuthCode::default()),
             smtp: Some(pb::ServerLogin::default()),
             ..Default::default()
         };

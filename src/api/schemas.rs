@@ -220,10 +220,6 @@ mod tests {
         assert!(!status.contains(&json!("error")));
         // A request requires only what the proto marks.
         assert_eq!(s["CreateAccountRequest"]["required"], json!(["email"]));
-        assert_eq!(
-            s["CreateAccountRequest"]["oneOf"][1]["required"],
-            json!(["oauth"])
-        );
         assert_eq!(s["Attachment"]["oneOf"][1]["required"], json!(["ref"]));
         assert_eq!(
             s["ServerLogin"]["properties"]["security"]["enum"],

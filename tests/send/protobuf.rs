@@ -27,9 +27,8 @@ async fn registration_and_sending_in_protobuf() {
     };
     let request = pb::CreateAccountRequest {
         email: "alice@test.local".into(),
-        login: Some(pb::create_account_request::Login::Imap(server(
-            dovecot.imap_port(),
-        ))),
+        imap: Some(server(dovecot.imap_port())),
+        oauth: None,
         smtp: Some(server(dovecot.submission_port())),
     };
     let answer = http

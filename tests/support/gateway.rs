@@ -45,6 +45,12 @@ impl Gateway {
 
     pub async fn start_with(config: Config) -> Gateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, config).await
+    }
+
+    /// Starts a gateway on a listener bound already (when the
+    /// configuration must name the gateway's own address).
+    pub async fn start_on(listener: tokio::net::TcpListener, config: Config) -> Gateway {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(lemonade::run(config, listener, shutdown.clone()));
