@@ -257,9 +257,12 @@ pub fn email_claim(jwt: &str) -> Option<String> {
     if claims["email_verified"] == serde_json::Value::Bool(false) {
         return None;
     }
-    claims["email"]
-        .as_str()
-        .filter(|e| e.contains('@') && e.len() <= 254)
+    // Microsoft's work accounts often have no `email`; their user name
+    // (the UPN) is the mail address.
+    [&claims["email"], &claims["preferred_username"]]
+        .into_iter()
+        .filter_map(|claim| claim.as_str())
+        .find(|e| e.contains('@') && e.len() <= 254 && !e.contains(char::is_whitespace))
         .map(str::to_string)
 }
 
@@ -352,6 +355,8 @@ mod tests {
             jwt(serde_json::json!({"email": "a@example.org", "email_verified": false}));
         assert_eq!(email_claim(&unverified), None);
         assert_eq!(email_claim(&jwt(serde_json::json!({"sub": "1"}))), None);
+        let upn = jwt(serde_json::json!({"preferred_username": "b@contoso.example"}));
+        assert_eq!(email_claim(&upn).as_deref(), Some("b@contoso.example"));
         assert_eq!(email_claim("not a jwt"), None);
         assert_eq!(email_claim("a.!!!.c"), None);
     }
