@@ -78,12 +78,17 @@ impl DovecotBuilder {
     }
 
     /// Adds the `oauth2` passdb (XOAUTH2 and OAUTHBEARER on IMAP and
-    /// submission) with local validation of HS256 tokens from
+    /// submission) with local validation of ES256 tokens from
     /// [`Dovecot::jwt`], beside the passwd-file users; refusals are
     /// answered at once (as [`Self::without_auth_penalty`], and loopback
     /// is a trusted network).
-    pub fn oauth2(mut self) -> Self {
-        self.oauth2 = Some(JwtSigner::random());
+    pub fn oauth2(self) -> Self {
+        self.oauth2_with(JwtSigner::es256_random())
+    }
+
+    /// [`Self::oauth2`] with tokens from `signer` (e.g. an HS256 one).
+    pub fn oauth2_with(mut self, signer: JwtSigner) -> Self {
+        self.oauth2 = Some(signer);
         self.no_auth_penalty = true;
         self
     }

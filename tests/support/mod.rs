@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod hostile_imap;
 pub mod imap_proxy;
 pub mod oauth;
+pub mod oauth_server;
 pub mod postgres;
 pub mod push;
 pub mod raw_imap;
