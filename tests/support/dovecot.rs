@@ -271,6 +271,24 @@ impl Dovecot {
         let _ = child.wait();
     }
 
+    /// Ends every session of `user` (`doveadm kick`), as a server does
+    /// that ends sessions when their token expires; returns once done.
+    pub fn kick(&self, user: &str) {
+        let status = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.config)
+            .args(["kick", user])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("doveadm kick");
+        // Exit status 68 (EX_NOUSER): no session to end.
+        assert!(
+            status.success() || status.code() == Some(68),
+            "doveadm kick: {status}"
+        );
+    }
+
     /// Stops and starts again on the same ports with the same mail.
     pub fn restart(&mut self) {
         self.stop();

@@ -202,6 +202,12 @@ impl FakeAuthServer {
         self.shared.lock().user = Some(email.to_owned());
     }
 
+    /// Nobody signs in any more: `/authorize` redirects with
+    /// `error=access_denied` (the person declined).
+    pub fn clear_user(&self) {
+        self.shared.lock().user = None;
+    }
+
     /// The lifetime of access tokens issued from now on (default 3600 s).
     pub fn set_access_lifetime(&self, secs: i64) {
         self.shared.lock().access_lifetime = secs;
