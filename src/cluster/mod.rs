@@ -150,8 +150,12 @@ impl ClusterNode {
 
 #[async_trait::async_trait]
 impl WatchControl for ClusterNode {
-    async fn account_added(&self, _account_id: &str) {
-        // Whichever node should own it claims it in the round this starts.
+    async fn account_added(&self, account_id: &str) {
+        // Registered again (new credentials, a renewed sign-in): the owner,
+        // here or elsewhere, starts a watcher that had stopped on refused
+        // credentials.
+        self.devices_changed(account_id).await;
+        // New: whichever node should own it claims it in the round this starts.
         if let Err(e) = self.store.notify(events::ROUND).await {
             tracing::warn!(error = %e, "cannot tell the cluster of a new account; it is claimed at the next round");
         }

@@ -15,6 +15,7 @@ use crate::send::compose;
 use crate::store::send::Segment;
 
 pub use crate::imap::UidSet;
+pub use crate::oauth::email_claim;
 pub use crate::read::state::StateToken;
 pub use crate::read::structure::{BodyStructure, Part};
 pub use crate::sasl::{refusal_text, ErrorChallenge, MAX_CHALLENGE_FIELD};

@@ -1,5 +1,5 @@
-//! Properties of UID sets, modified UTF-7, state tokens and SASL error
-//! challenges, checked on
+//! Properties of UID sets, modified UTF-7, state tokens, SASL error
+//! challenges and the address claims of ID tokens, checked on
 //! generated inputs (the fuzz targets check the same on mutated ones).
 
 use proptest::prelude::*;
@@ -106,5 +106,27 @@ proptest! {
         prop_assert!(refusal.len() <= crate::text::MAX_SERVER_TEXT);
         let summary = challenge.summary().expect("status and scope");
         prop_assert!(refusal.ends_with(&format!("({summary})")), "{}", refusal);
+    }
+}
+
+proptest! {
+    #[test]
+    fn id_tokens_give_an_address_or_nothing(
+        email in any::<String>(),
+        other in any::<String>(),
+        junk in any::<String>(),
+    ) {
+        let claims = serde_json::json!({"email": email, "preferred_username": other});
+        let payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            claims.to_string(),
+        );
+        for jwt in [format!("h.{payload}.s"), junk.clone(), format!("h.{junk}.s")] {
+            if let Some(address) = email_claim(&jwt) {
+                prop_assert!(address.contains('@') && address.len() <= 254);
+                prop_assert!(!address.contains(char::is_whitespace));
+                prop_assert!(address == email || address == other);
+            }
+        }
     }
 }

@@ -104,6 +104,8 @@ struct Running {
     /// that ended by itself, on refused credentials, keeps its task's memory
     /// until the account is registered again or deleted.)
     task: JoinHandle<()>,
+    /// What its writes are fenced with, to start it again.
+    fence: Fence,
 }
 
 /// Keeps one actor per account running.
@@ -160,6 +162,7 @@ impl Supervisor {
                     cancel,
                     reconfigure,
                     task,
+                    fence,
                 },
             )
         };
@@ -168,11 +171,23 @@ impl Supervisor {
         }
     }
 
-    /// Tells an account's actor that its devices (and so its mailboxes) changed.
+    /// Tells an account's actor that its devices (and so its mailboxes)
+    /// or its credentials changed; an actor that had stopped on refused
+    /// credentials starts again.
     pub fn reconfigure(&self, account_id: &str) {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = running.get(account_id) {
-            r.reconfigure.send_modify(|n| *n += 1);
+        let ended = {
+            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            match running.get(account_id) {
+                Some(r) if r.task.is_finished() => Some(r.fence),
+                Some(r) => {
+                    r.reconfigure.send_modify(|n| *n += 1);
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(fence) = ended {
+            self.start(account_id, fence);
         }
     }
 
