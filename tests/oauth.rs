@@ -279,7 +279,8 @@ async fn sign_ins_that_must_fail_create_nothing() {
         (status, &answer["error"]["code"]),
         (422, &json!("oauth_code_rejected"))
     );
-    assert!(world.auth.revoked().is_empty());
+    // The grant of the refused sign-in was handed back.
+    assert_eq!(world.auth.revoked().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

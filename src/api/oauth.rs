@@ -245,6 +245,7 @@ pub(super) async fn register_with_code(
 /// Exchanges the code, logs in to the provider's servers with the access
 /// token, and stores the account; answers its id and a new API token.
 /// With `expected_email`, the address that signed in must be that one.
+/// A grant that leads to no account is handed back (revoked).
 async fn sign_in(
     state: &AppState,
     client: IpAddr,
@@ -255,7 +256,61 @@ async fn sign_in(
     expected_email: Option<&str>,
 ) -> Result<(String, String), ApiError> {
     let provider = provider(state, provider_name)?;
+    let signed_in = exchange(&provider, code, verifier, redirect_uri).await?;
+    if expected_email.is_some_and(|e| !e.eq_ignore_ascii_case(&signed_in.email)) {
+        let _ = provider.revoke(&signed_in.refresh).await;
+        return Err(ApiError::new(
+            ErrorCode::OauthEmailMismatch,
+            format!(
+                "the provider signed in {}, not the address given",
+                signed_in.email
+            ),
+        ));
+    }
     let settings = provider.provider();
+    let login = Login {
+        host: &settings.imap.host,
+        port: settings.imap.port,
+        username: &signed_in.email,
+    };
+    let reservation = reserve_registration(state, client, &login).await?;
+    if let Err(e) = check_token_login(state, settings, &signed_in).await {
+        let _ = provider.revoke(&signed_in.refresh).await;
+        return Err(e);
+    }
+    let state = state.clone();
+    super::to_completion(async move {
+        let email = &signed_in.email;
+        let record = |id: &str, existing: Option<&AccountRecord>| {
+            account_record(&state, provider.provider(), &signed_in, id, existing)
+        };
+        let settings = provider.provider();
+        let login = Login {
+            host: &settings.imap.host,
+            port: settings.imap.port,
+            username: email,
+        };
+        let stored = store_account(&state, &login, reservation, record).await?;
+        let tokens = state.credentials.tokens();
+        tokens.keep(&stored.0, &signed_in.tokens).await;
+        Ok(stored)
+    })
+    .await
+}
+
+/// What a code was exchanged for.
+struct SignedIn {
+    tokens: Tokens,
+    refresh: zeroize::Zeroizing<String>,
+    email: String,
+}
+
+async fn exchange(
+    provider: &ProviderClient,
+    code: &str,
+    verifier: Option<&str>,
+    redirect_uri: Option<&str>,
+) -> Result<SignedIn, ApiError> {
     let tokens = provider
         .exchange_code(code, verifier, redirect_uri)
         .await
@@ -267,56 +322,42 @@ async fn sign_in(
             other => oauth_error(other),
         })?;
     let email = provider.email(&tokens).await.map_err(oauth_error)?;
-    if expected_email.is_some_and(|expected| !expected.eq_ignore_ascii_case(&email)) {
-        return Err(ApiError::new(
-            ErrorCode::OauthEmailMismatch,
-            format!("the provider signed in {email}, not the address given"),
-        ));
-    }
     let Some(refresh) = tokens.refresh.clone() else {
         return Err(ApiError::new(
             ErrorCode::ProviderRefusedClient,
             "the provider issued no refresh token (for Google: access_type=offline and prompt=consent)",
         ));
     };
-    let login = Login {
-        host: &settings.imap.host,
-        port: settings.imap.port,
-        username: &email,
-    };
-    let reservation = reserve_registration(state, client, &login).await?;
-    check_token_login(state, settings, &email, &tokens).await?;
-    let state = state.clone();
-    let (id, token) = super::to_completion(async move {
-        let record = |id: &str, existing: Option<&AccountRecord>| AccountRecord {
-            id: id.to_string(),
-            email: email.clone(),
-            imap: server_record(&provider.provider().imap, &email),
-            smtp: provider
-                .provider()
-                .smtp
-                .as_ref()
-                .map(|s| server_record(s, &email)),
-            created_at: existing
-                .map(|a| a.created_at)
-                .unwrap_or_else(|| crate::unix_millis() / 1000),
-            oauth: Some(OAuthRecord {
-                provider: provider.provider().name.clone(),
-                refresh_sealed: state.sealer.seal(id, &refresh),
-                revoked: false,
-            }),
-        };
-        let login = Login {
-            host: &provider.provider().imap.host,
-            port: provider.provider().imap.port,
-            username: &email,
-        };
-        let stored = store_account(&state, &login, reservation, record).await?;
-        state.credentials.tokens().keep(&stored.0, &tokens).await;
-        Ok(stored)
+    Ok(SignedIn {
+        tokens,
+        refresh,
+        email,
     })
-    .await?;
-    Ok((id, token))
+}
+
+/// The record of an account signed in at `provider`, under `id`.
+fn account_record(
+    state: &AppState,
+    provider: &Provider,
+    signed_in: &SignedIn,
+    id: &str,
+    existing: Option<&AccountRecord>,
+) -> AccountRecord {
+    let email = &signed_in.email;
+    AccountRecord {
+        id: id.to_string(),
+        email: email.clone(),
+        imap: server_record(&provider.imap, email),
+        smtp: provider.smtp.as_ref().map(|s| server_record(s, email)),
+        created_at: existing
+            .map(|a| a.created_at)
+            .unwrap_or_else(|| crate::unix_millis() / 1000),
+        oauth: Some(OAuthRecord {
+            provider: provider.name.clone(),
+            refresh_sealed: state.sealer.seal(id, &signed_in.refresh),
+            revoked: false,
+        }),
+    }
 }
 
 fn server_record(server: &crate::config::ServerConfig, email: &str) -> ServerRecord {
@@ -347,9 +388,9 @@ fn upstream(server: &crate::config::ServerConfig) -> Upstream {
 async fn check_token_login(
     state: &AppState,
     provider: &Provider,
-    email: &str,
-    tokens: &Tokens,
+    signed_in: &SignedIn,
 ) -> Result<(), ApiError> {
+    let (email, tokens) = (&signed_in.email, &signed_in.tokens);
     let timeout = Duration::from_secs(state.config.upstream.connect_timeout_secs);
     let mechanism = Some(provider.mechanism);
     let imap = async {

@@ -87,9 +87,16 @@ impl TokenBroker {
         slots.entry(account_id.to_string()).or_default().clone()
     }
 
-    /// Forgets the account's token (its server refused it, or the account
-    /// is gone): the next connection gets a fresh one.
+    /// Forgets the account's token (its server refused it): the next
+    /// connection gets a fresh one. A refresh under way already makes one.
     pub fn forget(&self, account_id: &str) {
+        if let Ok(mut kept) = self.slot(account_id).try_lock() {
+            *kept = None;
+        }
+    }
+
+    /// Lets go of everything kept for a deleted account.
+    fn drop_account(&self, account_id: &str) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.remove(account_id);
     }
@@ -228,7 +235,7 @@ impl TokenBroker {
     /// provider has an endpoint for it (best effort: the account goes
     /// whatever the provider says).
     pub async fn revoke(&self, account: &AccountRecord) {
-        self.forget(&account.id);
+        self.drop_account(&account.id);
         let Some(grant) = &account.oauth else { return };
         let Some(provider) = self.providers.get(&grant.provider) else {
             return;
