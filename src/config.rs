@@ -14,11 +14,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod cluster;
+mod native;
 mod oauth;
 mod sections;
 mod validate;
 
 pub use cluster::{is_valid_node_id, ClusterConfig, StoreBackend, StoreConfig, MAX_NODE_ID_LEN};
+pub use native::{ApnsConfig, FcmConfig};
 pub use oauth::{OAuthConfig, Provider, ProviderConfig, ServerConfig};
 pub use sections::{ApiConfig, PushConfig, ReadConfig, SendConfig, UpstreamConfig, WatchConfig};
 
@@ -95,6 +97,8 @@ const OPTIONAL_KEYS: &[&str] = &[
     "store.postgres_ca_file",
     "store.shared_dir",
     "oauth.public_url",
+    "push.apns.key_file",
+    "push.fcm.service_account_file",
 ];
 
 /// Environment variables that are not configuration keys but are ours.

@@ -138,6 +138,12 @@ catalogue! {
         "The push endpoint is not an https URL of a public host; register the subscription the browser or phone gave.";
     InvalidKeys = "invalid_keys", UNPROCESSABLE_ENTITY,
         "The subscription's keys are not a P-256 point (p256dh) and 16 bytes (auth) in base64url; send the keys the subscription gave.";
+    InvalidDeviceToken = "invalid_device_token", UNPROCESSABLE_ENTITY,
+        "An APNs device token is not 64-200 hex digits, its topic not a bundle id, its environment not production or sandbox, or an FCM token is malformed; send what the platform gave.";
+    PushKindNotConfigured = "push_kind_not_configured", UNPROCESSABLE_ENTITY,
+        "This gateway has no APNs (`push.apns`) or FCM (`push.fcm`) set up for that kind of device; register a Web Push subscription, or ask the operator.";
+    PayloadNeedsKeys = "payload_needs_keys", UNPROCESSABLE_ENTITY,
+        "Without `keys`, a native device may only have the `wake` or `count` payload (nothing of the mail in clear through Apple or Google); send keys or choose one of those.";
     InvalidMailboxes = "invalid_mailboxes", UNPROCESSABLE_ENTITY,
         "A device's mailbox list is empty, too long, or has a malformed name; fix the list.";
     UnknownMailbox = "unknown_mailbox", UNPROCESSABLE_ENTITY,

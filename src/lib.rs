@@ -82,6 +82,8 @@ pub enum RunError {
     Push(#[from] notify::client::PushClientError),
     #[error(transparent)]
     OAuth(#[from] oauth::OAuthError),
+    #[error(transparent)]
+    Transport(#[from] notify::TransportError),
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
 }
@@ -140,6 +142,9 @@ pub async fn run(
         },
         signer,
     )?);
+    // Web Push, and APNs and FCM where configured: one pipeline.
+    let push_client: Arc<dyn notify::PushSender> =
+        Arc::new(notify::Transports::new(&config, push_client)?);
 
     let tracker = TaskTracker::new();
     // In a cluster the node's lease opens the gate; alone it is always open.
@@ -328,7 +333,7 @@ pub async fn run(
 async fn tell_refused_accounts(
     mut refused: tokio::sync::mpsc::Receiver<String>,
     store: Arc<dyn store::Store>,
-    pusher: Arc<PushClient>,
+    pusher: Arc<dyn notify::PushSender>,
     ttl_secs: u32,
     stop: CancellationToken,
 ) {

@@ -6,18 +6,17 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use base64::Engine;
 
 use super::auth::{new_id, AccountId};
 use super::codec::{Body, Format};
+use super::device_targets::{self, TargetInput};
 use super::error::ApiError;
 use super::messages::rfc3339;
 use super::{ApiPath, AppState};
 use crate::error_code::ErrorCode;
 use crate::imap::{ImapClient, ImapError};
 use crate::net::Upstream;
-use crate::notify::ece::validate_keys;
-use crate::notify::{check_endpoint_resolves, PushOutcome, Urgency};
+use crate::notify::{PushOutcome, Target, Urgency};
 use crate::proto::v1 as pb;
 use crate::store::{DeviceRecord, DeviceStored, PayloadTier, PushSubscription};
 use crate::watch::INBOX;
@@ -25,34 +24,11 @@ use crate::watch::INBOX;
 /// Most mailboxes one device may ask for.
 const MAX_MAILBOXES: usize = 32;
 
-/// What a browser's `PushSubscription.toJSON()` gives.
-#[derive(Debug)]
-pub struct SubscriptionInput {
-    pub endpoint: String,
-    pub keys: KeysInput,
-}
-
-#[derive(Debug)]
-pub struct KeysInput {
-    pub p256dh: String,
-    pub auth: String,
-}
-
 #[derive(Debug)]
 pub struct CreateDevice {
-    pub subscription: SubscriptionInput,
+    pub target: TargetInput,
     pub mailboxes: Option<Vec<String>>,
     pub payload: PayloadTier,
-}
-
-/// Browsers send unpadded URL-safe base64; accept padding and the standard
-/// alphabet too.
-fn decode_key(value: &str) -> Option<Vec<u8>> {
-    let trimmed = value.trim_end_matches('=');
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
-        .ok()
 }
 
 fn validate_mailboxes(input: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
@@ -91,32 +67,14 @@ pub async fn create(
     Body(input): Body<pb::CreateDeviceRequest>,
 ) -> Result<Response, ApiError> {
     let input = CreateDevice::try_from(input)?;
-    let endpoint = input.subscription.endpoint.trim().to_string();
-    check_endpoint_resolves(&endpoint, state.config.push.allow_private_endpoints)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::InvalidEndpoint, e.to_string()))?;
-    let (Some(p256dh), Some(auth)) = (
-        decode_key(&input.subscription.keys.p256dh),
-        decode_key(&input.subscription.keys.auth),
-    ) else {
-        return Err(ApiError::new(
-            ErrorCode::InvalidKeys,
-            "keys.p256dh and keys.auth must be base64url",
-        ));
-    };
-    validate_keys(&p256dh, &auth)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidKeys, e.to_string()))?;
+    let subscription = device_targets::subscription(&state, input.target, input.payload).await?;
     let mailboxes = validate_mailboxes(input.mailboxes)?;
     check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
 
     let device = super::to_completion(store_device(
         state,
         account_id,
-        PushSubscription {
-            endpoint,
-            p256dh,
-            auth,
-        },
+        subscription,
         mailboxes,
         input.payload,
     ))
@@ -261,6 +219,7 @@ pub async fn list(
         listed.push(pb::Device {
             device_id: device.id.clone(),
             push_service: push_service(&device.subscription.endpoint).unwrap_or_default(),
+            kind: Target::of(&device.subscription.endpoint).kind().to_string(),
             mailboxes: device.mailboxes.clone(),
             payload: device.payload.as_str().to_string(),
             created_at: rfc3339(device.created_at),
@@ -273,6 +232,9 @@ pub async fn list(
 
 /// The origin (scheme, host, port) of a push endpoint.
 fn push_service(endpoint: &str) -> Option<String> {
+    if let Some(native) = Target::of(endpoint).service() {
+        return Some(native);
+    }
     url::Url::parse(endpoint)
         .ok()
         .map(|url| url.origin().ascii_serialization())
@@ -376,13 +338,5 @@ mod tests {
         assert!(validate_mailboxes(Some(vec![])).is_err());
         assert!(validate_mailboxes(Some(vec!["a\r\nb".into()])).is_err());
         assert!(validate_mailboxes(Some((0..40).map(|i| i.to_string()).collect())).is_err());
-    }
-
-    #[test]
-    fn keys_decode_in_every_base64_flavour() {
-        assert_eq!(decode_key("AQID").unwrap(), vec![1, 2, 3]);
-        assert_eq!(decode_key("-_8").unwrap(), vec![251, 255]);
-        assert_eq!(decode_key("+/8=").unwrap(), vec![251, 255]);
-        assert!(decode_key("***").is_none());
     }
 }

@@ -7,7 +7,8 @@
 use serde::Serialize;
 
 use super::accounts::{CreateAccount, ServerInput};
-use super::devices::{CreateDevice, KeysInput, SubscriptionInput};
+use super::device_targets::TargetInput;
+use super::devices::CreateDevice;
 use super::error::ApiError;
 use crate::error_code::ErrorCode;
 use crate::proto::v1 as pb;
@@ -85,11 +86,8 @@ impl TryFrom<pb::CreateAccountRequest> for Registration {
 impl TryFrom<pb::CreateDeviceRequest> for CreateDevice {
     type Error = ApiError;
 
-    fn try_from(input: pb::CreateDeviceRequest) -> Result<Self, ApiError> {
-        let subscription = input.subscription.ok_or_else(|| missing("subscription"))?;
-        let keys = subscription
-            .keys
-            .ok_or_else(|| missing("subscription.keys"))?;
+    fn try_from(mut input: pb::CreateDeviceRequest) -> Result<Self, ApiError> {
+        let target = TargetInput::from_request(&mut input)?;
         let payload = match input.payload.as_str() {
             "" => PayloadTier::default(),
             word => PayloadTier::ALL
@@ -103,13 +101,7 @@ impl TryFrom<pb::CreateDeviceRequest> for CreateDevice {
                 })?,
         };
         Ok(CreateDevice {
-            subscription: SubscriptionInput {
-                endpoint: subscription.endpoint,
-                keys: KeysInput {
-                    p256dh: keys.p256dh,
-                    auth: keys.auth,
-                },
-            },
+            target,
             mailboxes: (!input.mailboxes.is_empty()).then_some(input.mailboxes),
             payload,
         })

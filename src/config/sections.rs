@@ -105,6 +105,10 @@ pub struct PushConfig {
     /// A PEM file of extra CA certificates to trust for push services
     /// (a self-hosted push server with a private CA).
     pub extra_ca_file: Option<PathBuf>,
+    /// Apple Push Notification service, for native iOS apps.
+    pub apns: super::ApnsConfig,
+    /// Firebase Cloud Messaging, for native Android apps.
+    pub fcm: super::FcmConfig,
 }
 
 /// Connections to upstream IMAP and SMTP servers.
@@ -228,6 +232,8 @@ impl Default for PushConfig {
             concurrency_timed_out: 16,
             max_devices_per_account: 20,
             extra_ca_file: None,
+            apns: super::ApnsConfig::default(),
+            fcm: super::FcmConfig::default(),
         }
     }
 }

@@ -37,7 +37,8 @@ impl PushConfig {
         if self.extra_ca_file.as_ref().is_some_and(|p| !p.is_file()) {
             return invalid("push.extra_ca_file", "is not a readable file");
         }
-        Ok(())
+        self.apns.validate()?;
+        self.fcm.validate()
     }
 }
 

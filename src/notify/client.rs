@@ -295,6 +295,9 @@ impl PushSender for PushClient {
 /// origin (scheme, host, port), as VAPID signs it. An endpoint that does
 /// not parse is its own service.
 pub fn service_of(endpoint: &str) -> String {
+    if let Some(native) = super::Target::of(endpoint).service() {
+        return native;
+    }
     match url::Url::parse(endpoint) {
         Ok(url) => url.origin().ascii_serialization(),
         Err(_) => endpoint.to_owned(),

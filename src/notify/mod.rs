@@ -9,12 +9,17 @@
 //! - [`queue`] is the delivery actor: schedule, fair shares of the delivery
 //!   slots, retries and pruning (its bookkeeping in `schedule`).
 
+pub mod apns;
 pub mod client;
 pub mod ece;
 pub mod endpoint;
+pub mod fcm;
+mod native;
 pub mod payload;
 pub mod queue;
 mod schedule;
+mod target;
+mod transports;
 pub mod vapid;
 
 pub use client::{
@@ -25,6 +30,8 @@ pub use ece::{EceError, MAX_PLAINTEXT};
 pub use endpoint::{check_endpoint, check_endpoint_resolves, EndpointError};
 pub use queue::{DeliveryQueue, Notifier};
 pub use schedule::DeliveryLimits;
+pub use target::{apns_endpoint, fcm_endpoint, ApnsEnvironment, Target};
+pub use transports::{TransportError, Transports};
 pub use vapid::{VapidError, VapidKey, VapidSigner};
 
 /// Sends every device of the account one push about the account itself
