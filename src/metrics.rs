@@ -68,6 +68,9 @@ pub struct Metrics {
     pub pushes_failed: AtomicU64,
     pub pushes_pruned: AtomicU64,
     pub push_retries: AtomicU64,
+    /// The same four outcomes (sent, failed, pruned, retry) by transport
+    /// (see [`TRANSPORTS`]).
+    pub by_transport: [[AtomicU64; 4]; 3],
     pub reconnects: AtomicU64,
     /// Distinct capability and mailbox lists kept for the accounts' status (a gauge).
     pub status_lists: AtomicU64,
@@ -78,9 +81,38 @@ pub struct Metrics {
     pub store_flush: Arc<Histogram>,
 }
 
+/// The transports `by_transport` counts, in its order.
+pub const TRANSPORTS: [&str; 3] = ["webpush", "apns", "fcm"];
+/// The outcomes `by_transport` counts, in its order.
+pub const PUSH_OUTCOMES: [&str; 4] = ["sent", "failed", "pruned", "retry"];
+
 impl Metrics {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one push outcome (a [`PUSH_OUTCOMES`] word) of a transport
+    /// (a [`TRANSPORTS`] word); unknown words count nothing.
+    pub fn count_push(&self, transport: &str, outcome: &str) {
+        let t = TRANSPORTS.iter().position(|t| *t == transport);
+        let o = PUSH_OUTCOMES.iter().position(|o| *o == outcome);
+        if let (Some(t), Some(o)) = (t, o) {
+            Self::inc(&self.by_transport[t][o]);
+        }
+    }
+
+    fn render_by_transport(&self, out: &mut String) {
+        let name = "lemonade_pushes_by_transport_total";
+        let _ = writeln!(out, "# HELP {name} Push attempts by transport and what the push service answered: sent, failed (rejected, too large), pruned (device gone), retry.\n# TYPE {name} counter");
+        for (t, transport) in TRANSPORTS.iter().enumerate() {
+            for (o, outcome) in PUSH_OUTCOMES.iter().enumerate() {
+                let n = self.by_transport[t][o].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "{name}{{transport=\"{transport}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
     }
 
     /// Renders the metrics; `states` are (state name, number of accounts).
@@ -122,6 +154,7 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        self.render_by_transport(&mut out);
         out.push_str("# HELP lemonade_watch_status_lists Distinct capability and mailbox lists kept for the accounts' status.\n");
         out.push_str("# TYPE lemonade_watch_status_lists gauge\n");
         let _ = writeln!(

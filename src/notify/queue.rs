@@ -307,6 +307,14 @@ impl DeliveryQueue {
                 &topic,
             )
             .await;
+        let transport = super::Target::of(&device.subscription.endpoint).kind();
+        let counted = match outcome {
+            PushOutcome::Delivered => "sent",
+            PushOutcome::Gone => "pruned",
+            PushOutcome::Retry { .. } | PushOutcome::TimedOut => "retry",
+            _ => "failed",
+        };
+        self.metrics.count_push(transport, counted);
         *heard = match outcome {
             PushOutcome::TimedOut => Heard::Silence,
             PushOutcome::Retry { .. } | PushOutcome::Blocked => Heard::Nothing,
