@@ -1,15 +1,20 @@
 //! Sending pushes through `PushClient` to a real test push service: the body
 //! decrypts with an independent implementation, the VAPID JWT verifies, each
 //! push-service answer becomes the right outcome, and over HTTPS the push
-//! goes by HTTP/2 or HTTP/1.1, whichever the service offers.
+//! goes by HTTP/2 or HTTP/1.1, whichever the service offers. Also: the
+//! local APNs and FCM impersonations check tokens and payloads as Apple
+//! and Google do.
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::http::Version;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
 
 use lemonade::notify::{
     topic_for, PushClient, PushClientConfig, PushOutcome, Urgency, VapidKey, VapidSigner,
@@ -17,6 +22,9 @@ use lemonade::notify::{
 };
 use lemonade::store::PushSubscription;
 use support::certs::make_certificates;
+use support::native_push::client::{apns_provider_token, compact_jwt, fcm_assertion, h2_client};
+use support::native_push::{FakeApns, FakeFcm};
+use support::oauth::unix_now;
 use support::push::*;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -371,4 +379,189 @@ async fn the_subscription_json_looks_like_a_browsers() {
     assert!(!p256dh.contains('=') && !p256dh.contains('+') && !p256dh.contains('/'));
     let sub = device.subscription();
     assert!(lemonade::notify::ece::validate_keys(&sub.p256dh, &sub.auth).is_ok());
+}
+
+/// The same token signed with a key of nobody's.
+fn forged_apns_jwt(key_id: &str, team_id: &str) -> String {
+    use p256::ecdsa::signature::Signer;
+    let key = p256::ecdsa::SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let header = json!({"alg": "ES256", "kid": key_id});
+    let claims = json!({"iss": team_id, "iat": unix_now()});
+    compact_jwt(header, claims, |m| {
+        let signature: p256::ecdsa::Signature = key.sign(m);
+        signature.to_bytes().to_vec()
+    })
+}
+
+async fn apns_post(
+    client: &reqwest::Client,
+    apns: &FakeApns,
+    device: &str,
+    jwt: &str,
+    payload: Value,
+) -> reqwest::Response {
+    let url = format!("{}/3/device/{device}", apns.base_url());
+    let response = client
+        .post(url)
+        .header("authorization", format!("bearer {jwt}"))
+        .header("apns-topic", "org.example.mail")
+        .header("apns-push-type", "alert")
+        .header("apns-priority", "10")
+        .header("apns-collapse-id", "inbox")
+        .body(payload.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    response
+}
+
+async fn reason(response: reqwest::Response) -> Value {
+    response.json::<Value>().await.unwrap()["reason"].clone()
+}
+
+async fn check_fake_apns(client: &reqwest::Client, certs: &Path) {
+    let apns = FakeApns::start(certs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (p8, key_id, team_id) = apns.make_key(dir.path());
+    let pem = std::fs::read_to_string(&p8).unwrap();
+    let apple = "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQg";
+    assert!(pem.starts_with(apple), "{pem}");
+    assert_eq!((key_id.len(), team_id.len()), (10, 10));
+    let jwt = apns_provider_token(&p8, &key_id, &team_id);
+    let device = "0a".repeat(32);
+    let alert = json!({"aps": {"alert": "New mail", "mutable-content": 1}});
+
+    let response = apns_post(client, &apns, &device, &jwt, alert.clone()).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("apns-id"));
+    tokio::time::timeout(WAIT, apns.wait_deliveries(1))
+        .await
+        .unwrap();
+    let delivered = &apns.deliveries()[0];
+    assert_eq!(
+        (delivered.topic.as_str(), delivered.push_type.as_str()),
+        ("org.example.mail", "alert")
+    );
+    assert_eq!(delivered.collapse_id.as_deref(), Some("inbox"));
+    assert_eq!(delivered.body, alert);
+
+    let forged = forged_apns_jwt(&key_id, &team_id);
+    let response = apns_post(client, &apns, &device, &forged, alert.clone()).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(reason(response).await, "InvalidProviderToken");
+
+    apns.respond_with(&device, [(410, "Unregistered")]);
+    let response = apns_post(client, &apns, &device, &jwt, alert.clone()).await;
+    assert_eq!(response.status(), 410);
+    let body = response.json::<Value>().await.unwrap();
+    assert_eq!(body["reason"], "Unregistered");
+    assert!(body["timestamp"].is_u64(), "{body}");
+    let response = apns_post(client, &apns, &device, &jwt, alert).await;
+    assert_eq!(response.status(), 200, "after the script, 200 again");
+
+    let large = json!({"aps": {"alert": "x".repeat(5 * 1024)}});
+    let response = apns_post(client, &apns, &device, &jwt, large).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(reason(response).await, "PayloadTooLarge");
+
+    let statuses: Vec<u16> = apns.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 403, 410, 200, 413]);
+    assert_eq!(apns.jwts_seen(), [jwt, forged]);
+    assert_eq!(apns.connections(), 1, "every push on one HTTP/2 connection");
+}
+
+async fn fcm_token(client: &reqwest::Client, token_uri: &str, assertion: &str) -> (u16, Value) {
+    let grant_type = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+    let form = [("grant_type", grant_type), ("assertion", assertion)];
+    let response = client.post(token_uri).form(&form).send().await.unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn fcm_send(
+    client: &reqwest::Client,
+    fcm: &FakeFcm,
+    bearer: &str,
+    token: &str,
+) -> (u16, Value) {
+    let url = format!("{}/v1/projects/lemonade-test/messages:send", fcm.base_url());
+    let message = json!({"message": {
+        "token": token,
+        "data": {"m": "Y2lwaGVydGV4dA"},
+        "android": {"priority": "high", "ttl": "86400s", "collapse_key": "inbox"},
+    }});
+    let response = client
+        .post(url)
+        .bearer_auth(bearer)
+        .json(&message)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn check_fake_fcm(client: &reqwest::Client, certs: &Path) {
+    let fcm = FakeFcm::start(certs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = std::fs::read(fcm.make_service_account(dir.path())).unwrap();
+    let key_file: Value = serde_json::from_slice(&key_file).unwrap();
+    let token_uri = key_file["token_uri"].as_str().unwrap().to_owned();
+    assert_eq!(token_uri, format!("{}/token", fcm.base_url()));
+
+    let assertion = fcm_assertion(&key_file);
+    let (signed, _) = assertion.rsplit_once('.').unwrap();
+    let tampered = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([7u8; 256]));
+    let (status, refused) = fcm_token(client, &token_uri, &tampered).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, answer) = fcm_token(client, &token_uri, &assertion).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["token_type"].as_str(), answer["expires_in"].as_u64()),
+        (Some("Bearer"), Some(3600))
+    );
+    assert_eq!(fcm.token_requests(), 1);
+    let access_token = answer["access_token"].as_str().unwrap();
+
+    let (status, sent) = fcm_send(client, &fcm, access_token, "fcm-device-1").await;
+    assert_eq!(status, 200, "{sent}");
+    assert!(sent["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("projects/lemonade-test/messages/"));
+    tokio::time::timeout(WAIT, fcm.wait_deliveries(1))
+        .await
+        .unwrap();
+    assert_eq!(fcm.deliveries()[0].message["data"]["m"], "Y2lwaGVydGV4dA");
+
+    let (status, refused) = fcm_send(client, &fcm, "ya29.unknown", "fcm-device-1").await;
+    assert_eq!(
+        (status, refused["error"]["status"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+
+    fcm.respond_with("fcm-device-gone", [(404, "UNREGISTERED")]);
+    let (status, refused) = fcm_send(client, &fcm, access_token, "fcm-device-gone").await;
+    assert_eq!(status, 404);
+    let detail = &refused["error"]["details"][0];
+    assert_eq!(
+        detail["@type"],
+        "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+    );
+    assert_eq!(detail["errorCode"], "UNREGISTERED");
+    let statuses: Vec<u16> = fcm.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 401, 404]);
+}
+
+#[tokio::test]
+async fn native_fakes_check_what_apple_and_google_check() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path(), "Native push test CA");
+    let client = h2_client(&certs.path().join("ca.pem"));
+    check_fake_apns(&client, certs.path()).await;
+    check_fake_fcm(&client, certs.path()).await;
 }

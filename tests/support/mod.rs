@@ -9,6 +9,7 @@ pub mod dovecot;
 pub mod gateway;
 pub mod hostile_imap;
 pub mod imap_proxy;
+pub mod native_push;
 pub mod oauth;
 pub mod oauth_server;
 pub mod postgres;
