@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "push/native.rs"]
+mod native;
+
 use std::time::Duration;
 
 use serde_json::json;
