@@ -34,11 +34,7 @@ impl Native {
         make_certificates(certs.path(), "127.0.0.1");
         let apns = FakeApns::start(certs.path()).await;
         let fcm = FakeFcm::start(certs.path()).await;
-        Native {
-            apns,
-            fcm,
-            certs,
-        }
+        Native { apns, fcm, certs }
     }
 
     /// Uses the fakes, with keys written beside their certificates.
