@@ -56,7 +56,8 @@ pub fn generic_alert(plaintext: &[u8]) -> &'static str {
 }
 
 /// The HTTP client of the native services: HTTP/2 over TLS (APNs speaks
-/// nothing else), the web roots plus `push.extra_ca_file`, no redirects.
+/// nothing else; one connection per host, multiplexed), the web roots
+/// plus `push.extra_ca_file`, no redirects.
 pub fn http_client(
     extra_ca_file: Option<&std::path::Path>,
     timeout: Duration,
@@ -72,6 +73,9 @@ pub fn http_client(
     tls.alpn_protocols = vec![b"h2".to_vec()];
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        // Known to be HTTP/2: pushes that start together wait for one
+        // connection and share it, instead of each opening its own.
+        .http2_prior_knowledge()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(timeout)

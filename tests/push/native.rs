@@ -127,6 +127,11 @@ async fn native_and_web_devices_of_one_account_each_get_their_push() {
         .await
         .expect("FCM");
 
+    assert_eq!(
+        native.apns.connections(),
+        1,
+        "one HTTP/2 connection carries every push"
+    );
     let deliveries = native.apns.deliveries();
     let to = |t: &str| {
         deliveries
