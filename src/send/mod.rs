@@ -15,10 +15,12 @@
 //! the crash-safety rules).
 
 pub mod compose;
+mod context;
 mod failure;
 pub mod outbox;
 pub mod plan;
 pub mod prepare;
+mod request;
 pub mod spool;
 
 pub use outbox::{Outbox, SendContext};

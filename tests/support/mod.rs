@@ -7,6 +7,7 @@ pub mod certs;
 pub mod cluster;
 pub mod dovecot;
 pub mod gateway;
+pub mod hanging;
 pub mod hostile_imap;
 pub mod imap_proxy;
 pub mod native_push;
