@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use prost_reflect::Kind;
 use serde_json::{json, Map, Value};
 
@@ -263,8 +262,15 @@ pub fn document() -> Value {
     })
 }
 
+/// `GET /v1/openapi.json`: the document, built once (it depends on
+/// nothing but the proto and the registry) and served as bytes.
 pub async fn serve() -> impl IntoResponse {
-    Json(document())
+    static SERVED: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = SERVED.get_or_init(|| document().to_string().into());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.clone(),
+    )
 }
 
 #[cfg(test)]
