@@ -351,3 +351,35 @@ fn cors_origins_must_be_origins() {
         assert!(err.contains("api.cors_origins"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn oauth_providers_and_native_push_come_from_the_environment_too() {
+    let config = Config::load(
+        None,
+        env(&[
+            ("LEMONADE_OAUTH_PUBLIC_URL", "https://mail.example.org"),
+            (
+                "LEMONADE_OAUTH_PROVIDERS",
+                r#"{google = {client_id = "id", client_secret = "secret"}}"#,
+            ),
+            ("LEMONADE_PUSH_FCM_BASE_URL", "https://fcm.example.org"),
+        ]),
+    )
+    .unwrap();
+    let providers = config.oauth.providers().unwrap();
+    assert_eq!(providers["google"].imap.host, "imap.gmail.com");
+    assert_eq!(config.push.fcm.base_url, "https://fcm.example.org");
+    // Providers without a public URL, or an APNs key without its ids, are refused.
+    let no_url = env(&[(
+        "LEMONADE_OAUTH_PROVIDERS",
+        r#"{google = {client_id = "id", client_secret = "s"}}"#,
+    )]);
+    let err = Config::load(None, no_url).unwrap_err().to_string();
+    assert!(err.contains("oauth.public_url"), "{err}");
+    let key = tempfile::NamedTempFile::new().unwrap();
+    let path = key.path().to_str().unwrap();
+    let err = Config::load(None, env(&[("LEMONADE_PUSH_APNS_KEY_FILE", path)]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("push.apns.key_id"), "{err}");
+}
