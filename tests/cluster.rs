@@ -1,7 +1,8 @@
 //! Cluster mode on a real PostgreSQL: the store's conformance suite on the
 //! PostgreSQL backend, fencing and claims at the store; gateway nodes as
 //! processes of the real binary (`cluster/nodes.rs`); moving a single
-//! gateway's store into a cluster (`cluster/migrate.rs`).
+//! gateway's store into a cluster (`cluster/migrate.rs`); a sign-in through
+//! a provider that starts on one node and ends on another (`cluster/oauth.rs`).
 
 mod support;
 
@@ -227,3 +228,5 @@ mod nodes;
 
 #[path = "cluster/migrate.rs"]
 mod migrate;
+#[path = "cluster/oauth.rs"]
+mod oauth;
