@@ -6,6 +6,8 @@ mod support;
 
 #[path = "contract/mod.rs"]
 mod contract;
+#[path = "api/registration.rs"]
+mod registration;
 
 use lemonade::error_code::ErrorCode;
 use reqwest::Method;
@@ -431,33 +433,6 @@ async fn tokens_and_devices_are_checked() {
     let (status, body) = gateway.get("/v1/no/such/route", None).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));
     gateway.stop().await;
-}
-
-/// Registering a login again without `smtp` keeps the SMTP settings it had.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registering_again_without_smtp_keeps_the_smtp_settings() {
-    use lemonade::store::{SledStore, Store};
-
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    let (host, port) = (dovecot.host(), dovecot.imap_port());
-    let (_tmp, dir) = data_dir();
-    let gateway = Gateway::start(&dir).await;
-    let mut with_smtp = account_body(host, port, "alice", "secret");
-    with_smtp["smtp"] = json!({"host": host, "port": dovecot.submission_port(),
-        "security": "plain", "username": "alice", "password": "secret"});
-    let (status, first) = gateway.post("/v1/accounts", None, &with_smtp).await;
-    assert_eq!(status, 201, "{first}");
-    let (id, _) = gateway.register(host, port, "alice", "secret").await;
-    assert_eq!(first["account_id"], id.as_str());
-    gateway.stop().await;
-    let store = SledStore::open(&dir.join("db")).unwrap();
-    let account = store.account(&id).await.unwrap().unwrap();
-    let smtp = account.smtp.expect("the SMTP settings were dropped");
-    assert_eq!(
-        (smtp.port, smtp.username.as_str()),
-        (dovecot.submission_port(), "alice")
-    );
 }
 
 /// Every error answer is JSON with a code: axum's own rejections (a path
