@@ -246,19 +246,23 @@ impl ImapClient {
             other => Some(other),
         };
         let done = if self.caps.has("AUTH=PLAIN") {
-            let mut blob = Vec::with_capacity(username.len() + password.len() + 2);
+            // Zeroed when dropped, as the command is (see `exchange.rs`).
+            let mut blob =
+                zeroize::Zeroizing::new(Vec::with_capacity(username.len() + password.len() + 2));
             blob.push(0);
             blob.extend_from_slice(username.as_bytes());
             blob.push(0);
             blob.extend_from_slice(password.as_bytes());
-            let encoded = base64::engine::general_purpose::STANDARD.encode(&blob);
+            let encoded =
+                zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*blob));
             let mut cmd = Command::new("AUTHENTICATE PLAIN");
             if self.caps.has("SASL-IR") {
                 // An empty response is sent as "=" (RFC 4959).
                 cmd.parts
-                    .push(Part::Text(format!(" {encoded}").into_bytes()));
+                    .push(Part::Text(format!(" {}", encoded.as_str()).into_bytes()));
             } else {
-                cmd.parts.push(Part::Continuation(encoded.into_bytes()));
+                cmd.parts
+                    .push(Part::Continuation(encoded.as_bytes().to_vec()));
             }
             self.run(cmd, &mut collect).await?
         } else {

@@ -8,6 +8,8 @@
 //! Mailbox names are modified UTF-7 (RFC 3501 5.1.3) unless the server has
 //! enabled `UTF8=ACCEPT` (RFC 6855).
 
+use zeroize::Zeroizing;
+
 /// A piece of a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
@@ -18,6 +20,36 @@ pub enum Part {
     /// Bytes sent only after the server's `+` (a SASL response): the line so
     /// far is ended with CRLF first.
     Continuation(Vec<u8>),
+}
+
+impl Part {
+    /// How many bytes it puts on the wire, besides a literal's `{n}` line.
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Text(b) | Part::Literal(b) | Part::Continuation(b) => b.len(),
+        }
+    }
+
+    /// Whether it puts nothing on the wire.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The part, its bytes zeroed when dropped.
+    pub fn into_secret(self) -> SecretPart {
+        match self {
+            Part::Text(b) => SecretPart::Text(Zeroizing::new(b)),
+            Part::Literal(b) => SecretPart::Literal(Zeroizing::new(b)),
+            Part::Continuation(b) => SecretPart::Continuation(Zeroizing::new(b)),
+        }
+    }
+}
+
+/// A [`Part`] whose bytes are zeroed when dropped (it may hold a password).
+pub enum SecretPart {
+    Text(Zeroizing<Vec<u8>>),
+    Literal(Zeroizing<Vec<u8>>),
+    Continuation(Zeroizing<Vec<u8>>),
 }
 
 /// An argument that cannot be sent at all.

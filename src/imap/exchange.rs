@@ -6,10 +6,11 @@
 //! off (a server known to mishandle it) each goes out on its own.
 
 use tokio::io::AsyncWriteExt;
+use zeroize::Zeroizing;
 
 use super::budget::SMALL_BUDGET;
 use super::client::{Completion, Handler, ImapClient};
-use super::command::{Command, Part};
+use super::command::{Command, Part, SecretPart};
 use super::error::ImapError;
 use super::parser::{Code, Response, Status};
 
@@ -101,7 +102,11 @@ impl ImapClient {
         let tag = format!("L{}", self.tag);
         let literal_plus = self.caps.has("LITERAL+");
         let literal_minus = self.caps.has("LITERAL-");
-        let mut out = Vec::with_capacity(64);
+        // Commands carry passwords (LOGIN, AUTHENTICATE PLAIN): every buffer
+        // that held one is zeroed when dropped, and `out` is sized so that
+        // it never moves (a move would leave a copy behind).
+        let room = cmd.parts.iter().map(Part::len).sum::<usize>() + tag.len() + 64;
+        let mut out = Zeroizing::new(Vec::with_capacity(room));
         // A command issued during IDLE ends it in the same write: DONE, then
         // the command pipelined behind it (one round trip instead of two).
         let mut ending_idle = self.idle_tag.take();
@@ -111,21 +116,21 @@ impl ImapClient {
         out.extend_from_slice(tag.as_bytes());
         out.push(b' ');
         for part in cmd.parts {
-            let wait_then = match part {
-                Part::Text(t) => {
+            let wait_then = match part.into_secret() {
+                SecretPart::Text(t) => {
                     out.extend_from_slice(&t);
                     continue;
                 }
-                Part::Literal(l) if literal_plus || (literal_minus && l.len() <= 4096) => {
+                SecretPart::Literal(l) if literal_plus || (literal_minus && l.len() <= 4096) => {
                     out.extend_from_slice(format!("{{{}+}}\r\n", l.len()).as_bytes());
                     out.extend_from_slice(&l);
                     continue;
                 }
-                Part::Literal(l) => {
+                SecretPart::Literal(l) => {
                     out.extend_from_slice(format!("{{{}}}\r\n", l.len()).as_bytes());
                     l
                 }
-                Part::Continuation(data) => {
+                SecretPart::Continuation(data) => {
                     out.extend_from_slice(b"\r\n");
                     data
                 }

@@ -144,7 +144,7 @@ impl SmtpClient {
             self.command("AUTH", b"AUTH LOGIN\r\n", 334).await?;
             let user = format!("{}\r\n", b64.encode(username));
             self.command("AUTH", user.as_bytes(), 334).await?;
-            let pass = zeroize::Zeroizing::new(format!("{}\r\n", b64.encode(password)));
+            let pass = line_of(&[], password.as_bytes());
             self.command("AUTH", pass.as_bytes(), 235).await?;
             return Ok(());
         }
@@ -154,7 +154,7 @@ impl SmtpClient {
         blob.extend_from_slice(username.as_bytes());
         blob.push(0);
         blob.extend_from_slice(password.as_bytes());
-        let line = zeroize::Zeroizing::new(format!("AUTH PLAIN {}\r\n", b64.encode(&*blob)));
+        let line = line_of(b"AUTH PLAIN ", &blob);
         self.command("AUTH", line.as_bytes(), 235).await?;
         Ok(())
     }
@@ -482,6 +482,17 @@ impl DotStuffer {
             b"\r\n.\r\n".to_vec()
         }
     }
+}
+
+/// `prefix`, `secret` in base64 and CRLF, in one buffer sized up front and
+/// zeroed when dropped (no copy of the secret is left behind).
+fn line_of(prefix: &[u8], secret: &[u8]) -> zeroize::Zeroizing<String> {
+    let encoded_len = secret.len().div_ceil(3) * 4;
+    let mut line = zeroize::Zeroizing::new(String::with_capacity(prefix.len() + encoded_len + 2));
+    line.push_str(&String::from_utf8_lossy(prefix));
+    base64::engine::general_purpose::STANDARD.encode_string(secret, &mut line);
+    line.push_str("\r\n");
+    line
 }
 
 #[cfg(test)]
