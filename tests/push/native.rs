@@ -53,6 +53,43 @@ impl Native {
     }
 }
 
+/// A registered account on a gateway set up for the native fakes.
+struct Account {
+    dovecot: Dovecot,
+    native: Native,
+    gateway: Gateway,
+    token: String,
+    /// What the gateway runs with, to start it again.
+    config: Config,
+    _dir: tempfile::TempDir,
+}
+
+impl Account {
+    /// Dovecot with alice, the fakes, a gateway using them (changed by
+    /// `configure`) and alice registered.
+    async fn start(configure: impl FnOnce(&mut Config)) -> Account {
+        let dovecot = Dovecot::start();
+        dovecot.add_user("alice", "secret");
+        let native = Native::start().await;
+        let (dir, path) = data_dir();
+        let mut config = test_config(&path);
+        native.configure(&mut config);
+        configure(&mut config);
+        let gateway = Gateway::start_with(config.clone()).await;
+        let (_, token) = gateway
+            .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
+            .await;
+        Account {
+            dovecot,
+            native,
+            gateway,
+            token,
+            config,
+            _dir: dir,
+        }
+    }
+}
+
 fn apns_token() -> String {
     format!("{:064x}", rand::random::<u128>())
 }
@@ -72,17 +109,17 @@ fn opened(device: &TestDevice, lemonade: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_and_web_devices_of_one_account_each_get_their_push() {
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    let native = Native::start().await;
+    // Every field is bound: those left to `..` would be dropped here,
+    // the data directory and the servers with them.
+    let Account {
+        dovecot,
+        native,
+        gateway,
+        token,
+        config: _,
+        _dir,
+    } = Account::start(|_| {}).await;
     let receiver = PushReceiver::start().await;
-    let (_tmp, dir) = data_dir();
-    let mut config = test_config(&dir);
-    native.configure(&mut config);
-    let gateway = Gateway::start_with(config).await;
-    let (_, token) = gateway
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
 
     let web = TestDevice::new(&receiver);
     gateway
@@ -175,17 +212,14 @@ async fn native_and_web_devices_of_one_account_each_get_their_push() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_apple_and_google_would_refuse_are_refused() {
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    let native = Native::start().await;
-    let (_tmp, dir) = data_dir();
-    let mut config = test_config(&dir);
-    native.configure(&mut config);
-    config.push.fcm.service_account_file = None;
-    let gateway = Gateway::start_with(config).await;
-    let (_, token) = gateway
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
+    let Account {
+        dovecot: _dovecot,
+        native: _native,
+        gateway,
+        token,
+        config: _,
+        _dir,
+    } = Account::start(|config| config.push.fcm.service_account_file = None).await;
     let good = apns_token();
     let cases = [
         (
@@ -218,16 +252,14 @@ async fn registrations_apple_and_google_would_refuse_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_prune_renew_credentials_and_retry_across_a_restart() {
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice", "secret");
-    let native = Native::start().await;
-    let (_tmp, dir) = data_dir();
-    let mut config = test_config(&dir);
-    native.configure(&mut config);
-    let gateway = Gateway::start_with(config.clone()).await;
-    let (_, token) = gateway
-        .register(dovecot.host(), dovecot.imap_port(), "alice", "secret")
-        .await;
+    let Account {
+        dovecot,
+        native,
+        gateway,
+        token,
+        config,
+        _dir,
+    } = Account::start(|_| {}).await;
     let (gone, renewed) = (apns_token(), apns_token());
     native.apns.respond_with(&gone, [(410, "Unregistered")]);
     native

@@ -77,3 +77,26 @@ keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
     // The login processes read the key as root before dropping privileges.
     fs::set_permissions(root.join("server.key"), fs::Permissions::from_mode(0o600)).expect("chmod");
 }
+
+/// A TLS acceptor with the server certificate `make_certificates` wrote.
+// The load benchmarks include this file without starting a TLS server.
+#[allow(dead_code)]
+pub fn tls_acceptor(certs: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+    let chain = std::fs::read(certs.join("server.pem")).expect("read server.pem");
+    let chain = rustls_pemfile::certs(&mut chain.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("parse server.pem");
+    let key = std::fs::read(certs.join("server.key")).expect("read server.key");
+    let key = rustls_pemfile::private_key(&mut key.as_slice())
+        .expect("parse server.key")
+        .expect("a key in server.key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server certificate");
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls))
+}

@@ -73,7 +73,7 @@ impl TlsServer {
         } else {
             &[b"h2"]
         };
-        let acceptor = tls_acceptor(certs, alpn);
+        let acceptor = super::certs::tls_acceptor(certs, alpn);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a native push fake");
@@ -112,27 +112,6 @@ impl TlsServer {
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
-}
-
-/// A TLS acceptor with the server certificate `make_certificates` wrote.
-fn tls_acceptor(certs: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
-    let chain = std::fs::read(certs.join("server.pem")).expect("read server.pem");
-    let chain = rustls_pemfile::certs(&mut chain.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("parse server.pem");
-    let key = std::fs::read(certs.join("server.key")).expect("read server.key");
-    let key = rustls_pemfile::private_key(&mut key.as_slice())
-        .expect("parse server.key")
-        .expect("a key in server.key");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server certificate");
-    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    tokio_rustls::TlsAcceptor::from(Arc::new(tls))
 }
 
 /// Returns once `done` holds, re-checking after every `notify_waiters`.

@@ -150,23 +150,7 @@ impl PushReceiver {
     /// certificate `make_certificates` wrote into `certs`, offering the
     /// `alpn` protocols (`h2`, `http/1.1`) and speaking the one agreed.
     pub async fn start_tls(certs: &Path, alpn: &[&[u8]]) -> Self {
-        let chain = std::fs::read(certs.join("server.pem")).expect("read server.pem");
-        let chain = rustls_pemfile::certs(&mut chain.as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .expect("parse server.pem");
-        let key = std::fs::read(certs.join("server.key")).expect("read server.key");
-        let key = rustls_pemfile::private_key(&mut key.as_slice())
-            .expect("parse server.key")
-            .expect("a key in server.key");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("server certificate");
-        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let acceptor = super::certs::tls_acceptor(certs, alpn);
 
         let (listener, addr) = bind().await;
         let (state, router) = recorder();
