@@ -146,6 +146,8 @@ catalogue! {
         "Without `keys`, a native device may only have the `wake` or `count` payload (nothing of the mail in clear through Apple or Google); send keys or choose one of those.";
     InvalidMailboxes = "invalid_mailboxes", UNPROCESSABLE_ENTITY,
         "A device's mailbox list is empty, too long, or has a malformed name; fix the list.";
+    InvalidRules = "invalid_rules", UNPROCESSABLE_ENTITY,
+        "A device's notification rules are not valid (an unknown time zone, a time that is not HH:MM, an unknown day, a malformed address or domain, a list too long); the message names the field.";
     UnknownMailbox = "unknown_mailbox", UNPROCESSABLE_ENTITY,
         "A mailbox named in the request does not exist on the mail server; list the mailboxes for the names it has.";
     TooManyDevices = "too_many_devices", UNPROCESSABLE_ENTITY,

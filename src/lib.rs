@@ -35,6 +35,7 @@ pub mod oauth;
 pub mod proto;
 pub mod public_ip;
 pub mod read;
+pub mod rules;
 pub mod sasl;
 pub mod send;
 pub mod smtp;

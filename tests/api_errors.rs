@@ -6,6 +6,8 @@ mod support;
 
 #[path = "contract/mod.rs"]
 mod contract;
+#[path = "api/device_rules.rs"]
+mod device_rules;
 #[path = "api/registration.rs"]
 mod registration;
 

@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 
 use axum::http::Method;
 use prost_reflect::{
-    DescriptorPool, FieldDescriptor, MessageDescriptor, MethodDescriptor, ServiceDescriptor, Value,
+    DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, ServiceDescriptor,
+    Value,
 };
 
 /// The package whose services are the API.
@@ -50,6 +51,20 @@ impl HttpRule {
             .split('/')
             .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
             .collect()
+    }
+
+    /// The message the body carries: the whole request for `*`, the named
+    /// field's message otherwise (the path's fields stay out of the body);
+    /// None when there is no body or the field is not a message.
+    pub fn body_message(&self) -> Option<MessageDescriptor> {
+        match self.body.as_str() {
+            "" => None,
+            "*" => Some(self.input.clone()),
+            field => match self.input.get_field_by_name(field)?.kind() {
+                Kind::Message(message) => Some(message),
+                _ => None,
+            },
+        }
     }
 
     /// Fields of the request sent as query parameters.
@@ -180,6 +195,13 @@ mod tests {
             .map(|f| f.name().to_string())
             .collect();
         assert!(query.contains(&"cursor".to_string()), "{query:?}");
+        assert_eq!(
+            create.body_message().unwrap().name(),
+            "CreateAccountRequest"
+        );
+        let update = rule("Devices.UpdateDevice").expect("UpdateDevice");
+        assert_eq!(update.path_params(), ["device_id"]);
+        assert_eq!(update.body_message().unwrap().name(), "DeviceChanges");
         let email = create.input.get_field_by_name("email").expect("email");
         assert!(is_required(&email));
         let smtp = create.input.get_field_by_name("smtp").expect("smtp");

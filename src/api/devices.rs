@@ -1,5 +1,6 @@
 //! `/v1/devices`: registering a phone's Web Push subscription, listing the
-//! account's devices, and removing one.
+//! account's devices, and removing one (changing one is in
+//! `device_rules`).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use axum::response::Response;
 
 use super::auth::{new_id, AccountId};
 use super::codec::{Body, Format};
+use super::device_rules::rules_message;
 use super::device_targets::{self, TargetInput};
 use super::error::ApiError;
 use super::messages::rfc3339;
@@ -18,7 +20,8 @@ use crate::imap::{ImapClient, ImapError};
 use crate::net::Upstream;
 use crate::notify::{PushOutcome, Target, Urgency};
 use crate::proto::v1 as pb;
-use crate::store::{DeviceRecord, DeviceStored, PayloadTier, PushSubscription};
+use crate::rules::Rules;
+use crate::store::{DeviceRecord, DeviceStored, PayloadTier};
 use crate::watch::INBOX;
 
 /// Most mailboxes one device may ask for.
@@ -29,9 +32,11 @@ pub struct CreateDevice {
     pub target: TargetInput,
     pub mailboxes: Option<Vec<String>>,
     pub payload: PayloadTier,
+    pub rules: Rules,
+    pub clear: Option<bool>,
 }
 
-fn validate_mailboxes(input: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+pub(super) fn validate_mailboxes(input: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     let mailboxes = input.unwrap_or_else(|| vec![INBOX.to_string()]);
     if mailboxes.is_empty() || mailboxes.len() > MAX_MAILBOXES {
         return Err(ApiError::new(
@@ -71,15 +76,20 @@ pub async fn create(
     let mailboxes = validate_mailboxes(input.mailboxes)?;
     check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
 
-    let device = super::to_completion(store_device(
-        state,
+    let device = DeviceRecord {
+        id: new_id(),
         account_id,
         subscription,
         mailboxes,
-        input.payload,
-    ))
-    .await?;
+        payload: input.payload,
+        created_at: crate::unix_millis() / 1000,
+        rules: input.rules,
+        clear: input.clear,
+    };
+    let device = super::to_completion(store_device(state, device)).await?;
     let answer = pb::CreateDeviceResponse {
+        rules: Some(rules_message(&device.rules)),
+        clear: device.clears(),
         device_id: device.id,
         mailboxes: device.mailboxes,
         payload: device.payload.as_str().to_string(),
@@ -87,28 +97,17 @@ pub async fn create(
     Ok(format.respond(StatusCode::CREATED, &answer))
 }
 
-/// Stores the device (replacing an earlier registration of its endpoint)
-/// and tells the account's watcher.
-async fn store_device(
+/// Stores the device (replacing an earlier registration of its endpoint,
+/// or the record of its id) and tells the account's watcher.
+pub(super) async fn store_device(
     state: AppState,
-    account_id: String,
-    subscription: PushSubscription,
-    mailboxes: Vec<String>,
-    payload: PayloadTier,
+    mut device: DeviceRecord,
 ) -> Result<DeviceRecord, ApiError> {
     // The store checks and writes at once: two registrations of one
     // subscription (on any node) find each other, so the phone is stored
     // once and not pushed every mail twice, and two new ones cannot both
     // pass the limit. The same subscription registered again replaces the
     // old registration.
-    let mut device = DeviceRecord {
-        id: new_id(),
-        account_id: account_id.clone(),
-        subscription,
-        mailboxes,
-        payload,
-        created_at: crate::unix_millis() / 1000,
-    };
     let most = state.config.push.max_devices_per_account;
     match state.store.put_device(&device, most).await? {
         DeviceStored::Stored(id) => device.id = id,
@@ -124,7 +123,7 @@ async fn store_device(
         DeviceStored::NoAccount => return Err(ApiError::unauthorized()),
     }
     state.store.flush().await?;
-    state.watchers.devices_changed(&account_id).await;
+    state.watchers.devices_changed(&device.account_id).await;
     Ok(device)
 }
 
@@ -132,7 +131,7 @@ async fn store_device(
 /// exist, so a typo gets a clear answer instead of a silently idle watch.
 /// When the server cannot be reached now, the registration goes ahead (the
 /// watcher skips mailboxes the server does not have).
-async fn check_mailboxes_exist(
+pub(super) async fn check_mailboxes_exist(
     state: &AppState,
     account_id: &str,
     mailboxes: &[String],
@@ -201,33 +200,43 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let mut devices = state.store.devices_of(&account_id).await?;
     devices.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    let mut listed = Vec::with_capacity(devices.len());
+    let mut answer = Vec::with_capacity(devices.len());
     for device in &devices {
-        let queued: Vec<_> = state
-            .store
-            .pending_pushes_of_device(&device.id)
-            .await?
-            .iter()
-            .map(|push| pb::QueuedPush {
-                mailbox: push.key.mailbox.clone(),
-                count: push.count,
-                attempts: push.attempts,
-                next_attempt_at: rfc3339(push.not_before_ms / 1000),
-                expires_at: rfc3339(push.expires_at_ms / 1000),
-            })
-            .collect();
-        listed.push(pb::Device {
-            device_id: device.id.clone(),
-            push_service: push_service(&device.subscription.endpoint).unwrap_or_default(),
-            kind: Target::of(&device.subscription.endpoint).kind().to_string(),
-            mailboxes: device.mailboxes.clone(),
-            payload: device.payload.as_str().to_string(),
-            created_at: rfc3339(device.created_at),
-            queued,
-        });
+        answer.push(listed(&state, device).await?);
     }
-    let answer = pb::ListDevicesResponse { devices: listed };
+    let answer = pb::ListDevicesResponse { devices: answer };
     Ok(format.respond(StatusCode::OK, &answer))
+}
+
+/// A device as listed, with its queued pushes.
+pub(super) async fn listed(
+    state: &AppState,
+    device: &DeviceRecord,
+) -> Result<pb::Device, ApiError> {
+    let queued: Vec<_> = state
+        .store
+        .pending_pushes_of_device(&device.id)
+        .await?
+        .iter()
+        .map(|push| pb::QueuedPush {
+            mailbox: push.key.mailbox.clone(),
+            count: push.count,
+            attempts: push.attempts,
+            next_attempt_at: rfc3339(push.not_before_ms / 1000),
+            expires_at: rfc3339(push.expires_at_ms / 1000),
+        })
+        .collect();
+    Ok(pb::Device {
+        device_id: device.id.clone(),
+        push_service: push_service(&device.subscription.endpoint).unwrap_or_default(),
+        kind: Target::of(&device.subscription.endpoint).kind().to_string(),
+        mailboxes: device.mailboxes.clone(),
+        payload: device.payload.as_str().to_string(),
+        created_at: rfc3339(device.created_at),
+        queued,
+        rules: Some(rules_message(&device.rules)),
+        clear: device.clears(),
+    })
 }
 
 /// The origin (scheme, host, port) of a push endpoint.

@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use super::accounts::{CreateAccount, ServerInput};
+use super::device_rules::rules_from;
 use super::device_targets::TargetInput;
 use super::devices::CreateDevice;
 use super::error::ApiError;
@@ -90,22 +91,29 @@ impl TryFrom<pb::CreateDeviceRequest> for CreateDevice {
         let target = TargetInput::from_request(&mut input)?;
         let payload = match input.payload.as_str() {
             "" => PayloadTier::default(),
-            word => PayloadTier::ALL
-                .into_iter()
-                .find(|t| t.as_str() == word)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::InvalidBody,
-                        "payload must be preview, headers, count or wake",
-                    )
-                })?,
+            word => payload_tier(word)?,
         };
         Ok(CreateDevice {
             target,
             mailboxes: (!input.mailboxes.is_empty()).then_some(input.mailboxes),
             payload,
+            rules: input.rules.map(rules_from).transpose()?.unwrap_or_default(),
+            clear: input.clear,
         })
     }
+}
+
+/// A payload tier by the word the API uses.
+pub fn payload_tier(word: &str) -> Result<PayloadTier, ApiError> {
+    PayloadTier::ALL
+        .into_iter()
+        .find(|t| t.as_str() == word)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                "payload must be preview, headers, count or wake",
+            )
+        })
 }
 
 fn message_ref(r: pb::MessageRef) -> MessageRef {

@@ -11,6 +11,7 @@ mod auth;
 mod client_ip;
 pub mod codec;
 pub mod contract;
+mod device_rules;
 mod device_targets;
 mod devices;
 mod error;

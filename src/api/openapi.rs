@@ -24,7 +24,7 @@ fn common_errors(rule: &HttpRule, doc: &Doc) -> Vec<ErrorCode> {
     if doc.auth {
         codes.extend([ErrorCode::Unauthorized, ErrorCode::StorageUnavailable]);
     }
-    if rule.body == "*" && doc.raw_body.is_none() {
+    if rule.body_message().is_some() && doc.raw_body.is_none() {
         codes.extend([
             ErrorCode::MalformedJson,
             ErrorCode::MalformedProtobuf,
@@ -169,9 +169,10 @@ fn request_body(rule: &HttpRule, doc: &Doc) -> Option<Value> {
     if rule.body.is_empty() {
         return None;
     }
-    let content = match doc.raw_body {
-        Some(media) => raw_content(media),
-        None => message_content(&rule.input, doc.protobuf),
+    let content = match (doc.raw_body, rule.body_message()) {
+        (Some(media), _) => raw_content(media),
+        (None, Some(message)) => message_content(&message, doc.protobuf),
+        (None, None) => return None,
     };
     Some(json!({"required": true, "content": content}))
 }

@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
-use super::{accounts, auth, devices, mail, oauth, openapi, send, uploads, AppState};
+use super::{accounts, auth, device_rules, devices, mail, oauth, openapi, send, uploads, AppState};
 use crate::error_code::ErrorCode;
 
 /// A request or answer header an operation uses.
@@ -221,6 +221,22 @@ fn device_routes() -> Vec<Route> {
                     E::InvalidMailboxes,
                     E::UnknownMailbox,
                     E::TooManyDevices,
+                    E::InvalidRules,
+                ],
+                ..API
+            },
+        },
+        Route {
+            rpc: "Devices.UpdateDevice",
+            handler: |m| on(m, device_rules::update),
+            doc: Doc {
+                errors: &[
+                    E::NotFound,
+                    E::InvalidPath,
+                    E::InvalidRules,
+                    E::InvalidMailboxes,
+                    E::UnknownMailbox,
+                    E::PayloadNeedsKeys,
                 ],
                 ..API
             },

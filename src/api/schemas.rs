@@ -24,6 +24,10 @@ fn words(field: &FieldDescriptor) -> Option<Vec<&'static str>> {
         "Server.security" | "ServerLogin.security" => {
             Security::ALL.iter().map(|s| s.as_str()).collect()
         }
+        "QuietHours.days" => crate::rules::Weekday::ALL
+            .iter()
+            .map(|d| d.as_str())
+            .collect(),
         "Device.payload" | "CreateDeviceResponse.payload" => {
             PayloadTier::ALL.iter().map(|t| t.as_str()).collect()
         }
@@ -146,9 +150,10 @@ fn reachable(roots: impl Iterator<Item = MessageDescriptor>) -> BTreeSet<String>
 /// ones they use), plus `ErrorCode`, the catalogue of error codes.
 pub fn schemas() -> Map<String, Value> {
     let rules = contract::rules();
-    // Requests that are only path and query parameters have no schema.
-    let (bodies, parameters): (Vec<_>, Vec<_>) = rules.iter().partition(|r| r.body == "*");
-    let from_clients = reachable(bodies.iter().map(|r| r.input.clone()));
+    // Requests that are not the body (path and query parameters, and a
+    // body field) have no schema of their own.
+    let parameters: Vec<_> = rules.iter().filter(|r| r.body != "*").collect();
+    let from_clients = reachable(rules.iter().filter_map(|r| r.body_message()));
     let from_server = reachable(rules.iter().map(|r| r.output.clone()));
     let mut out = Map::new();
     for message in contract::pool().all_messages() {
@@ -229,6 +234,14 @@ mod tests {
         assert!(s.contains_key("HttpBody"));
         // Requests carried by the path and query have none.
         assert!(!s.contains_key("GetMessageRequest"));
+        // A body that is one field of the request: that field's message,
+        // written by clients.
+        assert!(!s.contains_key("UpdateDeviceRequest"));
+        assert_eq!(
+            s["QuietHours"]["properties"]["days"]["items"]["enum"][6],
+            "sun"
+        );
+        assert!(s["DeviceChanges"].get("required").is_none());
         assert_eq!(
             s["ErrorDetail"]["properties"]["code"]["$ref"],
             "#/components/schemas/ErrorCode"

@@ -153,6 +153,8 @@ impl Setup {
                     mailboxes: vec!["INBOX".into()],
                     payload: PayloadTier::Count,
                     created_at: 0,
+                    rules: Default::default(),
+                    clear: None,
                 },
                 10,
             )

@@ -55,6 +55,7 @@ const CASES: &[(&str, Case)] = cases![
     removing_an_account_s_send_data_leaves_other_accounts_alone,
     tickets_are_taken_once_and_expire,
     a_rotated_refresh_token_replaces_only_the_one_read,
+    a_device_s_rules_are_kept_and_replaced_in_place,
 ];
 
 /// Runs every case, each on a fresh store; panics naming the failed case.
@@ -95,6 +96,8 @@ pub fn device(id: &str, account_id: &str, mailboxes: &[&str]) -> DeviceRecord {
         mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
         payload: PayloadTier::Preview,
         created_at: 0,
+        rules: Default::default(),
+        clear: None,
     }
 }
 
@@ -561,4 +564,37 @@ async fn a_rotated_refresh_token_replaces_only_the_one_read(h: &dyn Harness) {
     let stored = store.account("a").await.expect("read").expect("account");
     assert_eq!(stored.oauth, Some(grant(2)));
     assert_eq!(stored.imap.username, "a", "the rest of the record is kept");
+}
+
+/// What `PATCH /v1/devices/{id}` relies on: rules and `clear` come back as
+/// stored, and storing the same id again replaces the record even at the
+/// device limit.
+async fn a_device_s_rules_are_kept_and_replaced_in_place(h: &dyn Harness) {
+    let store = &*h.fresh().await;
+    add_account(store, "a1", 1).await;
+    let mut first = device("d1", "a1", &["INBOX"]);
+    first.rules = crate::rules::RulesInput {
+        vip: vec!["boss@corp.example".into()],
+        mute_lists: true,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    first.clear = Some(false);
+    assert_eq!(
+        store.put_device(&first, 1).await.unwrap(),
+        DeviceStored::Stored("d1".into())
+    );
+    let read = store.device("d1").await.unwrap().unwrap();
+    assert_eq!((&read.rules, read.clear), (&first.rules, Some(false)));
+    let mut changed = read.clone();
+    changed.rules = Default::default();
+    changed.clear = None;
+    assert_eq!(
+        store.put_device(&changed, 1).await.unwrap(),
+        DeviceStored::Stored("d1".into())
+    );
+    let devices = store.devices_of("a1").await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert!(devices[0].rules.is_empty() && devices[0].clear.is_none());
 }

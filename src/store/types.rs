@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::mail::MessageSummary;
+use crate::rules::Rules;
 
 /// How the gateway talks to an upstream IMAP or SMTP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +127,25 @@ pub struct DeviceRecord {
     pub payload: PayloadTier,
     /// Unix seconds.
     pub created_at: i64,
+    /// Which messages it is told about, and when.
+    #[serde(default, skip_serializing_if = "Rules::is_empty")]
+    pub rules: Rules,
+    /// Whether it is told when pushed mail is read elsewhere, as the
+    /// client set it; [`DeviceRecord::clears`] gives the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear: Option<bool>,
+}
+
+impl DeviceRecord {
+    /// Whether the device gets `read` pushes: as the client said, else
+    /// for the tiers whose notifications show a message (headers and
+    /// preview), whose notifications there are to remove.
+    pub fn clears(&self) -> bool {
+        self.clear.unwrap_or(matches!(
+            self.payload,
+            PayloadTier::Headers | PayloadTier::Preview
+        ))
+    }
 }
 
 /// Whether a device's list of `mailboxes` asks for `mailbox` (INBOX in

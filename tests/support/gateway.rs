@@ -123,6 +123,15 @@ impl Gateway {
         answer(request.send().await.unwrap()).await
     }
 
+    /// PATCHes JSON, returns (status, body as JSON or Null).
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.http.patch(self.at(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        answer(request.send().await.unwrap()).await
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut request = self.http.get(self.at(path));
         if let Some(token) = token {
