@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use super::auth::{new_id, AccountId};
 use super::codec::{Body, Format};
-use super::device_rules::rules_message;
+use super::device_rules::{device_lock, rules_message};
 use super::device_targets::{self, TargetInput};
 use super::error::ApiError;
 use super::messages::rfc3339;
@@ -325,6 +325,8 @@ pub async fn delete(
         .filter(|d| d.account_id == account_id)
         .ok_or_else(|| ApiError::not_found("device"))?;
     super::to_completion(async move {
+        // Not while a PATCH of it writes (which would bring it back).
+        let _turn = state.locks.lock(&device_lock(&device_id)).await;
         state.store.delete_device(&device_id).await?;
         state.store.flush().await?;
         state.watchers.devices_changed(&account_id).await;
