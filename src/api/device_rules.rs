@@ -57,7 +57,10 @@ pub fn rules_message(rules: &Rules) -> pb::NotificationRules {
 
 /// `PATCH /v1/devices/{device_id}`: changes what the request gives and
 /// answers the device as `GET /v1/devices` lists it. Everything is checked
-/// before anything is stored.
+/// before anything is stored; the slow check (mailboxes on the IMAP
+/// server) runs before the device's lock is taken, and the record is read
+/// again under it, so changes of one device in this process take turns
+/// and a device deleted meanwhile stays deleted.
 pub async fn update(
     State(state): State<AppState>,
     AccountId(account_id): AccountId,
@@ -65,30 +68,58 @@ pub async fn update(
     format: Format,
     Body(changes): Body<pb::DeviceChanges>,
 ) -> Result<Response, ApiError> {
-    let mut device = state
+    let rules = changes.rules.map(rules_from).transpose()?;
+    let payload = changes.payload.as_deref().map(payload_tier).transpose()?;
+    let mailboxes = if changes.mailboxes.is_empty() {
+        None
+    } else {
+        Some(validate_mailboxes(Some(changes.mailboxes))?)
+    };
+    owned_device(&state, &device_id, &account_id).await?;
+    if let Some(mailboxes) = &mailboxes {
+        check_mailboxes_exist(&state, &account_id, mailboxes).await?;
+    }
+    let work = async move {
+        let _turn = state.locks.lock(&device_lock(&device_id)).await;
+        let mut device = owned_device(&state, &device_id, &account_id).await?;
+        if let Some(rules) = rules {
+            device.rules = rules;
+        }
+        if let Some(clear) = changes.clear {
+            device.clear = Some(clear);
+        }
+        if let Some(payload) = payload {
+            device.payload = payload;
+            check_payload_has_keys(&device)?;
+        }
+        if let Some(mailboxes) = mailboxes {
+            device.mailboxes = mailboxes;
+        }
+        let device = store_device(state.clone(), device).await?;
+        listed(&state, &device).await
+    };
+    let answer = super::to_completion(work).await?;
+    Ok(format.respond(StatusCode::OK, &answer))
+}
+
+/// The name of the lock that orders changes of one device.
+pub fn device_lock(device_id: &str) -> String {
+    format!("device:{device_id}")
+}
+
+/// The device, when it exists and belongs to the account (else the 404
+/// that DELETE answers too).
+async fn owned_device(
+    state: &AppState,
+    device_id: &str,
+    account_id: &str,
+) -> Result<DeviceRecord, ApiError> {
+    state
         .store
-        .device(&device_id)
+        .device(device_id)
         .await?
         .filter(|d| d.account_id == account_id)
-        .ok_or_else(|| ApiError::not_found("device"))?;
-    if let Some(rules) = changes.rules {
-        device.rules = rules_from(rules)?;
-    }
-    if let Some(clear) = changes.clear {
-        device.clear = Some(clear);
-    }
-    if let Some(word) = changes.payload {
-        device.payload = payload_tier(&word)?;
-        check_payload_has_keys(&device)?;
-    }
-    if !changes.mailboxes.is_empty() {
-        let mailboxes = validate_mailboxes(Some(changes.mailboxes))?;
-        check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
-        device.mailboxes = mailboxes;
-    }
-    let device = super::to_completion(store_device(state.clone(), device)).await?;
-    let answer = listed(&state, &device).await?;
-    Ok(format.respond(StatusCode::OK, &answer))
+        .ok_or_else(|| ApiError::not_found("device"))
 }
 
 /// A native device registered without keys gets only payloads that show

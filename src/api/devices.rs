@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use super::auth::{new_id, AccountId};
 use super::codec::{Body, Format};
-use super::device_rules::rules_message;
+use super::device_rules::{device_lock, rules_message};
 use super::device_targets::{self, TargetInput};
 use super::error::ApiError;
 use super::messages::rfc3339;
@@ -32,7 +32,9 @@ pub struct CreateDevice {
     pub target: TargetInput,
     pub mailboxes: Option<Vec<String>>,
     pub payload: PayloadTier,
-    pub rules: Rules,
+    /// None: those of the registration this one replaces, if any.
+    pub rules: Option<Rules>,
+    /// None: that of the registration this one replaces, if any.
     pub clear: Option<bool>,
 }
 
@@ -76,6 +78,19 @@ pub async fn create(
     let mailboxes = validate_mailboxes(input.mailboxes)?;
     check_mailboxes_exist(&state, &account_id, &mailboxes).await?;
 
+    // An app registering again at each start keeps the rules it set.
+    let (rules, clear) = match (input.rules, input.clear) {
+        (Some(rules), Some(clear)) => (rules, Some(clear)),
+        (rules, clear) => {
+            let endpoint = &subscription.endpoint;
+            let previous = state.store.devices_of(&account_id).await?;
+            let previous = previous
+                .into_iter()
+                .find(|d| d.subscription.endpoint == *endpoint);
+            let kept = previous.map(|p| (p.rules, p.clear)).unwrap_or_default();
+            (rules.unwrap_or(kept.0), clear.or(kept.1))
+        }
+    };
     let device = DeviceRecord {
         id: new_id(),
         account_id,
@@ -83,8 +98,8 @@ pub async fn create(
         mailboxes,
         payload: input.payload,
         created_at: crate::unix_millis() / 1000,
-        rules: input.rules,
-        clear: input.clear,
+        rules,
+        clear,
     };
     let device = super::to_completion(store_device(state, device)).await?;
     let answer = pb::CreateDeviceResponse {
@@ -325,6 +340,8 @@ pub async fn delete(
         .filter(|d| d.account_id == account_id)
         .ok_or_else(|| ApiError::not_found("device"))?;
     super::to_completion(async move {
+        // Not while a PATCH of it writes (which would bring it back).
+        let _turn = state.locks.lock(&device_lock(&device_id)).await;
         state.store.delete_device(&device_id).await?;
         state.store.flush().await?;
         state.watchers.devices_changed(&account_id).await;

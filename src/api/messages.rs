@@ -97,7 +97,7 @@ impl TryFrom<pb::CreateDeviceRequest> for CreateDevice {
             target,
             mailboxes: (!input.mailboxes.is_empty()).then_some(input.mailboxes),
             payload,
-            rules: input.rules.map(rules_from).transpose()?.unwrap_or_default(),
+            rules: input.rules.map(rules_from).transpose()?,
             clear: input.clear,
         })
     }

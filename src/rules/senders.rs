@@ -28,10 +28,15 @@ pub fn normalize_pattern(input: &str) -> Result<String, &'static str> {
     if trimmed.is_empty() {
         return Err("it is empty");
     }
+    // Checked before and after lowercasing, which may lengthen a string.
+    let too_long = Err("it is longer than 254 bytes");
     if trimmed.len() > MAX_PATTERN_BYTES {
-        return Err("it is longer than 254 bytes");
+        return too_long;
     }
     let lower = trimmed.to_lowercase();
+    if lower.len() > MAX_PATTERN_BYTES {
+        return too_long;
+    }
     let (local, domain) = match lower.rsplit_once('@') {
         Some(("", domain)) => (None, domain),
         Some((local, domain)) => (Some(local), domain),
@@ -160,7 +165,29 @@ impl Sender {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn stored_patterns_are_accepted_again_unchanged(input in "\\PC{0,80}|[a-zA-Z0-9.@+-]{0,40}") {
+            if let Ok(pattern) = normalize_pattern(&input) {
+                prop_assert!(pattern.len() <= MAX_PATTERN_BYTES);
+                prop_assert_eq!(normalize_pattern(&pattern), Ok(pattern.clone()));
+            }
+        }
+
+        #[test]
+        fn any_from_value_is_read_without_panicking(from in any::<Vec<u8>>()) {
+            let from = String::from_utf8_lossy(&from);
+            if let Some(sender) = Sender::parse(&from) {
+                prop_assert!(sender.local.len() + sender.domain.len() <= 3 * from.len());
+                let _ = sender.is_noreply();
+                let _ = sender.matched_by("example.org");
+            }
+        }
+    }
 
     #[test]
     fn patterns_are_normalized_or_refused() {

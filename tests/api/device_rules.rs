@@ -139,7 +139,10 @@ async fn device_rules_are_set_listed_changed_and_checked() {
             &json!(["INBOX"])
         )
     );
-    assert_eq!(devices(&gateway, &alice).await, [patched.clone()]);
+    assert_eq!(
+        devices(&gateway, &alice).await,
+        std::slice::from_ref(&patched)
+    );
 
     // Mailboxes are checked as at registration; `{}` removes every rule.
     let (status, body) = gateway
@@ -174,7 +177,10 @@ async fn device_rules_are_set_listed_changed_and_checked() {
         )
         .await;
     assert_eq!((status, error_code(&body)), (400, "invalid_body"), "{body}");
-    assert_eq!(devices(&gateway, &alice).await, [patched.clone()]);
+    assert_eq!(
+        devices(&gateway, &alice).await,
+        std::slice::from_ref(&patched)
+    );
     let (status, cleared) = gateway
         .patch(
             &format!("/v1/devices/{id}"),
@@ -188,6 +194,37 @@ async fn device_rules_are_set_listed_changed_and_checked() {
     assert_eq!(
         (&cleared["clear"], &cleared["payload"]),
         (&json!(false), &json!("headers"))
+    );
+
+    // Registering the same subscription again without rules or `clear`
+    // (as apps do at each start) keeps them; given, they replace them.
+    let (status, body) = gateway
+        .patch(
+            &format!("/v1/devices/{id}"),
+            Some(&alice),
+            &json!({"rules": {"mute_lists": true}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let again = json!({"subscription": phone.subscription_json(), "payload": "headers"});
+    let (status, body) = gateway.post("/v1/devices", Some(&alice), &again).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (
+            &body["device_id"],
+            &body["rules"]["mute_lists"],
+            &body["clear"]
+        ),
+        (&json!(id), &json!(true), &json!(false))
+    );
+    let mut replaced = again.clone();
+    replaced["rules"] = json!({});
+    replaced["clear"] = json!(true);
+    let (status, body) = gateway.post("/v1/devices", Some(&alice), &replaced).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (&body["rules"]["mute_lists"], &body["clear"]),
+        (&json!(false), &json!(true))
     );
 
     // Without `clear`, the tier decides: yes for preview and headers.

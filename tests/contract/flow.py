@@ -36,6 +36,7 @@ OPERATIONS = {
     "createAccount": ((201,), "json", ()),
     "createDevice": ((201,), "json", ()),
     "listDevices": ((200,), None, ()),
+    "updateDevice": ((200,), "json", ()),
     "testDevice": ((200,), None, ()),
     "getAccount": ((200,), None, ()),
     "listMailboxes": ((200,), None, ()),

@@ -38,15 +38,41 @@ def register(flow, config):
     return {"account_id": created.account_id, "token": created.token}
 
 
+RULES = {
+    "quiet_hours": {"start": "22:00", "end": "07:00", "days": ["sat", "sun"],
+                    "time_zone": "Europe/Berlin"},
+    "except_vip": True,
+    "vip": ["boss@example.org"],
+    "only_direct": False,
+    "mute_lists": True,
+    "mute_senders": [],
+}
+
+
+def without(fields, name):
+    return {k: v for k, v in fields.items() if k != name}
+
+
 def add_device(flow, config):
     _, created = flow.call(
         "createDevice",
-        body={"subscription": config["subscription"], "mailboxes": ["INBOX"], "payload": "count"},
+        body={"subscription": config["subscription"], "mailboxes": ["INBOX"], "payload": "count",
+              "rules": RULES, "clear": True},
     )
     expect(created.device_id, f"no device id: {created}")
+    expect(created.rules.vip == ["boss@example.org"] and created.clear, f"created: {created}")
+    _, updated = flow.call(
+        "updateDevice",
+        device_id=created.device_id,
+        body={"rules": {**without(RULES, "quiet_hours"), "only_direct": True}, "clear": False},
+    )
+    expect(updated.rules.only_direct and not updated.rules.HasField("quiet_hours"),
+           f"updated: {updated}")
+    expect(updated.device_id == created.device_id and not updated.clear, f"updated: {updated}")
     listed = flow.get("listDevices")
     ids = [d.device_id for d in listed.devices]
     expect(ids == [created.device_id], f"devices listed: {ids}")
+    expect(listed.devices[0] == updated, f"listed {listed.devices[0]}, patched {updated}")
     _, tested = flow.call("testDevice", device_id=created.device_id)
     expect(tested.delivered, f"test push not delivered: {tested}")
     return created.device_id
