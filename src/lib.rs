@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod credentials;
@@ -103,6 +104,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    run_with_clock(config, listener, shutdown, clock::WallClock::system()).await
+}
+
+/// [`run`], reading wall time from `clock`.
+pub async fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    clock: clock::WallClock,
+) -> Result<(), RunError> {
     // Only fails when a provider is installed already, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Arc::new(config);
@@ -168,6 +179,7 @@ pub async fn run(
         },
         devices_removed,
         gate: gate.clone(),
+        clock: clock.clone(),
         poll: opened
             .cluster
             .as_ref()
@@ -175,6 +187,15 @@ pub async fn run(
     }
     .start(shutdown.child_token());
     tracker.spawn(delivery);
+
+    let (reads, read_pushes) = notify::ReadPushes {
+        store: store.clone(),
+        pusher: push_client.clone(),
+        metrics: metrics.clone(),
+        ttl_secs: config.push.ttl_secs,
+    }
+    .start(shutdown.child_token());
+    tracker.spawn(read_pushes);
 
     let states = WatchStates::default();
     let ctx = Arc::new(WatchContext {
@@ -188,6 +209,8 @@ pub async fn run(
         limiter: HostLimiter::new(config.upstream.max_connects_per_host),
         pipelining: PipeliningHosts::new(Duration::from_secs(config.watch.pipelining_retry_secs)),
         pusher: push_client.clone(),
+        reads,
+        clock: clock.clone(),
     });
     let supervisor = Supervisor::new(ctx, shutdown.child_token(), tracker.clone());
     let (watchers, node): (Arc<dyn WatchControl>, _) = match &opened.cluster {
@@ -301,6 +324,7 @@ pub async fn run(
         )),
         locks: Arc::default(),
         upload_reservations: Arc::default(),
+        clock: clock.clone(),
     });
     api::serve::serve(
         listener,

@@ -27,6 +27,34 @@ pub struct MessageSummary {
     pub subject: String,
     /// Up to [`PREVIEW_CHARS`] characters of the plain text, whitespace folded.
     pub preview: String,
+    /// The sender is one of the device's VIPs (set per device when queued).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vip: bool,
+    /// What a device's rules decide by; read from the headers, never queued.
+    #[serde(skip)]
+    pub facts: HeaderFacts,
+}
+
+/// What rules decide by, beyond the sender: the recipients and whether the
+/// message came through a mailing list or as bulk mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderFacts {
+    /// The addresses in `To` and `Cc`, lower-cased; at most [`MAX_RECIPIENTS`].
+    pub recipients: Vec<String>,
+    /// It has a `List-Id`, or `Precedence: bulk`, `list` or `junk`.
+    pub list: bool,
+}
+
+/// Most recipients kept of one message: enough to find the account's
+/// address in any mail a person writes, bounded for mail to thousands.
+pub const MAX_RECIPIENTS: usize = 100;
+
+impl HeaderFacts {
+    /// Whether `address` is among the recipients (case-insensitive).
+    pub fn names(&self, address: &str) -> bool {
+        let address = address.trim().to_ascii_lowercase();
+        !address.is_empty() && self.recipients.contains(&address)
+    }
 }
 
 /// The longest preview a push or a listing carries, in characters.

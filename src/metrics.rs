@@ -72,6 +72,10 @@ pub struct Metrics {
     /// (see [`TRANSPORTS`]).
     pub by_transport: [[AtomicU64; 4]; 3],
     pub reconnects: AtomicU64,
+    /// `read` pushes accepted by push services, and not sent (failed,
+    /// dropped when too many waited).
+    pub read_pushes_sent: AtomicU64,
+    pub read_pushes_failed: AtomicU64,
     /// Distinct capability and mailbox lists kept for the accounts' status (a gauge).
     pub status_lists: AtomicU64,
     /// From the IMAP line that announced new mail to the push service's answer.
@@ -148,6 +152,16 @@ impl Metrics {
                 "lemonade_reconnects_total",
                 "IMAP reconnect attempts after a failure.",
                 &self.reconnects,
+            ),
+            (
+                "lemonade_read_pushes_sent_total",
+                "Pushes telling a device that mail it was told about was read elsewhere.",
+                &self.read_pushes_sent,
+            ),
+            (
+                "lemonade_read_pushes_failed_total",
+                "Read pushes not sent (push service refused, or too many waiting).",
+                &self.read_pushes_failed,
             ),
         ];
         for (name, help, value) in counters {

@@ -41,6 +41,7 @@ mod tests {
             },
             subject: "Hi".into(),
             preview: "Hello there".into(),
+            ..Default::default()
         }];
         for tier in [
             PayloadTier::Wake,
@@ -48,7 +49,12 @@ mod tests {
             PayloadTier::Headers,
             PayloadTier::Preview,
         ] {
-            let raw = crate::notify::payload::build(tier, "a1", "INBOX", 1, &messages, 4000);
+            let raw = crate::notify::payload::build(
+                tier,
+                &crate::notify::payload::Mail::new("a1", "INBOX", 1),
+                &messages,
+                4000,
+            );
             let p: v1::PushPayload = serde_json::from_slice(&raw)
                 .unwrap_or_else(|e| panic!("{tier:?}: {e}: {}", String::from_utf8_lossy(&raw)));
             assert_eq!(p.v, 1);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use lemonade::store::conformance::{self, Harness};
 use lemonade::store::{
-    AccountStored, Cursor, Fence, NewMail, PgOptions, PgStore, Store, StoreError,
+    AccountStored, Cursor, DeviceMail, Fence, NewMail, PgOptions, PgStore, Store, StoreError,
 };
 
 /// PostgreSQL stores, each on a fresh database of the test server.
@@ -61,16 +61,14 @@ fn new_mail<'a>(devices: &'a [String], uidnext: u32, epoch: i64) -> NewMail<'a> 
     NewMail {
         account_id: "a1",
         mailbox: "INBOX",
-        device_ids: devices,
-        messages: &[],
-        count: 1,
+        deliveries: DeviceMail::to_each(devices, &[], 1, i64::MAX / 2),
         cursor: Cursor {
             uidvalidity: 1,
             uidnext,
             highestmodseq: None,
             max_uid_seen: false,
         },
-        expires_at_ms: i64::MAX / 2,
+        unseen: None,
         fence: Fence { epoch },
     }
 }

@@ -6,8 +6,12 @@ mod support;
 
 #[path = "push/native.rs"]
 mod native;
+#[path = "push/reads.rs"]
+mod reads;
 #[path = "push/retries.rs"]
 mod retries;
+#[path = "push/rules.rs"]
+mod rules;
 
 use std::time::Duration;
 

@@ -21,7 +21,7 @@ use crate::net::Upstream;
 use crate::notify::{PushOutcome, Target, Urgency};
 use crate::proto::v1 as pb;
 use crate::rules::Rules;
-use crate::store::{DeviceRecord, DeviceStored, PayloadTier};
+use crate::store::{DeviceRecord, DeviceStored, PayloadTier, PendingPush, DORMANT};
 use crate::watch::INBOX;
 
 /// Most mailboxes one device may ask for.
@@ -228,6 +228,7 @@ pub(super) async fn listed(
     state: &AppState,
     device: &DeviceRecord,
 ) -> Result<pb::Device, ApiError> {
+    let now_ms = state.clock.now_ms();
     let queued: Vec<_> = state
         .store
         .pending_pushes_of_device(&device.id)
@@ -237,8 +238,12 @@ pub(super) async fn listed(
             mailbox: push.key.mailbox.clone(),
             count: push.count,
             attempts: push.attempts,
-            next_attempt_at: rfc3339(push.not_before_ms / 1000),
+            next_attempt_at: match push.not_before_ms {
+                DORMANT => String::new(),
+                at => rfc3339(at / 1000),
+            },
             expires_at: rfc3339(push.expires_at_ms / 1000),
+            held: held(push, now_ms).to_string(),
         })
         .collect();
     Ok(pb::Device {
@@ -252,6 +257,17 @@ pub(super) async fn listed(
         rules: Some(rules_message(&device.rules)),
         clear: device.clears(),
     })
+}
+
+/// Why a queued push waits, when a device's rules hold it: see
+/// `QueuedPush.held`.
+fn held(push: &PendingPush, now_ms: i64) -> &'static str {
+    match push.not_before_ms {
+        _ if push.attempts > 0 => "",
+        DORMANT => "muted",
+        at if at > now_ms => "quiet_hours",
+        _ => "",
+    }
 }
 
 /// The origin (scheme, host, port) of a push endpoint.

@@ -95,6 +95,8 @@ pub struct AppState {
     pub locks: Arc<KeyedLocks>,
     /// What uploads still streaming may add to their accounts' quotas.
     pub upload_reservations: Arc<upload_quota::UploadReservations>,
+    /// Wall time, as the watcher and the push queue read it.
+    pub clock: crate::clock::WallClock,
 }
 
 /// Runs a handler's store-changing steps to their end even when the request

@@ -15,7 +15,7 @@ use crate::imap::{SummaryDetail, MAX_SERVER_TEXT};
 
 const GREETING: &[u8] = b"* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n";
 const HEADERS: &str =
-    "(UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)])";
+    "(UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT TO CC LIST-ID PRECEDENCE MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)])";
 
 /// EXAMINE INBOX answered with `exists` messages, as command `L{tag}`.
 fn examine(tag: u32, exists: u32) -> Vec<super::tests::Step> {

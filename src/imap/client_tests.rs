@@ -375,7 +375,7 @@ async fn a_cancelled_command_marks_the_connection_unusable() {
 /// for a listing and from then on for new mail.
 #[tokio::test]
 async fn previews_come_from_the_body_when_the_server_answers_preview_nil() {
-    const FIELDS: &str = "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)]";
+    const FIELDS: &str = "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT TO CC LIST-ID PRECEDENCE MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)]";
     let header = "Subject: hello\r\n\r\n";
     let text = "The body says hello.\r\n";
     let answer = |items: String| format!("* 1 FETCH (UID 5 {items})\r\n").into_bytes();

@@ -24,7 +24,8 @@ impl ImapClient {
         } else {
             let mut cmd = Command::new("NOTIFY SET");
             if selected {
-                cmd = cmd.raw("(SELECTED (MessageNew (UID) MessageExpunge))");
+                // Flag changes too: the watcher tells devices of mail read elsewhere.
+                cmd = cmd.raw("(SELECTED (MessageNew (UID) MessageExpunge FlagChange))");
             }
             if !others.is_empty() {
                 cmd = cmd.raw("(MAILBOXES (");

@@ -64,6 +64,7 @@ mod modify;
 mod oauth;
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod parser;
+mod seen;
 mod summary;
 pub use summary::{clean_text as summary_text, fold_preview};
 /// Public so fuzz targets can drive it; the client is the normal entry.

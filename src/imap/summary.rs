@@ -18,16 +18,17 @@ use mail_parser::MessageParser;
 
 use super::error::{cut, MAX_SERVER_TEXT};
 use super::parser::Value;
-use crate::mail::{Address, MessageSummary, PREVIEW_CHARS};
+use crate::mail::{Address, HeaderFacts, MessageSummary, MAX_RECIPIENTS, PREVIEW_CHARS};
 
 /// How many bytes of the body are fetched when the preview is computed here:
 /// enough for the first paragraphs even of HTML, small enough to stay cheap.
 pub const BODY_PREFIX: usize = 16 * 1024;
 
-/// The header fields needed: sender and subject, plus the MIME fields that
-/// say how to read the body prefix.
-const HEADER_FIELDS: &str =
-    "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)]";
+/// The header fields needed: sender and subject, the fields devices' rules
+/// decide by (recipients, mailing list, precedence), plus the MIME fields
+/// that say how to read the body prefix.
+const HEADER_FIELDS: &str = "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT TO CC LIST-ID PRECEDENCE \
+     MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)]";
 
 /// Where the preview text comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +113,7 @@ pub fn from_fetch(items: &[(String, Value)]) -> Option<MessageSummary> {
             };
         }
         summary.subject = clean_text(message.subject().unwrap_or(""));
+        summary.facts = header_facts(message);
         if text.is_some() {
             if let Some(body) = message.body_text(0) {
                 summary.preview = fold_preview(&body);
@@ -122,6 +124,28 @@ pub fn from_fetch(items: &[(String, Value)]) -> Option<MessageSummary> {
         summary.preview = fold_preview(&String::from_utf8_lossy(preview));
     }
     Some(summary)
+}
+
+/// The recipients in To and Cc, and whether a mailing list or bulk sender
+/// sent it.
+fn header_facts(message: &mail_parser::Message<'_>) -> HeaderFacts {
+    let mut recipients = Vec::new();
+    for list in [message.to(), message.cc()].into_iter().flatten() {
+        for address in list.iter() {
+            if recipients.len() == MAX_RECIPIENTS {
+                break;
+            }
+            if let Some(email) = address.address.as_deref() {
+                recipients.push(clean_text(email).to_ascii_lowercase());
+            }
+        }
+    }
+    let precedence = message
+        .header_raw("Precedence")
+        .map(|p| p.trim().to_ascii_lowercase());
+    let list = message.header_raw("List-Id").is_some()
+        || matches!(precedence.as_deref(), Some("bulk" | "list" | "junk"));
+    HeaderFacts { recipients, list }
 }
 
 /// Header text as a summary may carry it: control characters become
@@ -236,6 +260,30 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\n",
         ))
         .unwrap();
         assert!(long.subject.len() <= MAX_SERVER_TEXT);
+    }
+
+    #[test]
+    fn recipients_and_list_headers_become_facts() {
+        let s = from_fetch(&items(
+            b"From: a@b.c\r\nTo: \"Me\" <Me@Example.org>, x@y.z\r\nCc: team@example.org\r\n\
+List-Id: <dev.lists.example.org>\r\nSubject: s\r\n\r\n",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(
+            s.facts.recipients,
+            ["me@example.org", "x@y.z", "team@example.org"]
+        );
+        assert!(s.facts.list);
+        assert!(s.facts.names("ME@example.org"));
+        assert!(!s.facts.names("a@b.c"));
+        let bulk = from_fetch(&items(b"Precedence: Bulk\r\n\r\n", None)).unwrap();
+        assert!(bulk.facts.list);
+        let plain = from_fetch(&items(b"Precedence: first-class\r\n\r\n", None)).unwrap();
+        assert!(!plain.facts.list);
+        let many: String = (0..500).map(|i| format!("u{i}@x.y, ")).collect();
+        let wide = from_fetch(&items(format!("To: {many}\r\n\r\n").as_bytes(), None)).unwrap();
+        assert_eq!(wide.facts.recipients.len(), MAX_RECIPIENTS);
     }
 
     #[test]

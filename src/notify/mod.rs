@@ -7,7 +7,8 @@
 //! - [`endpoint`] keeps push endpoints out of private networks;
 //! - [`client`] sends one push (RFC 8030) and classifies the push service's answer;
 //! - [`queue`] is the delivery actor: schedule, fair shares of the delivery
-//!   slots, retries and pruning (its bookkeeping in `schedule`).
+//!   slots, retries and pruning (its bookkeeping in `schedule`);
+//! - [`reads`] tells devices that mail they were told about was read elsewhere.
 
 pub mod apns;
 pub mod client;
@@ -17,6 +18,7 @@ pub mod fcm;
 mod native;
 pub mod payload;
 pub mod queue;
+pub mod reads;
 mod schedule;
 mod target;
 mod transports;
@@ -29,6 +31,7 @@ pub use client::{
 pub use ece::{EceError, MAX_PLAINTEXT};
 pub use endpoint::{check_endpoint, check_endpoint_resolves, EndpointError};
 pub use queue::{DeliveryQueue, Notifier};
+pub use reads::{ReadNotice, ReadNotifier, ReadPushes};
 pub use schedule::DeliveryLimits;
 pub use target::{apns_endpoint, fcm_endpoint, ApnsEnvironment, Target};
 pub use transports::{TransportError, Transports};

@@ -2,9 +2,18 @@
 //!
 //! ```text
 //! wake     {"v":1,"type":"wake","account_id":"a1"}
-//! count    {"v":1,"type":"mail","account_id":"a1","mailbox":"INBOX","count":3}
-//! headers  … ,"messages":[{"uid":9,"from":{"name":"Ann","email":"ann@x"},"subject":"Hi"}]}
+//! count    {"v":1,"type":"mail","account_id":"a1","mailbox":"INBOX","count":3,"unseen":5}
+//! headers  … ,"messages":[{"id":"x2Ab…","uid":9,"from":{"name":"Ann","email":"ann@x"},"subject":"Hi"}]}
 //! preview  … each message also carries "preview" (≤ 200 characters)
+//! read     {"v":1,"type":"read","account_id":"a1","mailbox":"INBOX","uids":[9],"ids":["x2Ab…"],"unseen":4}
+//! ```
+//!
+//! `unseen` is the mailbox's count of messages without `\Seen` (left out
+//! when the server could not say); `id` is [`message_id`], the same in
+//! every push about the message; `"vip":true` marks a sender on the
+//! device's VIP list.
+//!
+//! ```text
 //! ```
 //!
 //! [`build`] always returns something within its byte budget: it drops the
@@ -102,16 +111,22 @@ struct MailPayload<'a> {
     mailbox: &'a str,
     count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    unseen: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     messages: Option<&'a [MessageEntry<'a>]>,
 }
 
 #[derive(Serialize, Clone)]
 struct MessageEntry<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
     uid: u32,
     from: SenderEntry<'a>,
     subject: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     preview: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    vip: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -120,24 +135,72 @@ struct SenderEntry<'a> {
     email: &'a str,
 }
 
+/// Which mail a push is about, beside its messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Mail<'a> {
+    pub account_id: &'a str,
+    pub mailbox: &'a str,
+    /// UIDVALIDITY of the mailbox; 0 when unknown (no message ids then).
+    pub uidvalidity: u32,
+    /// How many new messages the push stands for.
+    pub count: u32,
+    /// Messages without `\Seen` in the mailbox, when counted.
+    pub unseen: Option<u32>,
+}
+
+impl<'a> Mail<'a> {
+    /// `count` new messages in `mailbox`, nothing else known.
+    pub fn new(account_id: &'a str, mailbox: &'a str, count: u32) -> Self {
+        Mail {
+            account_id,
+            mailbox,
+            uidvalidity: 0,
+            count,
+            unseen: None,
+        }
+    }
+}
+
+/// A message's stable id, the same in every push about it and usable as a
+/// notification tag: the first 16 characters of the unpadded base64url
+/// SHA-256 of `account_id`, `mailbox`, UIDVALIDITY and UID (the numbers in
+/// decimal), each followed by a NUL byte.
+pub fn message_id(account_id: &str, mailbox: &str, uidvalidity: u32, uid: u32) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [
+        account_id.as_bytes(),
+        mailbox.as_bytes(),
+        uidvalidity.to_string().as_bytes(),
+        uid.to_string().as_bytes(),
+    ] {
+        hash.update(part);
+        hash.update([0u8]);
+    }
+    let digest = hash.finalize();
+    let mut id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    id.truncate(16);
+    id
+}
+
 /// Renders the plaintext of one push for `tier`, never longer than `max_bytes`.
 ///
 /// `messages` may come in any order; the payload lists them newest (highest
-/// UID) first. `count` is how many new messages the push stands for and is
-/// passed through unchanged. When even the smallest shape does not fit
-/// (a budget of a few bytes), the result is empty: a push without payload.
+/// UID) first. `mail.count` is how many new messages the push stands for
+/// and is passed through unchanged. When even the smallest shape does not
+/// fit (a budget of a few bytes), the result is empty: a push without payload.
 pub fn build(
     tier: PayloadTier,
-    account_id: &str,
-    mailbox: &str,
-    count: u32,
+    mail: &Mail<'_>,
     messages: &[MessageSummary],
     max_bytes: usize,
 ) -> Vec<u8> {
+    let account_id = mail.account_id;
     let with_preview = match tier {
         PayloadTier::Wake => return wake(account_id, max_bytes),
         PayloadTier::Count => {
-            let payload = mail_payload(account_id, mailbox, count, None);
+            let payload = mail_payload(mail, None);
             return fit_or_wake(to_json(&payload), account_id, max_bytes);
         }
         PayloadTier::Headers => false,
@@ -146,6 +209,13 @@ pub fn build(
 
     let mut newest_first: Vec<&MessageSummary> = messages.iter().collect();
     newest_first.sort_by_key(|m| std::cmp::Reverse(m.uid));
+    let ids: Vec<Option<String>> = newest_first
+        .iter()
+        .map(|m| {
+            (mail.uidvalidity != 0)
+                .then(|| message_id(account_id, mail.mailbox, mail.uidvalidity, m.uid))
+        })
+        .collect();
     // Cut before cleaning: cleaning never makes a text longer.
     let cleaned: Vec<[Cow<str>; 4]> = newest_first
         .iter()
@@ -161,18 +231,21 @@ pub fn build(
     let entries: Vec<MessageEntry> = newest_first
         .iter()
         .zip(&cleaned)
-        .map(|(m, [name, email, subject, preview])| MessageEntry {
+        .zip(&ids)
+        .map(|((m, [name, email, subject, preview]), id)| MessageEntry {
+            id: id.as_deref(),
             uid: m.uid,
             from: SenderEntry { name, email },
             subject,
             preview: with_preview.then_some(&**preview),
+            vip: m.vip,
         })
         .collect();
 
     // The skeleton with an empty list; each entry adds its own length plus a comma.
-    let skeleton = to_json(&mail_payload(account_id, mailbox, count, Some(&[])));
+    let skeleton = to_json(&mail_payload(mail, Some(&[])));
     if skeleton.len() > max_bytes {
-        let payload = mail_payload(account_id, mailbox, count, None);
+        let payload = mail_payload(mail, None);
         return fit_or_wake(to_json(&payload), account_id, max_bytes);
     }
     let budget = max_bytes - skeleton.len();
@@ -196,9 +269,54 @@ pub fn build(
             None => Vec::new(),
         }
     };
-    let out = to_json(&mail_payload(account_id, mailbox, count, Some(&list)));
+    let out = to_json(&mail_payload(mail, Some(&list)));
     debug_assert!(out.len() <= max_bytes);
     out
+}
+
+#[derive(Serialize)]
+struct ReadPayload<'a> {
+    v: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    account_id: &'a str,
+    mailbox: &'a str,
+    uids: &'a [u32],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    ids: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unseen: Option<u32>,
+}
+
+/// Most UIDs one `read` push names: it fits any push service's budget.
+pub const MAX_READ_UIDS: usize = 100;
+
+/// The plaintext telling a device that messages it was told about were
+/// read, moved or deleted elsewhere:
+/// `{"v":1,"type":"read","account_id","mailbox","uids":[…],"ids":[…],"unseen":n}`,
+/// naming the newest [`MAX_READ_UIDS`] of `uids`.
+pub fn read(mail: &Mail<'_>, uids: &[u32]) -> Vec<u8> {
+    let mut newest: Vec<u32> = uids.to_vec();
+    newest.sort_unstable_by(|a, b| b.cmp(a));
+    newest.dedup();
+    newest.truncate(MAX_READ_UIDS);
+    let ids: Vec<String> = if mail.uidvalidity == 0 {
+        Vec::new()
+    } else {
+        newest
+            .iter()
+            .map(|&uid| message_id(mail.account_id, mail.mailbox, mail.uidvalidity, uid))
+            .collect()
+    };
+    to_json(&ReadPayload {
+        v: PAYLOAD_VERSION,
+        kind: "read",
+        account_id: mail.account_id,
+        mailbox: truncate_chars(mail.mailbox, 512),
+        uids: &newest,
+        ids: &ids,
+        unseen: mail.unseen,
+    })
 }
 
 /// Shortens one entry until it takes at most `budget` bytes: the preview
@@ -258,18 +376,14 @@ fn longest_prefix<'a>(text: &'a str, fits: impl Fn(&'a str) -> bool) -> &'a str 
     &text[..bounds[low]]
 }
 
-fn mail_payload<'a>(
-    account_id: &'a str,
-    mailbox: &'a str,
-    count: u32,
-    messages: Option<&'a [MessageEntry<'a>]>,
-) -> MailPayload<'a> {
+fn mail_payload<'a>(mail: &Mail<'a>, messages: Option<&'a [MessageEntry<'a>]>) -> MailPayload<'a> {
     MailPayload {
         v: PAYLOAD_VERSION,
         kind: "mail",
-        account_id,
-        mailbox,
-        count,
+        account_id: mail.account_id,
+        mailbox: mail.mailbox,
+        count: mail.count,
+        unseen: mail.unseen,
         messages,
     }
 }

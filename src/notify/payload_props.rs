@@ -25,6 +25,7 @@ fn summary() -> impl Strategy<Value = MessageSummary> {
             from: Address { name, email },
             subject,
             preview,
+            ..Default::default()
         },
     )
 }
@@ -54,7 +55,7 @@ proptest! {
         max in prop_oneof![Just(MAX_PLAINTEXT), Just(1024usize), 0usize..MAX_PLAINTEXT],
     ) {
         let account_id = "acc-0123456789abcdef";
-        let out = build(tier, account_id, &mailbox, count, &messages, max);
+        let out = build(tier, &Mail::new(account_id, &mailbox, count), &messages, max);
         prop_assert!(out.len() <= max, "{} > {max}", out.len());
         if out.is_empty() {
             // Only a budget too small for the smallest shape gives no payload.
@@ -66,7 +67,7 @@ proptest! {
         let payload: v1::PushPayload = serde_json::from_slice(&out)
             .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
         prop_assert_eq!(payload.v, 1);
-        let skeleton = mail_payload(account_id, &mailbox, count, None);
+        let skeleton = mail_payload(&Mail::new(account_id, &mailbox, count), None);
         if tier != PayloadTier::Wake && to_json(&skeleton).len() <= max {
             prop_assert_eq!(payload.r#type.as_str(), "mail");
             prop_assert_eq!(payload.count, count);

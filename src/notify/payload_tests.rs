@@ -15,6 +15,7 @@ fn message(uid: u32, subject: &str, preview: &str) -> MessageSummary {
         },
         subject: subject.into(),
         preview: preview.into(),
+        ..Default::default()
     }
 }
 
@@ -31,7 +32,12 @@ fn two_messages() -> Vec<MessageSummary> {
 
 #[test]
 fn wake_tier_names_only_the_account() {
-    let out = build(PayloadTier::Wake, "acc1", "INBOX", 2, &two_messages(), 4096);
+    let out = build(
+        PayloadTier::Wake,
+        &Mail::new("acc1", "INBOX", 2),
+        &two_messages(),
+        4096,
+    );
     assert_eq!(out, br#"{"v":1,"type":"wake","account_id":"acc1"}"#);
 }
 
@@ -39,9 +45,7 @@ fn wake_tier_names_only_the_account() {
 fn count_tier_adds_mailbox_and_count() {
     let out = build(
         PayloadTier::Count,
-        "acc1",
-        "INBOX",
-        2,
+        &Mail::new("acc1", "INBOX", 2),
         &two_messages(),
         4096,
     );
@@ -55,9 +59,7 @@ fn count_tier_adds_mailbox_and_count() {
 fn headers_tier_lists_sender_and_subject_newest_first() {
     let out = build(
         PayloadTier::Headers,
-        "acc1",
-        "INBOX",
-        2,
+        &Mail::new("acc1", "INBOX", 2),
         &two_messages(),
         4096,
     );
@@ -71,9 +73,7 @@ fn headers_tier_lists_sender_and_subject_newest_first() {
 fn preview_tier_adds_the_preview() {
     let out = build(
         PayloadTier::Preview,
-        "acc1",
-        "INBOX",
-        2,
+        &Mail::new("acc1", "INBOX", 2),
         &two_messages(),
         4096,
     );
@@ -91,9 +91,7 @@ fn previews_are_capped_at_200_characters() {
     let long = "é".repeat(500);
     let out = build(
         PayloadTier::Preview,
-        "a",
-        "INBOX",
-        1,
+        &Mail::new("a", "INBOX", 1),
         &[message(1, "s", &long)],
         4096,
     );
@@ -109,9 +107,7 @@ fn json_special_characters_are_escaped() {
     let msg = message(1, "quote \" backslash \\ slash /", "<b>&amp;</b> 'x'");
     let out = build(
         PayloadTier::Preview,
-        "a",
-        "INBOX",
-        1,
+        &Mail::new("a", "INBOX", 1),
         std::slice::from_ref(&msg),
         4096,
     );
@@ -126,9 +122,7 @@ fn control_characters_never_reach_the_payload() {
     msg.from.name = "Ann\0\r\nBcc: x".into();
     let out = build(
         PayloadTier::Preview,
-        "a",
-        "INBOX",
-        1,
+        &Mail::new("a", "INBOX", 1),
         std::slice::from_ref(&msg),
         4096,
     );
@@ -160,8 +154,18 @@ fn queued_summaries_keep_only_what_a_payload_can_carry() {
     assert!(!messages[0].preview.contains('\0'));
     for max in [MAX_PLAINTEXT, 1024, 300] {
         assert_eq!(
-            build(PayloadTier::Preview, "a", "INBOX", 20, &messages, max),
-            build(PayloadTier::Preview, "a", "INBOX", 20, &untrimmed, max),
+            build(
+                PayloadTier::Preview,
+                &Mail::new("a", "INBOX", 20),
+                &messages,
+                max
+            ),
+            build(
+                PayloadTier::Preview,
+                &Mail::new("a", "INBOX", 20),
+                &untrimmed,
+                max
+            ),
         );
     }
 
@@ -178,9 +182,7 @@ fn many_messages_drop_the_oldest_first_and_keep_the_real_count() {
         .collect();
     let out = build(
         PayloadTier::Preview,
-        "acc",
-        "INBOX",
-        250,
+        &Mail::new("acc", "INBOX", 250),
         &messages,
         MAX_PLAINTEXT,
     );
@@ -205,7 +207,12 @@ fn one_huge_message_is_shortened_preview_first_then_subject() {
         message(1, "old", "old"),
         message(2, &huge_subject, &"x".repeat(200)),
     ];
-    let out = build(PayloadTier::Preview, "acc", "INBOX", 2, &messages, 1000);
+    let out = build(
+        PayloadTier::Preview,
+        &Mail::new("acc", "INBOX", 2),
+        &messages,
+        1000,
+    );
     assert!(out.len() <= 1000);
     let value = parse(&out);
     let listed = value["messages"].as_array().unwrap();
@@ -222,12 +229,15 @@ fn one_huge_message_is_shortened_preview_first_then_subject() {
 #[test]
 fn a_long_preview_is_shortened_before_the_subject() {
     let messages = [message(3, "Short subject", &"word ".repeat(40))];
-    let full = build(PayloadTier::Preview, "acc", "INBOX", 1, &messages, 4096);
+    let full = build(
+        PayloadTier::Preview,
+        &Mail::new("acc", "INBOX", 1),
+        &messages,
+        4096,
+    );
     let out = build(
         PayloadTier::Preview,
-        "acc",
-        "INBOX",
-        1,
+        &Mail::new("acc", "INBOX", 1),
         &messages,
         full.len() - 50,
     );
@@ -244,7 +254,12 @@ fn multibyte_text_is_cut_on_character_boundaries() {
     let preview = "Grüße 👋🏽 ".repeat(40);
     let messages = [message(5, &subject, &preview)];
     for max in (60..=1200).step_by(7) {
-        let out = build(PayloadTier::Preview, "acc", "INBOX", 1, &messages, max);
+        let out = build(
+            PayloadTier::Preview,
+            &Mail::new("acc", "INBOX", 1),
+            &messages,
+            max,
+        );
         assert!(out.len() <= max, "{} > {max}", out.len());
         let value = parse(&out); // valid UTF-8 and JSON
         if max >= 90 {
@@ -272,7 +287,7 @@ fn never_exceeds_any_budget() {
         PayloadTier::Wake,
     ] {
         for max in 0..700 {
-            let out = build(tier, "account-1", "INBOX", 20, &messages, max);
+            let out = build(tier, &Mail::new("account-1", "INBOX", 20), &messages, max);
             assert!(out.len() <= max, "{tier:?} {max}: {}", out.len());
             if !out.is_empty() {
                 parse(&out);
@@ -284,21 +299,42 @@ fn never_exceeds_any_budget() {
 #[test]
 fn tiny_budgets_fall_back_to_smaller_shapes() {
     let messages = two_messages();
-    let mail = build(PayloadTier::Preview, "acc1", "INBOX", 2, &messages, 70);
+    let mail = build(
+        PayloadTier::Preview,
+        &Mail::new("acc1", "INBOX", 2),
+        &messages,
+        70,
+    );
     assert_eq!(
         mail,
         br#"{"v":1,"type":"mail","account_id":"acc1","mailbox":"INBOX","count":2}"#
     );
-    let wake = build(PayloadTier::Preview, "acc1", "INBOX", 2, &messages, 50);
+    let wake = build(
+        PayloadTier::Preview,
+        &Mail::new("acc1", "INBOX", 2),
+        &messages,
+        50,
+    );
     assert_eq!(wake, br#"{"v":1,"type":"wake","account_id":"acc1"}"#);
-    let bare = build(PayloadTier::Count, "acc1", "INBOX", 2, &messages, 30);
+    let bare = build(
+        PayloadTier::Count,
+        &Mail::new("acc1", "INBOX", 2),
+        &messages,
+        30,
+    );
     assert_eq!(bare, br#"{"v":1,"type":"wake"}"#);
-    assert!(build(PayloadTier::Headers, "acc1", "INBOX", 2, &messages, 10).is_empty());
+    assert!(build(
+        PayloadTier::Headers,
+        &Mail::new("acc1", "INBOX", 2),
+        &messages,
+        10
+    )
+    .is_empty());
 }
 
 #[test]
 fn an_empty_message_list_still_renders_the_list() {
-    let out = build(PayloadTier::Headers, "a", "INBOX", 3, &[], 4096);
+    let out = build(PayloadTier::Headers, &Mail::new("a", "INBOX", 3), &[], 4096);
     assert_eq!(
         out,
         br#"{"v":1,"type":"mail","account_id":"a","mailbox":"INBOX","count":3,"messages":[]}"#

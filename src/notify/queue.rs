@@ -32,7 +32,7 @@ use super::{payload, service_of, topic_for, PushOutcome, PushSender, Urgency, MA
 use crate::backoff::Backoff;
 use crate::lease::LeaseGate;
 use crate::metrics::Metrics;
-use crate::store::{PushKey, Store, StoreError};
+use crate::store::{PendingPush, PushKey, Store, StoreError, DORMANT};
 
 /// Plaintext limit after a push service answered 413: small enough for any.
 const SHRUNK_PLAINTEXT: usize = 1024;
@@ -93,6 +93,8 @@ pub struct DeliveryQueue {
     /// (queued by a node that died, or whose retry is due): the backstop
     /// of the wake-ups, which only reach this node's actor.
     pub poll: Option<Duration>,
+    /// Wall time, against which queued pushes' times are kept.
+    pub clock: crate::clock::WallClock,
 }
 
 /// What to do with an entry after an attempt.
@@ -103,6 +105,9 @@ enum Next {
     Again,
     /// Try again no sooner than this, whatever wakes it meanwhile.
     Hold(Instant),
+    /// Not due before this (its device's quiet hours), unless new mail
+    /// brings it forward.
+    Wait(Instant),
 }
 
 impl DeliveryQueue {
@@ -120,11 +125,16 @@ impl DeliveryQueue {
         let mut schedule = Schedule::default();
         match this.store.pending_pushes().await {
             Ok(pending) => {
-                let now_ms = crate::unix_millis();
+                let now_ms = this.clock.now_ms();
                 for push in pending {
+                    if push.not_before_ms == DORMANT {
+                        continue;
+                    }
                     let wait = (push.not_before_ms - now_ms).max(0) as u64;
                     let at = Instant::now() + Duration::from_millis(wait);
-                    if wait > 0 {
+                    // Only a retry's wait holds; the end of quiet hours may
+                    // be brought forward by mail that breaks through.
+                    if wait > 0 && push.attempts > 0 {
                         schedule.hold(&push.key, at);
                     }
                     this.schedule(&mut schedule, push.key, at, None).await;
@@ -184,6 +194,10 @@ impl DeliveryQueue {
                                 schedule.hold(&key, at);
                                 schedule.add(key, at, None, || route);
                             }
+                            Next::Wait(at) => {
+                                schedule.release(&key);
+                                schedule.add(key, at, None, || route);
+                            }
                         }
                     }
                 }
@@ -204,11 +218,7 @@ impl DeliveryQueue {
         if !self.gate.is_held() {
             return;
         }
-        match self
-            .store
-            .due_pushes(crate::unix_millis(), POLL_BATCH)
-            .await
-        {
+        match self.store.due_pushes(self.clock.now_ms(), POLL_BATCH).await {
             Ok(keys) => {
                 for key in keys {
                     if !schedule.contains(&key) {
@@ -270,7 +280,10 @@ impl DeliveryQueue {
             self.store.remove_push(key).await?;
             return Ok(Next::Done);
         };
-        let now_ms = crate::unix_millis();
+        let now_ms = self.clock.now_ms();
+        if push.attempts == 0 && push.not_before_ms > now_ms {
+            return self.not_yet(key, &push, now_ms).await;
+        }
         if now_ms >= push.expires_at_ms {
             tracing::info!(device = %key.device_id, "push expired undelivered");
             Metrics::inc(&self.metrics.pushes_failed);
@@ -282,14 +295,14 @@ impl DeliveryQueue {
         } else {
             MAX_PLAINTEXT
         };
-        let plaintext = payload::build(
-            device.payload,
-            &push.account_id,
-            &key.mailbox,
-            push.count,
-            &push.messages,
-            limit,
-        );
+        let mail = payload::Mail {
+            account_id: &push.account_id,
+            mailbox: &key.mailbox,
+            uidvalidity: push.uidvalidity,
+            count: push.count,
+            unseen: push.unseen,
+        };
+        let plaintext = payload::build(device.payload, &mail, &push.messages, limit);
         let ttl_secs = ((push.expires_at_ms - now_ms) / 1000).clamp(0, u32::MAX.into()) as u32;
         let topic = topic_for(&push.account_id, &key.mailbox);
         // The lease may have run out while this attempt read the store; a
@@ -381,6 +394,25 @@ impl DeliveryQueue {
                 Ok(Next::Hold(Instant::now() + delay))
             }
         }
+    }
+}
+
+impl DeliveryQueue {
+    /// A push its device's rules hold back: it waits for the end of quiet
+    /// hours, or (counting only muted mail) for mail worth a push, which
+    /// wakes it. Its claim is given back meanwhile.
+    async fn not_yet(
+        &self,
+        key: &PushKey,
+        push: &PendingPush,
+        now_ms: i64,
+    ) -> Result<Next, StoreError> {
+        self.store.release_push(key, push.claim).await?;
+        if push.not_before_ms == DORMANT {
+            return Ok(Next::Done);
+        }
+        let wait = Duration::from_millis((push.not_before_ms - now_ms) as u64);
+        Ok(Next::Wait(Instant::now() + wait))
     }
 }
 

@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use super::*;
-use crate::store::{Cursor, DeviceRecord, NewMail, PayloadTier, PushSubscription, SledStore};
+use crate::store::{
+    Cursor, DeviceMail, DeviceRecord, NewMail, PayloadTier, PushSubscription, SledStore,
+};
 
 /// One attempt seen by the stand-in: which endpoint, when, and how many
 /// attempts on `slow` endpoints were in flight then (this one included).
@@ -123,6 +125,7 @@ fn start_with_slow(
         devices_removed,
         gate: crate::lease::LeaseGate::always(),
         poll: None,
+        clock: crate::clock::WallClock::system(),
     }
     .start(shutdown.clone());
     tokio::spawn(actor);
@@ -169,16 +172,19 @@ impl Setup {
             .record_new_mail(&NewMail {
                 account_id: account,
                 mailbox: "INBOX",
-                device_ids: devices,
-                messages: &[],
-                count: 1,
+                deliveries: DeviceMail::to_each(
+                    devices,
+                    &[],
+                    1,
+                    crate::unix_millis() + 24 * 3600 * 1000,
+                ),
                 cursor: Cursor {
                     uidvalidity: 1,
                     uidnext: uid + 1,
                     highestmodseq: None,
                     max_uid_seen: false,
                 },
-                expires_at_ms: crate::unix_millis() + 24 * 3600 * 1000,
+                unseen: None,
                 fence: crate::store::Fence::SOLE_OWNER,
             })
             .await

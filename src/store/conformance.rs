@@ -14,11 +14,19 @@ use std::sync::Arc;
 
 use super::send::{ByteCounts, Created, SendJob, SendPath, SendSettings, SendStatus, UploadRecord};
 use super::{
-    lists_mailbox, AccountRecord, AccountStored, Cursor, DeviceRecord, DeviceStored, Fence,
-    NewMail, OAuthRecord, PayloadTier, PushKey, PushSubscription, Security, ServerRecord, Store,
-    Ticket, MAX_QUEUED_MESSAGES,
+    lists_mailbox, AccountRecord, AccountStored, Cursor, DeviceMail, DeviceRecord, DeviceStored,
+    Fence, NewMail, OAuthRecord, PayloadTier, PushKey, PushSubscription, Security, ServerRecord,
+    Store, Ticket, MAX_QUEUED_MESSAGES,
 };
 use crate::mail::MessageSummary;
+
+#[path = "conformance_rules.rs"]
+mod rules;
+use rules::{
+    a_device_s_rules_are_kept_and_replaced_in_place,
+    held_pushes_wait_until_mail_worth_a_push_wakes_them,
+    pushed_windows_are_kept_per_mailbox_and_go_with_their_mailbox,
+};
 
 /// Makes stores of one backend for the suite.
 pub trait Harness: Sync {
@@ -56,6 +64,8 @@ const CASES: &[(&str, Case)] = cases![
     tickets_are_taken_once_and_expire,
     a_rotated_refresh_token_replaces_only_the_one_read,
     a_device_s_rules_are_kept_and_replaced_in_place,
+    held_pushes_wait_until_mail_worth_a_push_wakes_them,
+    pushed_windows_are_kept_per_mailbox_and_go_with_their_mailbox,
 ];
 
 /// Runs every case, each on a fresh store; panics naming the failed case.
@@ -149,11 +159,14 @@ async fn record(
         .record_new_mail(&NewMail {
             account_id,
             mailbox: "INBOX",
-            device_ids: &device_ids,
-            messages,
-            count: messages.len() as u32,
+            deliveries: DeviceMail::to_each(
+                &device_ids,
+                messages,
+                messages.len() as u32,
+                i64::MAX / 2,
+            ),
             cursor: cursor(uidnext),
-            expires_at_ms: i64::MAX / 2,
+            unseen: None,
             fence: Fence::SOLE_OWNER,
         })
         .await
@@ -290,6 +303,7 @@ async fn a_queued_push_stays_small_whatever_the_subject(h: &dyn Harness) {
             },
             subject: huge.clone(),
             preview: huge.clone(),
+            ..Default::default()
         })
         .collect();
     let keys = record(store, "a1", &messages, 4).await;
@@ -316,11 +330,9 @@ async fn no_push_is_queued_for_a_deleted_device(h: &dyn Harness) {
         .record_new_mail(&NewMail {
             account_id: "a1",
             mailbox: "INBOX",
-            device_ids: &ids,
-            messages: &[],
-            count: 1,
+            deliveries: DeviceMail::to_each(&ids, &[], 1, i64::MAX / 2),
             cursor: cursor(2),
-            expires_at_ms: i64::MAX / 2,
+            unseen: None,
             fence: Fence::SOLE_OWNER,
         })
         .await
@@ -564,37 +576,4 @@ async fn a_rotated_refresh_token_replaces_only_the_one_read(h: &dyn Harness) {
     let stored = store.account("a").await.expect("read").expect("account");
     assert_eq!(stored.oauth, Some(grant(2)));
     assert_eq!(stored.imap.username, "a", "the rest of the record is kept");
-}
-
-/// What `PATCH /v1/devices/{id}` relies on: rules and `clear` come back as
-/// stored, and storing the same id again replaces the record even at the
-/// device limit.
-async fn a_device_s_rules_are_kept_and_replaced_in_place(h: &dyn Harness) {
-    let store = &*h.fresh().await;
-    add_account(store, "a1", 1).await;
-    let mut first = device("d1", "a1", &["INBOX"]);
-    first.rules = crate::rules::RulesInput {
-        vip: vec!["boss@corp.example".into()],
-        mute_lists: true,
-        ..Default::default()
-    }
-    .validate()
-    .unwrap();
-    first.clear = Some(false);
-    assert_eq!(
-        store.put_device(&first, 1).await.unwrap(),
-        DeviceStored::Stored("d1".into())
-    );
-    let read = store.device("d1").await.unwrap().unwrap();
-    assert_eq!((&read.rules, read.clear), (&first.rules, Some(false)));
-    let mut changed = read.clone();
-    changed.rules = Default::default();
-    changed.clear = None;
-    assert_eq!(
-        store.put_device(&changed, 1).await.unwrap(),
-        DeviceStored::Stored("d1".into())
-    );
-    let devices = store.devices_of("a1").await.unwrap();
-    assert_eq!(devices.len(), 1);
-    assert!(devices[0].rules.is_empty() && devices[0].clear.is_none());
 }

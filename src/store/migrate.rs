@@ -367,6 +367,8 @@ mod tests {
             not_before_ms: 5,
             expires_at_ms: 9,
             shrink: false,
+            unseen: None,
+            uidvalidity: 0,
             claim: 0,
         }
     }

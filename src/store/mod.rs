@@ -70,26 +70,78 @@ impl From<serde_json::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// New mail found in one mailbox, to be queued for every interested device
-/// together with the cursor that moves past it.
+/// New mail found in one mailbox, to be queued for the devices that get
+/// it, together with the cursor that moves past it.
 #[derive(Debug, Clone)]
 pub struct NewMail<'a> {
     pub account_id: &'a str,
     pub mailbox: &'a str,
-    /// The devices that watch `mailbox` (see [`lists_mailbox`]), as the
-    /// caller read them: each gets the mail.
-    pub device_ids: &'a [String],
-    /// Summaries of the newest messages, oldest first (may be fewer than `count`).
-    pub messages: &'a [MessageSummary],
-    /// How many new messages arrived.
-    pub count: u32,
+    /// What each device that watches `mailbox` (see [`lists_mailbox`]), as
+    /// the caller read them, gets of the mail.
+    pub deliveries: Vec<DeviceMail<'a>>,
     /// The cursor after these messages.
     pub cursor: Cursor,
-    /// Unix milliseconds when an undelivered push expires.
-    pub expires_at_ms: i64,
+    /// Messages in the mailbox without `\Seen` once this mail arrived,
+    /// when the watcher counted them.
+    pub unseen: Option<u32>,
     /// The watcher's ownership of the account.
     pub fence: Fence,
 }
+
+/// What one device gets of new mail: the messages its rules let it see,
+/// how many new messages the push stands for (muted ones included), and
+/// from when it may go out.
+#[derive(Debug, Clone)]
+pub struct DeviceMail<'a> {
+    pub device_id: &'a str,
+    /// Summaries of the newest messages it may show, oldest first.
+    pub messages: std::borrow::Cow<'a, [MessageSummary]>,
+    /// How many new messages arrived, whether its rules show them or not.
+    pub count: u32,
+    /// Unix milliseconds before which the push waits (the end of the
+    /// device's quiet hours); 0 for now, [`DORMANT`] for mail that alone
+    /// never makes a push (all of it muted).
+    pub not_before_ms: i64,
+    /// Unix milliseconds when an undelivered push expires.
+    pub expires_at_ms: i64,
+}
+
+impl<'a> DeviceMail<'a> {
+    /// All of the mail, at once.
+    pub fn now(
+        device_id: &'a str,
+        messages: &'a [MessageSummary],
+        count: u32,
+        expires_at_ms: i64,
+    ) -> Self {
+        DeviceMail {
+            device_id,
+            messages: std::borrow::Cow::Borrowed(messages),
+            count,
+            not_before_ms: 0,
+            expires_at_ms,
+        }
+    }
+}
+
+impl DeviceMail<'_> {
+    /// The same mail, all of it at once, for each of `device_ids`.
+    pub fn to_each<'a>(
+        device_ids: &'a [String],
+        messages: &'a [MessageSummary],
+        count: u32,
+        expires_at_ms: i64,
+    ) -> Vec<DeviceMail<'a>> {
+        device_ids
+            .iter()
+            .map(|id| DeviceMail::now(id, messages, count, expires_at_ms))
+            .collect()
+    }
+}
+
+/// The `not_before_ms` of a queued push that waits for mail worth a push:
+/// it only counts messages its device's rules mute.
+pub const DORMANT: i64 = i64::MAX;
 
 /// A watcher's proof that its node owns the account: the epoch of the
 /// account's owner, raised at every change of owner. A backend shared by
@@ -190,6 +242,21 @@ pub trait Store: SendStore + OAuthStore + Send + Sync + 'static {
         cursor: &Cursor,
         fence: Fence,
     ) -> StoreResult<()>;
+    /// The mailbox's recently pushed messages, whose reading is watched.
+    async fn pushed_window(
+        &self,
+        account_id: &str,
+        mailbox: &str,
+    ) -> StoreResult<Option<PushedWindow>>;
+    /// Replaces the mailbox's recently pushed messages; fenced like
+    /// [`Store::record_new_mail`].
+    async fn put_pushed_window(
+        &self,
+        account_id: &str,
+        mailbox: &str,
+        window: &PushedWindow,
+        fence: Fence,
+    ) -> StoreResult<()>;
     /// Merges new mail into the pending push of every device of
     /// `mail.devices` that watches the mailbox, then advances the cursor. A
     /// crash in between may keep the pushes without the cursor, never the
@@ -207,6 +274,10 @@ pub trait Store: SendStore + OAuthStore + Send + Sync + 'static {
     /// lets one claim it at a time, for `claim_ms`; the claim is in
     /// [`PendingPush::claim`]).
     async fn claim_push(&self, key: &PushKey, claim_ms: i64) -> StoreResult<Option<PendingPush>>;
+    /// Gives back a claim without changing the push (it is not due yet).
+    async fn release_push(&self, _key: &PushKey, _claim: i64) -> StoreResult<()> {
+        Ok(())
+    }
     /// Queued pushes due at `now_ms` that nobody holds, at most `limit`.
     async fn due_pushes(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<PushKey>>;
     /// Records that `delivered` (the push as claimed before sending)

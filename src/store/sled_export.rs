@@ -183,7 +183,7 @@ fn split_pair(tree: &str, key: &[u8]) -> StoreResult<(String, String)> {
 mod tests {
     use super::*;
     use crate::store::conformance::{account, device};
-    use crate::store::{Fence, NewMail, SendStore, Store};
+    use crate::store::{DeviceMail, Fence, NewMail, SendStore, Store};
 
     #[tokio::test]
     async fn export_reads_every_record_and_counts_what_stays_behind() {
@@ -213,11 +213,9 @@ mod tests {
         let mail = NewMail {
             account_id: "a1",
             mailbox: "INBOX",
-            device_ids: &devices,
-            messages: &[],
-            count: 2,
+            deliveries: DeviceMail::to_each(&devices, &[], 2, 1_000),
             cursor,
-            expires_at_ms: 1_000,
+            unseen: None,
             fence: Fence::SOLE_OWNER,
         };
         store.record_new_mail(&mail).await.unwrap();

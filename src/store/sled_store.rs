@@ -17,7 +17,7 @@ use super::group_commit::GroupCommit;
 use super::queued::{merge, remainder, reschedule};
 use super::{
     lists_mailbox, AccountRecord, AccountStored, Cursor, DeviceRecord, DeviceStored, Fence,
-    NewMail, PendingPush, PushKey, Store, StoreError, StoreResult,
+    NewMail, PendingPush, PushKey, PushedWindow, Store, StoreError, StoreResult,
 };
 use crate::metrics::Histogram;
 
@@ -34,6 +34,8 @@ pub struct SledStore {
     account_devices: sled::Tree,
     /// account id NUL mailbox → cursor
     cursors: sled::Tree,
+    /// Per account and mailbox, the recently pushed messages ([`PushedWindow`]).
+    pushed: sled::Tree,
     /// device id NUL mailbox → pending push
     pushes: sled::Tree,
     /// Serves `flush` for every caller at once.
@@ -166,6 +168,7 @@ impl SledStore {
             devices: db.open_tree("devices")?,
             account_devices: db.open_tree("account_devices")?,
             cursors: db.open_tree("cursors")?,
+            pushed: db.open_tree("pushed")?,
             pushes: db.open_tree("pushes")?,
             commit: start_group_commit(&db, window, flush_times.clone())?,
             registrations: Mutex::new(()),
@@ -226,6 +229,7 @@ impl SledStore {
                 || remaining.iter().any(|d| device_watches(d, mailbox));
             if !watched {
                 self.cursors.remove(pair_key(account_id, mailbox))?;
+                self.pushed.remove(pair_key(account_id, mailbox))?;
             }
         }
         Ok(())
@@ -347,9 +351,11 @@ impl Store for SledStore {
             self.remove_pushes_of_device(&device_id)?;
             self.account_devices.remove(key)?;
         }
-        for entry in self.cursors.scan_prefix(prefix(id)) {
-            let (key, _) = entry?;
-            self.cursors.remove(key)?;
+        for tree in [&self.cursors, &self.pushed] {
+            for entry in tree.scan_prefix(prefix(id)) {
+                let (key, _) = entry?;
+                tree.remove(key)?;
+            }
         }
         self.remove_pushes_of_account(id)?;
         Ok(account.is_some())
@@ -419,6 +425,29 @@ impl Store for SledStore {
         Ok(true)
     }
 
+    async fn pushed_window(
+        &self,
+        account_id: &str,
+        mailbox: &str,
+    ) -> StoreResult<Option<PushedWindow>> {
+        self.pushed
+            .get(pair_key(account_id, mailbox))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    async fn put_pushed_window(
+        &self,
+        account_id: &str,
+        mailbox: &str,
+        window: &PushedWindow,
+        _fence: Fence,
+    ) -> StoreResult<()> {
+        self.pushed
+            .insert(pair_key(account_id, mailbox), encode(window)?)?;
+        Ok(())
+    }
+
     async fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>> {
         self.cursors
             .get(pair_key(account_id, mailbox))?
@@ -441,16 +470,16 @@ impl Store for SledStore {
     async fn record_new_mail(&self, mail: &NewMail<'_>) -> StoreResult<Vec<PushKey>> {
         // A device deleted since the caller read the list gets nothing: its
         // entry would outlive it.
-        let mut device_ids = Vec::with_capacity(mail.device_ids.len());
-        for id in mail.device_ids {
-            if self.devices.contains_key(id.as_bytes())? {
-                device_ids.push(id);
+        let mut shares = Vec::with_capacity(mail.deliveries.len());
+        for share in &mail.deliveries {
+            if self.devices.contains_key(share.device_id.as_bytes())? {
+                shares.push(share);
             }
         }
-        let keys: Vec<PushKey> = device_ids
-            .into_iter()
-            .map(|id| PushKey {
-                device_id: id.clone(),
+        let keys: Vec<PushKey> = shares
+            .iter()
+            .map(|share| PushKey {
+                device_id: share.device_id.to_string(),
                 mailbox: mail.mailbox.to_string(),
             })
             .collect();
@@ -461,11 +490,11 @@ impl Store for SledStore {
         // pushes without the cursor but never the cursor without the pushes;
         // the watcher then finds the same mail again, which `merge` does not
         // add twice.
-        for key in &keys {
+        for (key, share) in keys.iter().zip(shares) {
             self.pushes.fetch_and_update(push_key(key), |old| {
                 // A corrupt entry could never be delivered: start afresh.
                 let existing = old.and_then(|v| serde_json::from_slice::<PendingPush>(v).ok());
-                let merged = merge(existing, key.clone(), mail);
+                let merged = merge(existing, key.clone(), mail, share);
                 // Encoding a value of this type cannot fail; keep the old one if it did.
                 serde_json::to_vec(&merged)
                     .ok()

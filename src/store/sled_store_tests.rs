@@ -8,6 +8,7 @@ use std::pin::Pin;
 use super::*;
 use crate::mail::MessageSummary;
 use crate::store::conformance::{self, account, device, Harness};
+use crate::store::DeviceMail;
 
 /// Sled stores in temporary directories, kept until the harness goes.
 #[derive(Default)]
@@ -62,16 +63,14 @@ fn one_mail<'a>(account_id: &'a str, device_ids: &'a [String]) -> NewMail<'a> {
     NewMail {
         account_id,
         mailbox: "INBOX",
-        device_ids,
-        messages: &[],
-        count: 1,
+        deliveries: DeviceMail::to_each(device_ids, &[], 1, 1000),
         cursor: Cursor {
             uidvalidity: 7,
             uidnext: 2,
             highestmodseq: None,
             max_uid_seen: false,
         },
-        expires_at_ms: 1000,
+        unseen: None,
         fence: Fence::SOLE_OWNER,
     }
 }
@@ -171,6 +170,8 @@ async fn no_queued_push_outlives_its_account() {
         not_before_ms: 0,
         expires_at_ms: 1000,
         shrink: false,
+        unseen: None,
+        uidvalidity: 0,
         claim: 0,
     };
     store
@@ -211,6 +212,8 @@ async fn an_entry_queued_whole_shrinks_at_its_next_retry() {
         not_before_ms: 0,
         expires_at_ms: 1000,
         shrink: false,
+        unseen: None,
+        uidvalidity: 0,
         claim: 0,
     };
     store

@@ -169,6 +169,43 @@ pub struct Cursor {
     pub max_uid_seen: bool,
 }
 
+/// The messages recently pushed from a mailbox and not yet read: when
+/// another client reads, moves or deletes one, the devices are told.
+/// Newest last, at most [`MAX_PUSHED_WINDOW`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedWindow {
+    pub uidvalidity: u32,
+    pub uids: Vec<u32>,
+}
+
+/// Most messages a mailbox's [`PushedWindow`] keeps; older ones are let go.
+pub const MAX_PUSHED_WINDOW: usize = 200;
+
+impl PushedWindow {
+    /// Adds newly pushed `uids` (of `uidvalidity`; a new one starts afresh),
+    /// keeping the newest [`MAX_PUSHED_WINDOW`].
+    pub fn add(&mut self, uidvalidity: u32, uids: impl IntoIterator<Item = u32>) {
+        if self.uidvalidity != uidvalidity {
+            *self = PushedWindow {
+                uidvalidity,
+                uids: Vec::new(),
+            };
+        }
+        self.uids.extend(uids);
+        self.uids.sort_unstable();
+        self.uids.dedup();
+        let excess = self.uids.len().saturating_sub(MAX_PUSHED_WINDOW);
+        self.uids.drain(..excess);
+    }
+
+    /// Lets go of `uids` (read, moved or deleted); true if any was here.
+    pub fn remove(&mut self, uids: &[u32]) -> bool {
+        let before = self.uids.len();
+        self.uids.retain(|uid| !uids.contains(uid));
+        self.uids.len() != before
+    }
+}
+
 /// Which queued push this is: one per device and mailbox, so bursts coalesce.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PushKey {
@@ -189,13 +226,22 @@ pub struct PendingPush {
     pub version: u64,
     /// Delivery attempts so far.
     pub attempts: u32,
-    /// Unix milliseconds before which no attempt is made (Retry-After, backoff).
+    /// Unix milliseconds before which no attempt is made: Retry-After or
+    /// backoff after an attempt; before any, the end of the device's quiet
+    /// hours, or [`super::DORMANT`] while it only counts muted mail.
     pub not_before_ms: i64,
     /// Unix milliseconds after which the push is dropped (its TTL ran out).
     pub expires_at_ms: i64,
     /// When set, the push service answered 413: send a smaller payload.
     #[serde(default)]
     pub shrink: bool,
+    /// Messages without `\\Seen` in the mailbox when the newest mail of
+    /// this push arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<u32>,
+    /// The mailbox's UIDVALIDITY, with which the UIDs name messages.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub uidvalidity: u32,
     /// The deliverer's claim on it, when the backend hands out claims (see
     /// `Store::claim_push`); 0 otherwise.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -203,6 +249,10 @@ pub struct PendingPush {
 }
 
 fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 

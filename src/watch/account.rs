@@ -12,7 +12,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::session::{DeviceWatch, Group, Session};
+use super::devices::DeviceWatch;
+use super::session::{Group, Session};
 use super::status::{cut_text, WatchState};
 use super::supervisor::WatchContext;
 use super::{WatchError, INBOX};

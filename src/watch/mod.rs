@@ -16,6 +16,8 @@
 mod account;
 mod control;
 mod cursor;
+mod delivery;
+mod devices;
 mod pipelining;
 mod session;
 mod status;
@@ -25,6 +27,7 @@ mod throttle;
 pub use control::WatchControl;
 pub use cursor::{catch_up, found, CatchUp, Found};
 pub use pipelining::{PipeliningHosts, Verdict};
+pub use session::READ_SETTLE;
 pub use status::{cut_text, WatchState, WatchStates, WatchStatus};
 pub use supervisor::{HostLimiter, Supervisor, WatchContext};
 

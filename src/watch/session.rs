@@ -10,16 +10,17 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::cursor::{catch_up, found, Arrivals, CatchUp, Found};
+use super::cursor::{catch_up, found, Arrivals, CatchUp};
+use super::delivery::own_addresses;
+use super::devices::{detail_for, DeviceWatch};
 use super::pipelining::Verdict;
 use super::status::{cut_text, WatchState};
 use super::supervisor::WatchContext;
 use super::throttle::CheckThrottle;
 use super::{WatchError, INBOX};
 use crate::imap::{IdleEvent, ImapClient, ImapError, SummaryDetail};
-use crate::mail::MessageSummary;
 use crate::net::Upstream;
-use crate::store::{lists_mailbox, AccountRecord, Cursor, Fence, NewMail, PayloadTier, StoreError};
+use crate::store::{AccountRecord, Cursor, Fence, PushedWindow};
 
 /// How long DONE and LOGOUT may take when stopping.
 const GRACE: Duration = Duration::from_secs(2);
@@ -35,36 +36,6 @@ pub(crate) struct Group {
     pub polled: Vec<String>,
 }
 
-/// What the watcher needs of a device, kept for the whole attempt: which
-/// mailboxes it asked for and how much its pushes carry (not its push
-/// subscription, which the delivery reads when it sends).
-#[derive(Debug, Clone)]
-pub(crate) struct DeviceWatch {
-    pub id: String,
-    pub payload: PayloadTier,
-    pub mailboxes: Vec<String>,
-}
-
-impl DeviceWatch {
-    /// What the watcher needs of each of the account's stored devices.
-    pub(crate) async fn of_account(
-        ctx: &WatchContext,
-        account_id: &str,
-    ) -> Result<Arc<[DeviceWatch]>, StoreError> {
-        Ok(ctx
-            .store
-            .devices_of(account_id)
-            .await?
-            .into_iter()
-            .map(|device| DeviceWatch {
-                id: device.id,
-                payload: device.payload,
-                mailboxes: device.mailboxes,
-            })
-            .collect())
-    }
-}
-
 /// What an IDLE wake-up (or queued responses) asks for.
 #[derive(Debug, Default)]
 struct Work {
@@ -74,13 +45,22 @@ struct Work {
     others: Vec<String>,
     /// The IDLE refresh or poll timer fired.
     timer: bool,
+    /// Flags changed or messages went in the selected mailbox while some
+    /// of its pushed mail is watched for reading: when to look.
+    reads: Option<Instant>,
 }
+
+/// How long after a flag change the watcher looks at what was read, so
+/// that a client marking many messages is answered with one look.
+pub const READ_SETTLE: Duration = Duration::from_millis(200);
 
 impl Work {
     /// Whether there is work to do now: the timer fired, or mail was
     /// announced and `throttle` lets the watcher look for it.
     fn due(&self, throttle: &CheckThrottle) -> bool {
-        self.timer || (self.announced() && throttle.allows(Instant::now()))
+        self.timer
+            || (self.announced() && throttle.allows(Instant::now()))
+            || self.reads.is_some_and(|at| Instant::now() >= at)
     }
 
     fn announced(&self) -> bool {
@@ -90,6 +70,7 @@ impl Work {
     /// When to stop waiting for news: at `wake_at` (the refresh or poll
     /// timer), or earlier when announced mail may be looked for then.
     fn deadline(&self, wake_at: Instant, throttle: &CheckThrottle) -> Instant {
+        let wake_at = self.reads.map_or(wake_at, |at| wake_at.min(at));
         match throttle.not_before() {
             Some(at) if self.announced() => wake_at.min(at),
             None if self.announced() => Instant::now(),
@@ -98,13 +79,24 @@ impl Work {
     }
 
     /// Adds one server event, counting the selected mailbox's messages in
-    /// `arrivals`; a BYE ends the session.
+    /// `arrivals`; with `tracking` (pushed mail is watched for reading), a
+    /// flag change or a message gone asks for a look. A BYE ends the session.
     fn add(
         &mut self,
         event: IdleEvent,
         group: &Group,
         arrivals: &mut Arrivals,
+        tracking: bool,
     ) -> Result<(), WatchError> {
+        if tracking
+            && matches!(
+                event,
+                IdleEvent::Fetch | IdleEvent::Expunge(_) | IdleEvent::Vanished
+            )
+        {
+            self.reads
+                .get_or_insert_with(|| Instant::now() + READ_SETTLE);
+        }
         match event {
             IdleEvent::Exists(count) => {
                 arrivals.exists(count);
@@ -126,24 +118,28 @@ impl Work {
 
 /// A logged-in connection of one account.
 pub(crate) struct Session {
-    ctx: Arc<WatchContext>,
-    account_id: String,
+    pub(super) ctx: Arc<WatchContext>,
+    pub(super) account_id: String,
     /// This node's ownership of the account, checked by every write.
-    fence: Fence,
+    pub(super) fence: Fence,
     host: String,
-    client: ImapClient,
+    pub(super) client: ImapClient,
     /// The account's devices when this attempt started; a change of them
     /// starts a new attempt with new sessions.
     devices: Arc<[DeviceWatch]>,
     /// Says whether the devices changed since `devices` was read.
-    device_changes: watch::Receiver<u64>,
+    pub(super) device_changes: watch::Receiver<u64>,
     /// The stored cursor of the selected mailbox, as this session last read
     /// or wrote it (only this session moves it), so a wake-up needs no read.
-    selected_cursor: Option<Cursor>,
+    pub(super) selected_cursor: Option<Cursor>,
     /// Counts the selected mailbox's messages between checks.
     arrivals: Arrivals,
     /// Set while this connection tries pipelining again on a marked host.
     probe: Option<Box<Probe>>,
+    /// The account's own addresses, for devices that want only direct mail.
+    pub(super) addresses: Vec<String>,
+    /// The selected mailbox's pushed mail watched for reading elsewhere.
+    pub(super) pushed: PushedWindow,
 }
 
 /// A connection's try of pipelining on a marked host. Dropped before its
@@ -200,6 +196,8 @@ impl Session {
             selected_cursor: None,
             arrivals: Arrivals::default(),
             probe: None,
+            addresses: own_addresses(account),
+            pushed: PushedWindow::default(),
         })
     }
 
@@ -251,7 +249,8 @@ impl Session {
         loop {
             let mut work = Work::default();
             for event in self.client.take_events() {
-                work.add(event, &group, &mut self.arrivals)?;
+                let tracking = self.tracks_reads();
+                work.add(event, &group, &mut self.arrivals, tracking)?;
             }
             if !work.due(&throttle) {
                 let mut wake_at = Instant::now() + refresh;
@@ -273,7 +272,8 @@ impl Session {
                                 return Ok(());
                             }
                             event = self.client.idle_next() => {
-                                work.add(event?, &group, &mut self.arrivals)?;
+                                let tracking = self.tracks_reads();
+                                work.add(event?, &group, &mut self.arrivals, tracking)?;
                                 if work.due(&throttle) {
                                     break;
                                 }
@@ -302,7 +302,8 @@ impl Session {
                         Box::pin(self.client.noop()).await?;
                         work.timer = true;
                         for event in self.client.take_events() {
-                            work.add(event, &group, &mut self.arrivals)?;
+                            let tracking = self.tracks_reads();
+                            work.add(event, &group, &mut self.arrivals, tracking)?;
                         }
                     }
                 }
@@ -321,6 +322,9 @@ impl Session {
             }
             for mailbox in &work.others {
                 found |= Box::pin(self.check_other(mailbox, Some(&group.idle))).await?;
+            }
+            if work.reads.is_some() {
+                Box::pin(self.check_reads(&group.idle)).await?;
             }
             if found {
                 throttle.found();
@@ -425,6 +429,7 @@ impl Session {
             CatchUp::UpToDate => self.selected_cursor = stored,
         }
         self.arrivals = Arrivals::selected(status.exists);
+        self.catch_up_reads(mailbox, status.uidvalidity).await?;
         Ok(found)
     }
 
@@ -519,79 +524,9 @@ impl Session {
         let Some(new) = new else {
             return Ok(false);
         };
-        self.queue(mailbox, new, &messages, &devices, detected)
+        let unseen = self.client.unseen_count(mailbox).await?;
+        self.queue(mailbox, new, &messages, &devices, detected, unseen)
             .await?;
         Ok(true)
-    }
-
-    /// Queues the pushes and advances the cursor, wakes the notifier, and
-    /// waits for the flush of both.
-    ///
-    /// Delivery does not wait for the flush. Waiting would not stop a crash
-    /// from repeating a push: whatever the order, a push is repeated if the
-    /// gateway dies after its POST and before the flush that covers its
-    /// removal (its queue entry replays, or the mail is found again), and
-    /// that flush also covers this write, which came first in the store's
-    /// log. Nor can mail be lost: a crash before this write is durable leaves
-    /// the cursor where it was, and the mail is found again. What waiting
-    /// did cost was every mail found during a slow fsync (75-250 ms, seen in
-    /// the load benchmark) waiting for it before its push went out.
-    async fn queue(
-        &mut self,
-        mailbox: &str,
-        new: Found,
-        messages: &[MessageSummary],
-        devices: &[DeviceWatch],
-        detected: Option<Instant>,
-    ) -> Result<(), WatchError> {
-        let ttl_ms = i64::from(self.ctx.config.push.ttl_secs) * 1000;
-        // A device registered (or removed) since this attempt read them is
-        // already stored, and its change is on its way to the actor: read
-        // them again, so mail found after a registration was answered
-        // reaches the new device. The attempt restarts soon after.
-        let current;
-        let devices = if self.device_changes.has_changed().unwrap_or(true) {
-            current = DeviceWatch::of_account(&self.ctx, &self.account_id).await?;
-            &current[..]
-        } else {
-            devices
-        };
-        let device_ids: Vec<String> = devices
-            .iter()
-            .filter(|d| lists_mailbox(&d.mailboxes, mailbox))
-            .map(|d| d.id.clone())
-            .collect();
-        let keys = self
-            .ctx
-            .store
-            .record_new_mail(&NewMail {
-                account_id: &self.account_id,
-                mailbox,
-                device_ids: &device_ids,
-                messages,
-                count: new.count,
-                cursor: new.cursor,
-                expires_at_ms: crate::unix_millis() + ttl_ms,
-                fence: self.fence,
-            })
-            .await?;
-        self.selected_cursor = Some(new.cursor);
-        tracing::debug!(account = %self.account_id, mailbox, count = new.count, devices = keys.len(), "new mail queued");
-        if !keys.is_empty() {
-            self.ctx.notifier.wake(keys, detected).await;
-        }
-        self.ctx.store.flush().await?;
-        Ok(())
-    }
-}
-
-/// What the devices' payload tiers need fetched about new mail.
-fn detail_for(devices: &[DeviceWatch]) -> SummaryDetail {
-    if devices.iter().any(|d| d.payload == PayloadTier::Preview) {
-        SummaryDetail::Preview
-    } else if devices.iter().any(|d| d.payload == PayloadTier::Headers) {
-        SummaryDetail::Headers
-    } else {
-        SummaryDetail::UidsOnly
     }
 }

@@ -34,6 +34,10 @@ pub struct WatchContext {
     pub pipelining: PipeliningHosts,
     /// Sends the account's devices the news that its login was refused.
     pub pusher: Arc<dyn crate::notify::PushSender>,
+    /// Tells devices of mail read elsewhere.
+    pub reads: crate::notify::ReadNotifier,
+    /// Wall time, against which devices' quiet hours are read.
+    pub clock: crate::clock::WallClock,
 }
 
 /// At most N connection attempts (connect, TLS, login) at once per upstream

@@ -10,7 +10,7 @@ use std::process::Output;
 use lemonade::store::conformance::{account, device};
 use lemonade::store::migrate::{self, Counts, MigrateError};
 use lemonade::store::send::{SendSettings, SendStore};
-use lemonade::store::{Cursor, Fence, NewMail, PgOptions, PgStore, SledStore, Store};
+use lemonade::store::{Cursor, DeviceMail, Fence, NewMail, PgOptions, PgStore, SledStore, Store};
 use serde_json::{json, Value};
 
 use super::nodes::{wait_subject, WAIT};
@@ -263,11 +263,9 @@ async fn filled_sled(dir: &Path) -> SledStore {
     let mail = NewMail {
         account_id: "a1",
         mailbox: "INBOX",
-        device_ids: &devices,
-        messages: &[],
-        count: 2,
+        deliveries: DeviceMail::to_each(&devices, &[], 2, 4_000_000_000_000),
         cursor: cursor(9),
-        expires_at_ms: 4_000_000_000_000,
+        unseen: None,
         fence: Fence::SOLE_OWNER,
     };
     let keys = sled.record_new_mail(&mail).await.unwrap();

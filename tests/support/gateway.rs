@@ -51,9 +51,29 @@ impl Gateway {
     /// Starts a gateway on a listener bound already (when the
     /// configuration must name the gateway's own address).
     pub async fn start_on(listener: tokio::net::TcpListener, config: Config) -> Gateway {
+        Self::start_on_clock(listener, config, lemonade::clock::WallClock::system()).await
+    }
+
+    /// Starts a gateway that reads wall time from `clock` (which the test
+    /// may set to a given moment).
+    pub async fn start_clocked(config: Config, clock: lemonade::clock::WallClock) -> Gateway {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on_clock(listener, config, clock).await
+    }
+
+    async fn start_on_clock(
+        listener: tokio::net::TcpListener,
+        config: Config,
+        clock: lemonade::clock::WallClock,
+    ) -> Gateway {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(lemonade::run(config, listener, shutdown.clone()));
+        let task = tokio::spawn(lemonade::run_with_clock(
+            config,
+            listener,
+            shutdown.clone(),
+            clock,
+        ));
         // The test's own HTTP client uses the process-wide rustls provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()

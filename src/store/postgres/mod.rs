@@ -30,7 +30,7 @@ use rows::{decode, encode, millis, upsert_cursor, UNCLAIMED};
 use super::queued::{merge, remainder, reschedule};
 use super::{
     AccountRecord, AccountStored, Cursor, DeviceRecord, DeviceStored, Fence, NewMail, PendingPush,
-    PushKey, Store, StoreError, StoreResult,
+    PushKey, PushedWindow, Store, StoreError, StoreResult,
 };
 
 /// [`Store`] on PostgreSQL.
@@ -320,6 +320,40 @@ impl Store for PgStore {
         Ok(true)
     }
 
+    async fn pushed_window(
+        &self,
+        account_id: &str,
+        mailbox: &str,
+    ) -> StoreResult<Option<PushedWindow>> {
+        let mut conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT value FROM pushed_window WHERE account_id = $1 AND mailbox = $2",
+                &[&account_id, &mailbox],
+            )
+            .await?;
+        row.map(|row| decode(&row, 0)).transpose()
+    }
+
+    async fn put_pushed_window(
+        &self,
+        account_id: &str,
+        mailbox: &str,
+        window: &PushedWindow,
+        fence: Fence,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        conn.begin().await?;
+        self.check_fence(&mut conn, account_id, fence).await?;
+        conn.execute(
+            "INSERT INTO pushed_window (account_id, mailbox, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id, mailbox) DO UPDATE SET value = EXCLUDED.value",
+            &[&account_id, &mailbox, &encode(window)?],
+        )
+        .await?;
+        conn.commit().await
+    }
+
     async fn cursor(&self, account_id: &str, mailbox: &str) -> StoreResult<Option<Cursor>> {
         let mut conn = self.conn().await?;
         let row = conn
@@ -351,7 +385,7 @@ impl Store for PgStore {
         self.check_fence(&mut conn, mail.account_id, mail.fence)
             .await?;
         // A device deleted since the caller read the list gets nothing.
-        let ids: Vec<&str> = mail.device_ids.iter().map(String::as_str).collect();
+        let ids: Vec<&str> = mail.deliveries.iter().map(|d| d.device_id).collect();
         let rows = conn
             .query(
                 "SELECT id FROM device WHERE id = ANY($1) AND account_id = $2 ORDER BY id FOR SHARE",
@@ -364,9 +398,16 @@ impl Store for PgStore {
                 device_id: row.get(0),
                 mailbox: mail.mailbox.to_string(),
             };
+            let Some(share) = mail
+                .deliveries
+                .iter()
+                .find(|d| d.device_id == key.device_id)
+            else {
+                continue;
+            };
             let existing = self.read_push(&mut conn, &key, true).await?;
             let fresh = existing.is_none();
-            let push = merge(existing.map(|(push, _)| push), key.clone(), mail);
+            let push = merge(existing.map(|(push, _)| push), key.clone(), mail, share);
             if fresh {
                 conn.execute(
                     "INSERT INTO push (device_id, mailbox, account_id, value, not_before_ms) \
@@ -384,8 +425,14 @@ impl Store for PgStore {
                 // A claim under way stays: its delivery finishes against
                 // the version it read, and what merged now is left over.
                 conn.execute(
-                    "UPDATE push SET value = $3 WHERE device_id = $1 AND mailbox = $2",
-                    &[&key.device_id, &key.mailbox, &encode(&push)?],
+                    "UPDATE push SET value = $3, not_before_ms = $4 \
+                     WHERE device_id = $1 AND mailbox = $2",
+                    &[
+                        &key.device_id,
+                        &key.mailbox,
+                        &encode(&push)?,
+                        &push.not_before_ms,
+                    ],
                 )
                 .await?;
             }
@@ -452,6 +499,17 @@ impl Store for PgStore {
         let mut push: PendingPush = decode(&row, 0)?;
         push.claim = token;
         Ok(Some(push))
+    }
+
+    async fn release_push(&self, key: &PushKey, claim: i64) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        conn.execute(
+            "UPDATE push SET claim_token = NULL, claim_until = NULL \
+             WHERE device_id = $1 AND mailbox = $2 AND claim_token = $3",
+            &[&key.device_id, &key.mailbox, &claim],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn due_pushes(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<PushKey>> {

@@ -80,11 +80,10 @@ impl PgStore {
                     .iter()
                     .any(|d| crate::store::lists_mailbox(&d.mailboxes, mailbox));
             if !watched {
-                conn.execute(
-                    "DELETE FROM mailbox_cursor WHERE account_id = $1 AND mailbox = $2",
-                    &[&account_id, mailbox],
-                )
-                .await?;
+                for table in ["mailbox_cursor", "pushed_window"] {
+                    let sql = format!("DELETE FROM {table} WHERE account_id = $1 AND mailbox = $2");
+                    conn.execute(&sql, &[&account_id, mailbox]).await?;
+                }
             }
         }
         Ok(())

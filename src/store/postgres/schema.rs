@@ -11,6 +11,7 @@ use crate::store::{StoreError, StoreResult};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/0001_store.sql")),
     (2, include_str!("../../../migrations/0002_oauth.sql")),
+    (3, include_str!("../../../migrations/0003_pushed.sql")),
 ];
 
 /// The advisory lock key of migrations (any constant the gateway owns).
