@@ -6,12 +6,15 @@
 //! `--load-test-fake-imap`), so its memory and CPU are not the gateway's.
 //! It speaks just enough IMAP for the watcher: greeting, CAPABILITY, LOGIN,
 //! ENABLE, SELECT/EXAMINE (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ), STATUS,
-//! IDLE/DONE, UID SEARCH, UID FETCH of headers and PREVIEW, NOOP, LOGOUT;
+//! IDLE/DONE, UID SEARCH, UID FETCH of headers and PREVIEW or of FLAGS,
+//! STATUS with UNSEEN, NOOP, LOGOUT;
 //! plain and TLS, on several loopback addresses.
 //!
 //! Users are `u0` … `u{n-1}` (any password), each with one INBOX whose
 //! messages have UIDs 1..=count. Control lines on stdin:
 //! `mail I` (one new message for user I: an EXISTS to its idle connection),
+//! `read I` (every message of user I read elsewhere: a FETCH FLAGS to its
+//! idle connection for each newly read one),
 //! `drop` (close every connection), `stats` (one JSON line on stdout),
 //! `reset` (forget the peak counters), `idle_after T I J …` (how many of
 //! users I, J, … have a connection that logged in and first went to IDLE
@@ -32,6 +35,8 @@ const CAPS: &str = "IMAP4rev1 LITERAL+ IDLE ENABLE CONDSTORE PREVIEW";
 
 struct UserSlot {
     messages: AtomicU32,
+    /// Messages with UIDs up to this one are `\Seen`.
+    read_upto: AtomicU32,
     news: Notify,
     /// When the user's latest connection first went to IDLE (µs since
     /// the Unix epoch; 0 if none has yet): when it was watched again.
@@ -108,6 +113,7 @@ async fn serve(dir: &Path, users: usize, ips: &[String]) {
         users: (0..users)
             .map(|_| UserSlot {
                 messages: AtomicU32::new(0),
+                read_upto: AtomicU32::new(0),
                 news: Notify::new(),
                 watched_since_us: AtomicU64::new(0),
                 sessions: AtomicU32::new(0),
@@ -148,6 +154,14 @@ async fn control(shared: Arc<Shared>) {
                 let user = words.next().and_then(|w| w.parse::<usize>().ok());
                 if let Some(slot) = user.and_then(|u| shared.users.get(u)) {
                     slot.messages.fetch_add(1, Ordering::SeqCst);
+                    slot.news.notify_one();
+                }
+            }
+            Some("read") => {
+                let user = words.next().and_then(|w| w.parse::<usize>().ok());
+                if let Some(slot) = user.and_then(|u| shared.users.get(u)) {
+                    let n = slot.messages.load(Ordering::SeqCst);
+                    slot.read_upto.fetch_max(n, Ordering::SeqCst);
                     slot.news.notify_one();
                 }
             }
@@ -232,6 +246,7 @@ async fn accept_loop(
                 addr_index,
                 user: None,
                 reported: 0,
+                reported_read: 0,
                 idled: false,
             };
             match tls {
@@ -261,6 +276,8 @@ struct Conn {
     user: Option<usize>,
     /// The message count last announced on this connection.
     reported: u32,
+    /// Messages up to this UID were announced read on this connection.
+    reported_read: u32,
     /// Whether this connection has been to IDLE yet.
     idled: bool,
 }
@@ -269,6 +286,12 @@ impl Conn {
     fn messages(&self) -> u32 {
         self.user
             .map(|u| self.shared.users[u].messages.load(Ordering::SeqCst))
+            .unwrap_or(0)
+    }
+
+    fn read_upto(&self) -> u32 {
+        self.user
+            .map(|u| self.shared.users[u].read_upto.load(Ordering::SeqCst))
             .unwrap_or(0)
     }
 
@@ -308,11 +331,18 @@ impl Conn {
                 _ = drops.changed() => return,
                 _ = news => {
                     let n = self.messages();
+                    let mut news = String::new();
                     if n != self.reported {
                         self.reported = n;
-                        if write.write_all(format!("* {n} EXISTS\r\n").as_bytes()).await.is_err() {
-                            return;
-                        }
+                        news.push_str(&format!("* {n} EXISTS\r\n"));
+                    }
+                    let read_upto = self.read_upto();
+                    for seq in self.reported_read + 1..=read_upto.min(n) {
+                        news.push_str(&format!("* {seq} FETCH (FLAGS (\\Seen))\r\n"));
+                    }
+                    self.reported_read = self.reported_read.max(read_upto);
+                    if write.write_all(news.as_bytes()).await.is_err() {
+                        return;
                     }
                     continue;
                 }
@@ -402,6 +432,7 @@ impl Conn {
             "SELECT" | "EXAMINE" => {
                 let n = self.messages();
                 self.reported = n;
+                self.reported_read = self.read_upto();
                 format!(
                     "* FLAGS (\\Seen)\r\n* {n} EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n\
                      * OK [UIDNEXT {}] ok\r\n* OK [HIGHESTMODSEQ {}] ok\r\n{tag} OK [READ-ONLY] done\r\n",
@@ -411,8 +442,13 @@ impl Conn {
             }
             "STATUS" => {
                 let n = self.messages();
+                let unseen = if rest.to_ascii_uppercase().contains("UNSEEN") {
+                    format!(" UNSEEN {}", n.saturating_sub(self.read_upto()))
+                } else {
+                    String::new()
+                };
                 format!(
-                    "* STATUS INBOX (MESSAGES {n} UIDNEXT {} UIDVALIDITY 1)\r\n{}",
+                    "* STATUS INBOX (MESSAGES {n} UIDNEXT {} UIDVALIDITY 1{unseen})\r\n{}",
                     n + 1,
                     ok("done")
                 )
@@ -431,6 +467,16 @@ impl Conn {
                         }
                         let list: Vec<String> = found.iter().map(u32::to_string).collect();
                         format!("* SEARCH {}\r\n{}", list.join(" "), ok("done"))
+                    }
+                    "FETCH" if args.to_ascii_uppercase().ends_with("(UID FLAGS)") => {
+                        let set = args.split(' ').next().unwrap_or("");
+                        let read_upto = self.read_upto();
+                        let mut t = String::new();
+                        for uid in uid_set(set, n).into_iter().filter(|u| (1..=n).contains(u)) {
+                            let flags = if uid <= read_upto { "\\Seen" } else { "" };
+                            t.push_str(&format!("* {uid} FETCH (UID {uid} FLAGS ({flags}))\r\n"));
+                        }
+                        t + &ok("done")
                     }
                     "FETCH" => {
                         let set = args.split(' ').next().unwrap_or("");

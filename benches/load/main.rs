@@ -6,7 +6,8 @@
 //! and prints: memory per idle watched account (plain and TLS), time to
 //! bring all accounts to watching and the peak of concurrent connects per
 //! upstream host, new-mail→push latency at a given mail rate, CPU per
-//! thousand notifications, and a reconnect storm with exactly-once
+//! thousand notifications, the latency and CPU of telling devices about
+//! mail read elsewhere, and a reconnect storm with exactly-once
 //! accounting. With `--cluster K` it then runs the same accounts on K
 //! gateway nodes sharing a private PostgreSQL (`cluster.rs`): latency and
 //! CPU beside the embedded store's, and a `kill -9` of one node.
@@ -31,6 +32,7 @@ mod gateway;
 mod nodes;
 #[path = "../../tests/support/postgres.rs"]
 mod postgres;
+mod reads;
 mod receiver;
 
 use std::collections::HashMap;
@@ -448,6 +450,12 @@ async fn run_mode(
         cpu_ms: cpu / pushes.max(1) as f64 * 1e6,
         cpu_less_idle_ms: (cpu - idle_rate * phase).max(0.0) / pushes.max(1) as f64 * 1e6,
     };
+
+    // Mail read elsewhere on up to 1,000 of the accounts that got mail.
+    let mut readers: Vec<usize> = expected.keys().copied().collect();
+    readers.sort_unstable();
+    readers.truncate(1000);
+    reads::read_phase(fake, receiver, &gw, &readers, o.rate).await;
 
     // Reconnect storm: every connection dropped, mail injected meanwhile.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -27,6 +27,8 @@ pub struct Arrival {
 /// What a decrypted push says.
 pub struct Opened {
     pub account: usize,
+    /// The payload's `type`: "mail", "read", …
+    pub kind: String,
     pub at_us: u64,
     pub count: u64,
     pub uids: Vec<u32>,
@@ -121,6 +123,7 @@ impl Receiver {
             .unwrap_or_default();
         Opened {
             account: arrival.account,
+            kind: payload["type"].as_str().unwrap_or_default().to_string(),
             at_us: arrival.at_us,
             count: payload["count"].as_u64().unwrap_or(0),
             uids,
@@ -140,7 +143,11 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Counts a mail push (other kinds count nothing).
     pub fn add(&mut self, opened: &Opened) {
+        if opened.kind != "mail" {
+            return;
+        }
         *self.counted.entry(opened.account).or_default() += opened.count;
         for uid in &opened.uids {
             *self.listed.entry((opened.account, *uid)).or_default() += 1;
