@@ -6,6 +6,8 @@
 //! window whenever the mailbox is selected, which catches up after a
 //! disconnect or a restart).
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::cursor::Found;
@@ -15,6 +17,10 @@ use super::WatchError;
 use crate::mail::MessageSummary;
 use crate::notify::ReadNotice;
 use crate::store::{AccountRecord, DeviceMail, NewMail, DORMANT};
+
+/// How long after a flag change the watcher looks at what was read, so
+/// that a client marking many messages is answered with one look.
+pub const READ_SETTLE: Duration = Duration::from_millis(200);
 
 impl Session {
     /// Queues the pushes and advances the cursor, wakes the notifier, and
@@ -99,6 +105,19 @@ impl Session {
         !self.pushed.uids.is_empty()
     }
 
+    /// When a flag change or a message gone, seen now, may be looked at:
+    /// shortly after, and later when looks keep finding nothing (a server
+    /// announcing changes all the time cannot drive a loop). `None` when
+    /// no pushed mail is followed.
+    pub(super) fn read_look_at(&self) -> Option<Instant> {
+        self.tracks_reads().then(|| {
+            let settled = Instant::now() + READ_SETTLE;
+            self.read_throttle
+                .not_before()
+                .map_or(settled, |at| at.max(settled))
+        })
+    }
+
     /// Adds the UIDs devices were told about to the mailbox's window.
     async fn note_pushed(
         &mut self,
@@ -145,8 +164,10 @@ impl Session {
         }
         let read = self.client.read_or_gone(&self.pushed.uids).await?;
         if read.is_empty() {
+            self.read_throttle.empty(Instant::now());
             return Ok(());
         }
+        self.read_throttle.found();
         let unseen = self.client.unseen_count(mailbox).await?;
         self.pushed.remove(&read);
         self.ctx

@@ -26,8 +26,8 @@ mod throttle;
 
 pub use control::WatchControl;
 pub use cursor::{catch_up, found, CatchUp, Found};
+pub use delivery::READ_SETTLE;
 pub use pipelining::{PipeliningHosts, Verdict};
-pub use session::READ_SETTLE;
 pub use status::{cut_text, WatchState, WatchStates, WatchStatus};
 pub use supervisor::{HostLimiter, Supervisor, WatchContext};
 

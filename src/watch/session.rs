@@ -50,10 +50,6 @@ struct Work {
     reads: Option<Instant>,
 }
 
-/// How long after a flag change the watcher looks at what was read, so
-/// that a client marking many messages is answered with one look.
-pub const READ_SETTLE: Duration = Duration::from_millis(200);
-
 impl Work {
     /// Whether there is work to do now: the timer fired, or mail was
     /// announced and `throttle` lets the watcher look for it.
@@ -79,23 +75,23 @@ impl Work {
     }
 
     /// Adds one server event, counting the selected mailbox's messages in
-    /// `arrivals`; with `tracking` (pushed mail is watched for reading), a
-    /// flag change or a message gone asks for a look. A BYE ends the session.
+    /// `arrivals`; a flag change or a message gone asks for a look at what
+    /// was read at `read_look` (`None`: no pushed mail is followed). A BYE
+    /// ends the session.
     fn add(
         &mut self,
         event: IdleEvent,
         group: &Group,
         arrivals: &mut Arrivals,
-        tracking: bool,
+        read_look: Option<Instant>,
     ) -> Result<(), WatchError> {
-        if tracking
-            && matches!(
+        if let Some(at) = read_look {
+            if matches!(
                 event,
                 IdleEvent::Fetch | IdleEvent::Expunge(_) | IdleEvent::Vanished
-            )
-        {
-            self.reads
-                .get_or_insert_with(|| Instant::now() + READ_SETTLE);
+            ) {
+                self.reads.get_or_insert(at);
+            }
         }
         match event {
             IdleEvent::Exists(count) => {
@@ -140,6 +136,8 @@ pub(crate) struct Session {
     pub(super) addresses: Vec<String>,
     /// The selected mailbox's pushed mail watched for reading elsewhere.
     pub(super) pushed: PushedWindow,
+    /// Spaces out looks at what was read that find nothing.
+    pub(super) read_throttle: CheckThrottle,
 }
 
 /// A connection's try of pipelining on a marked host. Dropped before its
@@ -198,6 +196,7 @@ impl Session {
             probe: None,
             addresses: own_addresses(account),
             pushed: PushedWindow::default(),
+            read_throttle: CheckThrottle::default(),
         })
     }
 
@@ -249,8 +248,8 @@ impl Session {
         loop {
             let mut work = Work::default();
             for event in self.client.take_events() {
-                let tracking = self.tracks_reads();
-                work.add(event, &group, &mut self.arrivals, tracking)?;
+                let read_look = self.read_look_at();
+                work.add(event, &group, &mut self.arrivals, read_look)?;
             }
             if !work.due(&throttle) {
                 let mut wake_at = Instant::now() + refresh;
@@ -272,8 +271,8 @@ impl Session {
                                 return Ok(());
                             }
                             event = self.client.idle_next() => {
-                                let tracking = self.tracks_reads();
-                                work.add(event?, &group, &mut self.arrivals, tracking)?;
+                                let read_look = self.read_look_at();
+                                work.add(event?, &group, &mut self.arrivals, read_look)?;
                                 if work.due(&throttle) {
                                     break;
                                 }
@@ -302,8 +301,8 @@ impl Session {
                         Box::pin(self.client.noop()).await?;
                         work.timer = true;
                         for event in self.client.take_events() {
-                            let tracking = self.tracks_reads();
-                            work.add(event, &group, &mut self.arrivals, tracking)?;
+                            let read_look = self.read_look_at();
+                            work.add(event, &group, &mut self.arrivals, read_look)?;
                         }
                     }
                 }
