@@ -19,6 +19,7 @@ mod seal;
 pub mod send;
 mod sled_export;
 mod sled_oauth;
+mod sled_open;
 mod sled_send;
 mod sled_store;
 mod types;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::send::{SendJob, SendSettings};
-use super::sled_store::{lock_held, open_when_released, SledStore};
+use super::sled_open::{lock_held, open_when_released};
+use super::sled_store::SledStore;
 use super::{AccountRecord, Cursor, DeviceRecord, PendingPush, StoreError, StoreResult};
 
 /// Why an existing sled store could not be opened.

@@ -15,6 +15,7 @@ use sled::Transactional;
 
 use super::group_commit::GroupCommit;
 use super::queued::{merge, remainder, reschedule};
+use super::sled_open::{open_when_released, start_group_commit, LOCK_WAIT};
 use super::{
     lists_mailbox, AccountRecord, AccountStored, Cursor, DeviceRecord, DeviceStored, Fence,
     NewMail, PendingPush, PushKey, PushedWindow, Store, StoreError, StoreResult,
@@ -68,44 +69,6 @@ fn prefix(a: &str) -> Vec<u8> {
     key
 }
 
-/// How long opening waits for a previous process (or a previous instance in
-/// this process) to let go of the database's file lock. Generous: sled lets
-/// go only once its IO threads have written and synced their last buffers,
-/// and on ext4 an fsync can wait seconds behind other processes' unwritten
-/// data (gigabytes, just after a build); waiting costs nothing when the
-/// lock is free.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Opens the database. sled releases its file lock from a background thread
-/// a moment after the last handle is dropped, so a quick restart (a service
-/// manager's, or a test's) can find the lock still held: wait for it, at
-/// most `lock_wait`.
-pub(super) fn open_when_released(dir: &Path, lock_wait: Duration) -> Result<sled::Db, sled::Error> {
-    let config = sled::Config::new()
-        .path(dir)
-        .cache_capacity(64 * 1024 * 1024);
-    let step = std::time::Duration::from_millis(50);
-    let mut waited = std::time::Duration::ZERO;
-    loop {
-        match config.open() {
-            Err(sled::Error::Io(e)) if lock_held(&e) && waited < lock_wait => {
-                std::thread::sleep(step);
-                waited += step;
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Whether opening failed because another handle holds the file lock. sled
-/// 0.34 reports it as `ErrorKind::Other` with the lock's own error only in
-/// the message ("could not acquire lock on ...: ... WouldBlock ..."), so
-/// the kind alone never matches.
-pub(super) fn lock_held(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::WouldBlock
-        || e.to_string().starts_with("could not acquire lock")
-}
-
 fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     Ok(serde_json::to_vec(value)?)
 }
@@ -125,25 +88,6 @@ fn push_key(key: &PushKey) -> Vec<u8> {
 /// Whether a device asked for this mailbox.
 fn device_watches(device: &DeviceRecord, mailbox: &str) -> bool {
     lists_mailbox(&device.mailboxes, mailbox)
-}
-
-/// Flushes on a thread of its own with sled's blocking flush: concurrent
-/// calls to `flush_async` deadlock in sled 0.34 (spacejam/sled#1308, seen
-/// here with a few dozen registrations at once), and one flush at a time
-/// serving every waiting caller costs far less than one per caller.
-fn start_group_commit(
-    db: &sled::Db,
-    window: Duration,
-    flush_times: Arc<Histogram>,
-) -> StoreResult<GroupCommit> {
-    let db = db.clone();
-    GroupCommit::start("lemonade-flush", window, move || {
-        let started = std::time::Instant::now();
-        let flushed = db.flush().map(drop).map_err(|e| e.to_string());
-        flush_times.observe(started.elapsed());
-        flushed
-    })
-    .map_err(|e| StoreError::Backend(format!("cannot start the flushing thread: {e}")))
 }
 
 impl SledStore {
