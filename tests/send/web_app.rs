@@ -200,6 +200,27 @@ async fn the_app_is_served_with_its_policy_and_only_when_on() {
     );
     let worker = gateway.http.get(gateway.at("/sw.js")).send().await.unwrap();
     assert_eq!(worker.status(), 200);
+    // Installable: the manifest parses and its icons are there.
+    let manifest = gateway
+        .http
+        .get(gateway.at("/manifest.webmanifest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        manifest.headers()["content-type"],
+        "application/manifest+json"
+    );
+    let manifest: serde_json::Value = manifest.json().await.unwrap();
+    for icon in manifest["icons"].as_array().unwrap() {
+        let src = icon["src"].as_str().unwrap();
+        let answer = gateway.http.get(gateway.at(src)).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{src}");
+        assert_eq!(
+            answer.headers()["content-type"],
+            icon["type"].as_str().unwrap()
+        );
+    }
     // The API keeps its paths and its JSON errors.
     let (status, body) = gateway.get("/v1/no-such-route", None).await;
     assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));

@@ -1,12 +1,27 @@
 // The gateway's API: one function for every call, with the session's
 // bearer token (never in a URL), error answers turned into ApiError, and
-// the bytes received and sent counted for the "data used" figure.
+// the bytes received and sent counted for the "data used" figure (sent:
+// request bodies and about 200 bytes of headers each).
 
 import { token } from './session.js';
 
 let received = 0;
 let sent = 0;
 const listeners = new Set();
+
+// Where the browser reports what came over the wire (headers and
+// compressed bodies, nothing for answers from its cache), that is counted;
+// else the bodies with an allowance for headers.
+const OVERHEAD = 200;
+let wire = false;
+if (typeof PerformanceObserver !== 'undefined' && PerformanceObserver.supportedEntryTypes?.includes('resource')) {
+  wire = true;
+  new PerformanceObserver((list) => {
+    let bytes = 0;
+    for (const entry of list.getEntries()) bytes += entry.transferSize || 0;
+    if (bytes) count(bytes, 0);
+  }).observe({ type: 'resource', buffered: true });
+}
 
 /** An error answer of the gateway: `{"error": {"code", "message"}}`. */
 export class ApiError extends Error {
@@ -78,7 +93,7 @@ export async function api(method, path, { json, body, headers, signal } = {}) {
   reachable(true);
   const type = response.headers.get('Content-Type') || '';
   const raw = response.status === 204 || method === 'HEAD' ? null : await response.blob();
-  count((raw ? raw.size : 0) + 200, bodySize(body) + 200);
+  count(wire ? 0 : (raw ? raw.size : 0) + OVERHEAD, bodySize(body) + OVERHEAD);
   if (response.status >= 200 && response.status < 300) {
     let data = raw;
     if (raw && type.startsWith('application/json')) data = JSON.parse(await raw.text());
