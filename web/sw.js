@@ -121,17 +121,22 @@ self.addEventListener('push', (event) => {
   event.waitUntil(self.registration.showNotification(shown.title, shown.options));
 });
 
-self.addEventListener('notificationclick', (event) => {
-  event.notification.close();
-  const hash = (event.notification.data && event.notification.data.hash) || '#/mb/INBOX';
-  event.waitUntil((async () => {
-    const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
-    for (const client of windows) {
-      if (new URL(client.url).origin === self.location.origin) {
-        client.postMessage({ type: 'open', hash });
-        return client.focus();
-      }
+/** Opens what a notification points at: in an open window of the app, else a new one. */
+async function openFromNotification(notification) {
+  notification.close();
+  const hash = (notification.data && notification.data.hash) || '#/mb/INBOX';
+  const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  for (const client of windows) {
+    if (new URL(client.url).origin === self.location.origin) {
+      client.postMessage({ type: 'open', hash });
+      return client.focus().catch(() => client);
     }
-    return self.clients.openWindow('/' + hash);
-  })());
+  }
+  return self.clients.openWindow('/' + hash);
+}
+// The tests call it directly: headless Chromium cannot tap a notification.
+self.openFromNotification = openFromNotification;
+
+self.addEventListener('notificationclick', (event) => {
+  event.waitUntil(openFromNotification(event.notification));
 });

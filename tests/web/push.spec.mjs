@@ -67,7 +67,16 @@ export default async function (t) {
   });
   await t.step('a second push for the same folder replaces the first', async () => {
     const { shown } = await deliver(t, t.pushSession, 'Dessert too');
+    t.lastPush = { shown };
     assert.equal(shown.length, 1, JSON.stringify(shown));
     assert.match(shown[0].body, /^Dessert too\n/);
+  });
+  await t.step('tapping the notification opens that message', async () => {
+    const [worker] = t.context.serviceWorkers();
+    assert.ok(worker, 'the service worker runs');
+    const { shown } = t.lastPush;
+    await worker.evaluate((data) => self.openFromNotification({ data, close() {} }), shown[0].data);
+    await page.waitForFunction((h) => document.body.dataset.shown === h, shown[0].data.hash);
+    await page.getByRole('heading', { name: 'Dessert too' }).waitFor();
   });
 }
