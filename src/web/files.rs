@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use sha2::{Digest, Sha256};
 
 /// Every file under `web/`, as `build.rs` listed them.
-const EMBEDDED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+pub(super) const EMBEDDED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
 /// The largest file read from `web.dir`.
 const MAX_FILE: u64 = 16 * 1024 * 1024;

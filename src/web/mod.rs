@@ -159,4 +159,32 @@ mod tests {
         assert!(on.answer(&post).await.is_none());
         assert!(on.answer(&get("/no-such.js")).await.is_none());
     }
+
+    #[test]
+    fn the_service_worker_keeps_every_module_of_the_app_for_offline_use() {
+        let files = files::Embedded::load();
+        let worker = String::from_utf8(files.get("sw.js").unwrap().body.to_vec()).unwrap();
+        let list = worker
+            .split("const FILES = [")
+            .nth(1)
+            .and_then(|rest| rest.split("];").next())
+            .expect("sw.js lists FILES");
+        let listed: Vec<&str> = list
+            .split('\'')
+            .filter(|s| s.starts_with('/'))
+            .map(|s| s.trim_start_matches('/'))
+            .collect();
+        for name in &listed {
+            let name = if name.is_empty() { "index.html" } else { name };
+            assert!(
+                files.get(name).is_some(),
+                "sw.js lists {name}, which is no file"
+            );
+        }
+        for (name, _) in files::EMBEDDED {
+            if name.starts_with("js/") || name.starts_with("css/") {
+                assert!(listed.contains(name), "sw.js does not keep {name}");
+            }
+        }
+    }
 }

@@ -111,7 +111,7 @@ async function providerButtons(root) {
       }
     } }, `Sign in with ${PROVIDER_NAMES[name] || name}`));
   }
-  root.querySelector('.signin').prepend(h('h2', {}, 'Sign in'), box, h('p', { class: 'muted' }, 'or with your mail server settings:'));
+  root.querySelector('.signin h2').after(box, h('p', { class: 'muted' }, 'or with your mail server settings:'));
 }
 
 /** The sign-in screen. */
@@ -119,7 +119,7 @@ export async function showSignIn(root) {
   const message = h('div', { 'aria-live': 'polite' });
   const presetSelect = h('select', { id: 'preset', name: 'preset' },
     Object.entries(PRESETS).map(([k, p]) => h('option', { value: k }, p.label)));
-  const form = h('form', { class: 'signin', novalidate: true },
+  const form = h('form', { novalidate: true },
     h('div', { class: 'field' }, h('label', { for: 'email' }, 'Email address'),
       h('input', { id: 'email', name: 'email', type: 'email', autocomplete: 'username', required: true, autocapitalize: 'none' })),
     h('div', { class: 'field' }, h('label', { for: 'password' }, 'Password'),
