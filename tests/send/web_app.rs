@@ -120,7 +120,7 @@ async fn the_web_app_in_a_browser() {
     let token = register(&gateway, &dovecot).await;
     let receiver = PushReceiver::start().await;
     let device = TestDevice::new(&receiver);
-    gateway
+    let device_id = gateway
         .add_device(&token, device.subscription_json(), &["INBOX"], "preview")
         .await;
     gateway.wait_watching(&token, &["INBOX"]).await;
@@ -128,6 +128,9 @@ async fn the_web_app_in_a_browser() {
         dovecot: dovecot.clone(),
         sink: sink.clone(),
         device: Arc::new(device),
+        device_id,
+        gateway: gateway.url.clone(),
+        token: token.clone(),
     })
     .await;
 

@@ -7,6 +7,8 @@
 //! - `POST /append/{name}?subject=&from=`: `{"uid"}`
 //! - `POST /push?subject=`: `{"plaintext"}` of the push that carried it
 //! - `GET /smtp`: `{"messages": [{"mail_from", "rcpt_to", "data"}]}`
+//! - `GET /devices`: the test's device id, and the account's devices as
+//!   `GET /v1/devices` lists them (`{"device_id", "devices"}`)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +31,10 @@ pub struct Oracle {
     pub dovecot: Arc<Dovecot>,
     pub sink: SmtpSink,
     pub device: Arc<TestDevice>,
+    /// The test device's id, and the gateway and token it was registered with.
+    pub device_id: String,
+    pub gateway: String,
+    pub token: String,
 }
 
 /// Serves the oracle on a loopback port; returns its URL.
@@ -38,6 +44,7 @@ pub async fn start(oracle: Oracle) -> String {
         .route("/append/{name}", post(append))
         .route("/push", post(push))
         .route("/smtp", get(smtp))
+        .route("/devices", get(devices))
         .with_state(oracle);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -151,4 +158,17 @@ async fn smtp(State(o): State<Oracle>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "messages": messages }))
+}
+
+async fn devices(State(o): State<Oracle>) -> Json<Value> {
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{}/v1/devices", o.gateway))
+        .bearer_auth(&o.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Json(json!({"device_id": o.device_id, "devices": listed["devices"]}))
 }

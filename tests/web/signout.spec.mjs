@@ -3,6 +3,24 @@
 export default async function (t) {
   const { page, assert } = t;
   await t.signIn();
+  await t.step('removing this device stops its notifications', async () => {
+    // The browser could not subscribe here; the device the test holds
+    // stands in for this one.
+    const { device_id: id, devices } = await t.oracle('GET', '/devices');
+    assert.ok(devices.some((d) => d.device_id === id));
+    await page.evaluate((deviceId) => {
+      const s = JSON.parse(localStorage.getItem('lemonade.session'));
+      localStorage.setItem('lemonade.session', JSON.stringify({ ...s, deviceId }));
+    }, id);
+    await t.go('#/mb/INBOX');
+    await t.go('#/settings');
+    await page.getByText('This device gets notifications.').waitFor();
+    await page.locator('#remove-device').click();
+    await page.getByText('This device no longer gets notifications.').waitFor();
+    await page.getByText('This device does not get notifications yet.').waitFor();
+    const after = await t.oracle('GET', '/devices');
+    assert.ok(!after.devices.some((d) => d.device_id === id), JSON.stringify(after.devices));
+  });
   await t.step('signing out revokes the token and clears the stored mail', async () => {
     const token = await page.evaluate(() => JSON.parse(localStorage.getItem('lemonade.session')).token);
     await t.go('#/settings');

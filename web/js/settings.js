@@ -39,8 +39,8 @@ function notifications(note) {
       s.deviceId ? h('button', { type: 'button', class: 'btn', id: 'remove-device', onclick: async () => {
         try {
           await turnOff();
+          section.replaceWith(notifications(note));
           note.replaceChildren(status('This device no longer gets notifications.', 'ok'));
-          go('settings');
         } catch (e) {
           note.replaceChildren(status(describeError(e), 'error'));
         }
@@ -53,6 +53,7 @@ function notifications(note) {
     try {
       if (session().deviceId) await turnOff();
       await turnOn({ payload, mailboxes: chosen.length ? chosen : ['INBOX'] });
+      section.replaceWith(notifications(note));
       note.replaceChildren(status('Notifications are on for this device.', 'ok'));
     } catch (e) {
       note.replaceChildren(status(e instanceof PushUnavailable ? e.message : describeError(e), 'error'));
