@@ -59,9 +59,10 @@ fn chromium() -> PathBuf {
 }
 
 /// An HTML message whose script must never run and whose remote image
-/// must wait until asked for.
+/// must wait until asked for (on loopback's discard port: asking makes a
+/// request that goes nowhere).
 fn html_message() -> Vec<u8> {
-    b"From: Erin <erin@test.local>\r\nTo: alice@test.local\r\nSubject: Weekly report (HTML)\r\nDate: Mon, 07 Dec 2026 09:00:00 +0000\r\nMessage-ID: <html-1@test.local>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe weekly report, in plain words.\r\n--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><h1 id=\"title\">Weekly report</h1><p style=\"color:#333\">Sales went up.</p><img id=\"remote\" src=\"https://images.example.invalid/pixel.png\" alt=\"tracker\"><img id=\"broken\" src=\"x\" onerror=\"document.body.setAttribute('data-ran','onerror')\" alt=\"\"><script>document.body.setAttribute('data-ran','script');parent.postMessage('ran','*');</script></body></html>\r\n--alt--\r\n".to_vec()
+    b"From: Erin <erin@test.local>\r\nTo: alice@test.local\r\nSubject: Weekly report (HTML)\r\nDate: Mon, 07 Dec 2026 09:00:00 +0000\r\nMessage-ID: <html-1@test.local>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe weekly report, in plain words.\r\n--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><h1 id=\"title\">Weekly report</h1><p style=\"color:#333\">Sales went up.</p><img id=\"remote\" src=\"https://127.0.0.1:9/pixel.png\" alt=\"tracker\"><img id=\"broken\" src=\"x\" onerror=\"document.body.setAttribute('data-ran','onerror')\" alt=\"\"><script>document.body.setAttribute('data-ran','script');parent.postMessage('ran','*');</script></body></html>\r\n--alt--\r\n".to_vec()
 }
 
 /// Fills alice's mailboxes: older filler (for scrolling), then the

@@ -31,6 +31,9 @@ export default async function (t) {
     await t.axe('message');
   });
   await t.step('an HTML message renders in the sandbox without running its script', async () => {
+    const remote = [];
+    const seen = (request) => { if (request.url().includes('pixel.png')) remote.push(request.url()); };
+    page.on('request', seen);
     await t.go(`#/m/INBOX/${t.uids.html}`);
     assert.match(await page.locator('#body-text').innerText(), /in plain words/);
     await page.locator('#show-html').click();
@@ -48,6 +51,12 @@ export default async function (t) {
     assert.ok(!/onerror|<script/i.test(doc), doc);
     await t.shot('05-message-html');
     await t.axe('message (HTML)');
+    assert.deepEqual(remote, [], 'no remote image was asked for');
+    const asked = page.waitForRequest((r) => r.url().includes('pixel.png'));
+    await page.locator('#show-images').click();
+    await asked;
+    assert.equal(await frame.locator('#remote').getAttribute('src'), 'https://127.0.0.1:9/pixel.png');
+    page.off('request', seen);
   });
   await t.step('attachments are listed with their sizes and download on tap', async () => {
     await t.go(`#/m/INBOX/${t.uids.report}`);
