@@ -17,6 +17,8 @@ use support::send::*;
 mod protobuf;
 #[path = "send/web_app.rs"]
 mod web_app;
+#[path = "send/web_oauth.rs"]
+mod web_oauth;
 #[path = "send/web_oracle.rs"]
 mod web_oracle;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::web_oracle::{self, text_message, Oracle};
+use super::web_oracle::{self, text_message, Oracle, Pixel};
 use crate::support::dovecot::Dovecot;
 use crate::support::gateway::{data_dir, test_config, Gateway};
 use crate::support::push::{PushReceiver, TestDevice};
@@ -59,15 +59,15 @@ fn chromium() -> PathBuf {
 }
 
 /// An HTML message whose script must never run and whose remote image
-/// must wait until asked for (on loopback's discard port: asking makes a
-/// request that goes nowhere).
-fn html_message() -> Vec<u8> {
-    b"From: Erin <erin@test.local>\r\nTo: alice@test.local\r\nSubject: Weekly report (HTML)\r\nDate: Mon, 07 Dec 2026 09:00:00 +0000\r\nMessage-ID: <html-1@test.local>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe weekly report, in plain words.\r\n--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><h1 id=\"title\">Weekly report</h1><p style=\"color:#333\">Sales went up.</p><img id=\"remote\" src=\"https://127.0.0.1:9/pixel.png\" alt=\"tracker\"><img id=\"broken\" src=\"x\" onerror=\"document.body.setAttribute('data-ran','onerror')\" alt=\"\"><script>document.body.setAttribute('data-ran','script');parent.postMessage('ran','*');</script></body></html>\r\n--alt--\r\n".to_vec()
+/// (on `pixel_port`, which counts connections) must wait until asked for.
+fn html_message(pixel_port: u16) -> Vec<u8> {
+    let html = "From: Erin <erin@test.local>\r\nTo: alice@test.local\r\nSubject: Weekly report (HTML)\r\nDate: Mon, 07 Dec 2026 09:00:00 +0000\r\nMessage-ID: <html-1@test.local>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe weekly report, in plain words.\r\n--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><h1 id=\"title\">Weekly report</h1><p style=\"color:#333\">Sales went up.</p><img id=\"remote\" src=\"https://127.0.0.1:PIXEL/pixel.png\" alt=\"tracker\"><img id=\"broken\" src=\"x\" onerror=\"document.body.setAttribute('data-ran','onerror')\" alt=\"\"><script>document.body.setAttribute('data-ran','script');parent.postMessage('ran','*');</script></body></html>\r\n--alt--\r\n";
+    html.replace("PIXEL", &pixel_port.to_string()).into_bytes()
 }
 
 /// Fills alice's mailboxes: older filler (for scrolling), then the
 /// messages the browser tests act on. Returns their UIDs by name.
-fn seed(dovecot: &Dovecot) -> serde_json::Value {
+fn seed(dovecot: &Dovecot, pixel_port: u16) -> serde_json::Value {
     dovecot.create_mailbox(USER, PASS, "Archive");
     let mut imap = RawImap::login(dovecot.imap_port(), USER, PASS);
     for n in 1..=60 {
@@ -81,7 +81,7 @@ fn seed(dovecot: &Dovecot) -> serde_json::Value {
         "INBOX",
         &message_with_attachment(&[7u8; 5000], "<orig@test.local>"),
     );
-    let html = imap.append("INBOX", &html_message());
+    let html = imap.append("INBOX", &html_message(pixel_port));
     let mut uids = json!({"report": report, "html": html});
     for (key, subject, body) in [
         ("flag", "Please flag me", "Flag this one."),
@@ -104,13 +104,46 @@ fn seed(dovecot: &Dovecot) -> serde_json::Value {
     uids
 }
 
+/// Runs `tests/web/run.mjs` with `vars` (and where the tools are); fails
+/// the test with everything it printed unless it succeeds.
+pub async fn run_browser(vars: &[(&str, String)]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("web-screenshots");
+    let modules = node_modules();
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(root.join("tests/web/run.mjs"))
+        .current_dir(root)
+        .kill_on_drop(true)
+        .env("WEB_NODE_MODULES", &modules)
+        .env("WEB_CHROMIUM", chromium())
+        .env("WEB_OUT", &out)
+        .envs(vars.iter().map(|(k, v)| (k, v)));
+    let output = tokio::time::timeout(BROWSER_TIMEOUT, command.output())
+        .await
+        .expect("the browser tests did not finish in time")
+        .expect("node runs (Node.js 20 from the distribution)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "the browser tests failed:\n{report}"
+    );
+    println!("{report}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_app_in_a_browser() {
-    let modules = node_modules();
-    let chromium = chromium();
     let (sink, dovecot) = mail_servers(None);
     let dovecot = Arc::new(dovecot);
-    let uids = seed(&dovecot);
+    let pixel = Pixel::start().await;
+    let uids = seed(&dovecot, pixel.port);
     let (_dir, data) = data_dir();
     let mut config = test_config(&data);
     config.web.dir = std::env::var_os("TEST_WEB_DIR").map(PathBuf::from);
@@ -132,46 +165,22 @@ async fn the_web_app_in_a_browser() {
         device_id,
         gateway: gateway.url.clone(),
         token: token.clone(),
+        pixel,
     })
     .await;
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("web-screenshots");
-    let mut command = tokio::process::Command::new("node");
-    command
-        .arg(root.join("tests/web/run.mjs"))
-        .current_dir(root)
-        .kill_on_drop(true)
-        .env("NODE_PATH", &modules)
-        .env("WEB_NODE_MODULES", &modules)
-        .env("WEB_CHROMIUM", &chromium)
-        .env("WEB_URL", &gateway.url)
-        .env("WEB_ORACLE", &oracle)
-        .env("WEB_OUT", &out)
-        .env("WEB_EMAIL", "alice@test.local")
-        .env("WEB_USER", USER)
-        .env("WEB_PASS", PASS)
-        .env("WEB_IMAP_HOST", dovecot.host())
-        .env("WEB_IMAP_PORT", dovecot.imap_port().to_string())
-        .env("WEB_SMTP_PORT", dovecot.submission_port().to_string())
-        .env("WEB_UIDS", uids.to_string());
-    let output = tokio::time::timeout(BROWSER_TIMEOUT, command.output())
-        .await
-        .expect("the browser tests did not finish in time")
-        .expect("node runs (Node.js 20 from the distribution)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the browser tests failed:\n{report}"
-    );
-    println!("{report}");
+    run_browser(&[
+        ("WEB_URL", gateway.url.clone()),
+        ("WEB_ORACLE", oracle),
+        ("WEB_EMAIL", "alice@test.local".into()),
+        ("WEB_USER", USER.into()),
+        ("WEB_PASS", PASS.into()),
+        ("WEB_IMAP_HOST", dovecot.host().into()),
+        ("WEB_IMAP_PORT", dovecot.imap_port().to_string()),
+        ("WEB_SMTP_PORT", dovecot.submission_port().to_string()),
+        ("WEB_UIDS", uids.to_string()),
+    ])
+    .await;
     gateway.stop().await;
 }
 

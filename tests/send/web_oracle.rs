@@ -7,6 +7,8 @@
 //! - `POST /append/{name}?subject=&from=`: `{"uid"}`
 //! - `POST /push?subject=`: `{"plaintext"}` of the push that carried it
 //! - `GET /smtp`: `{"messages": [{"mail_from", "rcpt_to", "data"}]}`
+//! - `GET /pixel?wait=N`: `{"connections"}` the remote-image server has
+//!   taken (waiting, at most 30 s, until there are N)
 //! - `GET /devices`: the test's device id, and the account's devices as
 //!   `GET /v1/devices` lists them (`{"device_id", "devices"}`)
 
@@ -35,6 +37,30 @@ pub struct Oracle {
     pub device_id: String,
     pub gateway: String,
     pub token: String,
+    pub pixel: Pixel,
+}
+
+/// A loopback port standing in for a remote image's server: it counts the
+/// connections the browser opens and closes them (so the image fails).
+#[derive(Clone)]
+pub struct Pixel {
+    pub port: u16,
+    connections: tokio::sync::watch::Receiver<usize>,
+}
+
+impl Pixel {
+    pub async fn start() -> Pixel {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, connections) = tokio::sync::watch::channel(0);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                drop(tcp);
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        Pixel { port, connections }
+    }
 }
 
 /// Serves the oracle on a loopback port; returns its URL.
@@ -45,6 +71,7 @@ pub async fn start(oracle: Oracle) -> String {
         .route("/push", post(push))
         .route("/smtp", get(smtp))
         .route("/devices", get(devices))
+        .route("/pixel", get(pixel))
         .with_state(oracle);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -171,4 +198,13 @@ async fn devices(State(o): State<Oracle>) -> Json<Value> {
         .await
         .unwrap();
     Json(json!({"device_id": o.device_id, "devices": listed["devices"]}))
+}
+
+async fn pixel(State(o): State<Oracle>, Query(q): Query<HashMap<String, usize>>) -> Json<Value> {
+    let wanted = q.get("wait").copied().unwrap_or(0);
+    let mut connections = o.pixel.connections.clone();
+    let waited = connections.wait_for(|n| *n >= wanted);
+    let _ = tokio::time::timeout(Duration::from_secs(30), waited).await;
+    let now = *connections.borrow();
+    Json(json!({ "connections": now }))
 }

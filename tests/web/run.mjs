@@ -3,7 +3,8 @@
 // `default async function (t)` and runs in one shared browser session, in
 // the order below (other spec files run before sign-out, by name).
 //
-// Environment (set by tests/send/web_app.rs): WEB_URL (the gateway),
+// Environment (set by tests/send/web_app.rs): WEB_SPECS (only these
+// specs, comma-separated: for a gateway set up otherwise), WEB_URL (the gateway),
 // WEB_ORACLE (what the servers hold, see web_oracle.rs), WEB_CHROMIUM,
 // WEB_NODE_MODULES (playwright-core, axe-core), WEB_OUT (screenshots),
 // WEB_EMAIL, WEB_USER, WEB_PASS, WEB_IMAP_HOST, WEB_IMAP_PORT,
@@ -25,10 +26,13 @@ const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const ORDER = ['signin', 'read', 'act', 'push', 'offline', 'send'];
 const LAST = ['signout'];
+/** Specs for a gateway set up otherwise, run only when WEB_SPECS names them. */
+const SEPARATE = ['oauth'];
 
 function specs() {
+  if (env.WEB_SPECS) return env.WEB_SPECS.split(',');
   const names = readdirSync(here).filter((f) => f.endsWith('.spec.mjs')).map((f) => f.replace(/\.spec\.mjs$/, ''));
-  const known = [...ORDER, ...LAST];
+  const known = [...ORDER, ...LAST, ...SEPARATE];
   const others = names.filter((n) => !known.includes(n)).sort();
   return [...ORDER.filter((n) => names.includes(n)), ...others, ...LAST.filter((n) => names.includes(n))];
 }
