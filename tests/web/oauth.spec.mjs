@@ -13,5 +13,7 @@ export default async function (t) {
     await page.waitForFunction(() => document.body.dataset.shown === '#/mb/INBOX');
     await page.getByText('Signed in by provider').waitFor();
     assert.equal(new URL(page.url()).search, '', 'the grant is gone from the address');
+    await t.go('#/settings');
+    await page.getByText(`Signed in as ${t.env.WEB_EMAIL}`).waitFor();
   });
 }

@@ -4,7 +4,7 @@
 
 import { api, describeError, ApiError } from './api.js';
 import { h, status } from './dom.js';
-import { begin } from './session.js';
+import { begin, remember } from './session.js';
 
 /** Well-known providers' servers; `domains` pick a preset from the address. */
 export const PRESETS = {
@@ -32,6 +32,9 @@ async function finishProviderSignIn(root) {
   }
   const { data } = await api('POST', '/v1/oauth/redeem', { json: { grant } });
   begin({ token: data.token, accountId: data.account_id, email: '' });
+  // The address the provider signed in, for the settings screen.
+  const me = await api('GET', '/v1/accounts/me').catch(() => null);
+  if (me && me.data.email) remember({ email: me.data.email });
   location.hash = '#/mb/INBOX';
   return true;
 }
