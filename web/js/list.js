@@ -138,7 +138,10 @@ export async function showList(root, mailbox) {
     if (kept && kept.state) await update(list);
     else await reload(list);
   } catch (e) {
-    note.replaceChildren(status(kept ? `Showing the messages loaded before. ${describeError(e)}` : describeError(e), 'error'));
+    // Offline with a kept list: the banner says why, the note says what.
+    const words = kept && e.code === 'offline' ? 'Showing the messages loaded before.'
+      : kept ? `Showing the messages loaded before. ${describeError(e)}` : describeError(e);
+    note.replaceChildren(status(words, kept && e.code === 'offline' ? 'info' : 'error'));
     if (!kept) sentinel.textContent = '';
     return;
   }
