@@ -1,0 +1,341 @@
+// The compose screen: a new message, a reply or a forward.
+//
+// A reply quotes the original and names it in `in_reply_to`, so the
+// gateway sets In-Reply-To and References. A forward quotes the original
+// and attaches its attachments by reference ({ref: {mailbox, uid, part}}):
+// the gateway takes them from the mail server, nothing is downloaded to the
+// phone. Files picked on the phone are uploaded resumably by the outbox.
+// Pressing Send hands the message to the outbox (stored, with its
+// Idempotency-Key) and this screen shows its status until it is sent.
+
+import { api, describeError } from './api.js';
+import { startOutbox } from './outbox.js';
+
+/** Builds an element: h('p', {class: 'x'}, 'text', child). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
+    else if (value === true) el.setAttribute(name, '');
+    else el.setAttribute(name, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) el.append(child);
+  }
+  return el;
+}
+
+/** "12 KB", "3.4 MB": a size a person reads at a glance. */
+export function formatSize(bytes) {
+  if (!Number.isFinite(bytes) || bytes < 1024) return `${bytes | 0} bytes`;
+  const units = ['KB', 'MB', 'GB'];
+  let n = bytes / 1024;
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${n < 10 ? n.toFixed(1) : Math.round(n)} ${units[i]}`;
+}
+
+/** The plain addresses in what the person typed ("a@x, B <b@y>"). */
+export function parseAddresses(text) {
+  return (text ?? '')
+    .split(/[,;\n]+/)
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const angle = s.match(/<([^<>\s]+)>/);
+      return angle ? angle[1] : s;
+    });
+}
+
+const ADDRESS = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
+
+function formatAddress(a) {
+  if (!a?.email) return '';
+  return a.name ? `${a.name} <${a.email}>` : a.email;
+}
+
+function prefixed(prefix, subject) {
+  const s = subject ?? '';
+  return s.toLowerCase().startsWith(prefix.toLowerCase()) ? s : `${prefix} ${s}`;
+}
+
+function quoted(text) {
+  return (text ?? '')
+    .replace(/\n+$/, '')
+    .split('\n')
+    .map((line) => (line.startsWith('>') ? `>${line}` : `> ${line}`))
+    .join('\n');
+}
+
+function when(date) {
+  const d = new Date(date);
+  return Number.isNaN(d.getTime()) ? date ?? '' : d.toLocaleString();
+}
+
+/** Parts worth forwarding: the attachments, not the text being quoted. */
+export function forwardableParts(message) {
+  return (message.parts ?? []).filter(
+    (p) =>
+      p.part &&
+      !p.type.startsWith('multipart/') &&
+      p.part !== message.text_part &&
+      p.part !== message.html_part &&
+      (p.disposition === 'attachment' || p.filename),
+  );
+}
+
+/** What the form starts with for a reply or forward of `message`. */
+export function draftFrom(mode, mailbox, message) {
+  const from = formatAddress(message.from);
+  if (mode === 'reply') {
+    const to = message.reply_to?.length ? message.reply_to : [message.from];
+    return {
+      to: to.map((a) => a?.email).filter(Boolean).join(', '),
+      subject: prefixed('Re:', message.subject),
+      text: `\n\nOn ${when(message.date)}, ${from} wrote:\n${quoted(message.text)}\n`,
+      in_reply_to: { mailbox, uid: message.uid },
+      refs: [],
+    };
+  }
+  const header = [
+    '---------- Forwarded message ----------',
+    `From: ${from}`,
+    `Date: ${when(message.date)}`,
+    `Subject: ${message.subject ?? ''}`,
+    `To: ${(message.to ?? []).map(formatAddress).join(', ')}`,
+  ].join('\n');
+  return {
+    to: '',
+    subject: prefixed('Fwd:', message.subject),
+    text: `\n\n${header}\n\n${message.text ?? ''}`,
+    refs: forwardableParts(message).map((p) => ({
+      ref: { mailbox, uid: message.uid, part: p.part },
+      filename: p.filename || `part-${p.part}`,
+      size: p.size,
+    })),
+  };
+}
+
+const TITLES = { new: 'New message', reply: 'Reply', forward: 'Forward' };
+
+let stylesAdded = false;
+function addStyles() {
+  if (stylesAdded) return;
+  stylesAdded = true;
+  document.head.append(
+    h('link', { rel: 'stylesheet', href: new URL('../css/compose.css', import.meta.url).href }),
+  );
+}
+
+/** Words for a record's state, and whether it is over. */
+export function statusText(record, progress, online = true) {
+  switch (record.state) {
+    case 'waiting':
+      return online
+        ? 'Waiting to send…'
+        : 'No connection. The message is saved and will be sent when you are back online.';
+    case 'uploading':
+      return progress
+        ? `Uploading ${progress.name}: ${formatSize(progress.sent)} of ${formatSize(progress.total)}`
+        : 'Uploading attachments…';
+    case 'sending':
+      return {
+        queued: 'Sending…',
+        stored: 'Sending: saved to Sent, handing it to the mail server…',
+        submitted: 'Sending: the mail server took it, finishing…',
+      }[record.status] ?? 'Sending…';
+    case 'done':
+      return record.note ? `Sent. ${record.note}` : 'Sent.';
+    case 'failed':
+      return `Not sent: ${record.error?.message ?? 'the gateway did not say why.'}`;
+    default:
+      return '';
+  }
+}
+
+/** Opens the compose screen in `root`. */
+export async function openCompose(root, { mode = 'new', mailbox, uid } = {}) {
+  addStyles();
+  const kind = TITLES[mode] ? mode : 'new';
+  const title = h('h1', { id: 'compose-title', tabindex: '-1' }, TITLES[kind]);
+  const error = h('p', { class: 'compose-error', role: 'alert', hidden: true });
+  const status = h('div', { class: 'send-status', role: 'status', 'aria-live': 'polite' });
+  const screen = h('section', { class: 'compose', 'aria-labelledby': 'compose-title' }, title);
+  root.replaceChildren(screen);
+
+  let original = null;
+  let draft = { to: '', subject: '', text: '', refs: [] };
+  if (kind !== 'new') {
+    const loading = h('p', { role: 'status' }, 'Loading the original message…');
+    screen.append(loading);
+    try {
+      const path = `/v1/messages/${encodeURIComponent(mailbox)}/${encodeURIComponent(uid)}`;
+      original = (await api('GET', path)).data;
+      draft = draftFrom(kind, mailbox, original);
+    } catch (err) {
+      loading.remove();
+      screen.append(h('p', { role: 'alert' }, `The original message could not be loaded: ${describeError(err)}`));
+      return;
+    }
+    loading.remove();
+  }
+
+  const form = buildForm(draft, error);
+  screen.append(error, form.element, status);
+  form.element.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const message = form.read();
+    const problem = validate(message);
+    if (problem) {
+      error.textContent = problem;
+      error.hidden = false;
+      return;
+    }
+    error.hidden = true;
+    if (draft.in_reply_to) message.in_reply_to = draft.in_reply_to;
+    form.setBusy(true);
+    const outbox = await startOutbox();
+    const record = await outbox.enqueue(message);
+    form.element.hidden = true;
+    showStatus(status, outbox, record);
+  });
+  (kind === 'reply' ? form.body : form.to).focus();
+}
+
+function validate(message) {
+  const all = [...message.to, ...message.cc];
+  if (all.length === 0) return 'Add at least one recipient.';
+  const bad = all.find((a) => !ADDRESS.test(a));
+  if (bad) return `“${bad}” is not an email address.`;
+  return null;
+}
+
+function field(id, label, input) {
+  return h('div', { class: 'field' }, h('label', { for: id }, label), input);
+}
+
+function buildForm(draft, error) {
+  const to = h('input', {
+    id: 'compose-to', name: 'to', type: 'text', inputmode: 'email', autocomplete: 'email',
+    'aria-describedby': 'compose-to-hint', value: draft.to,
+  });
+  const cc = h('input', { id: 'compose-cc', name: 'cc', type: 'text', inputmode: 'email', autocomplete: 'email' });
+  const subject = h('input', { id: 'compose-subject', name: 'subject', type: 'text', value: draft.subject });
+  const body = h('textarea', { id: 'compose-body', name: 'text', rows: '12' });
+  body.value = draft.text;
+  const picker = h('input', { id: 'compose-files', type: 'file', multiple: true });
+  const list = h('ul', { class: 'attachments', 'aria-label': 'Attachments' });
+  const send = h('button', { type: 'submit', class: 'primary' }, 'Send');
+  const attachments = draft.refs.map((r) => ({ ...r, forwarded: true }));
+
+  function renderList() {
+    list.replaceChildren(
+      ...attachments.map((a, i) => {
+        const name = a.file ? a.file.name : a.filename;
+        const size = a.file ? a.file.size : a.size;
+        const remove = h('button', { type: 'button', class: 'remove', 'aria-label': `Remove ${name}` }, 'Remove');
+        remove.addEventListener('click', () => {
+          attachments.splice(i, 1);
+          renderList();
+          picker.focus();
+        });
+        return h(
+          'li',
+          {},
+          h('span', { class: 'name' }, name),
+          h('span', { class: 'meta' }, `${formatSize(size)}${a.forwarded ? ', forwarded from the original' : ''}`),
+          remove,
+        );
+      }),
+    );
+    list.hidden = attachments.length === 0;
+  }
+  picker.addEventListener('change', () => {
+    for (const file of picker.files) attachments.push({ file });
+    picker.value = '';
+    renderList();
+  });
+  renderList();
+
+  const cancel = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
+  cancel.addEventListener('click', () => history.back());
+  const element = h(
+    'form',
+    { class: 'compose-form', novalidate: true, 'aria-labelledby': 'compose-title' },
+    field('compose-to', 'To', to),
+    h('p', { id: 'compose-to-hint', class: 'hint' }, 'Separate several addresses with commas.'),
+    field('compose-cc', 'Cc', cc),
+    field('compose-subject', 'Subject', subject),
+    field('compose-body', 'Message', body),
+    h('div', { class: 'field' }, h('label', { for: 'compose-files' }, 'Attach files'), picker),
+    list,
+    h('div', { class: 'actions' }, send, cancel),
+  );
+  return {
+    element,
+    to,
+    body,
+    setBusy(busy) {
+      send.disabled = busy;
+      error.hidden = true;
+    },
+    read: () => ({
+      to: parseAddresses(to.value),
+      cc: parseAddresses(cc.value),
+      subject: subject.value,
+      text: body.value,
+      attachments: attachments.map((a) => (a.file ? { file: a.file } : { ref: a.ref, filename: a.filename })),
+    }),
+  };
+}
+
+function showStatus(container, outbox, record) {
+  const text = h('p', { class: 'status-text' });
+  const actions = h('div', { class: 'actions' });
+  const back = h('a', { href: '#/', class: 'button secondary' }, 'Back to the inbox');
+  container.replaceChildren(h('h2', {}, 'Sending'), text, actions);
+  let last = { record, progress: null };
+
+  function render() {
+    const { record: r, progress } = last;
+    container.dataset.state = r.state;
+    if (r.send_id) container.dataset.sendId = r.send_id;
+    text.textContent = statusText(r, progress, navigator.onLine !== false);
+    const buttons = [];
+    if (r.state === 'failed' && !r.send_id) {
+      const retry = h('button', { type: 'button' }, 'Try again');
+      retry.addEventListener('click', () => outbox.retry(r.id));
+      buttons.push(retry);
+    }
+    if (r.state === 'done' || r.state === 'failed' || r.state === 'waiting') buttons.push(back);
+    actions.replaceChildren(...buttons);
+  }
+  const onConnection = () => render();
+  const unsubscribe = outbox.subscribe((r, progress) => {
+    if (!container.isConnected) {
+      // The person left this screen; the outbox goes on without it.
+      stop();
+      return;
+    }
+    if (r.id !== record.id) return;
+    last = { record: r, progress };
+    render();
+    if (r.state === 'done') stop();
+  });
+  function stop() {
+    unsubscribe();
+    globalThis.removeEventListener('online', onConnection);
+    globalThis.removeEventListener('offline', onConnection);
+  }
+  globalThis.addEventListener('online', onConnection);
+  globalThis.addEventListener('offline', onConnection);
+  outbox.get(record.id).then((r) => {
+    // Only if nothing newer arrived meanwhile.
+    if (r && last.record === record) last = { ...last, record: r };
+    render();
+  });
+}

@@ -1,0 +1,278 @@
+// The outbox: every message the person sends passes through here.
+//
+// A message is stored (with its files) the moment Send is pressed, with an
+// Idempotency-Key made then and kept with it: however often the POST is
+// retried (a lost answer, a reload, the connection coming back), the gateway
+// sends it once. Messages wait while offline and go out when the connection
+// returns (the `online` event) or when the app starts. Each one's status is
+// followed (GET /v1/send/{id}) until `done`, or until it failed, with the
+// server's reason in words. The logic takes its API function, storage and
+// timers as arguments (see `createOutbox`), so tests can drive it.
+
+import { isNetworkError, OfflineError, uploadBlob } from './uploads.js';
+
+/** Record states: waiting (for a connection or its turn), uploading,
+ *  sending (POSTed, status followed), done, failed. */
+export const FINAL = new Set(['done', 'failed']);
+
+function newKey() {
+  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * A new outbox record for `message`: {to, cc, bcc, subject, text,
+ * in_reply_to?, attachments: [{file: File} | {ref: {mailbox, uid, part},
+ * filename?}]}. The Idempotency-Key is made here, once.
+ */
+export function newRecord(message, now = Date.now()) {
+  return {
+    id: newKey(),
+    key: newKey(),
+    created: now,
+    state: 'waiting',
+    request: {
+      to: message.to ?? [],
+      cc: message.cc ?? [],
+      bcc: message.bcc ?? [],
+      subject: message.subject ?? '',
+      text: message.text ?? '',
+      ...(message.in_reply_to ? { in_reply_to: message.in_reply_to } : {}),
+    },
+    attachments: (message.attachments ?? []).map((a) =>
+      a.file
+        ? { file: a.file, name: a.file.name, size: a.file.size, upload: null }
+        : { ref: a.ref, filename: a.filename },
+    ),
+  };
+}
+
+/** The JSON body of POST /v1/send for a record whose files are uploaded. */
+export function sendBody(record) {
+  const attachments = record.attachments.map((a) => {
+    if (a.ref) return a.filename ? { ref: a.ref, filename: a.filename } : { ref: a.ref };
+    return { upload_id: a.upload.upload_id, filename: a.name };
+  });
+  return { ...record.request, attachments };
+}
+
+/** The record minus its file contents, once they are not needed. */
+function withoutFiles(record) {
+  return {
+    ...record,
+    attachments: record.attachments.map((a) => (a.file ? { ...a, file: null } : a)),
+  };
+}
+
+const POLL_FIRST_MS = 500;
+const POLL_MAX_MS = 5000;
+
+/**
+ * The outbox over `store` ({put(record), get(id), del(id), list()}).
+ * Options: `api`, `describeError(err)`, `isOnline()`, `sleep(ms)`,
+ * `lock(id, fn)` (runs fn unless another tab is sending that record),
+ * `uploadOptions` (passed to uploadBlob, e.g. chunkBytes).
+ */
+export function createOutbox({
+  api,
+  store,
+  describeError,
+  isOnline,
+  sleep,
+  lock = (id, fn) => fn(),
+  uploadOptions = {},
+}) {
+  const running = new Map();
+  const listeners = new Set();
+  const progress = new Map();
+
+  function emit(record) {
+    for (const fn of listeners) {
+      try {
+        fn(record, progress.get(record.id));
+      } catch (err) {
+        console.error(err);
+      }
+    }
+  }
+
+  async function save(record) {
+    await store.put(record);
+    emit(record);
+    return record;
+  }
+
+  async function fail(record, err) {
+    // Files stay until the gateway has the message, for a retry.
+    return save({
+      ...(record.send_id ? withoutFiles(record) : record),
+      state: 'failed',
+      error: { code: err?.code ?? '', message: describeError(err) },
+    });
+  }
+
+  async function uploadFiles(record) {
+    for (let i = 0; i < record.attachments.length; i += 1) {
+      const a = record.attachments[i];
+      if (!a.file || a.upload?.done) continue;
+      record = await save({ ...record, state: 'uploading' });
+      await uploadBlob(a.file, { ...(a.upload ?? {}), name: a.name }, {
+        api,
+        sleep,
+        isOnline,
+        ...uploadOptions,
+        onState: async (upload) => {
+          const attachments = record.attachments.slice();
+          attachments[i] = { ...attachments[i], upload };
+          record = await save({ ...record, attachments });
+        },
+        onProgress: (sent, total) => {
+          progress.set(record.id, { name: a.name, sent, total });
+          emit(record);
+        },
+      });
+    }
+    progress.delete(record.id);
+    return record;
+  }
+
+  function fromStatus(record, status) {
+    const next = {
+      ...record,
+      send_id: status.send_id || record.send_id,
+      status: status.status,
+      state: status.status === 'done' ? 'done' : status.status === 'failed' ? 'failed' : 'sending',
+    };
+    if (status.status === 'failed') {
+      const e = status.error ?? {};
+      const reason = describeError({ status: 0, code: e.code, message: e.message });
+      next.error = { code: e.code ?? '', message: reason, smtp_reply: e.smtp_reply ?? '' };
+    }
+    if (status.status === 'done' && status.error?.code) {
+      // Sent, with a note (the Sent copy could not be stored).
+      next.note = describeError({ status: 0, code: status.error.code, message: status.error.message });
+    }
+    return FINAL.has(next.state) ? withoutFiles(next) : next;
+  }
+
+  async function post(record) {
+    const response = await api('POST', '/v1/send', {
+      json: sendBody(record),
+      headers: { 'Idempotency-Key': record.key },
+    });
+    return save(fromStatus(record, response.data));
+  }
+
+  async function follow(record) {
+    let wait = POLL_FIRST_MS;
+    while (!FINAL.has(record.state)) {
+      await sleep(wait);
+      wait = Math.min(wait * 2, POLL_MAX_MS);
+      const response = await api('GET', `/v1/send/${encodeURIComponent(record.send_id)}`);
+      record = await save(fromStatus(record, response.data));
+    }
+    return record;
+  }
+
+  async function run(record) {
+    try {
+      if (!isOnline()) return save({ ...record, state: 'waiting' });
+      if (!record.send_id) {
+        record = await uploadFiles(record);
+        record = await post(record);
+      }
+      return await follow(record);
+    } catch (err) {
+      if (err instanceof OfflineError || isNetworkError(err)) {
+        // Tried again when the connection returns, with the same key.
+        const latest = (await store.get(record.id)) ?? record;
+        return save({ ...latest, state: 'waiting' });
+      }
+      return fail((await store.get(record.id)) ?? record, err);
+    }
+  }
+
+  /** Sends (or goes on sending) one record; one run per record at a time. */
+  function process(id) {
+    if (running.has(id)) return running.get(id);
+    const job = lock(id, async () => {
+      const record = await store.get(id);
+      if (!record || FINAL.has(record.state)) return record;
+      return run(record);
+    }).finally(() => running.delete(id));
+    running.set(id, job);
+    return job;
+  }
+
+  return {
+    /** Stores `message` and starts sending it; answers the record. */
+    async enqueue(message) {
+      const record = await save(newRecord(message));
+      process(record.id);
+      return record;
+    },
+    process,
+    /** Sends every record still to go (app start, connection back). */
+    async flush() {
+      const records = await store.list();
+      await Promise.all(records.filter((r) => !FINAL.has(r.state)).map((r) => process(r.id)));
+    },
+    /** Tries a failed record again, with the same key: a send the gateway
+     *  took already is not sent a second time. */
+    async retry(id) {
+      const record = await store.get(id);
+      if (!record || record.state !== 'failed' || record.send_id) return record;
+      await save({ ...record, state: 'waiting', error: undefined });
+      return process(id);
+    },
+    /** Forgets a finished (or given up) record. */
+    async dismiss(id) {
+      if (!running.has(id)) await store.del(id);
+    },
+    list: () => store.list(),
+    get: (id) => store.get(id),
+    /** Calls fn(record, progress?) on every change; answers an unsubscribe. */
+    subscribe(fn) {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    },
+  };
+}
+
+let shared = null;
+
+function browserLock(id, fn) {
+  if (!globalThis.navigator?.locks) return fn();
+  // Another tab sending this record already: leave it to that tab.
+  return navigator.locks.request(`lemonade-outbox:${id}`, { ifAvailable: true }, (held) =>
+    held ? fn() : null,
+  );
+}
+
+/**
+ * The app's outbox, made on first use: sends what waits now and whenever
+ * the connection returns. Called by the shell at start and by compose.
+ */
+export function startOutbox() {
+  if (shared) return shared;
+  shared = (async () => {
+    const [{ api, describeError }, { outboxStore }] = await Promise.all([
+      import('./api.js'),
+      import('./outbox-store.js'),
+    ]);
+    const outbox = createOutbox({
+      api,
+      store: outboxStore(),
+      describeError,
+      isOnline: () => navigator.onLine !== false,
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      lock: browserLock,
+    });
+    globalThis.addEventListener('online', () => outbox.flush());
+    outbox.flush();
+    return outbox;
+  })();
+  return shared;
+}
