@@ -246,8 +246,12 @@ function buildForm(draft, error) {
         return h(
           'li',
           {},
-          h('span', { class: 'name' }, name),
-          h('span', { class: 'meta' }, `${formatSize(size)}${a.forwarded ? ', forwarded from the original' : ''}`),
+          h(
+            'div',
+            { class: 'info' },
+            h('span', { class: 'name' }, name),
+            h('span', { class: 'meta' }, `${formatSize(size)}${a.forwarded ? ', forwarded from the original' : ''}`),
+          ),
           remove,
         );
       }),
