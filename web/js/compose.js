@@ -8,36 +8,9 @@
 // Pressing Send hands the message to the outbox (stored, with its
 // Idempotency-Key) and this screen shows its status until it is sent.
 
-import { api, describeError } from './api.js';
+import { api, describeError, seg } from './api.js';
+import { h, size as formatSize } from './dom.js';
 import { startOutbox } from './outbox.js';
-
-/** Builds an element: h('p', {class: 'x'}, 'text', child). */
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
-    else if (value === true) el.setAttribute(name, '');
-    else el.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined && child !== false) el.append(child);
-  }
-  return el;
-}
-
-/** "12 KB", "3.4 MB": a size a person reads at a glance. */
-export function formatSize(bytes) {
-  if (!Number.isFinite(bytes) || bytes < 1024) return `${bytes | 0} bytes`;
-  const units = ['KB', 'MB', 'GB'];
-  let n = bytes / 1024;
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i += 1;
-  }
-  return `${n < 10 ? n.toFixed(1) : Math.round(n)} ${units[i]}`;
-}
 
 /** The plain addresses in what the person typed ("a@x, B <b@y>"). */
 export function parseAddresses(text) {
@@ -161,8 +134,8 @@ export function statusText(record, progress, online = true) {
 export async function openCompose(root, { mode = 'new', mailbox, uid } = {}) {
   addStyles();
   const kind = TITLES[mode] ? mode : 'new';
-  const title = h('h1', { id: 'compose-title', tabindex: '-1' }, TITLES[kind]);
-  const error = h('p', { class: 'compose-error', role: 'alert', hidden: true });
+  const title = h('h2', { id: 'compose-title' }, TITLES[kind]);
+  const error = h('p', { class: 'notice error', role: 'alert', hidden: true });
   const status = h('div', { class: 'send-status', role: 'status', 'aria-live': 'polite' });
   const screen = h('section', { class: 'compose', 'aria-labelledby': 'compose-title' }, title);
   root.replaceChildren(screen);
@@ -170,15 +143,17 @@ export async function openCompose(root, { mode = 'new', mailbox, uid } = {}) {
   let original = null;
   let draft = { to: '', subject: '', text: '', refs: [] };
   if (kind !== 'new') {
-    const loading = h('p', { role: 'status' }, 'Loading the original message…');
+    const loading = h('p', { class: 'notice', role: 'status' }, 'Loading the original message…');
     screen.append(loading);
     try {
-      const path = `/v1/messages/${encodeURIComponent(mailbox)}/${encodeURIComponent(uid)}`;
+      const path = `/v1/messages/${seg(mailbox)}/${seg(uid)}`;
       original = (await api('GET', path)).data;
       draft = draftFrom(kind, mailbox, original);
     } catch (err) {
       loading.remove();
-      screen.append(h('p', { role: 'alert' }, `The original message could not be loaded: ${describeError(err)}`));
+      screen.append(
+        h('p', { class: 'notice error', role: 'alert' }, `The original message could not be loaded. ${describeError(err)}`),
+      );
       return;
     }
     loading.remove();
@@ -229,7 +204,7 @@ function buildForm(draft, error) {
   body.value = draft.text;
   const picker = h('input', { id: 'compose-files', type: 'file', multiple: true });
   const list = h('ul', { class: 'attachments', 'aria-label': 'Attachments' });
-  const send = h('button', { type: 'submit', class: 'primary' }, 'Send');
+  const send = h('button', { type: 'submit', class: 'btn primary' }, 'Send');
   const attachments = draft.refs.map((r) => ({ ...r, forwarded: true }));
 
   function renderList() {
@@ -237,7 +212,7 @@ function buildForm(draft, error) {
       ...attachments.map((a, i) => {
         const name = a.file ? a.file.name : a.filename;
         const size = a.file ? a.file.size : a.size;
-        const remove = h('button', { type: 'button', class: 'remove', 'aria-label': `Remove ${name}` }, 'Remove');
+        const remove = h('button', { type: 'button', class: 'btn remove', 'aria-label': `Remove ${name}` }, 'Remove');
         remove.addEventListener('click', () => {
           attachments.splice(i, 1);
           renderList();
@@ -265,7 +240,7 @@ function buildForm(draft, error) {
   });
   renderList();
 
-  const cancel = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
+  const cancel = h('button', { type: 'button', class: 'btn' }, 'Cancel');
   cancel.addEventListener('click', () => history.back());
   const element = h(
     'form',
@@ -298,10 +273,10 @@ function buildForm(draft, error) {
 }
 
 function showStatus(container, outbox, record) {
-  const text = h('p', { class: 'status-text' });
+  const text = h('p', { class: 'status-text notice' });
   const actions = h('div', { class: 'actions' });
-  const back = h('a', { href: '#/', class: 'button secondary' }, 'Back to the inbox');
-  container.replaceChildren(h('h2', {}, 'Sending'), text, actions);
+  const back = h('a', { href: '#/mb/INBOX', class: 'btn' }, 'Back to the inbox');
+  container.replaceChildren(h('h3', {}, 'Sending'), text, actions);
   let last = { record, progress: null };
 
   function render() {
@@ -311,7 +286,7 @@ function showStatus(container, outbox, record) {
     text.textContent = statusText(r, progress, navigator.onLine !== false);
     const buttons = [];
     if (r.state === 'failed' && !r.send_id) {
-      const retry = h('button', { type: 'button' }, 'Try again');
+      const retry = h('button', { type: 'button', class: 'btn primary' }, 'Try again');
       retry.addEventListener('click', () => outbox.retry(r.id));
       buttons.push(retry);
     }

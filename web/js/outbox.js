@@ -147,7 +147,7 @@ export function createOutbox({
     };
     if (status.status === 'failed') {
       const e = status.error ?? {};
-      const reason = describeError({ status: 0, code: e.code, message: e.message });
+      const reason = describeError({ status: 0, code: e.code, message: e.message, smtp_reply: e.smtp_reply });
       next.error = { code: e.code ?? '', message: reason, smtp_reply: e.smtp_reply ?? '' };
     }
     if (status.status === 'done' && status.error?.code) {
@@ -243,6 +243,31 @@ export function createOutbox({
 
 let shared = null;
 
+/** Words for what can go wrong in a send (the rest: api.js's). */
+const SEND_WORDS = {
+  unknown_upload: 'An attached file expired on the server before the message went out. Attach it again.',
+  upload_incomplete: 'An attached file did not finish uploading.',
+  unknown_message: 'The message you reply to or forward is no longer there.',
+  unknown_part: 'A forwarded attachment is no longer in the original message.',
+  unsupported_part: 'A forwarded attachment cannot be sent as it is.',
+  reference_gone: 'The message you reply to or forward was deleted before this one went out.',
+  sent_copy_failed: 'It was sent, but the copy could not be saved in your Sent folder.',
+  sent_copy_gone: 'The copy in your Sent folder was deleted before sending, so nothing was sent. Send it again.',
+  too_many_recipients: 'A message may have at most 100 recipients. Send several messages.',
+  too_many_attachments: 'A message may have at most 100 attachments.',
+  spool_error: 'The server could not store the message. Try again later.',
+  account_deleted: 'This account was removed while the message was going out, so it was not sent.',
+  upload_stalled: 'The upload stopped. Try again when the connection is better.',
+};
+
+function sendWords(describeError) {
+  return (err) => {
+    const words = SEND_WORDS[err?.code] ?? describeError(err);
+    // The mail server's own reply says best why it refused.
+    return err?.smtp_reply ? `${words} The server said: ${err.smtp_reply}` : words;
+  };
+}
+
 function browserLock(id, fn) {
   if (!globalThis.navigator?.locks) return fn();
   // Another tab sending this record already: leave it to that tab.
@@ -265,7 +290,7 @@ export function startOutbox() {
     const outbox = createOutbox({
       api,
       store: outboxStore(),
-      describeError,
+      describeError: sendWords(describeError),
       isOnline: () => navigator.onLine !== false,
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       lock: browserLock,
