@@ -18,11 +18,13 @@ mod native;
 mod oauth;
 mod sections;
 mod validate;
+mod web;
 
 pub use cluster::{is_valid_node_id, ClusterConfig, StoreBackend, StoreConfig, MAX_NODE_ID_LEN};
 pub use native::{ApnsConfig, FcmConfig};
 pub use oauth::{OAuthConfig, Provider, ProviderConfig, ServerConfig};
 pub use sections::{ApiConfig, PushConfig, ReadConfig, SendConfig, UpstreamConfig, WatchConfig};
+pub use web::WebConfig;
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,7 @@ pub struct Config {
     pub send: SendConfig,
     pub cluster: ClusterConfig,
     pub oauth: OAuthConfig,
+    pub web: WebConfig,
 }
 
 /// How log lines are written.
@@ -86,6 +89,7 @@ impl Default for Config {
             send: SendConfig::default(),
             cluster: ClusterConfig::default(),
             oauth: OAuthConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -99,6 +103,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "oauth.public_url",
     "push.apns.key_file",
     "push.fcm.service_account_file",
+    "web.dir",
 ];
 
 /// Environment variables that are not configuration keys but are ours.
@@ -159,6 +164,7 @@ impl Config {
         self.read.validate()?;
         self.upstream.validate(self.api.request_timeout_secs)?;
         self.oauth.validate()?;
+        self.web.validate()?;
         self.cluster.validate(self.cluster_mode())
     }
 

@@ -42,6 +42,7 @@ pub mod startup;
 pub mod store;
 pub mod text;
 pub mod watch;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;

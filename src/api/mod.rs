@@ -5,6 +5,7 @@
 //! supervisor, and map errors to `{"error": {"code", "message"}}` answers
 //! (`rejections.rs` makes every other error answer JSON too). `serve.rs`
 //! runs the router over HTTP/1.1 and closes idle and slow connections.
+//! Paths that are no route may be the web app's files ([`crate::web`]).
 
 mod accounts;
 mod auth;
@@ -123,10 +124,11 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.api.request_timeout_secs);
     let (streaming, bounded): (Vec<_>, Vec<_>) =
         routes::table().into_iter().partition(|r| r.doc.streaming);
+    let web = crate::web::WebApp::new(&state.config.web);
     let bounded = bounded
         .into_iter()
         .fold(Router::new(), |router, route| add(router, &route, |m| m))
-        .fallback(not_found)
+        .fallback(move |request: axum::extract::Request| web_or_not_found(web.clone(), request))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             timeout,
@@ -230,8 +232,13 @@ async fn close_after_refusal(mut response: axum::response::Response) -> axum::re
     response
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("route")
+/// The web app's files (when it is on), else `404 not_found`.
+async fn web_or_not_found(web: crate::web::WebApp, request: axum::extract::Request) -> Response {
+    let (parts, _) = request.into_parts();
+    match web.answer(&parts).await {
+        Some(answer) => answer,
+        None => ApiError::not_found("route").into_response(),
+    }
 }
 
 #[cfg(test)]
