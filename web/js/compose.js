@@ -178,7 +178,13 @@ export async function openCompose(root, { mode = 'new', mailbox, uid } = {}) {
     form.element.hidden = true;
     showStatus(status, outbox, record);
   });
-  (kind === 'reply' ? form.body : form.to).focus();
+  if (kind === 'reply') {
+    // Written above the quote.
+    form.body.focus();
+    form.body.setSelectionRange(0, 0);
+  } else {
+    form.to.focus();
+  }
 }
 
 function validate(message) {
