@@ -68,6 +68,8 @@ function withoutFiles(record) {
 
 const POLL_FIRST_MS = 500;
 const POLL_MAX_MS = 5000;
+const RETRY_FIRST_MS = 2000;
+const RETRY_MAX_MS = 60000;
 
 /**
  * The outbox over `store` ({put(record), get(id), del(id), list()}).
@@ -87,6 +89,7 @@ export function createOutbox({
   const running = new Map();
   const listeners = new Set();
   const progress = new Map();
+  const retries = new Map();
 
   function emit(record) {
     for (const fn of listeners) {
@@ -186,12 +189,25 @@ export function createOutbox({
       return await follow(record);
     } catch (err) {
       if (err instanceof OfflineError || isNetworkError(err)) {
-        // Tried again when the connection returns, with the same key.
+        // Tried again when the connection returns, with the same key; and,
+        // when the browser thinks it is online, after a while anyway.
         const latest = (await store.get(record.id)) ?? record;
+        if (isOnline()) retryLater(record.id);
         return save({ ...latest, state: 'waiting' });
       }
       return fail((await store.get(record.id)) ?? record, err);
     }
+  }
+
+  function retryLater(id) {
+    const tries = (retries.get(id) ?? 0) + 1;
+    retries.set(id, tries);
+    const wait = Math.min(RETRY_FIRST_MS * 2 ** (tries - 1), RETRY_MAX_MS);
+    // After this run has ended (a new one would be refused while it runs).
+    sleep(wait)
+      .then(() => running.get(id))
+      .then(() => process(id))
+      .catch((err) => console.error('outbox', err));
   }
 
   /** Sends (or goes on sending) one record; one run per record at a time. */

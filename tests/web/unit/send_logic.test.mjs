@@ -231,3 +231,21 @@ test('the send body carries uploads by id and parts by reference', () => {
   assert.deepEqual(sendBody(record).attachments, [{ ref: { mailbox: 'INBOX', uid: 1, part: '3' } }]);
   assert.notEqual(record.key, newRecord({}).key);
 });
+
+test('a request that fails while the browser thinks it is online is tried again by itself', async () => {
+  const gw = new FakeGateway();
+  let failures = 2;
+  gw.fault = (method, path) => {
+    if (path === '/v1/send' && failures > 0) {
+      failures -= 1;
+      throw new TypeError('Failed to fetch');
+    }
+  };
+  const waits = [];
+  const outbox = outboxOn(gw, memoryStore(), { sleep: async (ms) => void waits.push(ms) });
+  const done = new Promise((resolve) => outbox.subscribe((r) => r.state === 'done' && resolve(r)));
+  const record = await outbox.enqueue({ to: ['a@example.org'], subject: 's', text: 't' });
+  assert.equal((await done).id, record.id);
+  assert.equal(gw.sends.size, 1);
+  assert.deepEqual(waits.slice(0, 2), [2000, 4000], 'waits longer each time');
+});
