@@ -1,6 +1,7 @@
 //! Replies, forwards, Sent-copy settings, refused recipients, resumable
 //! uploads, idempotency, bad input and deleting an account's send data,
-//! against a real Dovecot relaying to a real SMTP sink.
+//! against a real Dovecot relaying to a real SMTP sink; and the web app
+//! in a real browser against the same (`web_app`).
 
 mod support;
 
@@ -14,6 +15,10 @@ use support::send::*;
 
 #[path = "send/protobuf.rs"]
 mod protobuf;
+#[path = "send/web_app.rs"]
+mod web_app;
+#[path = "send/web_oracle.rs"]
+mod web_oracle;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_forwards_sent_copies_and_refused_recipients() {

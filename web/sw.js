@@ -63,9 +63,9 @@ self.addEventListener('fetch', (event) => {
       })
       .catch(async () => {
         const cache = await caches.open(SHELL);
-        const hit = await cache.match(event.request, { ignoreSearch: true });
+        const hit = await cache.match(event.request, { ignoreSearch: true, ignoreVary: true });
         if (hit) return hit;
-        if (event.request.mode === 'navigate') return cache.match('/index.html');
+        if (event.request.mode === 'navigate') return cache.match('/index.html', { ignoreVary: true });
         return Response.error();
       }),
   );

@@ -35,6 +35,15 @@ function count(inBytes, outBytes) {
   for (const fn of listeners) fn({ received, sent });
 }
 
+let lastReachable = true;
+
+/** Tells the shell whether the gateway answered (the browser's onLine can be wrong). */
+function reachable(yes) {
+  if (yes === lastReachable) return;
+  lastReachable = yes;
+  window.dispatchEvent(new CustomEvent('lemonade:reachable', { detail: yes }));
+}
+
 function bodySize(body) {
   if (body == null) return 0;
   if (typeof body === 'string') return new TextEncoder().encode(body).length;
@@ -63,8 +72,10 @@ export async function api(method, path, { json, body, headers, signal } = {}) {
     response = await fetch(path, { method, headers: h, body, signal, cache: 'no-store' });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
+    reachable(false);
     throw new ApiError(0, 'offline', 'the gateway cannot be reached');
   }
+  reachable(true);
   const type = response.headers.get('Content-Type') || '';
   const raw = response.status === 204 || method === 'HEAD' ? null : await response.blob();
   count((raw ? raw.size : 0) + 200, bodySize(body) + 200);

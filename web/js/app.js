@@ -101,10 +101,10 @@ function showDataUsed({ received, sent }) {
   if (el) el.textContent = `Data used: ${size(received)} received, ${size(sent)} sent`;
 }
 
-function showOnline() {
-  document.body.classList.toggle('offline', !navigator.onLine);
+function showOnline(online = navigator.onLine) {
+  document.body.classList.toggle('offline', !online);
   const el = document.getElementById('online');
-  if (el) el.textContent = navigator.onLine ? '' : 'Offline: showing what was loaded before.';
+  if (el) el.textContent = online ? '' : 'Offline: showing what was loaded before.';
 }
 
 async function registerWorker() {
@@ -120,8 +120,9 @@ async function registerWorker() {
 }
 
 window.addEventListener('hashchange', render);
-window.addEventListener('online', showOnline);
-window.addEventListener('offline', showOnline);
+window.addEventListener('online', () => showOnline(true));
+window.addEventListener('offline', () => showOnline(false));
+window.addEventListener('lemonade:reachable', (ev) => showOnline(ev.detail));
 onDataUsed(showDataUsed);
 showDataUsed(dataUsed());
 showOnline();

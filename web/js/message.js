@@ -47,6 +47,11 @@ async function forgetFromList(mailbox, uid) {
   await store.del('mail', `msg:${mailbox}:${uid}`).catch(() => {});
 }
 
+/** About the file's own size: base64 takes 78 bytes a line for 57. */
+function fileSize(p) {
+  return (p.encoding || '').toLowerCase() === 'base64' ? Math.round((p.size * 57) / 78) : p.size;
+}
+
 function attachments(mailbox, uid, parts) {
   const files = (parts || []).filter((p) => p.filename || p.disposition === 'attachment');
   if (!files.length) return null;
@@ -56,7 +61,7 @@ function attachments(mailbox, uid, parts) {
       const note = h('span', { class: 'muted', 'aria-live': 'polite' });
       const name = p.filename || `part ${p.part}`;
       return h('li', {},
-        h('span', { class: 'name' }, name, ' ', h('span', { class: 'muted' }, size(p.size))),
+        h('span', { class: 'name' }, name, ' ', h('span', { class: 'muted' }, size(fileSize(p)))),
         note,
         h('button', { type: 'button', class: 'btn', 'aria-label': `Download ${name}`, onclick: async () => {
           note.textContent = 'Downloading…';
@@ -115,8 +120,9 @@ function actions(m, mailbox, uid, note, refresh) {
   const setFlag = (flag, on, done) => act(note, async () => {
     const json = { mailbox, uids: [uid], [on ? 'add' : 'remove']: [flag] };
     await api('POST', '/v1/messages/flags', { json });
-    if (on) flags.add(flag); else flags.delete(flag);
-    m.flags = [...flags];
+    const now = new Set(m.flags || []);
+    if (on) now.add(flag); else now.delete(flag);
+    m.flags = [...now];
     await keepFlags(mailbox, uid, m.flags);
     refresh();
   }, done);
