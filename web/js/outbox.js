@@ -312,6 +312,8 @@ export function startOutbox() {
       lock: browserLock,
     });
     globalThis.addEventListener('online', () => outbox.flush());
+    // The shell's word that the gateway answers again (api.js).
+    globalThis.addEventListener('lemonade:reachable', (event) => event.detail && outbox.flush());
     outbox.flush();
     return outbox;
   })();
