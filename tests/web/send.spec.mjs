@@ -83,7 +83,7 @@ export default async function (t) {
     await page.waitForFunction(() => document.getElementById('compose-to')?.value);
     assert.equal(await page.getByLabel('To').inputValue(), 'bob@test.local');
     assert.equal(await page.getByLabel('Subject').inputValue(), 'Re: the report');
-    const body = page.getByLabel('Message');
+    const body = page.getByLabel('Message', { exact: true });
     assert.match(await body.inputValue(), /wrote:\n> See attached\./);
     await body.fill(`Here are my notes.\n${await body.inputValue()}`);
     await page.getByLabel('Attach files').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: file });
@@ -145,7 +145,7 @@ export default async function (t) {
     await t.go('#/compose?mode=new');
     await page.getByLabel('To').fill('frank@test.local');
     await page.getByLabel('Subject').fill(subject);
-    await page.getByLabel('Message').fill('No signal here; this goes out when there is.');
+    await page.getByLabel('Message', { exact: true }).fill('No signal here; this goes out when there is.');
     await page.getByLabel('Attach files').setInputFiles({ name: 'ticket.txt', mimeType: 'text/plain', buffer: Buffer.from('Seat 42, coach 7.') });
     const postsBefore = sends.length;
     await context.setOffline(true);

@@ -250,7 +250,7 @@ function buildForm(draft, error) {
   cancel.addEventListener('click', () => history.back());
   const element = h(
     'form',
-    { class: 'compose-form', novalidate: true, 'aria-labelledby': 'compose-title' },
+    { class: 'compose-form', novalidate: true },
     field('compose-to', 'To', to),
     h('p', { id: 'compose-to-hint', class: 'hint' }, 'Separate several addresses with commas.'),
     field('compose-cc', 'Cc', cc),
@@ -282,12 +282,14 @@ function showStatus(container, outbox, record) {
   const text = h('p', { class: 'status-text notice' });
   const actions = h('div', { class: 'actions' });
   const back = h('a', { href: '#/mb/INBOX', class: 'btn' }, 'Back to the inbox');
-  container.replaceChildren(h('h3', {}, 'Sending'), text, actions);
+  const heading = h('h3', {}, 'Sending');
+  container.replaceChildren(heading, text, actions);
   let last = { record, progress: null };
 
   function render() {
     const { record: r, progress } = last;
     container.dataset.state = r.state;
+    heading.textContent = { waiting: 'Waiting to send', done: 'Sent', failed: 'Not sent' }[r.state] ?? 'Sending';
     if (r.send_id) container.dataset.sendId = r.send_id;
     text.textContent = statusText(r, progress, navigator.onLine !== false);
     const buttons = [];
