@@ -383,3 +383,17 @@ fn oauth_providers_and_native_push_come_from_the_environment_too() {
         .to_string();
     assert!(err.contains("push.apns.key_id"), "{err}");
 }
+
+#[test]
+fn the_web_app_can_be_turned_off_or_served_from_a_folder() {
+    assert!(Config::default().web.enabled);
+    let config = Config::load(None, env(&[("LEMONADE_WEB_ENABLED", "false")])).unwrap();
+    assert!(!config.web.enabled);
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let err = Config::load(None, env(&[("LEMONADE_WEB_DIR", folder)])).unwrap_err();
+    assert!(err.to_string().contains("web.dir"), "{err}");
+    std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
+    let config = Config::load(None, env(&[("LEMONADE_WEB_DIR", folder)])).unwrap();
+    assert_eq!(config.web.dir.as_deref(), Some(dir.path()));
+}

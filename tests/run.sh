@@ -8,8 +8,10 @@
 # compiler and make (ring and jemalloc are built from source), OpenSSL
 # headers for the independent Web Push decryptor the tests use, and
 # kubernetes-validate (from PyPI, into a virtualenv under ~/.cache) for the
-# offline check of deploy/kubernetes, and the API contract tools (PyPI and
-# npm, under ~/.cache; Node.js and npm from the distribution). Needs root or sudo for the installs and
+# offline check of deploy/kubernetes, the API contract tools (PyPI and
+# npm, under ~/.cache; Node.js and npm from the distribution), and for the
+# web app's browser tests the distribution's Chromium with playwright-core
+# and axe-core (npm, beside the contract tools). Needs root or sudo for the installs and
 # for Dovecot and PostgreSQL, which the harness runs as system users of their
 # own.
 set -euo pipefail
@@ -26,6 +28,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+[ -x "${TEST_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -92,6 +95,24 @@ if [ "$("$contract_node/node_modules/.bin/redocly" --version 2>/dev/null | head 
   mkdir -p "$contract_node"
   npm install --prefix "$contract_node" --save-exact --no-fund --no-audit --loglevel=error \
     "@redocly/cli@$redocly_version"
+fi
+# The web app's browser tests (tests/send/web_app.rs) drive Chromium with
+# playwright-core and check each screen with axe-core, from the same prefix.
+# playwright-core 1.x needs Node.js 20+.
+web_node_pins=(playwright-core@1.65.2 axe-core@4.14.1)
+web_pins_have() {
+  node -e 'const [dir, ...pins] = process.argv.slice(1);
+    process.exit(pins.every((p) => { const i = p.lastIndexOf("@");
+      try { return require(dir + "/node_modules/" + p.slice(0, i) + "/package.json").version === p.slice(i + 1); }
+      catch { return false; } }) ? 0 : 1)' "$contract_node" "${web_node_pins[@]}"
+}
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || {
+  echo "the browser tests' playwright-core needs Node.js 20+; this is $(node --version)" >&2
+  exit 1
+}
+if ! web_pins_have; then
+  echo "installing ${web_node_pins[*]} into $contract_node"
+  npm install --prefix "$contract_node" --save-exact --no-fund --no-audit --loglevel=error "${web_node_pins[@]}"
 fi
 export TEST_CONTRACT_PYTHON="$contract_py" TEST_CONTRACT_NODE="$contract_node"
 
