@@ -4,6 +4,9 @@
 // after reconnecting. The SMTP sink and the Sent folder are asked through
 // the oracle (tests/send/web_oracle.rs).
 
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
 import { held } from './lib.mjs';
 
 /** A text file of `n` bytes that spans several upload chunks. */
@@ -63,6 +66,12 @@ export default async function (t) {
     if (path === '/v1/send' && r.method() === 'POST') sends.push(r.headers()['idempotency-key']);
     if (path.startsWith('/v1/uploads')) uploads.push(`${r.method()} ${path}`);
     if (path.includes('/parts/')) partDownloads.push(path);
+  });
+
+  await t.step('the upload and outbox logic passes its unit tests (tests/web/unit/)', async () => {
+    const dir = fileURLToPath(new URL('./unit/', import.meta.url));
+    const run = spawnSync(process.execPath, ['--test', dir], { encoding: 'utf8' });
+    assert.equal(run.status, 0, `node --test ${dir}:\n${run.stdout}${run.stderr}`);
   });
 
   await t.step('a new message shows the compose screen', async () => {
