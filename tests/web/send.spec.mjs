@@ -177,4 +177,33 @@ export default async function (t) {
     const copies = await until('the Sent copy', () => sentCopies(t, subject).then((c) => c.length && c));
     assert.equal(copies.length, 1, 'one copy in Sent');
   });
+
+  await t.step('a send the gateway refuses shows its reason in words, and can be edited', async () => {
+    const subject = 'Gone before the reply';
+    const { uid } = await t.oracle('POST', `/append/INBOX?subject=${encodeURIComponent(subject)}`);
+    await t.go(`#/compose?mode=reply&mailbox=INBOX&uid=${uid}`);
+    await page.waitForFunction(() => document.getElementById('compose-to')?.value);
+    const deleted = await page.evaluate(async (gone) => {
+      const { token } = JSON.parse(localStorage.getItem('lemonade.session'));
+      const answer = await fetch('/v1/messages/delete', {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ mailbox: 'INBOX', uids: [gone] }),
+      });
+      return answer.status;
+    }, uid);
+    assert.equal(deleted, 200, 'the original is deleted before the reply goes');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await waitForStatus(page, 'failed');
+    assert.match(
+      await page.locator('.send-status').innerText(),
+      /Not sent: The message you reply to or forward is no longer there\./,
+    );
+    assert.equal(await page.getByRole('button', { name: 'Try again' }).count(), 0, 'no retry of a refusal');
+    await t.shot('compose-failed');
+    await t.axe('compose (failed)');
+    await page.getByRole('button', { name: 'Edit the message' }).click();
+    assert.equal(await page.getByLabel('Subject').inputValue(), `Re: ${subject}`);
+    assert.deepEqual(await sunk(t, `Re: ${subject}`), [], 'nothing sent');
+  });
 }

@@ -176,7 +176,16 @@ export async function openCompose(root, { mode = 'new', mailbox, uid } = {}) {
     const outbox = await startOutbox();
     const record = await outbox.enqueue(message);
     form.element.hidden = true;
-    showStatus(status, outbox, record);
+    showStatus(status, outbox, record, () => {
+      // Edited and sent again, it is a new message with a key of its own.
+      outbox.dismiss(record.id);
+      status.replaceChildren();
+      delete status.dataset.state;
+      delete status.dataset.sendId;
+      form.element.hidden = false;
+      form.setBusy(false);
+      form.to.focus();
+    });
   });
   if (kind === 'reply') {
     // Written above the quote.
@@ -278,7 +287,7 @@ function buildForm(draft, error) {
   };
 }
 
-function showStatus(container, outbox, record) {
+function showStatus(container, outbox, record, edit) {
   const text = h('p', { class: 'status-text notice' });
   const actions = h('div', { class: 'actions' });
   const back = h('a', { href: '#/mb/INBOX', class: 'btn' }, 'Back to the inbox');
@@ -293,10 +302,18 @@ function showStatus(container, outbox, record) {
     if (r.send_id) container.dataset.sendId = r.send_id;
     text.textContent = statusText(r, progress, navigator.onLine !== false);
     const buttons = [];
-    if (r.state === 'failed' && !r.send_id) {
+    if (r.state === 'failed' && !r.send_id && r.error?.retryable) {
       const retry = h('button', { type: 'button', class: 'btn primary' }, 'Try again');
       retry.addEventListener('click', () => outbox.retry(r.id));
       buttons.push(retry);
+    }
+    if (r.state === 'failed') {
+      const change = h('button', { type: 'button', class: 'btn' }, 'Edit the message');
+      change.addEventListener('click', () => {
+        stop();
+        edit();
+      });
+      buttons.push(change);
     }
     if (r.state === 'done' || r.state === 'failed' || r.state === 'waiting') buttons.push(back);
     actions.replaceChildren(...buttons);

@@ -112,7 +112,12 @@ export function createOutbox({
     return save({
       ...(record.send_id ? withoutFiles(record) : record),
       state: 'failed',
-      error: { code: err?.code ?? '', message: describeError(err) },
+      error: {
+        code: err?.code ?? '',
+        message: describeError(err),
+        // The gateway refused it for now (5xx), not for what it is (4xx).
+        retryable: !(err?.status > 0 && err.status < 500),
+      },
     });
   }
 
@@ -239,7 +244,7 @@ export function createOutbox({
      *  took already is not sent a second time. */
     async retry(id) {
       const record = await store.get(id);
-      if (!record || record.state !== 'failed' || record.send_id) return record;
+      if (!record || record.state !== 'failed' || record.send_id || !record.error?.retryable) return record;
       await save({ ...record, state: 'waiting', error: undefined });
       return process(id);
     },

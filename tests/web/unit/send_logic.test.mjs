@@ -249,3 +249,21 @@ test('a request that fails while the browser thinks it is online is tried again 
   assert.equal(gw.sends.size, 1);
   assert.deepEqual(waits.slice(0, 2), [2000, 4000], 'waits longer each time');
 });
+
+test('a send refused for what it is (4xx) is not tried again', async () => {
+  const gw = new FakeGateway();
+  gw.fault = (method, path) => {
+    if (path === '/v1/send') {
+      const err = new Error('gone');
+      Object.assign(err, { status: 422, code: 'unknown_message' });
+      throw err;
+    }
+  };
+  const outbox = outboxOn(gw);
+  const record = await outbox.enqueue({ to: ['a@example.org'], subject: 's', text: 't' });
+  const failed = await outbox.process(record.id);
+  assert.equal(failed.state, 'failed');
+  assert.equal(failed.error.retryable, false);
+  assert.equal((await outbox.retry(record.id)).state, 'failed');
+  assert.equal(gw.requests.filter((r) => r.path === '/v1/send').length, 1);
+});
