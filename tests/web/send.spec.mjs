@@ -164,11 +164,21 @@ export default async function (t) {
       assert.match(await page.locator('.send-status').innerText(), /No connection/);
       await t.shot('compose-offline');
       await t.axe('compose (offline)');
+      // Left for the inbox, then Write: it is listed as not sent yet.
+      await t.go('#/mb/INBOX');
+      await page.locator('#write').click();
+      await page.waitForFunction(() => !document.getElementById('main').hasAttribute('aria-busy'));
+      const left = page.locator('.outbox li', { hasText: subject });
+      await left.waitFor();
+      assert.match(await left.innerText(), /To frank@test\.local\. No connection/);
+      await t.shot('compose-not-sent-yet');
+      await t.axe('compose (not sent yet)');
       assert.deepEqual(await sunk(t, subject), [], 'nothing sent while offline');
     } finally {
       await context.setOffline(false);
     }
-    await waitForStatus(page, 'done');
+    // Sent, it leaves the list (and the outbox).
+    await page.locator('.outbox').waitFor({ state: 'hidden', timeout: 60_000 });
     const keys = sends.slice(postsBefore);
     assert.equal(new Set(keys).size, 1, `one Idempotency-Key for the message: ${keys}`);
     const [message, ...more] = await until('the offline send reaches the sink', () => sunk(t, subject).then((m) => m.length && m));

@@ -160,7 +160,10 @@ export async function openCompose(root, { mode = 'new', mailbox, uid } = {}) {
   }
 
   const form = buildForm(draft, error);
-  screen.append(error, form.element, status);
+  const waiting = h('section', { class: 'outbox', 'aria-labelledby': 'outbox-title', hidden: true });
+  screen.append(waiting, error, form.element, status);
+  let sending = null;
+  startOutbox().then((outbox) => showWaiting(waiting, outbox, () => sending));
   form.element.addEventListener('submit', async (event) => {
     event.preventDefault();
     const message = form.read();
@@ -175,6 +178,7 @@ export async function openCompose(root, { mode = 'new', mailbox, uid } = {}) {
     form.setBusy(true);
     const outbox = await startOutbox();
     const record = await outbox.enqueue(message);
+    sending = record.id;
     form.element.hidden = true;
     showStatus(status, outbox, record, () => {
       // Edited and sent again, it is a new message with a key of its own.
@@ -342,4 +346,48 @@ function showStatus(container, outbox, record, edit) {
     if (r && last.record === record) last = { ...last, record: r };
     render();
   });
+}
+
+/** The other messages not sent yet (offline, or refused), below the form,
+ *  so one sent earlier and left is not forgotten. */
+function showWaiting(section, outbox, current) {
+  const list = h('ul', { class: 'attachments' });
+  section.replaceChildren(h('h3', { id: 'outbox-title' }, 'Not sent yet'), list);
+  let drawing = Promise.resolve();
+  const draw = () => {
+    drawing = drawing.then(async () => {
+      const records = (await outbox.list()).filter((r) => r.id !== current() && r.state !== 'done');
+      list.replaceChildren(...records.map((r) => waitingItem(r, outbox, draw)));
+      section.hidden = records.length === 0;
+    });
+  };
+  const unsubscribe = outbox.subscribe(() => (section.isConnected ? draw() : unsubscribe()));
+  draw();
+}
+
+function waitingItem(record, outbox, redraw) {
+  const subject = record.request.subject || '(no subject)';
+  const to = [...record.request.to, ...record.request.cc].join(', ');
+  const buttons = [];
+  if (record.state === 'failed') {
+    const forget = h('button', { type: 'button', class: 'btn', 'aria-label': `Discard “${subject}”` }, 'Discard');
+    forget.addEventListener('click', () => outbox.dismiss(record.id).then(redraw));
+    buttons.push(forget);
+  }
+  if (record.state === 'failed' && !record.send_id && record.error?.retryable) {
+    const retry = h('button', { type: 'button', class: 'btn', 'aria-label': `Try “${subject}” again` }, 'Try again');
+    retry.addEventListener('click', () => outbox.retry(record.id));
+    buttons.push(retry);
+  }
+  return h(
+    'li',
+    { 'data-state': record.state },
+    h(
+      'div',
+      { class: 'info' },
+      h('span', { class: 'name' }, subject),
+      h('span', { class: 'meta' }, `To ${to}. ${statusText(record, null, navigator.onLine !== false)}`),
+    ),
+    ...buttons,
+  );
 }

@@ -102,7 +102,9 @@ export function createOutbox({
   }
 
   async function save(record) {
-    await store.put(record);
+    // A sent message is the gateway's (and the Sent folder's) from now on.
+    if (record.state === 'done') await store.del(record.id);
+    else await store.put(record);
     emit(record);
     return record;
   }
