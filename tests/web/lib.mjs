@@ -17,7 +17,7 @@ export async function fillSignIn(page, env, password) {
 
 /** The seeded message's row in the list on screen. */
 export function row(page, subject) {
-  const exact = new RegExp(`^${subject.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}( 📎)?$`);
+  const exact = new RegExp(`^${subject.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}( · attachment)?$`);
   return page.locator('ul.messages li').filter({ has: page.locator('.subject', { hasText: exact }) });
 }
 

@@ -74,4 +74,18 @@ export default async function (t) {
     const text = await page.locator('#data-used').innerText();
     assert.match(text, /Data used: [\d.]+ (kB|MB) received/);
   });
+  await t.step('on a desktop the same screens fit a wide window', async () => {
+    await page.setViewportSize({ width: 1280, height: 800 });
+    try {
+      await t.go('#/mb/INBOX');
+      await page.waitForSelector('ul.messages li');
+      await t.shot('10-inbox-desktop');
+      await t.go(`#/m/INBOX/${t.uids.welcome}`);
+      await page.getByRole('heading', { name: 'Welcome to Lemonade' }).waitFor();
+      await t.shot('11-message-desktop');
+      await t.axe('message (desktop)');
+    } finally {
+      await page.setViewportSize({ width: 360, height: 740 });
+    }
+  });
 }

@@ -19,7 +19,7 @@ function item(mailbox, m) {
       h('span', { class: 'from' }, flagged ? h('span', { class: 'flag', 'aria-label': 'Flagged' }, '⚑ ') : null,
         unread ? h('span', { class: 'visually-hidden' }, 'Unread: ') : null, who(m.from) || '(unknown sender)'),
       h('span', { class: 'date' }, when(m.date)),
-      h('span', { class: 'subject' }, m.subject || '(no subject)', m.has_attachments ? ' 📎' : ''),
+      h('span', { class: 'subject' }, m.subject || '(no subject)', m.has_attachments ? h('span', { class: 'clip' }, ' · attachment') : null),
       h('span', { class: 'preview' }, m.preview || '')));
 }
 
