@@ -1,7 +1,7 @@
 // Sending from the app: a reply with a file from the phone (uploaded
 // resumably, through a dropped connection), a forward of an attachment by
-// reference (never downloaded), and a send made offline that goes out once
-// after reconnecting. The SMTP sink and the Sent folder are asked through
+// reference (never downloaded), a reply written offline that goes out once
+// after reconnecting, and a refusal shown in words. The SMTP sink and the Sent folder are asked through
 // the oracle (tests/send/web_oracle.rs).
 
 import { spawnSync } from 'node:child_process';
@@ -149,16 +149,20 @@ export default async function (t) {
     assert.equal(copies.length, 1, 'one copy in Sent');
   });
 
-  await t.step('a send made offline goes out after reconnecting, once', async () => {
-    const subject = 'Written on the train';
-    await t.go('#/compose?mode=new');
-    await page.getByLabel('To').fill('frank@test.local');
-    await page.getByLabel('Subject').fill(subject);
-    await page.getByLabel('Message', { exact: true }).fill('No signal here; this goes out when there is.');
-    await page.getByLabel('Attach files').setInputFiles({ name: 'ticket.txt', mimeType: 'text/plain', buffer: Buffer.from('Seat 42, coach 7.') });
+  await t.step('a reply written offline goes out after reconnecting, once', async () => {
+    const subject = 'Re: Welcome to Lemonade';
+    // Opened while online, so the app has it to reply to offline.
+    await t.go(`#/m/INBOX/${t.uids.welcome}`);
+    await page.getByRole('heading', { name: 'Welcome to Lemonade' }).waitFor();
     const postsBefore = sends.length;
     await context.setOffline(true);
     try {
+      await page.locator('#reply').click();
+      await page.waitForFunction(() => document.getElementById('compose-to')?.value);
+      assert.equal(await page.getByLabel('Subject').inputValue(), subject);
+      const body = page.getByLabel('Message', { exact: true });
+      await body.fill(`No signal here; this goes out when there is.\n${await body.inputValue()}`);
+      await page.getByLabel('Attach files').setInputFiles({ name: 'ticket.txt', mimeType: 'text/plain', buffer: Buffer.from('Seat 42, coach 7.') });
       await page.getByRole('button', { name: 'Send' }).click();
       await waitForStatus(page, 'waiting');
       assert.match(await page.locator('.send-status').innerText(), /No connection/);
@@ -170,7 +174,7 @@ export default async function (t) {
       await page.waitForFunction(() => !document.getElementById('main').hasAttribute('aria-busy'));
       const left = page.locator('.outbox li', { hasText: subject });
       await left.waitFor();
-      assert.match(await left.innerText(), /To frank@test\.local\. No connection/);
+      assert.match(await left.innerText(), /To bob@test\.local\. No connection/);
       await t.shot('compose-not-sent-yet');
       await t.axe('compose (not sent yet)');
       assert.deepEqual(await sunk(t, subject), [], 'nothing sent while offline');
@@ -181,8 +185,10 @@ export default async function (t) {
     await page.locator('.outbox').waitFor({ state: 'hidden', timeout: 60_000 });
     const keys = sends.slice(postsBefore);
     assert.equal(new Set(keys).size, 1, `one Idempotency-Key for the message: ${keys}`);
-    const [message, ...more] = await until('the offline send reaches the sink', () => sunk(t, subject).then((m) => m.length && m));
+    const [message, ...more] = await until('the offline reply reaches the sink', () => sunk(t, subject).then((m) => m.length && m));
     assert.equal(more.length, 0, 'sent exactly once');
+    assert.match(headerOf(message.data, 'In-Reply-To') ?? '', /^<.+@test\.local>$/, 'a reply, though written offline');
+    assert.ok(message.data.includes('No signal here'));
     assert.ok(attachment(message.data, 'ticket.txt')?.equals(Buffer.from('Seat 42, coach 7.')));
     const copies = await until('the Sent copy', () => sentCopies(t, subject).then((c) => c.length && c));
     assert.equal(copies.length, 1, 'one copy in Sent');

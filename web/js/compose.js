@@ -11,6 +11,19 @@
 import { api, describeError, seg } from './api.js';
 import { h, size as formatSize } from './dom.js';
 import { startOutbox } from './outbox.js';
+import { get as kept } from './store.js';
+
+/** The original of a reply or forward: from the gateway, else (offline)
+ *  the copy the message screen kept when it was opened (message.js). */
+async function loadOriginal(mailbox, uid) {
+  try {
+    return (await api('GET', `/v1/messages/${seg(mailbox)}/${seg(uid)}`)).data;
+  } catch (err) {
+    const copy = await kept('mail', `msg:${mailbox}:${uid}`).catch(() => null);
+    if (copy && (err.code === 'offline' || err.status >= 500)) return copy;
+    throw err;
+  }
+}
 
 /** The plain addresses in what the person typed ("a@x, B <b@y>"). */
 export function parseAddresses(text) {
@@ -140,15 +153,12 @@ export async function openCompose(root, { mode = 'new', mailbox, uid } = {}) {
   const screen = h('section', { class: 'compose', 'aria-labelledby': 'compose-title' }, title);
   root.replaceChildren(screen);
 
-  let original = null;
   let draft = { to: '', subject: '', text: '', refs: [] };
   if (kind !== 'new') {
     const loading = h('p', { class: 'notice', role: 'status' }, 'Loading the original message…');
     screen.append(loading);
     try {
-      const path = `/v1/messages/${seg(mailbox)}/${seg(uid)}`;
-      original = (await api('GET', path)).data;
-      draft = draftFrom(kind, mailbox, original);
+      draft = draftFrom(kind, mailbox, await loadOriginal(mailbox, uid));
     } catch (err) {
       loading.remove();
       screen.append(
@@ -176,8 +186,19 @@ export async function openCompose(root, { mode = 'new', mailbox, uid } = {}) {
     error.hidden = true;
     if (draft.in_reply_to) message.in_reply_to = draft.in_reply_to;
     form.setBusy(true);
-    const outbox = await startOutbox();
-    const record = await outbox.enqueue(message);
+    let outbox;
+    let record;
+    try {
+      outbox = await startOutbox();
+      record = await outbox.enqueue(message);
+    } catch (err) {
+      // Not even stored (storage full or refused): say so, keep the form.
+      console.error(err);
+      form.setBusy(false);
+      error.textContent = `The message could not be saved for sending. ${describeError(err)}`;
+      error.hidden = false;
+      return;
+    }
     sending = record.id;
     form.element.hidden = true;
     showStatus(status, outbox, record, () => {
