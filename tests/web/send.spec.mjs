@@ -135,6 +135,13 @@ export default async function (t) {
     await page.getByLabel('To').fill('Dave <dave@test.local>, erin@test.local');
     await t.shot('compose-forward');
     await t.axe('compose (forward)');
+    await page.setViewportSize({ width: 1280, height: 800 });
+    try {
+      await t.shot('compose-forward-desktop');
+      await t.axe('compose (forward, desktop)');
+    } finally {
+      await page.setViewportSize({ width: 360, height: 740 });
+    }
     await page.getByRole('button', { name: 'Send' }).click();
     await waitForStatus(page, 'done');
     assert.deepEqual(partDownloads, [], 'no attachment was downloaded');
