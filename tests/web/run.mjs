@@ -78,7 +78,7 @@ function harness(browser, context, page) {
     /** Goes to a route of the app (#/…) and waits for the screen to settle. */
     async go(hash) {
       await page.evaluate((h) => { location.hash = h; }, hash);
-      await page.waitForFunction(() => !document.getElementById('main').hasAttribute('aria-busy'));
+      await page.waitForFunction((h) => document.body.dataset.shown === h, hash);
     },
     /** Signs in with the test account unless signed in already. */
     async signIn() {

@@ -93,6 +93,7 @@ export async function api(method, path, { json, body, headers, signal } = {}) {
       if (e && e.code) ({ code, message } = e);
     } catch { /* not the gateway's error shape */ }
   }
+  if (response.status === 401 && t) window.dispatchEvent(new CustomEvent('lemonade:unauthorized'));
   throw new ApiError(response.status, code, message);
 }
 

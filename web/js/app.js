@@ -4,7 +4,8 @@
 
 import { dataUsed, onDataUsed } from './api.js';
 import { h, size } from './dom.js';
-import { signedIn } from './session.js';
+import { end, signedIn } from './session.js';
+import { clearAll } from './store.js';
 
 const main = () => document.getElementById('main');
 
@@ -53,21 +54,29 @@ async function render() {
   const r = route();
   if (!signedIn() && r.name !== 'signin') return go('signin');
   if (signedIn() && (r.name === 'signin' || r.name === '')) return go('mb', 'INBOX');
+  const hash = location.hash;
   document.body.dataset.route = r.name;
   header();
   const root = main();
   const mine = ++showing;
-  root.replaceChildren(h('p', { class: 'notice', role: 'status' }, 'Loading…'));
+  // Each screen draws into a view of its own: a slower earlier screen that
+  // finishes late draws into a view no longer shown.
+  const view = h('div', { class: 'view' }, h('p', { class: 'notice', role: 'status' }, 'Loading…'));
+  root.replaceChildren(view);
   root.setAttribute('aria-busy', 'true');
+  delete document.body.dataset.shown;
   try {
     const show = screens[r.name] || screens.inbox;
-    await show(root, r, () => mine === showing);
+    await show(view, r, () => mine === showing);
   } catch (e) {
     console.error(e);
     const { describeError } = await import('./api.js');
-    if (mine === showing) root.replaceChildren(h('p', { class: 'notice error', role: 'alert' }, describeError(e)));
+    view.replaceChildren(h('p', { class: 'notice error', role: 'alert' }, describeError(e)));
   } finally {
-    if (mine === showing) root.removeAttribute('aria-busy');
+    if (mine === showing) {
+      root.removeAttribute('aria-busy');
+      document.body.dataset.shown = hash;
+    }
   }
 }
 
@@ -119,6 +128,13 @@ async function registerWorker() {
   });
 }
 
+// The token was revoked (signed out elsewhere, account removed): forget
+// everything kept here and ask to sign in again.
+window.addEventListener('lemonade:unauthorized', async () => {
+  await clearAll().catch(() => {});
+  end();
+  go('signin');
+});
 window.addEventListener('hashchange', render);
 window.addEventListener('online', () => showOnline(true));
 window.addEventListener('offline', () => showOnline(false));
