@@ -66,6 +66,9 @@ function withoutFiles(record) {
   };
 }
 
+/** The record was removed from the store while it was being sent. */
+class Removed extends Error {}
+
 const POLL_FIRST_MS = 500;
 const POLL_MAX_MS = 5000;
 const RETRY_FIRST_MS = 2000;
@@ -101,7 +104,9 @@ export function createOutbox({
     }
   }
 
-  async function save(record) {
+  async function save(record, { create = false } = {}) {
+    // Removed meanwhile (sign-out, discarded): stays removed.
+    if (!create && !(await store.get(record.id))) throw new Removed();
     // A sent message is the gateway's (and the Sent folder's) from now on.
     if (record.state === 'done') await store.del(record.id);
     else await store.put(record);
@@ -186,23 +191,37 @@ export function createOutbox({
     return record;
   }
 
+  async function attempt(record) {
+    if (!isOnline()) return save({ ...record, state: 'waiting' });
+    if (!record.send_id) {
+      record = await uploadFiles(record);
+      record = await post(record);
+    }
+    return follow(record);
+  }
+
+  async function afterError(record, err) {
+    const latest = await store.get(record.id);
+    if (!latest || err instanceof Removed) return undefined;
+    if (err instanceof OfflineError || isNetworkError(err)) {
+      // Tried again when the connection returns, with the same key; and,
+      // when the browser thinks it is online, after a while anyway.
+      if (isOnline()) retryLater(record.id);
+      return save({ ...latest, state: 'waiting' });
+    }
+    return fail(latest, err);
+  }
+
   async function run(record) {
     try {
-      if (!isOnline()) return save({ ...record, state: 'waiting' });
-      if (!record.send_id) {
-        record = await uploadFiles(record);
-        record = await post(record);
+      try {
+        return await attempt(record);
+      } catch (err) {
+        return await afterError(record, err);
       }
-      return await follow(record);
     } catch (err) {
-      if (err instanceof OfflineError || isNetworkError(err)) {
-        // Tried again when the connection returns, with the same key; and,
-        // when the browser thinks it is online, after a while anyway.
-        const latest = (await store.get(record.id)) ?? record;
-        if (isOnline()) retryLater(record.id);
-        return save({ ...latest, state: 'waiting' });
-      }
-      return fail((await store.get(record.id)) ?? record, err);
+      if (err instanceof Removed) return undefined;
+      throw err;
     }
   }
 
@@ -232,7 +251,7 @@ export function createOutbox({
   return {
     /** Stores `message` and starts sending it; answers the record. */
     async enqueue(message) {
-      const record = await save(newRecord(message));
+      const record = await save(newRecord(message), { create: true });
       process(record.id);
       return record;
     },

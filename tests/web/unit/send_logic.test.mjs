@@ -268,3 +268,21 @@ test('a send refused for what it is (4xx) is not tried again', async () => {
   assert.equal((await outbox.retry(record.id)).state, 'failed');
   assert.equal(gw.requests.filter((r) => r.path === '/v1/send').length, 1);
 });
+
+test('a message removed while it is being sent (sign-out) is not written back', async () => {
+  const gw = new FakeGateway();
+  const store = memoryStore();
+  gw.fault = (method, path) => {
+    if (path === '/v1/send') {
+      store.records.clear();
+      const err = new Error('revoked');
+      Object.assign(err, { status: 401, code: 'unauthorized' });
+      throw err;
+    }
+  };
+  const outbox = outboxOn(gw, store);
+  const { file } = fileOf(300);
+  const record = await outbox.enqueue({ to: ['a@example.org'], subject: 's', text: 't', attachments: [{ file }] });
+  assert.equal(await outbox.process(record.id), undefined);
+  assert.equal(store.records.size, 0, 'nothing kept');
+});
