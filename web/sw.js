@@ -24,6 +24,10 @@ const FILES = [
   '/js/settings.js',
   '/js/push.js',
   '/js/compose.js',
+  '/js/outbox.js',
+  '/js/outbox-store.js',
+  '/js/uploads.js',
+  '/css/compose.css',
 ];
 
 self.addEventListener('install', (event) => {

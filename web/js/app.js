@@ -144,3 +144,6 @@ showDataUsed(dataUsed());
 showOnline();
 registerWorker();
 render();
+// Messages sent while offline (or when the app was closed) go out now, and
+// whenever the connection returns.
+if (signedIn()) import('./outbox.js').then((m) => m.startOutbox()).catch((e) => console.warn('outbox', e));
