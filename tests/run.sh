@@ -98,16 +98,17 @@ if [ "$("$contract_node/node_modules/.bin/redocly" --version 2>/dev/null | head 
 fi
 # The web app's browser tests (tests/send/web_app.rs) drive Chromium with
 # playwright-core and check each screen with axe-core, from the same prefix.
-# playwright-core 1.x needs Node.js 20+.
-web_node_pins=(playwright-core@1.65.2 axe-core@4.14.1)
+# playwright-core 1.60 is the last release that runs on Node.js 18, which
+# Debian 12 and Ubuntu 24.04 ship; it drives their Chromium over CDP.
+web_node_pins=(playwright-core@1.60.0 axe-core@4.14.1)
 web_pins_have() {
   node -e 'const [dir, ...pins] = process.argv.slice(1);
     process.exit(pins.every((p) => { const i = p.lastIndexOf("@");
       try { return require(dir + "/node_modules/" + p.slice(0, i) + "/package.json").version === p.slice(i + 1); }
       catch { return false; } }) ? 0 : 1)' "$contract_node" "${web_node_pins[@]}"
 }
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || {
-  echo "the browser tests' playwright-core needs Node.js 20+; this is $(node --version)" >&2
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' || {
+  echo "the browser tests' playwright-core needs Node.js 18+; this is $(node --version)" >&2
   exit 1
 }
 if ! web_pins_have; then

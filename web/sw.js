@@ -97,7 +97,7 @@ function notificationOf(p) {
         tag,
         renotify: true,
         icon: '/icons/icon-192.png',
-        data: { hash: `#/m/${encodeURIComponent(mailbox)}/${newest.uid}` },
+        data: { hash: `#/m/${encodeURIComponent(mailbox)}/${newest.uid}`, uid: newest.uid },
       },
     };
   }
@@ -113,6 +113,26 @@ function notificationOf(p) {
   return null;
 }
 
+/** The app icon's badge: the folder's unread count, when the push says it. */
+async function setBadge(p) {
+  if (typeof p.unseen !== 'number' || !('setAppBadge' in self.navigator)) return;
+  try {
+    await (p.unseen > 0 ? self.navigator.setAppBadge(p.unseen) : self.navigator.clearAppBadge());
+  } catch {
+    // Badges are a nicety; a browser that refuses keeps working.
+  }
+}
+
+/** Mail read, moved or deleted elsewhere: its folder's notification goes
+ * when it shows one of those messages, or when nothing is unread. */
+async function clearRead(p) {
+  const uids = Array.isArray(p.uids) ? p.uids : [];
+  const tag = `mail:${p.account_id || ''}:${p.mailbox || 'INBOX'}`;
+  for (const n of await self.registration.getNotifications({ tag })) {
+    if (p.unseen === 0 || (n.data && uids.includes(n.data.uid))) n.close();
+  }
+}
+
 self.addEventListener('push', (event) => {
   let payload = {};
   try {
@@ -120,9 +140,13 @@ self.addEventListener('push', (event) => {
   } catch {
     payload = {};
   }
+  if (payload.type === 'read') {
+    event.waitUntil(Promise.all([clearRead(payload), setBadge(payload)]));
+    return;
+  }
   const shown = notificationOf(payload);
   if (!shown) return;
-  event.waitUntil(self.registration.showNotification(shown.title, shown.options));
+  event.waitUntil(Promise.all([self.registration.showNotification(shown.title, shown.options), setBadge(payload)]));
 });
 
 /** Opens what a notification points at: in an open window of the app, else a new one. */

@@ -21,6 +21,8 @@ pub struct Gateway {
 pub struct Api {
     client: reqwest::Client,
     base: String,
+    /// The devices' `clear` (read pushes), when not the tier's default.
+    clear: Option<bool>,
 }
 
 /// Resident memory of a process, in KiB.
@@ -128,6 +130,7 @@ impl Gateway {
                     .build()
                     .unwrap(),
                 base: format!("http://127.0.0.1:{port}"),
+                clear: None,
             },
         };
         let end = Instant::now() + Duration::from_secs(60);
@@ -361,6 +364,12 @@ impl Histogram {
 }
 
 impl Api {
+    /// Registers devices with `clear` set (`None`: the tier's default).
+    pub fn with_clear(mut self, clear: Option<bool>) -> Api {
+        self.clear = clear;
+        self
+    }
+
     /// `http://127.0.0.1:PORT`, the gateway's API (for the hostile benchmark).
     #[allow(dead_code)]
     pub fn base(&self) -> &str {
@@ -397,11 +406,15 @@ impl Api {
         let answer: serde_json::Value = r.json().await.unwrap();
         assert_eq!(status.as_u16(), 201, "registering u{user}: {answer}");
         let token = answer["token"].as_str().unwrap().to_string();
+        let mut device = serde_json::json!({ "subscription": subscription, "mailboxes": ["INBOX"], "payload": "preview" });
+        if let Some(clear) = self.clear {
+            device["clear"] = clear.into();
+        }
         let r = self
             .client
             .post(format!("{}/v1/devices", self.base))
             .bearer_auth(token)
-            .json(&serde_json::json!({ "subscription": subscription, "mailboxes": ["INBOX"], "payload": "preview" }))
+            .json(&device)
             .send()
             .await
             .unwrap();

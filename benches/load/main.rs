@@ -17,7 +17,7 @@
 //! ```text
 //! cargo bench --bench load -- [--accounts 10000] [--rate 1000] [--seconds 10]
 //!                             [--modes plain,tls] [--storm-rate 200] [--storm-seconds 5]
-//!                             [--cluster 3] [--failover-rate 400]
+//!                             [--cluster 3] [--failover-rate 400] [--clear on|off]
 //! ```
 
 #[path = "../../tests/support/certs.rs"]
@@ -73,6 +73,8 @@ struct Options {
     cluster: usize,
     /// New mails a second during the cluster's failover.
     failover_rate: usize,
+    /// The devices' `clear` (`--clear on|off`; the preview tier's default, on).
+    clear: Option<bool>,
 }
 
 impl Options {
@@ -86,6 +88,7 @@ impl Options {
             storm_seconds: 5,
             cluster: 0,
             failover_rate: 400,
+            clear: None,
         };
         let mut modes_given = false;
         let mut it = args.iter();
@@ -103,6 +106,7 @@ impl Options {
                 "--storm-seconds" => o.storm_seconds = value().parse().expect("--storm-seconds N"),
                 "--cluster" => o.cluster = value().parse().expect("--cluster NODES"),
                 "--failover-rate" => o.failover_rate = value().parse().expect("--failover-rate N"),
+                "--clear" => o.clear = Some(value() == "on"),
                 _ => {} // `cargo bench` adds `--bench`.
             }
         }
@@ -333,7 +337,7 @@ async fn run_mode(
     };
     let started = Instant::now();
     let half = n / 2;
-    let apis = [gw.api()];
+    let apis = [gw.api().with_clear(o.clear)];
     register(&apis, receiver, &addrs, base, 0, half, tls).await;
     gw.wait_watching(half, Duration::from_secs(600)).await;
     let rss_half = gw.rss();

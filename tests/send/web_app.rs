@@ -125,7 +125,7 @@ pub async fn run_browser(vars: &[(&str, String)]) {
     let output = tokio::time::timeout(BROWSER_TIMEOUT, command.output())
         .await
         .expect("the browser tests did not finish in time")
-        .expect("node runs (Node.js 20 from the distribution)");
+        .expect("node runs (Node.js 18+ from the distribution)");
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -6,6 +6,8 @@
 //! - `GET /mailbox/{name}`: `{"messages": [{"uid", "subject", "flags"}]}`
 //! - `POST /append/{name}?subject=&from=`: `{"uid"}`
 //! - `POST /push?subject=`: `{"plaintext"}` of the push that carried it
+//! - `POST /read?uid=`: marks INBOX's message read (another client's
+//!   `\Seen`) and answers the `{"plaintext"}` of the `read` push about it
 //! - `GET /smtp`: `{"messages": [{"mail_from", "rcpt_to", "data"}]}`
 //! - `GET /pixel?wait=N`: `{"connections"}` the remote-image server has
 //!   taken (waiting, at most 30 s, until there are N)
@@ -69,6 +71,7 @@ pub async fn start(oracle: Oracle) -> String {
         .route("/mailbox/{name}", get(mailbox))
         .route("/append/{name}", post(append))
         .route("/push", post(push))
+        .route("/read", post(read))
         .route("/smtp", get(smtp))
         .route("/devices", get(devices))
         .route("/pixel", get(pixel))
@@ -165,6 +168,32 @@ async fn push(State(o): State<Oracle>, Query(q): Query<HashMap<String, String>>)
             .as_array()
             .is_some_and(|m| m.iter().any(|m| m["subject"] == subject.as_str()));
         if carries {
+            let plaintext = String::from_utf8(pushed.plaintext).unwrap();
+            return Json(json!({ "plaintext": plaintext }));
+        }
+    }
+}
+
+/// Marks a message of INBOX read from another IMAP client and answers the
+/// plaintext of the `read` push that told the test device.
+async fn read(State(o): State<Oracle>, Query(q): Query<HashMap<String, u32>>) -> Json<Value> {
+    let uid = q.get("uid").copied().unwrap_or_default();
+    let dovecot = o.dovecot.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut imap = RawImap::login(dovecot.imap_port(), USER, PASS);
+        imap.command("SELECT INBOX");
+        imap.command(&format!("UID STORE {uid} +FLAGS (\\Seen)"));
+        imap.logout();
+    })
+    .await
+    .unwrap();
+    loop {
+        let pushed = o.device.next_push(Duration::from_secs(60)).await;
+        let names = pushed.payload["type"] == "read"
+            && pushed.payload["uids"]
+                .as_array()
+                .is_some_and(|u| u.iter().any(|u| *u == uid));
+        if names {
             let plaintext = String::from_utf8(pushed.plaintext).unwrap();
             return Json(json!({ "plaintext": plaintext }));
         }

@@ -71,6 +71,25 @@ export default async function (t) {
     assert.equal(shown.length, 1, JSON.stringify(shown));
     assert.match(shown[0].body, /^Dessert too\n/);
   });
+  await t.step('mail read elsewhere takes its notification away', async () => {
+    const shown = t.lastPush.shown[0];
+    const { plaintext } = await t.oracle('POST', `/read?uid=${shown.data.uid}`);
+    const payload = JSON.parse(plaintext);
+    assert.equal(payload.type, 'read');
+    assert.deepEqual(payload.uids, [shown.data.uid]);
+    const sw = t.pushSession;
+    await sw.cdp.send('ServiceWorker.deliverPushMessage', { origin: t.url, registrationId: String(sw.id), data: plaintext });
+    const left = await page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.ready;
+      for (let i = 0; i < 600; i++) {
+        const all = await reg.getNotifications();
+        if (all.length === 0) return 0;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      return (await reg.getNotifications()).length;
+    });
+    assert.equal(left, 0, 'the notification of the message read elsewhere is gone');
+  });
   await t.step('tapping the notification opens that message', async () => {
     const [worker] = t.context.serviceWorkers();
     assert.ok(worker, 'the service worker runs');
