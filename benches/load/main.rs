@@ -455,11 +455,14 @@ async fn run_mode(
         cpu_less_idle_ms: (cpu - idle_rate * phase).max(0.0) / pushes.max(1) as f64 * 1e6,
     };
 
-    // Mail read elsewhere on up to 1,000 of the accounts that got mail.
-    let mut readers: Vec<usize> = expected.keys().copied().collect();
-    readers.sort_unstable();
-    readers.truncate(1000);
-    reads::read_phase(fake, receiver, &gw, &readers, o.rate).await;
+    // Mail read elsewhere on up to 1,000 of the accounts that got mail
+    // (devices without `clear` are told nothing of it).
+    if o.clear != Some(false) {
+        let mut readers: Vec<usize> = expected.keys().copied().collect();
+        readers.sort_unstable();
+        readers.truncate(1000);
+        reads::read_phase(fake, receiver, &gw, &readers, o.rate).await;
+    }
 
     // Reconnect storm: every connection dropped, mail injected meanwhile.
     tokio::time::sleep(Duration::from_secs(1)).await;
