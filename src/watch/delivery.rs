@@ -4,7 +4,8 @@
 //! moved or deleted elsewhere (from FETCH FLAGS and EXPUNGE or VANISHED
 //! during IDLE, NOTIFY's FlagChange and MessageExpunge, and a look at the
 //! window whenever the mailbox is selected, which catches up after a
-//! disconnect or a restart).
+//! disconnect or a restart). The window in `Session::pushed` is always
+//! the selected mailbox's.
 
 use std::time::Duration;
 
@@ -136,9 +137,9 @@ impl Session {
         Ok(())
     }
 
-    /// On selecting `mailbox`: reads its window of pushed mail (none under
-    /// another UIDVALIDITY) and reports what was read while nobody watched.
-    pub(super) async fn catch_up_reads(
+    /// On selecting `mailbox`, before anything is queued from it: reads its
+    /// window of pushed mail (none under another UIDVALIDITY).
+    pub(super) async fn load_pushed(
         &mut self,
         mailbox: &str,
         uidvalidity: u32,
@@ -150,9 +151,6 @@ impl Session {
             .await?
             .filter(|w| w.uidvalidity == uidvalidity)
             .unwrap_or_default();
-        if self.tracks_reads() {
-            self.check_reads(mailbox).await?;
-        }
         Ok(())
     }
 

@@ -403,6 +403,7 @@ impl Session {
         let status = self.client.examine(mailbox).await?;
         // The EXISTS that answers the select itself is not news.
         drop(self.client.take_events());
+        self.load_pushed(mailbox, status.uidvalidity).await?;
         // How much arrived while nobody watched is not known: search for it.
         self.arrivals = Arrivals::default();
         let stored = self.ctx.store.cursor(&self.account_id, mailbox).await?;
@@ -428,7 +429,8 @@ impl Session {
             CatchUp::UpToDate => self.selected_cursor = stored,
         }
         self.arrivals = Arrivals::selected(status.exists);
-        self.catch_up_reads(mailbox, status.uidvalidity).await?;
+        // What was read while nobody watched.
+        self.check_reads(mailbox).await?;
         Ok(found)
     }
 

@@ -204,3 +204,54 @@ async fn mail_read_while_the_gateway_was_down_is_cleared_after_catch_up() {
     assert_eq!(push.payload["unseen"], 1);
     watched.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_watched_through_notify_reports_reads_when_next_selected() {
+    let watched = Watched::start("headers").await;
+    watched.dovecot.create_mailbox(USER, PASSWORD, "Work");
+    let gateway = watched.gateway();
+    let device = crate::support::push::TestDevice::new(&watched.receiver);
+    gateway
+        .add_device(
+            &watched.token,
+            device.subscription_json(),
+            &["INBOX", "Work"],
+            "headers",
+        )
+        .await;
+    gateway
+        .wait_watching(&watched.token, &["INBOX", "Work"])
+        .await;
+    let work = |subject: &str| {
+        let raw = message("ann@example.org", subject, subject);
+        watched.dovecot.append(USER, PASSWORD, "Work", &raw)
+    };
+    let first = work("first in Work");
+    let push = device.next_push(WAIT).await;
+    assert_eq!(push.payload["mailbox"], "Work");
+    assert_eq!(uids(&push.payload), [u64::from(first)]);
+
+    // Read while INBOX is the selected mailbox: nothing says so until Work
+    // is selected again, for its next mail.
+    let mut laptop = RawImap::login(watched.dovecot.imap_port(), USER, PASSWORD);
+    laptop.command("SELECT Work");
+    laptop.command(&format!("UID STORE {first} +FLAGS (\\Seen)"));
+    laptop.logout();
+    let second = work("second in Work");
+    let mut mail = None;
+    let mut read = None;
+    while mail.is_none() || read.is_none() {
+        let push = device.next_push(WAIT).await;
+        assert_eq!(push.payload["mailbox"], "Work", "{}", push.payload);
+        match push.payload["type"].as_str() {
+            Some("mail") => mail = Some(push.payload),
+            Some("read") => read = Some(push.payload),
+            other => panic!("unexpected push {other:?}"),
+        }
+    }
+    assert_eq!(uids(&mail.unwrap()), [u64::from(second)]);
+    let read = read.unwrap();
+    assert_eq!(read["uids"], serde_json::json!([first]));
+    assert_eq!(read["unseen"], 1);
+    watched.finish().await;
+}
