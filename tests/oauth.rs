@@ -10,8 +10,7 @@ mod support;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use lemonade::config::{Config, ProviderConfig, ServerConfig};
-use lemonade::store::Security;
+use lemonade::config::Config;
 use serde_json::{json, Value};
 use support::dovecot::Dovecot;
 use support::gateway::{data_dir, test_config, Gateway};
@@ -36,28 +35,6 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
-/// The provider as an operator would configure one without a preset.
-fn provider(auth: &FakeAuthServer, dovecot: &Dovecot) -> ProviderConfig {
-    let server = |port| ServerConfig {
-        host: dovecot.host().into(),
-        port,
-        security: Security::Plain,
-    };
-    ProviderConfig {
-        client_id: Some("lemonade-test".into()),
-        client_secret: Some("client-secret".into()),
-        authorize_url: Some(auth.authorize_url()),
-        token_url: Some(auth.token_url()),
-        revoke_url: Some(auth.revoke_url()),
-        userinfo_url: Some(auth.userinfo_url()),
-        scopes: Some(vec!["openid".into(), "email".into(), "mail".into()]),
-        imap: Some(server(dovecot.imap_port())),
-        smtp: Some(server(dovecot.submission_port())),
-        mechanism: Some("xoauth2".into()),
-        ..ProviderConfig::default()
-    }
-}
-
 impl World {
     async fn start() -> World {
         Self::start_with(|_| {}).await
@@ -80,7 +57,7 @@ impl World {
         config
             .oauth
             .providers
-            .insert(PROVIDER.into(), provider(&auth, &dovecot));
+            .insert(PROVIDER.into(), auth.provider_for(&dovecot));
         configure(&mut config);
         let gateway = Gateway::start_on(listener, config).await;
         World {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::dovecot::Dovecot;
-use crate::support::push::ReceivedPush;
+use crate::support::push::{ReceivedPush, TestDevice};
 use crate::support::raw_imap::RawImap;
 use crate::support::scenario::{message, uids, Watched, PASSWORD, USER};
 
@@ -142,15 +142,16 @@ async fn marking_twenty_read_gives_one_push() {
     watched.finish().await;
 }
 
-async fn read_in_two_mailboxes(dovecot: Dovecot) {
-    let watched = Watched::start_on(dovecot, "headers", |_| {}).await;
+/// A second device of alice's, watching INBOX and a new mailbox, Work
+/// (one connection with NOTIFY where the server has it).
+async fn watching_work_too(watched: &Watched) -> TestDevice {
     watched.dovecot.create_mailbox(USER, PASSWORD, "Work");
     let gateway = watched.gateway();
-    let second = crate::support::push::TestDevice::new(&watched.receiver);
+    let device = TestDevice::new(&watched.receiver);
     gateway
         .add_device(
             &watched.token,
-            second.subscription_json(),
+            device.subscription_json(),
             &["INBOX", "Work"],
             "headers",
         )
@@ -158,6 +159,12 @@ async fn read_in_two_mailboxes(dovecot: Dovecot) {
     gateway
         .wait_watching(&watched.token, &["INBOX", "Work"])
         .await;
+    device
+}
+
+async fn read_in_two_mailboxes(dovecot: Dovecot) {
+    let watched = Watched::start_on(dovecot, "headers", |_| {}).await;
+    let second = watching_work_too(&watched).await;
     let uid = watched.append("ann@example.org", "both watch INBOX");
     pushed(&watched, &[uid]).await;
     let push = second.next_push(WAIT).await;
@@ -208,20 +215,7 @@ async fn mail_read_while_the_gateway_was_down_is_cleared_after_catch_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_watched_through_notify_reports_reads_when_next_selected() {
     let watched = Watched::start("headers").await;
-    watched.dovecot.create_mailbox(USER, PASSWORD, "Work");
-    let gateway = watched.gateway();
-    let device = crate::support::push::TestDevice::new(&watched.receiver);
-    gateway
-        .add_device(
-            &watched.token,
-            device.subscription_json(),
-            &["INBOX", "Work"],
-            "headers",
-        )
-        .await;
-    gateway
-        .wait_watching(&watched.token, &["INBOX", "Work"])
-        .await;
+    let device = watching_work_too(&watched).await;
     let work = |subject: &str| {
         let raw = message("ann@example.org", subject, subject);
         watched.dovecot.append(USER, PASSWORD, "Work", &raw)

@@ -6,9 +6,6 @@
 
 use std::path::PathBuf;
 
-use lemonade::config::{ProviderConfig, ServerConfig};
-use lemonade::store::Security;
-
 use super::web_app::run_browser;
 use super::web_oracle::text_message;
 use crate::support::dovecot::Dovecot;
@@ -16,27 +13,6 @@ use crate::support::gateway::{data_dir, test_config, Gateway};
 use crate::support::oauth_server::FakeAuthServer;
 
 const EMAIL: &str = "alice@test.local";
-
-fn provider(auth: &FakeAuthServer, dovecot: &Dovecot) -> ProviderConfig {
-    let server = |port| ServerConfig {
-        host: dovecot.host().into(),
-        port,
-        security: Security::Plain,
-    };
-    ProviderConfig {
-        client_id: Some("lemonade-test".into()),
-        client_secret: Some("client-secret".into()),
-        authorize_url: Some(auth.authorize_url()),
-        token_url: Some(auth.token_url()),
-        revoke_url: Some(auth.revoke_url()),
-        userinfo_url: Some(auth.userinfo_url()),
-        scopes: Some(vec!["openid".into(), "email".into(), "mail".into()]),
-        imap: Some(server(dovecot.imap_port())),
-        smtp: Some(server(dovecot.submission_port())),
-        mechanism: Some("xoauth2".into()),
-        ..ProviderConfig::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_in_with_a_provider_button_in_a_browser() {
@@ -57,7 +33,7 @@ async fn signing_in_with_a_provider_button_in_a_browser() {
     config
         .oauth
         .providers
-        .insert("fakeas".into(), provider(&auth, &dovecot));
+        .insert("fakeas".into(), auth.provider_for(&dovecot));
     let gateway = Gateway::start_on(listener, config).await;
     run_browser(&[
         ("WEB_URL", gateway.url.clone()),

@@ -30,6 +30,10 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+use lemonade::config::{ProviderConfig, ServerConfig};
+use lemonade::store::Security;
+
+use super::dovecot::Dovecot;
 use super::oauth::{unix_now, JwtSigner};
 
 /// The scope of codes made by [`FakeAuthServer::issue_code`].
@@ -145,6 +149,29 @@ pub struct FakeAuthServer {
 }
 
 impl FakeAuthServer {
+    /// This server as an operator would configure a provider without a
+    /// preset, for mail on `dovecot`.
+    pub fn provider_for(&self, dovecot: &Dovecot) -> ProviderConfig {
+        let server = |port| ServerConfig {
+            host: dovecot.host().into(),
+            port,
+            security: Security::Plain,
+        };
+        ProviderConfig {
+            client_id: Some("lemonade-test".into()),
+            client_secret: Some("client-secret".into()),
+            authorize_url: Some(self.authorize_url()),
+            token_url: Some(self.token_url()),
+            revoke_url: Some(self.revoke_url()),
+            userinfo_url: Some(self.userinfo_url()),
+            scopes: Some(vec!["openid".into(), "email".into(), "mail".into()]),
+            imap: Some(server(dovecot.imap_port())),
+            smtp: Some(server(dovecot.submission_port())),
+            mechanism: Some("xoauth2".into()),
+            ..ProviderConfig::default()
+        }
+    }
+
     /// Serves HTTP/1.1 on `127.0.0.1` at a free port, for the one client
     /// `client_id` with `client_secret`, signing tokens with `signer`.
     pub async fn start(signer: JwtSigner, client_id: &str, client_secret: &str) -> FakeAuthServer {

@@ -325,14 +325,7 @@ impl Store for PgStore {
         account_id: &str,
         mailbox: &str,
     ) -> StoreResult<Option<PushedWindow>> {
-        let mut conn = self.conn().await?;
-        let row = conn
-            .query_opt(
-                "SELECT value FROM pushed_window WHERE account_id = $1 AND mailbox = $2",
-                &[&account_id, &mailbox],
-            )
-            .await?;
-        row.map(|row| decode(&row, 0)).transpose()
+        rows::read_pushed_window(&mut self.conn().await?, account_id, mailbox).await
     }
 
     async fn put_pushed_window(
@@ -345,12 +338,7 @@ impl Store for PgStore {
         let mut conn = self.conn().await?;
         conn.begin().await?;
         self.check_fence(&mut conn, account_id, fence).await?;
-        conn.execute(
-            "INSERT INTO pushed_window (account_id, mailbox, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (account_id, mailbox) DO UPDATE SET value = EXCLUDED.value",
-            &[&account_id, &mailbox, &encode(window)?],
-        )
-        .await?;
+        rows::upsert_pushed_window(&mut conn, account_id, mailbox, window).await?;
         conn.commit().await
     }
 

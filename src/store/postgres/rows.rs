@@ -8,7 +8,9 @@ use tokio_postgres::Row;
 
 use super::conn::Conn;
 use super::PgStore;
-use crate::store::{Cursor, DeviceRecord, Fence, PendingPush, PushKey, StoreError, StoreResult};
+use crate::store::{
+    Cursor, DeviceRecord, Fence, PendingPush, PushKey, PushedWindow, StoreError, StoreResult,
+};
 
 impl PgStore {
     /// Within a transaction: refuses a watcher's write unless this node
@@ -122,6 +124,35 @@ pub(super) const UNCLAIMED: &str =
 
 pub(super) fn millis(ms: i64) -> f64 {
     ms as f64 / 1000.0
+}
+
+pub(super) async fn read_pushed_window(
+    conn: &mut Conn,
+    account_id: &str,
+    mailbox: &str,
+) -> StoreResult<Option<PushedWindow>> {
+    let row = conn
+        .query_opt(
+            "SELECT value FROM pushed_window WHERE account_id = $1 AND mailbox = $2",
+            &[&account_id, &mailbox],
+        )
+        .await?;
+    row.map(|row| decode(&row, 0)).transpose()
+}
+
+pub(super) async fn upsert_pushed_window(
+    conn: &mut Conn,
+    account_id: &str,
+    mailbox: &str,
+    window: &PushedWindow,
+) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO pushed_window (account_id, mailbox, value) VALUES ($1, $2, $3) \
+         ON CONFLICT (account_id, mailbox) DO UPDATE SET value = EXCLUDED.value",
+        &[&account_id, &mailbox, &encode(window)?],
+    )
+    .await?;
+    Ok(())
 }
 
 pub(super) async fn upsert_cursor(
