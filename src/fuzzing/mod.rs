@@ -15,9 +15,11 @@ use crate::send::compose;
 use crate::store::send::Segment;
 
 pub use crate::imap::UidSet;
+pub use crate::mail::{MessageSummary, MAX_RECIPIENTS};
 pub use crate::oauth::email_claim;
 pub use crate::read::state::StateToken;
 pub use crate::read::structure::{BodyStructure, Part};
+pub use crate::rules::{MessageFacts, QuietHoursInput, RulesInput, Verdict};
 pub use crate::sasl::{refusal_text, ErrorChallenge, MAX_CHALLENGE_FIELD};
 pub use crate::send::compose::{valid_address, Attachment, Draft};
 pub use crate::smtp::{Reply, ReplyError};
@@ -46,6 +48,18 @@ impl ImapFramer {
 /// Parses one framed IMAP response.
 pub fn imap_parse(frame: &[u8]) -> Result<Response, ParseError> {
     parse_response(frame)
+}
+
+/// The summary a push would carry of a message with this header block
+/// (sender, subject, and the recipients and list marks rules decide by).
+pub fn header_summary(header: &[u8]) -> Option<MessageSummary> {
+    crate::imap::summary_from_fetch(&[
+        ("UID".into(), crate::imap::Value::Number(1)),
+        (
+            "BODY[HEADER.FIELDS (FROM SUBJECT TO CC LIST-ID PRECEDENCE)]".into(),
+            crate::imap::Value::Str(header.to_vec()),
+        ),
+    ])
 }
 
 /// The BODYSTRUCTURE of a framed `* n FETCH (... BODYSTRUCTURE (...))`

@@ -66,7 +66,7 @@ mod oauth;
 pub mod parser;
 mod seen;
 mod summary;
-pub use summary::{clean_text as summary_text, fold_preview};
+pub use summary::{clean_text as summary_text, fold_preview, from_fetch as summary_from_fetch};
 /// Public so fuzz targets can drive it; the client is the normal entry.
 pub mod uidset;
 mod url;

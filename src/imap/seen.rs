@@ -17,7 +17,9 @@ const MAX_ASKED: usize = 1000;
 
 impl ImapClient {
     /// Of `uids` in the selected mailbox, those now `\Seen` or no longer
-    /// there (expunged, moved away), ascending. At most the first
+    /// there (expunged, moved away), ascending: a message the server
+    /// answers for without `\Seen` among its flags (or without flags) is
+    /// unread, one it does not answer for is gone. At most the first
     /// [`MAX_ASKED`] are asked about.
     pub async fn read_or_gone(&mut self, uids: &[u32]) -> Result<Vec<u32>, ImapError> {
         let mut asked: Vec<u32> = uids.iter().copied().take(MAX_ASKED).collect();
@@ -30,12 +32,14 @@ impl ImapClient {
             .raw(&uid_set(&asked))
             .raw("(UID FLAGS)")
             .budget(BASE_BUDGET.saturating_add(asked.len().saturating_mul(128)));
-        let mut unread = Vec::new();
+        let mut there = Vec::new();
+        let mut seen = Vec::new();
         self.run_ok("UID FETCH", cmd, &mut |u| match u {
             Untagged::Fetch { seq, items } => match uid_and_seen(&items) {
-                Some((uid, seen)) if asked.binary_search(&uid).is_ok() => {
-                    if !seen {
-                        unread.push(uid);
+                Some((uid, is_seen)) if asked.binary_search(&uid).is_ok() => {
+                    there.push(uid);
+                    if is_seen {
+                        seen.push(uid);
                     }
                     None
                 }
@@ -46,7 +50,7 @@ impl ImapClient {
         .await?;
         Ok(asked
             .into_iter()
-            .filter(|uid| !unread.contains(uid))
+            .filter(|uid| seen.contains(uid) || !there.contains(uid))
             .collect())
     }
 
@@ -96,16 +100,16 @@ impl ImapClient {
     }
 }
 
-/// The UID of a FETCH answer, and whether its FLAGS hold `\Seen`; `None`
-/// without both.
+/// The UID of a FETCH answer (`None` without one), and whether its FLAGS
+/// hold `\Seen` (false without FLAGS).
 fn uid_and_seen(items: &[(String, Value)]) -> Option<(u32, bool)> {
     let uid = items.iter().find(|(k, _)| k == "UID")?.1.as_u32()?;
-    let Value::List(flags) = &items.iter().find(|(k, _)| k == "FLAGS")?.1 else {
-        return None;
-    };
-    let seen = flags
-        .iter()
-        .any(|f| matches!(f, Value::Atom(a) if a.eq_ignore_ascii_case("\\Seen")));
+    let seen = items.iter().any(|(k, v)| {
+        k == "FLAGS"
+            && matches!(v, Value::List(flags) if flags.iter().any(
+                |f| matches!(f, Value::Atom(a) if a.eq_ignore_ascii_case("\\Seen"))
+            ))
+    });
     Some((uid, seen))
 }
 
@@ -135,7 +139,10 @@ mod tests {
             item("UID", Value::Number(8)),
         ];
         assert_eq!(uid_and_seen(&unseen), Some((8, false)));
-        assert_eq!(uid_and_seen(&[item("UID", Value::Number(8))]), None);
+        assert_eq!(
+            uid_and_seen(&[item("UID", Value::Number(8))]),
+            Some((8, false))
+        );
         assert_eq!(uid_and_seen(&[item("FLAGS", Value::List(vec![]))]), None);
     }
 }
