@@ -2,7 +2,7 @@
 //! for the login checks, with the SSRF guard on for the endpoint checks.
 //! Also home of the API contract tests (`contract/`), to save a binary.
 
-mod support;
+use crate::support;
 
 #[path = "contract/mod.rs"]
 mod contract;

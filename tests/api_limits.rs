@@ -3,7 +3,7 @@
 //! idle or slow to send a request. And the API's HTTP manners: CORS, Vary,
 //! request ids, no second compression of compressed media.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::api::{error_code, stored_accounts};

@@ -4,9 +4,7 @@
 //! reach a point, it waits for an answer the gateway gives there, with a
 //! bound only so that a broken gateway fails the test instead of hanging it.
 
-mod support;
-#[path = "support/checks.rs"]
-mod support_checks;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! gateway's store into a cluster (`cluster/migrate.rs`); a sign-in through
 //! a provider that starts on one node and ends on another (`cluster/oauth.rs`).
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -5,7 +5,7 @@
 //! are spaced out, the largest UID is pushed once, nothing of a deleted
 //! account stays, and garbage makes the account back off.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! summaries (server PREVIEW and local extraction), IDLE, NOTIFY, TLS, and
 //! a server restart during IDLE. Timeouts only turn hangs into failures.
 
-mod support;
+use crate::support;
 
 #[path = "imap/oauth.rs"]
 mod oauth;

@@ -3,7 +3,7 @@
 //! SEARCH by Message-ID, GENURLAUTH and URLFETCH, removal; and the
 //! submission service's AUTH with OAuth2 tokens.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! local APNs and FCM impersonations check tokens and payloads as Apple
 //! and Google do.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

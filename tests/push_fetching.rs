@@ -6,7 +6,7 @@
 //! account deleted while a check is under way (the last three through
 //! proxies in front of Dovecot). And a test push sent on request.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

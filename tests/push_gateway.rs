@@ -2,7 +2,7 @@
 //! Web Push receiver whose devices decrypt each push with an independent
 //! implementation and verify its VAPID signature.
 
-mod support;
+use crate::support;
 
 #[path = "push/native.rs"]
 mod native;

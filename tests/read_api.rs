@@ -4,7 +4,7 @@
 //! invalidated state token, flags/move/delete, search, JSON and protobuf
 //! answers carrying the same data, compression, and bad input.
 
-mod support;
+use crate::support;
 
 #[path = "read/search.rs"]
 mod search;

@@ -2,7 +2,7 @@
 //! (and CONDSTORE): the fallbacks of `GET /v1/mailboxes/{mailbox}/changes`.
 //! And mail in the charsets people write in, decoded.
 
-mod support;
+use crate::support;
 
 use lemonade::proto::v1 as pb;
 use support::dovecot::{Dovecot, RawImap};

@@ -1,7 +1,7 @@
 //! The API's session pool against a real Dovecot: sessions are reused,
 //! bounded per account, and logged out after `read.idle_secs` unused.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! object per line. `lemonade keygen`: private key files, never replaced,
 //! and the keys `serve` then uses.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! against a real Dovecot relaying to a real SMTP sink; and the web app
 //! in a real browser against the same (`web_app`).
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::time::Duration;

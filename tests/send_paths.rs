@@ -3,7 +3,7 @@
 //! `BURL imap` work; catenate with URLAUTH hidden; assembled with CATENATE
 //! hidden too. All three must produce the same message.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! `lemonade migrate` on a real PostgreSQL: a single gateway's sled store
 //! copied into an empty database keeps every account watching with its
 //! tokens, devices, cursors, queued pushes and send settings, and a used
-//! database is refused. Part of the `cluster` test binary (`mod migrate`
-//! at the end of `tests/cluster.rs`).
+//! database is refused. A module of `tests/cluster.rs`.
 
 use std::path::Path;
 use std::process::Output;

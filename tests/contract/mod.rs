@@ -3,8 +3,8 @@
 //! openapi-spec-validator and Redocly's recommended lint rules, and a client
 //! generated from it by openapi-python-client runs the whole flow
 //! (`flow.py`) against the real gateway, Dovecot and a Web Push receiver,
-//! with every answer decoded strictly as its proto message. Included by
-//! `api_errors.rs` with `#[path]`, so it adds no test binary of its own.
+//! with every answer decoded strictly as its proto message. A module of
+//! `api_errors.rs`.
 
 mod tools;
 

@@ -1,5 +1,7 @@
-//! Shared harness for the integration tests: `mod support;` in a test file.
-// Each test file uses only part of the harness.
+//! Shared harness of the integration tests (`crate::support` in every test
+//! module; the benchmarks include it too). `tests/harness_checks.rs` tests
+//! its own parts.
+// Each test module uses only part of the harness.
 #![allow(dead_code)]
 
 pub mod api;

@@ -1,5 +1,6 @@
-//! A private PostgreSQL server per test binary, on a free loopback port, in a
-//! temporary directory; each test takes an empty database of its own.
+//! A private PostgreSQL server for the test process, on a free loopback
+//! port, in a temporary directory; each test takes an empty database of its
+//! own.
 //!
 //! ```ignore
 //! let pg = support::postgres::server().await;

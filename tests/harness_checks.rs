@@ -1,7 +1,5 @@
 //! Checks of the harness's own parts (the private PostgreSQL, the cuttable
-//! proxy) and of what `deploy/` ships. Only `api_races.rs` includes this
-//! file, with `#[path]`, so the checks run once per test run rather than
-//! once per binary, without a test binary of their own.
+//! proxy) and of what `deploy/` ships.
 
 use std::path::Path;
 use std::process::Command;
