@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{payload, topic_for, PushOutcome, PushSender, Urgency};
 use crate::metrics::Metrics;
-use crate::store::{lists_mailbox, Store};
+use crate::store::{lists_mailbox, Store, Unshown};
 
 /// How long reports of one mailbox are gathered into one push.
 pub const READ_WINDOW: Duration = Duration::from_millis(500);
@@ -38,6 +38,9 @@ pub struct ReadNotice {
     pub uids: Vec<u32>,
     /// The mailbox's count of messages without `\Seen`, when known.
     pub unseen: Option<u32>,
+    /// Read mail taken out of devices' waiting pushes: they were never
+    /// told of it, so it is not reported to them.
+    pub unshown: Vec<Unshown>,
 }
 
 /// The watcher's handle.
@@ -127,19 +130,19 @@ impl ReadPushes {
             count: 0,
             unseen: notice.unseen,
         };
-        let plaintext = payload::read(&mail, &notice.uids);
-        let topic = topic_for(&notice.account_id, &notice.mailbox);
+        let topic = &topic_for(&notice.account_id, &notice.mailbox);
         let sends = devices
             .iter()
             .filter(|d| d.clears() && lists_mailbox(&d.mailboxes, &notice.mailbox))
-            .map(|device| {
-                self.pusher.send_push(
-                    &device.subscription,
-                    &plaintext,
-                    self.ttl_secs,
-                    Urgency::Low,
-                    &topic,
-                )
+            .filter_map(|device| {
+                let uids = shown_to(&notice, &device.id);
+                (!uids.is_empty()).then(|| (device, payload::read(&mail, &uids)))
+            })
+            .map(|(device, plaintext)| async move {
+                let push = &device.subscription;
+                (self.pusher)
+                    .send_push(push, &plaintext, self.ttl_secs, Urgency::Low, topic)
+                    .await
             });
         for outcome in futures_util::future::join_all(sends).await {
             if matches!(outcome, PushOutcome::Delivered) {
@@ -152,6 +155,19 @@ impl ReadPushes {
     }
 }
 
+/// The read UIDs of `notice` that `device_id` was told about.
+fn shown_to(notice: &ReadNotice, device_id: &str) -> Vec<u32> {
+    let unshown = |uid: &u32| {
+        (notice.unshown.iter()).any(|u| u.device_id == device_id && u.uids.contains(uid))
+    };
+    notice
+        .uids
+        .iter()
+        .copied()
+        .filter(|uid| !unshown(uid))
+        .collect()
+}
+
 /// Adds a report to what waits for its mailbox: the UIDs together, the
 /// latest count; the window starts with the first report.
 fn gather(waiting: &mut HashMap<(String, String), (Instant, ReadNotice)>, notice: ReadNotice) {
@@ -161,6 +177,7 @@ fn gather(waiting: &mut HashMap<(String, String), (Instant, ReadNotice)>, notice
             held.uids.extend(notice.uids);
             held.uids.sort_unstable();
             held.uids.dedup();
+            held.unshown.extend(notice.unshown);
             if notice.unseen.is_some() {
                 held.unseen = notice.unseen;
             }
@@ -189,7 +206,30 @@ mod tests {
             uidvalidity: 7,
             uids: uids.to_vec(),
             unseen: Some(unseen),
+            unshown: Vec::new(),
         }
+    }
+
+    fn unshown(device_id: &str, uids: &[u32]) -> Unshown {
+        Unshown {
+            device_id: device_id.into(),
+            uids: uids.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_device_hears_only_of_mail_it_was_shown() {
+        let mut waiting = HashMap::new();
+        let mut first = notice(&[1, 2], 5);
+        first.unshown = vec![unshown("d1", &[2])];
+        gather(&mut waiting, first);
+        let mut second = notice(&[3], 4);
+        second.unshown = vec![unshown("d1", &[3]), unshown("d2", &[3])];
+        gather(&mut waiting, second);
+        let (_, inbox) = &waiting[&("a1".to_string(), "INBOX".to_string())];
+        assert_eq!(shown_to(inbox, "d1"), [1]);
+        assert_eq!(shown_to(inbox, "d2"), [1, 2]);
+        assert_eq!(shown_to(inbox, "d3"), [1, 2, 3]);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use rules::{
     a_device_s_rules_are_kept_and_replaced_in_place,
     held_pushes_wait_until_mail_worth_a_push_wakes_them,
     pushed_windows_are_kept_per_mailbox_and_go_with_their_mailbox,
+    read_mail_leaves_only_the_pushes_that_wait,
 };
 
 /// Makes stores of one backend for the suite.
@@ -66,6 +67,7 @@ const CASES: &[(&str, Case)] = cases![
     a_device_s_rules_are_kept_and_replaced_in_place,
     held_pushes_wait_until_mail_worth_a_push_wakes_them,
     pushed_windows_are_kept_per_mailbox_and_go_with_their_mailbox,
+    read_mail_leaves_only_the_pushes_that_wait,
 ];
 
 /// Runs every case, each on a fresh store; panics naming the failed case.

@@ -5,13 +5,20 @@
 use std::borrow::Cow;
 
 use super::{add_account, add_device, cursor, device, summary, Harness};
-use crate::store::{DeviceMail, DeviceStored, Fence, NewMail, PushedWindow, Store, DORMANT};
+use crate::store::{
+    DeviceMail, DeviceStored, Fence, NewMail, PushKey, PushedWindow, ReadMail, Store, DORMANT,
+};
 
 /// Records one message for `d1` of `a1`, held until `not_before_ms`.
 async fn record_held(store: &dyn Store, uid: u32, not_before_ms: i64) {
+    record_for(store, "d1", uid, not_before_ms).await;
+}
+
+/// Records one message of `a1`'s INBOX for `device_id` alone.
+async fn record_for(store: &dyn Store, device_id: &str, uid: u32, not_before_ms: i64) {
     let messages = [summary(uid)];
     let share = DeviceMail {
-        device_id: "d1",
+        device_id,
         messages: Cow::Borrowed(if not_before_ms == DORMANT {
             &[]
         } else {
@@ -67,6 +74,69 @@ pub(super) async fn held_pushes_wait_until_mail_worth_a_push_wakes_them(h: &dyn 
     assert!(store.due_pushes(8_999, 10).await.unwrap().is_empty());
     assert_eq!(store.due_pushes(9_000, 10).await.unwrap(), keys);
     assert_eq!(again.count, 3);
+}
+
+/// `uids` of `a1`'s INBOX read at `now_ms`: the keys of the pushes changed.
+async fn forget(store: &dyn Store, uidvalidity: u32, uids: &[u32], now_ms: i64) -> Vec<String> {
+    let read = ReadMail {
+        account_id: "a1",
+        mailbox: "INBOX",
+        uidvalidity,
+        uids,
+        unseen: Some(0),
+        now_ms,
+    };
+    let unshown = store.forget_read(&read).await.unwrap();
+    for device in &unshown {
+        assert_eq!(device.uids, uids, "{}", device.device_id);
+    }
+    let mut devices: Vec<String> = unshown.into_iter().map(|u| u.device_id).collect();
+    devices.sort();
+    devices
+}
+
+pub(super) async fn read_mail_leaves_only_the_pushes_that_wait(h: &dyn Harness) {
+    let store = &*h.fresh().await;
+    add_account(store, "a1", 1).await;
+    for id in ["d1", "d2", "d3"] {
+        add_device(store, id, "a1", &["INBOX"]).await;
+    }
+    let key = |device: &str| PushKey {
+        device_id: device.into(),
+        mailbox: "INBOX".into(),
+    };
+    // d1 waits for the end of quiet hours, d2's push is due (it may be on
+    // its way), d3 waits with one message only.
+    record_held(store, 1, 5_000).await;
+    record_held(store, 2, 5_000).await;
+    record_for(store, "d2", 1, 0).await;
+    record_for(store, "d3", 1, 5_000).await;
+    assert!(
+        forget(store, 8, &[1], 1_000).await.is_empty(),
+        "another UIDVALIDITY"
+    );
+    assert_eq!(forget(store, 7, &[1], 1_000).await, ["d1", "d3"]);
+    let d1 = store.pending_push(&key("d1")).await.unwrap().unwrap();
+    let uids: Vec<u32> = d1.messages.iter().map(|m| m.uid).collect();
+    assert_eq!((d1.count, uids, d1.unseen), (1, vec![2], Some(0)));
+    assert_eq!(d1.not_before_ms, 5_000);
+    let d2 = store.pending_push(&key("d2")).await.unwrap().unwrap();
+    assert_eq!(
+        (d2.count, d2.messages.len()),
+        (1, 1),
+        "a due push is left alone"
+    );
+    assert_eq!(store.pending_push(&key("d3")).await.unwrap(), None);
+    assert!(
+        forget(store, 7, &[1], 1_000).await.is_empty(),
+        "nothing left to take"
+    );
+    // What is left counting only muted mail waits for mail worth a push.
+    record_held(store, 3, DORMANT).await;
+    assert_eq!(forget(store, 7, &[2], 1_000).await, ["d1"]);
+    let d1 = store.pending_push(&key("d1")).await.unwrap().unwrap();
+    assert_eq!((d1.count, d1.messages.len()), (1, 0));
+    assert_eq!(d1.not_before_ms, DORMANT);
 }
 
 pub(super) async fn pushed_windows_are_kept_per_mailbox_and_go_with_their_mailbox(h: &dyn Harness) {

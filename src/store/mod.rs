@@ -89,6 +89,29 @@ pub struct NewMail<'a> {
     pub fence: Fence,
 }
 
+/// Pushed mail read, moved or deleted elsewhere, to be taken out of the
+/// pushes of its mailbox that still wait (see [`Store::forget_read`]).
+#[derive(Debug, Clone)]
+pub struct ReadMail<'a> {
+    pub account_id: &'a str,
+    pub mailbox: &'a str,
+    /// The mailbox's UIDVALIDITY, with which `uids` name messages.
+    pub uidvalidity: u32,
+    pub uids: &'a [u32],
+    /// Messages in the mailbox without `\Seen` now, when counted.
+    pub unseen: Option<u32>,
+    /// A push due at this time (Unix milliseconds) or before may be on
+    /// its way to the device, and is left alone.
+    pub now_ms: i64,
+}
+
+/// Read mail taken out of one device's waiting push: it was never shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unshown {
+    pub device_id: String,
+    pub uids: Vec<u32>,
+}
+
 /// What one device gets of new mail: the messages its rules let it see,
 /// how many new messages the push stands for (muted ones included), and
 /// from when it may go out.
@@ -300,6 +323,12 @@ pub trait Store: SendStore + OAuthStore + Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Drops a push whatever its version (expired, device gone).
     async fn remove_push(&self, key: &PushKey) -> StoreResult<()>;
+    /// Takes `read.uids` out of the account's pushes for the mailbox that
+    /// wait (quiet hours, a retry's backoff, muted mail only) and nobody
+    /// holds, so that a summary never lists mail already read elsewhere;
+    /// a push left with nothing is dropped. Returns, for each device whose
+    /// push changed, the UIDs taken out: mail it was never shown.
+    async fn forget_read(&self, read: &ReadMail<'_>) -> StoreResult<Vec<Unshown>>;
 
     /// Makes every write so far durable (nothing to do for a backend whose
     /// every commit is durable).

@@ -2,7 +2,7 @@
 //! into it, and a delivery leaves only what merged after the delivered
 //! version. Pure functions, shared by every backend.
 
-use super::{DeviceMail, NewMail, PendingPush, PushKey, MAX_QUEUED_MESSAGES};
+use super::{DeviceMail, NewMail, PendingPush, PushKey, ReadMail, DORMANT, MAX_QUEUED_MESSAGES};
 
 /// Merges a device's share of new mail into its pending push. Messages the
 /// push already holds (the same mail found again after a crash that kept
@@ -78,6 +78,48 @@ pub(super) fn remainder(mut stored: PendingPush, delivered: &PendingPush) -> Opt
     Some(stored)
 }
 
+/// What [`forget_read`] does to a queued push.
+#[derive(Debug, PartialEq)]
+pub(super) enum Forgotten {
+    /// It lists none of the mail read, or may be on its way: left alone.
+    Unchanged,
+    /// Read mail taken out (these UIDs); this is what is left.
+    Changed(PendingPush, Vec<u32>),
+    /// It held nothing but read mail (these UIDs): drop it.
+    Emptied(Vec<u32>),
+}
+
+/// Takes the mail of `read` out of `push` if it waits: listed messages
+/// read elsewhere go, with their part of the count. A push not yet tried
+/// that is left with only unlisted mail (muted, or beyond the list)
+/// waits, as a share of muted mail alone does, for mail worth a push.
+pub(super) fn forget_read(mut push: PendingPush, read: &ReadMail<'_>) -> Forgotten {
+    if push.not_before_ms <= read.now_ms || push.uidvalidity != read.uidvalidity {
+        return Forgotten::Unchanged;
+    }
+    let (gone, kept) = std::mem::take(&mut push.messages)
+        .into_iter()
+        .partition::<Vec<_>, _>(|m| read.uids.contains(&m.uid));
+    if gone.is_empty() {
+        return Forgotten::Unchanged;
+    }
+    let gone: Vec<u32> = gone.iter().map(|m| m.uid).collect();
+    push.messages = kept;
+    push.count = push.count.saturating_sub(gone.len() as u32);
+    if push.count == 0 {
+        return Forgotten::Emptied(gone);
+    }
+    push.count = push.count.max(push.messages.len() as u32);
+    if push.messages.is_empty() && push.attempts == 0 {
+        push.not_before_ms = DORMANT;
+    }
+    if read.unseen.is_some() {
+        push.unseen = read.unseen;
+    }
+    push.version += 1;
+    Forgotten::Changed(push, gone)
+}
+
 /// Records a failed attempt in `push`.
 pub(super) fn reschedule(push: &mut PendingPush, attempts: u32, not_before_ms: i64, shrink: bool) {
     push.attempts = attempts;
@@ -86,4 +128,77 @@ pub(super) fn reschedule(push: &mut PendingPush, attempts: u32, not_before_ms: i
     // An entry queued before summaries were trimmed shrinks at its first
     // retry instead of being rewritten whole.
     crate::mail::trim_queued(&mut push.messages);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::MessageSummary;
+
+    fn waiting(uids: &[u32], count: u32, attempts: u32) -> PendingPush {
+        PendingPush {
+            key: PushKey {
+                device_id: "d1".into(),
+                mailbox: "INBOX".into(),
+            },
+            account_id: "a1".into(),
+            messages: uids
+                .iter()
+                .map(|&uid| MessageSummary {
+                    uid,
+                    ..Default::default()
+                })
+                .collect(),
+            count,
+            version: 3,
+            attempts,
+            not_before_ms: 9_000,
+            expires_at_ms: i64::MAX,
+            shrink: false,
+            unseen: Some(4),
+            uidvalidity: 7,
+            claim: 0,
+        }
+    }
+
+    fn read(uids: &[u32]) -> ReadMail<'_> {
+        ReadMail {
+            account_id: "a1",
+            mailbox: "INBOX",
+            uidvalidity: 7,
+            uids,
+            unseen: Some(1),
+            now_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_retry_left_with_unlisted_mail_keeps_its_time() {
+        // Two messages listed, one more counted (muted): the listed go.
+        let Forgotten::Changed(left, gone) = forget_read(waiting(&[5, 6], 3, 1), &read(&[6, 5]))
+        else {
+            panic!("unchanged");
+        };
+        assert_eq!(gone, [5, 6]);
+        assert_eq!((left.count, left.messages.len(), left.version), (1, 0, 4));
+        assert_eq!((left.not_before_ms, left.unseen), (9_000, Some(1)));
+        // Not yet tried, the same push would wait for mail worth one.
+        let Forgotten::Changed(left, _) = forget_read(waiting(&[5, 6], 3, 0), &read(&[5, 6]))
+        else {
+            panic!("unchanged");
+        };
+        assert_eq!(left.not_before_ms, DORMANT);
+    }
+
+    #[test]
+    fn a_due_push_or_one_of_another_uidvalidity_is_left_alone() {
+        let mut due = waiting(&[5], 1, 0);
+        due.not_before_ms = 1_000;
+        assert_eq!(forget_read(due, &read(&[5])), Forgotten::Unchanged);
+        let mut other = waiting(&[5], 1, 0);
+        other.uidvalidity = 8;
+        assert_eq!(forget_read(other, &read(&[5])), Forgotten::Unchanged);
+        let only = waiting(&[5], 1, 0);
+        assert_eq!(forget_read(only, &read(&[5])), Forgotten::Emptied(vec![5]));
+    }
 }

@@ -14,11 +14,11 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::group_commit::GroupCommit;
-use super::queued::{merge, remainder, reschedule};
+use super::queued::{forget_read, merge, remainder, reschedule, Forgotten};
 use super::sled_open::{open_when_released, start_group_commit, LOCK_WAIT};
 use super::{
     lists_mailbox, AccountRecord, AccountStored, Cursor, DeviceRecord, DeviceStored, Fence,
-    NewMail, PendingPush, PushKey, PushedWindow, Store, StoreError, StoreResult,
+    NewMail, PendingPush, PushKey, PushedWindow, ReadMail, Store, StoreError, StoreResult, Unshown,
 };
 use crate::metrics::Histogram;
 
@@ -544,6 +544,37 @@ impl Store for SledStore {
     async fn remove_push(&self, key: &PushKey) -> StoreResult<()> {
         self.pushes.remove(push_key(key))?;
         Ok(())
+    }
+
+    async fn forget_read(&self, read: &ReadMail<'_>) -> StoreResult<Vec<Unshown>> {
+        let mut changed = Vec::new();
+        for device in self.read_devices_of(read.account_id)? {
+            let key = PushKey {
+                device_id: device.id,
+                mailbox: read.mailbox.to_string(),
+            };
+            let mut gone = Vec::new();
+            // A corrupt entry is left to the deliverer, which drops it.
+            self.pushes.fetch_and_update(push_key(&key), |old| {
+                let old = old?;
+                let outcome = serde_json::from_slice(old)
+                    .map_or(Forgotten::Unchanged, |stored| forget_read(stored, read));
+                let (value, uids) = match outcome {
+                    Forgotten::Unchanged => (Some(old.to_vec()), Vec::new()),
+                    Forgotten::Changed(left, uids) => (serde_json::to_vec(&left).ok(), uids),
+                    Forgotten::Emptied(uids) => (None, uids),
+                };
+                gone = uids;
+                value
+            })?;
+            if !gone.is_empty() {
+                changed.push(Unshown {
+                    device_id: key.device_id,
+                    uids: gone,
+                });
+            }
+        }
+        Ok(changed)
     }
 
     async fn flush(&self) -> StoreResult<()> {

@@ -4,8 +4,8 @@
 //! moved or deleted elsewhere (from FETCH FLAGS and EXPUNGE or VANISHED
 //! during IDLE, NOTIFY's FlagChange and MessageExpunge, and a look at the
 //! window whenever the mailbox is selected, which catches up after a
-//! disconnect or a restart). The window in `Session::pushed` is always
-//! the selected mailbox's.
+//! disconnect or a restart), taking it out of pushes that still wait.
+//! The window in `Session::pushed` is always the selected mailbox's.
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use super::session::Session;
 use super::WatchError;
 use crate::mail::MessageSummary;
 use crate::notify::ReadNotice;
-use crate::store::{AccountRecord, DeviceMail, NewMail, DORMANT};
+use crate::store::{AccountRecord, DeviceMail, NewMail, ReadMail, DORMANT};
 
 /// How long after a flag change the watcher looks at what was read, so
 /// that a client marking many messages is answered with one look.
@@ -172,12 +172,29 @@ impl Session {
             .store
             .put_pushed_window(&self.account_id, mailbox, &self.pushed, self.fence)
             .await?;
+        // Before the `read` push: once it is seen, no summary lists the mail.
+        let unshown = self
+            .ctx
+            .store
+            .forget_read(&ReadMail {
+                account_id: &self.account_id,
+                mailbox,
+                uidvalidity: self.pushed.uidvalidity,
+                uids: &read,
+                unseen,
+                now_ms: self.ctx.clock.now_ms(),
+            })
+            .await?;
+        if !unshown.is_empty() {
+            tracing::debug!(account = %self.account_id, mailbox, pushes = unshown.len(), "read mail taken out of waiting pushes");
+        }
         self.ctx.reads.tell(ReadNotice {
             account_id: self.account_id.clone(),
             mailbox: mailbox.to_string(),
             uidvalidity: self.pushed.uidvalidity,
             uids: read,
             unseen,
+            unshown,
         });
         Ok(())
     }

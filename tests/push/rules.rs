@@ -1,7 +1,8 @@
 //! Rules per device with a real Dovecot: quiet hours read against a clock
 //! the test sets (the gateway's wall clock, shifted), VIPs breaking
-//! through, `only_direct` and `mute_lists` dropping the right messages
-//! while every push keeps the counts right.
+//! through, mail read elsewhere leaving the summary, `only_direct` and
+//! `mute_lists` dropping the right messages while every push keeps the
+//! counts right.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use lemonade::clock::WallClock;
 use crate::support::dovecot::Dovecot;
 use crate::support::gateway::{data_dir, test_config, Gateway};
 use crate::support::push::{PushReceiver, TestDevice};
+use crate::support::raw_imap::RawImap;
 use crate::support::scenario::{message, uids, PASSWORD, USER};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -23,8 +25,9 @@ struct Rig {
     dovecot: Dovecot,
     gateway: Gateway,
     device: TestDevice,
+    device_id: String,
     token: String,
-    _receiver: PushReceiver,
+    receiver: PushReceiver,
     _tmp: tempfile::TempDir,
 }
 
@@ -54,8 +57,9 @@ impl Rig {
             dovecot,
             gateway,
             device,
+            device_id: answer["device_id"].as_str().unwrap().to_string(),
             token,
-            _receiver: receiver,
+            receiver,
             _tmp: tmp,
         }
     }
@@ -83,12 +87,19 @@ impl Rig {
         .await;
     }
 
-    /// Polls the device's queued pushes (`GET /v1/devices`) until `done`.
+    /// The device's queued pushes, as `GET /v1/devices` lists them.
+    async fn queued(&self) -> Vec<Value> {
+        let (status, body) = self.gateway.get("/v1/devices", Some(&self.token)).await;
+        assert_eq!(status, 200);
+        let devices = body["devices"].as_array().unwrap();
+        let device = devices.iter().find(|d| d["device_id"] == self.device_id);
+        device.unwrap()["queued"].as_array().unwrap().clone()
+    }
+
+    /// Polls the device's queued pushes until `done`.
     async fn wait_queue(&self, done: impl Fn(&[Value]) -> bool) {
         for _ in 0..600 {
-            let (status, body) = self.gateway.get("/v1/devices", Some(&self.token)).await;
-            assert_eq!(status, 200);
-            if done(body["devices"][0]["queued"].as_array().unwrap()) {
+            if done(&self.queued().await) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -151,6 +162,63 @@ async fn quiet_hours_hold_mail_until_they_end_and_a_vip_breaks_through() {
     );
     assert_eq!(summary.payload["unseen"], 4);
     assert_eq!(rig.device.push_count(), 2, "nothing else was pushed");
+    rig.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_read_elsewhere_during_quiet_hours_leaves_the_summary() {
+    let clock = WallClock::system();
+    clock.set_now_ms(BERLIN_SEVEN_AM_MS - 600_000);
+    let rules = json!({
+        "quiet_hours": {"start": "22:00", "end": "07:00", "time_zone": "Europe/Berlin"},
+    });
+    let rig = Rig::start(clock.clone(), "headers", rules).await;
+    // A second device without rules: its `read` pushes say when a read
+    // was handled, since the quiet one is told of nothing it never saw.
+    let laptop_device = TestDevice::new(&rig.receiver);
+    let subscription = laptop_device.subscription_json();
+    rig.gateway
+        .add_device(&rig.token, subscription, &["INBOX"], "headers")
+        .await;
+    let first = rig.append("ann@example.org", "alice@test.local", "", "read soon");
+    let second = rig.append("bob@example.org", "alice@test.local", "", "read later");
+    let mut shown = Vec::new();
+    while shown.len() < 2 {
+        shown.extend(uids(&laptop_device.next_push(WAIT).await.payload));
+    }
+    rig.wait_held(2, "quiet_hours").await;
+
+    // Each read on the laptop is taken out of the held summary before the
+    // `read` push goes out; the last one leaves nothing to summarise.
+    let mut laptop = RawImap::login(rig.dovecot.imap_port(), USER, PASSWORD);
+    laptop.command("SELECT INBOX");
+    for (uid, left) in [(first, 1), (second, 0)] {
+        laptop.command(&format!("UID STORE {uid} +FLAGS (\\Seen)"));
+        let read = laptop_device.next_push(WAIT).await;
+        assert_eq!(read.payload["type"], "read", "{}", read.payload);
+        assert_eq!(read.payload["uids"], json!([uid]));
+        let queued = rig.queued().await;
+        assert_eq!(queued.len(), left, "{queued:?}");
+        if left > 0 {
+            assert_eq!(
+                (&queued[0]["count"], &queued[0]["held"]),
+                (&json!(1), &json!("quiet_hours"))
+            );
+        }
+    }
+    laptop.logout();
+
+    // After seven the quiet device's first push is new mail alone (no
+    // `read` push for mail it never saw), with the badge right.
+    clock.set_now_ms(BERLIN_SEVEN_AM_MS);
+    let third = rig.append("cy@example.org", "alice@test.local", "", "after seven");
+    let push = rig.device.next_push(WAIT).await;
+    assert_eq!(push.payload["type"], "mail", "{}", push.payload);
+    assert_eq!(uids(&push.payload), [u64::from(third)]);
+    assert_eq!(
+        (&push.payload["count"], &push.payload["unseen"]),
+        (&json!(1), &json!(1))
+    );
     rig.gateway.stop().await;
 }
 

@@ -10,10 +10,12 @@
 //! the node leases, account ownership and notifications between nodes are
 //! in `cluster.rs`, the send path's records in `send.rs`, what only
 //! `lemonade migrate` writes in `import.rs`, the statements the methods
-//! share inside their transactions in `rows.rs`.
+//! share inside their transactions in `rows.rs`, read mail taken out of
+//! waiting pushes in `forget.rs`.
 
 mod cluster;
 mod conn;
+mod forget;
 mod import;
 mod oauth;
 mod rows;
@@ -30,7 +32,7 @@ use rows::{decode, encode, millis, upsert_cursor, UNCLAIMED};
 use super::queued::{merge, remainder, reschedule};
 use super::{
     AccountRecord, AccountStored, Cursor, DeviceRecord, DeviceStored, Fence, NewMail, PendingPush,
-    PushKey, PushedWindow, Store, StoreError, StoreResult,
+    PushKey, PushedWindow, ReadMail, Store, StoreError, StoreResult, Unshown,
 };
 
 /// [`Store`] on PostgreSQL.
@@ -581,6 +583,10 @@ impl Store for PgStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn forget_read(&self, read: &ReadMail<'_>) -> StoreResult<Vec<Unshown>> {
+        self.forget_read_rows(read).await
     }
 
     /// Every commit is durable already.
