@@ -126,6 +126,7 @@ fn print_migrated(from: &Path, counts: &lemonade::store::migrate::Counts) {
     println!("tokens: {}", counts.tokens);
     println!("devices: {}", counts.devices);
     println!("cursors: {}", counts.cursors);
+    println!("windows of pushed mail: {}", counts.pushed_windows);
     println!("queued pushes: {}", counts.queued_pushes);
     println!("send settings: {}", counts.send_settings);
     println!(

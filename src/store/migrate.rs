@@ -3,7 +3,8 @@
 //! every account, token and device: users do not register again.
 //!
 //! Copied: accounts with their sealed credentials, every API token hash,
-//! devices (with their ids), cursors, queued pushes (as they are: version,
+//! devices (with their ids), cursors with their windows of pushed mail
+//! (whose reading is followed), queued pushes (as they are: version,
 //! attempts, earliest next try, expiry) and send settings. Not copied:
 //! unfinished sends and uploads, whose files are local to the old machine
 //! (they are counted, so the operator can tell). The accounts arrive
@@ -85,6 +86,8 @@ pub struct Counts {
     pub tokens: usize,
     pub devices: usize,
     pub cursors: usize,
+    /// Windows of pushed mail whose reading is followed, one per mailbox.
+    pub pushed_windows: usize,
     pub queued_pushes: usize,
     pub send_settings: usize,
     /// Records of accounts or devices that no longer exist (left by a
@@ -102,6 +105,7 @@ impl Counts {
         self.tokens += other.tokens;
         self.devices += other.devices;
         self.cursors += other.cursors;
+        self.pushed_windows += other.pushed_windows;
         self.queued_pushes += other.queued_pushes;
         self.send_settings += other.send_settings;
         self.skipped += other.skipped;
@@ -302,6 +306,10 @@ async fn copy_account(to: &PgStore, plan: AccountPlan<'_>) -> Result<Counts, Mig
     for c in &plan.cursors {
         to.put_cursor(&c.account_id, &c.mailbox, &c.cursor, Fence::SOLE_OWNER)
             .await?;
+        if let Some(window) = &c.pushed {
+            to.put_pushed_window(&c.account_id, &c.mailbox, window, Fence::SOLE_OWNER)
+                .await?;
+        }
     }
     for push in &plan.pushes {
         to.import_push(push).await?;
@@ -314,6 +322,7 @@ async fn copy_account(to: &PgStore, plan: AccountPlan<'_>) -> Result<Counts, Mig
         tokens: plan.tokens.len(),
         devices: plan.devices.len(),
         cursors: plan.cursors.len(),
+        pushed_windows: plan.cursors.iter().filter(|c| c.pushed.is_some()).count(),
         queued_pushes: plan.pushes.len(),
         send_settings: usize::from(plan.send_settings.is_some()),
         ..Counts::default()
@@ -383,6 +392,7 @@ mod tests {
                 highestmodseq: None,
                 max_uid_seen: false,
             },
+            pushed: None,
         }
     }
 

@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use super::send::{SendJob, SendSettings};
 use super::sled_open::{lock_held, open_when_released};
 use super::sled_store::SledStore;
-use super::{AccountRecord, Cursor, DeviceRecord, PendingPush, StoreError, StoreResult};
+use super::{
+    AccountRecord, Cursor, DeviceRecord, PendingPush, PushedWindow, StoreError, StoreResult,
+};
 
 /// Why an existing sled store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +28,14 @@ pub enum SledOpenError {
     Store(#[from] StoreError),
 }
 
-/// A cursor as the store keeps it: per account and mailbox.
+/// A cursor as the store keeps it: per account and mailbox, with the
+/// mailbox's window of pushed mail whose reading is followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportedCursor {
     pub account_id: String,
     pub mailbox: String,
     pub cursor: Cursor,
+    pub pushed: Option<PushedWindow>,
 }
 
 /// Everything in a sled store that another backend can take over, as read
@@ -150,16 +154,25 @@ impl SledStore {
 
     fn all_cursors(&self) -> StoreResult<Vec<ExportedCursor>> {
         let mut out = Vec::new();
+        let windows = self.tree("pushed")?;
         for entry in self.tree("cursors")?.iter() {
             let (key, value) = entry?;
             let (account_id, mailbox) = split_pair("cursors", &key)?;
-            let cursor = serde_json::from_slice(&value).map_err(|e| {
-                StoreError::Corrupt(format!("cursors {account_id:?} {mailbox:?}: {e}"))
-            })?;
+            let corrupt = |tree: &str, e: serde_json::Error| {
+                StoreError::Corrupt(format!("{tree} {account_id:?} {mailbox:?}: {e}"))
+            };
+            let cursor = serde_json::from_slice(&value).map_err(|e| corrupt("cursors", e))?;
+            let pushed = match windows.get(&key)? {
+                Some(window) => {
+                    Some(serde_json::from_slice(&window).map_err(|e| corrupt("pushed", e))?)
+                }
+                None => None,
+            };
             out.push(ExportedCursor {
                 account_id,
                 mailbox,
                 cursor,
+                pushed,
             });
         }
         Ok(out)
@@ -210,6 +223,10 @@ mod tests {
             .put_cursor("a1", "Work", &cursor, Fence::SOLE_OWNER)
             .await
             .unwrap();
+        let mut window = PushedWindow::default();
+        window.add(7, [2, 1]);
+        let put = store.put_pushed_window("a1", "Work", &window, Fence::SOLE_OWNER);
+        put.await.unwrap();
         let devices = ["d1".to_string()];
         let mail = NewMail {
             account_id: "a1",
@@ -237,6 +254,8 @@ mod tests {
         mailboxes.sort();
         assert_eq!(mailboxes, ["INBOX", "Work"]);
         assert!(export.cursors.iter().all(|c| c.cursor == cursor));
+        let windows: Vec<_> = export.cursors.iter().map(|c| c.pushed.as_ref()).collect();
+        assert!(windows.contains(&Some(&window)) && windows.contains(&None));
         assert_eq!(export.pushes, store.pending_pushes().await.unwrap());
         assert_eq!(export.pushes[0].count, 2);
         assert_eq!(export.send_settings, [("a1".to_string(), settings)]);

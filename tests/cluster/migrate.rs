@@ -9,7 +9,9 @@ use std::process::Output;
 use lemonade::store::conformance::{account, device};
 use lemonade::store::migrate::{self, Counts, MigrateError};
 use lemonade::store::send::{SendSettings, SendStore};
-use lemonade::store::{Cursor, DeviceMail, Fence, NewMail, PgOptions, PgStore, SledStore, Store};
+use lemonade::store::{
+    Cursor, DeviceMail, Fence, NewMail, PgOptions, PgStore, PushedWindow, SledStore, Store,
+};
 use serde_json::{json, Value};
 
 use super::nodes::{wait_subject, WAIT};
@@ -233,6 +235,13 @@ async fn a_migrated_store_keeps_every_account_watching_with_its_devices_and_toke
     assert!(!seen.iter().any(|s| s == "old mail"), "{seen:?}");
 }
 
+/// Messages 7 and 8 of INBOX, pushed and followed for reading.
+fn pushed_window() -> PushedWindow {
+    let mut window = PushedWindow::default();
+    window.add(7, [8, 7]);
+    window
+}
+
 /// A cursor of uidvalidity 7.
 fn cursor(uidnext: u32) -> Cursor {
     Cursor {
@@ -244,8 +253,8 @@ fn cursor(uidnext: u32) -> Cursor {
 }
 
 /// Fills a sled store through its trait: `a1` with two tokens, a
-/// device, two cursors and a push retried three times; `a2` with every
-/// token revoked and send settings.
+/// device, two cursors (INBOX's with a window of pushed mail) and a push
+/// retried three times; `a2` with every token revoked and send settings.
 async fn filled_sled(dir: &Path) -> SledStore {
     let sled = SledStore::open(dir).unwrap();
     sled.create_account(&account("a1"), &[1; 32]).await.unwrap();
@@ -271,6 +280,9 @@ async fn filled_sled(dir: &Path) -> SledStore {
     sled.reschedule_push(&keys[0], 3, 3_000_000_000_000, false)
         .await
         .unwrap();
+    let window = pushed_window();
+    let put = sled.put_pushed_window("a1", "INBOX", &window, Fence::SOLE_OWNER);
+    put.await.unwrap();
     let settings = SendSettings {
         save_sent: Some(true),
         sent_mailbox: None,
@@ -294,6 +306,7 @@ async fn the_copy_takes_every_token_and_refuses_a_used_database() {
         tokens: 2,
         devices: 1,
         cursors: 2,
+        pushed_windows: 1,
         queued_pushes: 1,
         send_settings: 1,
         ..Counts::default()
@@ -316,6 +329,9 @@ async fn the_copy_takes_every_token_and_refuses_a_used_database() {
     );
     assert_eq!(pg.cursor("a1", "Work").await.unwrap(), Some(cursor(4)));
     assert_eq!(pg.cursor("a1", "INBOX").await.unwrap(), Some(cursor(9)));
+    let window = pg.pushed_window("a1", "INBOX").await.unwrap();
+    assert_eq!(window, Some(pushed_window()));
+    assert_eq!(pg.pushed_window("a1", "Work").await.unwrap(), None);
     let settings = pg.send_settings("a2").await.unwrap();
     assert_eq!(settings, sled.send_settings("a2").await.unwrap());
 
