@@ -24,6 +24,7 @@ use crate::mail::MessageSummary;
 mod rules;
 use rules::{
     a_device_s_rules_are_kept_and_replaced_in_place,
+    held_mail_merged_during_a_delivery_keeps_waiting,
     held_pushes_wait_until_mail_worth_a_push_wakes_them,
     pushed_windows_are_kept_per_mailbox_and_go_with_their_mailbox,
     read_mail_leaves_only_the_pushes_that_wait,
@@ -68,6 +69,7 @@ const CASES: &[(&str, Case)] = cases![
     held_pushes_wait_until_mail_worth_a_push_wakes_them,
     pushed_windows_are_kept_per_mailbox_and_go_with_their_mailbox,
     read_mail_leaves_only_the_pushes_that_wait,
+    held_mail_merged_during_a_delivery_keeps_waiting,
 ];
 
 /// Runs every case, each on a fresh store; panics naming the failed case.

@@ -139,6 +139,22 @@ pub(super) async fn read_mail_leaves_only_the_pushes_that_wait(h: &dyn Harness) 
     assert_eq!(d1.not_before_ms, DORMANT);
 }
 
+pub(super) async fn held_mail_merged_during_a_delivery_keeps_waiting(h: &dyn Harness) {
+    let store = &*h.fresh().await;
+    add_account(store, "a1", 1).await;
+    add_device(store, "d1", "a1", &["INBOX"]).await;
+    record_held(store, 1, 0).await;
+    let keys = store.due_pushes(0, 10).await.unwrap();
+    let on_its_way = store.claim_push(&keys[0], 60_000).await.unwrap().unwrap();
+    // Quiet hours began while the push was being sent.
+    record_held(store, 2, 5_000).await;
+    assert!(!store.finish_push(&keys[0], &on_its_way).await.unwrap());
+    assert!(store.due_pushes(4_999, 10).await.unwrap().is_empty());
+    assert_eq!(store.due_pushes(5_000, 10).await.unwrap(), keys);
+    let left = store.claim_push(&keys[0], 60_000).await.unwrap().unwrap();
+    assert_eq!((left.count, left.messages[0].uid), (1, 2));
+}
+
 pub(super) async fn pushed_windows_are_kept_per_mailbox_and_go_with_their_mailbox(h: &dyn Harness) {
     let store = &*h.fresh().await;
     add_account(store, "a1", 1).await;

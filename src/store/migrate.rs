@@ -379,6 +379,7 @@ mod tests {
             unseen: None,
             uidvalidity: 0,
             claim: 0,
+            merge_times: Vec::new(),
         }
     }
 

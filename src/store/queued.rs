@@ -2,7 +2,10 @@
 //! into it, and a delivery leaves only what merged after the delivered
 //! version. Pure functions, shared by every backend.
 
-use super::{DeviceMail, NewMail, PendingPush, PushKey, ReadMail, DORMANT, MAX_QUEUED_MESSAGES};
+use super::{
+    DeviceMail, NewMail, PendingPush, PushKey, ReadMail, DORMANT, MAX_MERGE_TIMES,
+    MAX_QUEUED_MESSAGES,
+};
 
 /// Merges a device's share of new mail into its pending push. Messages the
 /// push already holds (the same mail found again after a crash that kept
@@ -26,6 +29,7 @@ pub(super) fn merge(
         count: 0,
         version: 0,
         claim: 0,
+        merge_times: Vec::new(),
         attempts: 0,
         not_before_ms: share.not_before_ms,
         expires_at_ms: 0,
@@ -50,6 +54,9 @@ pub(super) fn merge(
         .count
         .saturating_add(share.count.saturating_sub(repeated));
     push.version += 1;
+    push.merge_times.push((push.version, share.not_before_ms));
+    let old = push.merge_times.len().saturating_sub(MAX_MERGE_TIMES);
+    push.merge_times.drain(..old);
     push.expires_at_ms = push.expires_at_ms.max(share.expires_at_ms);
     if !fresh && push.attempts == 0 {
         push.not_before_ms = push.not_before_ms.min(share.not_before_ms);
@@ -62,10 +69,22 @@ pub(super) fn merge(
 }
 
 /// What is left of `stored` once `delivered` reached the device: nothing
-/// when no mail merged in since, else only what merged after it.
+/// when no mail merged in since, else only what merged after it, which
+/// waits as its own mail would have: mail held for quiet hours is not
+/// pushed at once because a push was on its way when it came, nor is
+/// muted mail alone. (When the push does not remember every change since,
+/// what is left goes out at once, as before.)
 pub(super) fn remainder(mut stored: PendingPush, delivered: &PendingPush) -> Option<PendingPush> {
     if stored.version == delivered.version {
         return None;
+    }
+    let since: Vec<i64> = (stored.merge_times.iter())
+        .filter(|(version, _)| *version > delivered.version)
+        .map(|(_, at)| *at)
+        .collect();
+    let changes = stored.version.saturating_sub(delivered.version);
+    if since.len() as u64 == changes && stored.attempts == 0 {
+        stored.not_before_ms = since.into_iter().min().unwrap_or(stored.not_before_ms);
     }
     stored.count = stored.count.saturating_sub(delivered.count);
     stored
@@ -158,6 +177,7 @@ mod tests {
             unseen: Some(4),
             uidvalidity: 7,
             claim: 0,
+            merge_times: Vec::new(),
         }
     }
 
@@ -188,6 +208,65 @@ mod tests {
             panic!("unchanged");
         };
         assert_eq!(left.not_before_ms, DORMANT);
+    }
+
+    /// Merges one message (or, with no uid, one muted) due at `not_before_ms`.
+    fn merged(existing: Option<PendingPush>, uid: Option<u32>, not_before_ms: i64) -> PendingPush {
+        let key = waiting(&[], 0, 0).key;
+        let messages: Vec<MessageSummary> = uid
+            .map(|uid| MessageSummary {
+                uid,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        let share = DeviceMail {
+            device_id: "d1",
+            messages: std::borrow::Cow::Owned(messages),
+            count: 1,
+            not_before_ms,
+            expires_at_ms: i64::MAX,
+        };
+        let mail = NewMail {
+            account_id: "a1",
+            mailbox: "INBOX",
+            deliveries: Vec::new(),
+            cursor: crate::store::Cursor {
+                uidvalidity: 7,
+                uidnext: 10,
+                highestmodseq: None,
+                max_uid_seen: false,
+            },
+            unseen: None,
+            fence: crate::store::Fence::SOLE_OWNER,
+        };
+        merge(existing, key, &mail, &share)
+    }
+
+    #[test]
+    fn mail_merged_while_a_push_was_on_its_way_waits_as_its_own_would() {
+        let on_its_way = merged(None, Some(1), 0);
+        let held = merged(Some(on_its_way.clone()), Some(2), 9_000);
+        let left = remainder(held.clone(), &on_its_way).unwrap();
+        assert_eq!(
+            (left.not_before_ms, left.count, left.messages.len()),
+            (9_000, 1, 1)
+        );
+        let muted = merged(Some(on_its_way.clone()), None, DORMANT);
+        assert_eq!(
+            remainder(muted, &on_its_way).unwrap().not_before_ms,
+            DORMANT
+        );
+        // Mail worth a push now among what came: all of it goes now.
+        let due = merged(Some(held), Some(3), 0);
+        assert_eq!(remainder(due, &on_its_way).unwrap().not_before_ms, 0);
+        // A push that forgot some of its merges sends what is left at once.
+        let mut many = on_its_way.clone();
+        for uid in 10..20 {
+            many = merged(Some(many), Some(uid), 9_000);
+        }
+        assert_eq!(many.merge_times.len(), MAX_MERGE_TIMES);
+        assert_eq!(remainder(many, &on_its_way).unwrap().not_before_ms, 0);
     }
 
     #[test]

@@ -173,6 +173,7 @@ async fn no_queued_push_outlives_its_account() {
         unseen: None,
         uidvalidity: 0,
         claim: 0,
+        merge_times: Vec::new(),
     };
     store
         .pushes
@@ -215,6 +216,7 @@ async fn an_entry_queued_whole_shrinks_at_its_next_retry() {
         unseen: None,
         uidvalidity: 0,
         claim: 0,
+        merge_times: Vec::new(),
     };
     store
         .pushes

@@ -246,7 +246,16 @@ pub struct PendingPush {
     /// `Store::claim_push`); 0 otherwise.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub claim: i64,
+    /// The latest merges' versions and the times their mail could go out
+    /// (`DeviceMail::not_before_ms`), newest last, at most
+    /// [`MAX_MERGE_TIMES`]: what a delivery leaves waits as its own mail
+    /// would have (quiet hours, muted) rather than going out at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merge_times: Vec<(u64, i64)>,
 }
+
+/// Merges whose times a queued push remembers.
+pub const MAX_MERGE_TIMES: usize = 8;
 
 fn is_zero(n: &i64) -> bool {
     *n == 0
