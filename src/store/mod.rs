@@ -327,7 +327,8 @@ pub trait Store: SendStore + OAuthStore + Send + Sync + 'static {
     /// wait (quiet hours, a retry's backoff, muted mail only) and nobody
     /// holds, so that a summary never lists mail already read elsewhere;
     /// a push left with nothing is dropped. Returns, for each device whose
-    /// push changed, the UIDs taken out: mail it was never shown.
+    /// push changed, the UIDs taken out: mail it was never shown. Not
+    /// fenced: a read is a fact of the server, whichever node reports it.
     async fn forget_read(&self, read: &ReadMail<'_>) -> StoreResult<Vec<Unshown>>;
 
     /// Makes every write so far durable (nothing to do for a backend whose

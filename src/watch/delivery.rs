@@ -167,12 +167,8 @@ impl Session {
         }
         self.read_throttle.found();
         let unseen = self.client.unseen_count(mailbox).await?;
-        self.pushed.remove(&read);
-        self.ctx
-            .store
-            .put_pushed_window(&self.account_id, mailbox, &self.pushed, self.fence)
-            .await?;
-        // Before the `read` push: once it is seen, no summary lists the mail.
+        // Out of waiting pushes first: should the store fail, the window
+        // still holds the mail and the next look reports it again.
         let unshown = self
             .ctx
             .store
@@ -188,6 +184,11 @@ impl Session {
         if !unshown.is_empty() {
             tracing::debug!(account = %self.account_id, mailbox, pushes = unshown.len(), "read mail taken out of waiting pushes");
         }
+        self.pushed.remove(&read);
+        self.ctx
+            .store
+            .put_pushed_window(&self.account_id, mailbox, &self.pushed, self.fence)
+            .await?;
         self.ctx.reads.tell(ReadNotice {
             account_id: self.account_id.clone(),
             mailbox: mailbox.to_string(),
