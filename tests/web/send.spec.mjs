@@ -128,7 +128,9 @@ export default async function (t) {
     const uploadsBefore = uploads.length;
     await t.go(`#/m/INBOX/${t.uids.report}`);
     await page.locator('#forward').click();
-    const forwarded = page.locator('.attachments li', { hasText: 'report.bin' });
+    // The compose screen's list: the message screen's, with the same
+    // file, may still be showing for a moment.
+    const forwarded = page.locator('.compose .attachments li', { hasText: 'report.bin' });
     await forwarded.waitFor();
     assert.match(await forwarded.innerText(), /forwarded from the original/);
     assert.equal(await page.getByLabel('Subject').inputValue(), 'Fwd: the report');
